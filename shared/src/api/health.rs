@@ -1,0 +1,69 @@
+//! `GET /healthz`: which backends are configured and whether they answer.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+
+/// Health of one backend.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Backend {
+    /// Backend name (`sqlite`, `postgres`, `fs`, `s3`, …).
+    pub backend: &'static str,
+    /// Whether it answered.
+    pub ok: bool,
+    /// Error when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The health report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` when every backend answered, else `degraded`.
+    pub status: &'static str,
+    /// The database.
+    pub store: Backend,
+    /// Object storage.
+    pub blob: Backend,
+    /// Whether ANTHROPIC_API_KEY is set (runs fail without it).
+    pub model_configured: bool,
+    /// Model id in use.
+    pub model: String,
+    /// Apna version.
+    pub version: &'static str,
+}
+
+/// Reports backend health; 503 when one of them does not answer.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let (s, b) = tokio::join!(state.store.ping(), state.blobs.ping());
+    let store = Backend {
+        backend: state.store.backend(),
+        ok: s.is_ok(),
+        error: s.err().map(|e| e.to_string()),
+    };
+    let blob = Backend {
+        backend: state.blobs.backend(),
+        ok: b.is_ok(),
+        error: b.err().map(|e| e.to_string()),
+    };
+    let ok = store.ok && blob.ok;
+    let health = Health {
+        status: if ok { "ok" } else { "degraded" },
+        store,
+        blob,
+        model_configured: state.config.anthropic_api_key.is_some(),
+        model: state.config.anthropic_model.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(health))
+}

@@ -1,0 +1,308 @@
+//! Every setting, read from the environment once at startup.
+//!
+//! Names follow the seed where it had one (PORT, DATABASE_URL, S3_BUCKET, …).
+//! With nothing set, `apna serve` runs on the embedded defaults: SQLite and
+//! snapshots under `APNA_DATA_DIR`, local sandboxes, the built-in workflow
+//! interpreter. A malformed value is an [`Error::Config`] naming the variable.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// The default model (overridable with `ANTHROPIC_MODEL`).
+pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+
+/// All settings.
+#[derive(Clone)]
+pub struct Config {
+    /// Address `apna serve` binds (`APNA_BIND`, default 127.0.0.1).
+    pub bind: IpAddr,
+    /// Port `apna serve` listens on (`PORT`, default 3000).
+    pub port: u16,
+    /// Where embedded backends keep their files (`APNA_DATA_DIR`, default `./.apna`).
+    pub data_dir: PathBuf,
+    /// Store URL (`DATABASE_URL`, default `sqlite://{data_dir}/apna.db`).
+    pub database_url: String,
+    /// Anthropic API key (`ANTHROPIC_API_KEY`); without it runs fail with a clear message.
+    pub anthropic_api_key: Option<String>,
+    /// Model id (`ANTHROPIC_MODEL`).
+    pub anthropic_model: String,
+    /// Messages API base URL (`ANTHROPIC_BASE_URL`, default https://api.anthropic.com).
+    pub anthropic_base_url: String,
+    /// Snapshot bucket (`S3_BUCKET`); unset means snapshots on disk.
+    pub s3_bucket: Option<String>,
+    /// Bucket region (`S3_REGION`, default us-east-1).
+    pub s3_region: String,
+    /// S3-compatible endpoint (`S3_ENDPOINT`), e.g. MinIO, R2 or moto.
+    pub s3_endpoint: Option<String>,
+    /// Kubeconfig path (`KUBE_CONFIG_PATH`).
+    pub kube_config_path: Option<PathBuf>,
+    /// Namespace for project pods (`KUBE_NAMESPACE`, default `apna`).
+    pub kube_namespace: String,
+    /// Sandbox image (`CONTAINER_IMAGE`).
+    pub container_image: String,
+    /// Wildcard preview domain (`CADDY_DOMAIN`); unset means `{id}.localhost:{PORT}`.
+    pub caddy_domain: Option<String>,
+    /// How often idle projects are swept (`CLEANUP_INTERVAL_MINUTES`, default 10).
+    pub cleanup_interval: Duration,
+    /// Idle time before hibernation (`POD_TTL_HOURS`, default 1; fractions allowed).
+    pub pod_ttl: Duration,
+    /// HS256 secret for API tokens (`APNA_JWT_SECRET`); unset means single-user mode.
+    pub jwt_secret: Option<String>,
+    /// Verify attempts before giving up (`APNA_MAX_FIX_ATTEMPTS`, default 4 as in the seed).
+    pub max_fix_attempts: u32,
+    /// Model calls per run (`APNA_MAX_STEPS`, default 40).
+    pub max_steps: u32,
+    /// Output tokens per run (`APNA_MAX_OUTPUT_TOKENS`, default 200000).
+    pub max_output_tokens: u64,
+    /// Dollars per run (`APNA_MAX_COST_USD`, default 5).
+    pub max_cost_usd: f64,
+    /// Projects per user (`APNA_MAX_PROJECTS`, default 100).
+    pub max_projects_per_user: i64,
+    /// Concurrent runs per user (`APNA_MAX_ACTIVE_RUNS`, default 3).
+    pub max_active_runs_per_user: i64,
+    /// Longest prompt or chat message, in characters (`APNA_MAX_PROMPT_CHARS`, default 20000).
+    pub max_prompt_chars: usize,
+    /// Origins allowed by CORS (`APNA_CORS_ORIGINS`, comma-separated; empty = same origin only).
+    pub cors_origins: Vec<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never reach logs: print everything else.
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("port", &self.port)
+            .field("data_dir", &self.data_dir)
+            .field("database", &redact_url(&self.database_url))
+            .field(
+                "anthropic_api_key",
+                &self.anthropic_api_key.as_ref().map(|_| "<set>"),
+            )
+            .field("anthropic_model", &self.anthropic_model)
+            .field("anthropic_base_url", &self.anthropic_base_url)
+            .field("s3_bucket", &self.s3_bucket)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("caddy_domain", &self.caddy_domain)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL with its password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    /// Reads settings from a map (tests use this instead of mutating the process env).
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self> {
+        let get = |k: &str| {
+            vars.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let data_dir = PathBuf::from(get("APNA_DATA_DIR").unwrap_or_else(|| ".apna".into()));
+        let database_url = match get("DATABASE_URL") {
+            Some(u) => {
+                let ok = u.starts_with("sqlite:")
+                    || ((u.starts_with("postgres://") || u.starts_with("postgresql://"))
+                        && url::Url::parse(&u).is_ok());
+                if !ok {
+                    return Err(Error::Config {
+                        var: "DATABASE_URL",
+                        message: format!(
+                            "{:?} is not a database URL; use postgres://user:pass@host/db or sqlite://path",
+                            redact_url(&u)
+                        ),
+                    });
+                }
+                u
+            }
+            None => format!("sqlite://{}", data_dir.join("apna.db").display()),
+        };
+        let anthropic_base_url = get("ANTHROPIC_BASE_URL")
+            .unwrap_or_else(|| "https://api.anthropic.com".into())
+            .trim_end_matches('/')
+            .to_string();
+        check_http_url("ANTHROPIC_BASE_URL", &anthropic_base_url)?;
+        let s3_endpoint = get("S3_ENDPOINT");
+        if let Some(e) = &s3_endpoint {
+            check_http_url("S3_ENDPOINT", e)?;
+        }
+        if let Some(d) = get("CADDY_DOMAIN") {
+            let ok = d.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+            if !ok {
+                return Err(Error::Config {
+                    var: "CADDY_DOMAIN",
+                    message: format!("{d:?} is not a domain name like preview.example.com"),
+                });
+            }
+        }
+        Ok(Config {
+            bind: parse_or(&get("APNA_BIND"), "APNA_BIND", IpAddr::from([127, 0, 0, 1]))?,
+            port: parse_or(&get("PORT"), "PORT", 3000u16)?,
+            database_url,
+            anthropic_api_key: get("ANTHROPIC_API_KEY"),
+            anthropic_model: get("ANTHROPIC_MODEL").unwrap_or_else(|| DEFAULT_MODEL.into()),
+            anthropic_base_url,
+            s3_bucket: get("S3_BUCKET"),
+            s3_region: get("S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+            s3_endpoint,
+            kube_config_path: get("KUBE_CONFIG_PATH").map(PathBuf::from),
+            kube_namespace: get("KUBE_NAMESPACE").unwrap_or_else(|| "apna".into()),
+            container_image: get("CONTAINER_IMAGE")
+                .unwrap_or_else(|| "ghcr.io/apna-dev/preview:latest".into()),
+            caddy_domain: get("CADDY_DOMAIN"),
+            cleanup_interval: Duration::from_secs_f64(
+                positive(
+                    &get("CLEANUP_INTERVAL_MINUTES"),
+                    "CLEANUP_INTERVAL_MINUTES",
+                    10.0,
+                )? * 60.0,
+            ),
+            pod_ttl: Duration::from_secs_f64(
+                positive(&get("POD_TTL_HOURS"), "POD_TTL_HOURS", 1.0)? * 3600.0,
+            ),
+            jwt_secret: get("APNA_JWT_SECRET"),
+            max_fix_attempts: parse_or(&get("APNA_MAX_FIX_ATTEMPTS"), "APNA_MAX_FIX_ATTEMPTS", 4)?,
+            max_steps: parse_or(&get("APNA_MAX_STEPS"), "APNA_MAX_STEPS", 40)?,
+            max_output_tokens: parse_or(
+                &get("APNA_MAX_OUTPUT_TOKENS"),
+                "APNA_MAX_OUTPUT_TOKENS",
+                200_000,
+            )?,
+            max_cost_usd: positive(&get("APNA_MAX_COST_USD"), "APNA_MAX_COST_USD", 5.0)?,
+            max_projects_per_user: parse_or(&get("APNA_MAX_PROJECTS"), "APNA_MAX_PROJECTS", 100)?,
+            max_active_runs_per_user: parse_or(
+                &get("APNA_MAX_ACTIVE_RUNS"),
+                "APNA_MAX_ACTIVE_RUNS",
+                3,
+            )?,
+            max_prompt_chars: parse_or(
+                &get("APNA_MAX_PROMPT_CHARS"),
+                "APNA_MAX_PROMPT_CHARS",
+                20_000,
+            )?,
+            cors_origins: get("APNA_CORS_ORIGINS")
+                .map(|s| {
+                    s.split(',')
+                        .map(|o| o.trim().to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            data_dir,
+        })
+    }
+
+    /// The public URL of a project's preview.
+    pub fn preview_url(&self, project_id: &str) -> String {
+        match &self.caddy_domain {
+            Some(d) => format!("https://{project_id}.{d}/"),
+            None => format!("http://{project_id}.localhost:{}/", self.port),
+        }
+    }
+}
+
+fn check_http_url(var: &'static str, value: &str) -> Result<()> {
+    match url::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(Error::Config {
+            var,
+            message: format!("{value:?} is not an http(s) URL"),
+        }),
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(v: &Option<String>, var: &'static str, default: T) -> Result<T> {
+    match v {
+        None => Ok(default),
+        Some(s) => s.parse().map_err(|_| Error::Config {
+            var,
+            message: format!("{s:?} is not a valid value"),
+        }),
+    }
+}
+
+fn positive(v: &Option<String>, var: &'static str, default: f64) -> Result<f64> {
+    let x: f64 = parse_or(v, var, default)?;
+    if x.is_finite() && x > 0.0 {
+        Ok(x)
+    } else {
+        Err(Error::Config {
+            var,
+            message: format!("must be a positive number, got {x}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = Config::from_vars(HashMap::new()).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.anthropic_model, DEFAULT_MODEL);
+        assert!(c.database_url.starts_with("sqlite://"));
+        assert_eq!(c.cleanup_interval, Duration::from_secs(600));
+        assert_eq!(c.pod_ttl, Duration::from_secs(3600));
+        assert_eq!(c.preview_url("abc"), "http://abc.localhost:3000/");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (k, v) in [
+            ("DATABASE_URL", "nonsense"),
+            ("PORT", "http"),
+            ("POD_TTL_HOURS", "-1"),
+            ("S3_ENDPOINT", "not a url"),
+            ("CADDY_DOMAIN", "a..b"),
+            ("ANTHROPIC_BASE_URL", "ftp://x"),
+        ] {
+            let e = Config::from_vars(vars(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().starts_with(k), "{k}: {e}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = Config::from_vars(vars(&[
+            ("ANTHROPIC_API_KEY", "sk-ant-secret"),
+            ("DATABASE_URL", "postgres://u:hunter2@h/db"),
+        ]))
+        .unwrap();
+        let s = format!("{c:?}");
+        assert!(
+            !s.contains("sk-ant-secret") && !s.contains("hunter2"),
+            "{s}"
+        );
+    }
+}

@@ -1,0 +1,643 @@
+//! The nouns of Apna: users, projects, conversation messages, runs, run events,
+//! versions and workflow executions, plus the one place status transitions are
+//! checked.
+//!
+//! Timestamps are UTC; the stores keep them as epoch milliseconds so SQLite,
+//! PostgreSQL and DynamoDB hold identical values.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::{Error, Result};
+
+/// The current time, truncated to milliseconds (the stores' resolution), so a
+/// value read back compares equal to the value written.
+pub fn now() -> DateTime<Utc> {
+    from_millis(Utc::now().timestamp_millis())
+}
+
+/// Epoch milliseconds to a UTC timestamp (out-of-range values clamp to the epoch).
+pub fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A new project id: a UUID, which is also a valid DNS label for preview hosts.
+pub fn new_project_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A new run id: a time-ordered UUID (v7), also used as the execution name.
+pub fn new_run_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Whether `id` has the shape of an id we issue (so it is safe in hosts, keys and paths).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A person using Apna; `id` is the token's `sub`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    /// Stable user id (JWT `sub`, or `local` in single-user mode).
+    pub id: String,
+    /// Optional e-mail address.
+    pub email: Option<String>,
+    /// When the user was first seen.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Lifecycle of a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectStatus {
+    /// Just created; no run has started yet.
+    Creating,
+    /// A run is generating or changing the app.
+    Building,
+    /// The app is built and the preview is (or can be) served.
+    Ready,
+    /// The last run failed; the project is still usable.
+    Failed,
+    /// The sandbox was removed after a verified snapshot; any access wakes it.
+    Hibernated,
+    /// Soft-deleted.
+    Deleted,
+}
+
+impl ProjectStatus {
+    /// The status as stored and sent over the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectStatus::Creating => "creating",
+            ProjectStatus::Building => "building",
+            ProjectStatus::Ready => "ready",
+            ProjectStatus::Failed => "failed",
+            ProjectStatus::Hibernated => "hibernated",
+            ProjectStatus::Deleted => "deleted",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "creating" => ProjectStatus::Creating,
+            "building" => ProjectStatus::Building,
+            "ready" => ProjectStatus::Ready,
+            "failed" => ProjectStatus::Failed,
+            "hibernated" => ProjectStatus::Hibernated,
+            "deleted" => ProjectStatus::Deleted,
+            other => return Err(Error::Store(format!("unknown project status {other:?}"))),
+        })
+    }
+
+    /// Whether a project may move from `self` to `next`. The one place this is decided.
+    pub fn can_become(self, next: ProjectStatus) -> bool {
+        use ProjectStatus::*;
+        matches!(
+            (self, next),
+            (Creating, Building | Failed | Deleted)
+                | (Building, Ready | Failed | Deleted)
+                | (Ready, Building | Hibernated | Deleted)
+                | (Failed, Building | Ready | Hibernated | Deleted)
+                | (Hibernated, Ready | Building | Deleted)
+        )
+    }
+
+    /// Checks a transition, with an error naming both ends.
+    pub fn check_transition(self, next: ProjectStatus) -> Result<()> {
+        if self.can_become(next) {
+            Ok(())
+        } else {
+            Err(Error::Conflict(format!(
+                "project cannot go from {} to {}",
+                self.as_str(),
+                next.as_str()
+            )))
+        }
+    }
+}
+
+/// An app being built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Project {
+    /// Project id (UUID; also the preview host label).
+    pub id: String,
+    /// Owner's user id.
+    pub owner: String,
+    /// Display name, derived from the first prompt.
+    pub name: String,
+    /// The prompt the project was created from.
+    pub prompt: String,
+    /// Template name (`vite-react`).
+    pub template: String,
+    /// Lifecycle status.
+    pub status: ProjectStatus,
+    /// Last error shown to the user, when status is `failed`.
+    pub error: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last modification of this record.
+    pub updated_at: DateTime<Utc>,
+    /// Last time a person or a run touched the project (drives hibernation).
+    pub last_active: DateTime<Utc>,
+    /// Set when soft-deleted.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl Project {
+    /// A new project in status `creating`.
+    pub fn new(owner: &str, prompt: &str, template: &str) -> Self {
+        let t = now();
+        Project {
+            id: new_project_id(),
+            owner: owner.to_string(),
+            name: name_from_prompt(prompt),
+            prompt: prompt.to_string(),
+            template: template.to_string(),
+            status: ProjectStatus::Creating,
+            error: None,
+            created_at: t,
+            updated_at: t,
+            last_active: t,
+            deleted_at: None,
+        }
+    }
+}
+
+/// A short display name from a prompt: its first words, at most 48 characters.
+pub fn name_from_prompt(prompt: &str) -> String {
+    let words: Vec<&str> = prompt.split_whitespace().collect();
+    let mut name = String::new();
+    for w in words {
+        if name.chars().count() + w.chars().count() + 1 > 48 {
+            break;
+        }
+        if !name.is_empty() {
+            name.push(' ');
+        }
+        name.push_str(w);
+    }
+    if name.is_empty() {
+        let cut: String = prompt.trim().chars().take(48).collect();
+        if cut.is_empty() {
+            return "Untitled app".into();
+        }
+        return cut;
+    }
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().collect::<String>() + chars.as_str(),
+        None => name,
+    }
+}
+
+/// Who wrote a conversation message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The person, or tool results sent back to the model.
+    User,
+    /// The model.
+    Assistant,
+}
+
+impl Role {
+    /// The role as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+
+    /// Parses a stored role.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "user" => Ok(Role::User),
+            "assistant" => Ok(Role::Assistant),
+            other => Err(Error::Store(format!("unknown role {other:?}"))),
+        }
+    }
+}
+
+/// One block of message content, in the Anthropic Messages shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentBlock {
+    /// Plain text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// The model asks for a tool call.
+    ToolUse {
+        /// Tool-use id, echoed by the matching result.
+        id: String,
+        /// Tool name.
+        name: String,
+        /// Tool arguments.
+        #[schema(value_type = Object)]
+        input: Value,
+    },
+    /// The result of a tool call, sent back to the model.
+    ToolResult {
+        /// The id of the `tool_use` this answers.
+        tool_use_id: String,
+        /// Result text.
+        content: String,
+        /// Whether the tool failed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+    },
+}
+
+/// What happened to a file in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileAction {
+    /// The file did not exist before.
+    Create,
+    /// The file changed.
+    Update,
+    /// The file was removed.
+    Delete,
+}
+
+/// A change to one file, as in the seed's `file_diffs`, plus a unified diff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FileDiff {
+    /// Path relative to the project root.
+    pub path: String,
+    /// Create, update or delete.
+    pub action: FileAction,
+    /// Size in bytes after the change (0 for deletes).
+    pub size: u64,
+    /// Lines added.
+    pub added: u32,
+    /// Lines removed.
+    pub removed: u32,
+    /// Unified diff (absent for binary files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+/// A stored conversation message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    /// Message id.
+    pub id: String,
+    /// Project the conversation belongs to.
+    pub project_id: String,
+    /// The run that produced it, if any.
+    pub run_id: Option<String>,
+    /// Position in the project's conversation, from 1.
+    pub seq: i64,
+    /// Author.
+    pub role: Role,
+    /// Content blocks (text, tool_use, tool_result).
+    pub content: Vec<ContentBlock>,
+    /// Tool calls with their outputs, as in the seed (`[{tool, input, output}]`).
+    #[schema(value_type = Vec<Object>)]
+    pub tool_calls: Vec<Value>,
+    /// File changes this message made.
+    pub file_diffs: Vec<FileDiff>,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A message to append; the store assigns id, seq and time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    /// Run that produced it.
+    pub run_id: Option<String>,
+    /// Author.
+    pub role: Role,
+    /// Content blocks.
+    pub content: Vec<ContentBlock>,
+    /// Tool calls with outputs.
+    pub tool_calls: Vec<Value>,
+    /// File changes.
+    pub file_diffs: Vec<FileDiff>,
+}
+
+/// Lifecycle of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Accepted, the workflow has not started it yet.
+    Queued,
+    /// The workflow is executing it.
+    Running,
+    /// Finished; a version was recorded.
+    Succeeded,
+    /// Stopped with an error.
+    Failed,
+    /// Stopped by the person.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The status as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            other => return Err(Error::Store(format!("unknown run status {other:?}"))),
+        })
+    }
+
+    /// Whether the run has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+/// Tokens used by model calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Usage {
+    /// Uncached input tokens.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read_tokens: i64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write_tokens: i64,
+}
+
+impl Usage {
+    /// Adds another call's usage.
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+    }
+}
+
+/// One generation: a create or a chat message, carried out by one workflow execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Run {
+    /// Run id (also the execution name).
+    pub id: String,
+    /// Project.
+    pub project_id: String,
+    /// Owner's user id.
+    pub owner: String,
+    /// The person's message that started it.
+    pub message: String,
+    /// Status.
+    pub status: RunStatus,
+    /// Agent steps taken (model calls).
+    pub step: i64,
+    /// Verify attempts made.
+    pub attempts: i64,
+    /// Token usage, summed over the run.
+    pub usage: Usage,
+    /// Cost in US dollars, summed over the run.
+    pub cost_usd: f64,
+    /// Why the run stopped, when it did not simply finish.
+    pub stop_reason: Option<String>,
+    /// Error shown to the person when it failed.
+    pub error: Option<String>,
+    /// The model's closing summary.
+    pub summary: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last update.
+    pub updated_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    /// A new queued run.
+    pub fn new(project_id: &str, owner: &str, message: &str) -> Self {
+        let t = now();
+        Run {
+            id: new_run_id(),
+            project_id: project_id.to_string(),
+            owner: owner.to_string(),
+            message: message.to_string(),
+            status: RunStatus::Queued,
+            step: 0,
+            attempts: 0,
+            usage: Usage::default(),
+            cost_usd: 0.0,
+            stop_reason: None,
+            error: None,
+            summary: None,
+            created_at: t,
+            updated_at: t,
+            finished_at: None,
+        }
+    }
+}
+
+/// An event of a run, ordered by `seq`, streamed to the UI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunEvent {
+    /// The run.
+    pub run_id: String,
+    /// Position in the run's event stream, from 1.
+    pub seq: i64,
+    /// Event kind: `status`, `text`, `tool`, `diagnostics`, `usage`, `done`, `error`.
+    pub kind: String,
+    /// Event payload.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// When it happened.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A finished run's snapshot of the project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Version {
+    /// Project.
+    pub project_id: String,
+    /// Version number, from 1.
+    pub number: i64,
+    /// The run that produced it (none for a restore).
+    pub run_id: Option<String>,
+    /// Blob-store key of the snapshot manifest.
+    pub snapshot_key: String,
+    /// Summary shown in the version list.
+    pub summary: String,
+    /// Files changed against the previous version.
+    pub file_diffs: Vec<FileDiff>,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Status of a workflow execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionStatus {
+    /// Still executing.
+    Running,
+    /// Reached a Succeed or end state.
+    Succeeded,
+    /// Reached a Fail state or an uncaught error.
+    Failed,
+    /// Stopped from outside.
+    Aborted,
+    /// Exceeded its TimeoutSeconds.
+    TimedOut,
+}
+
+impl ExecutionStatus {
+    /// The status as stored (Step Functions' spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "RUNNING",
+            ExecutionStatus::Succeeded => "SUCCEEDED",
+            ExecutionStatus::Failed => "FAILED",
+            ExecutionStatus::Aborted => "ABORTED",
+            ExecutionStatus::TimedOut => "TIMED_OUT",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "RUNNING" => ExecutionStatus::Running,
+            "SUCCEEDED" => ExecutionStatus::Succeeded,
+            "FAILED" => ExecutionStatus::Failed,
+            "ABORTED" => ExecutionStatus::Aborted,
+            "TIMED_OUT" => ExecutionStatus::TimedOut,
+            other => return Err(Error::Store(format!("unknown execution status {other:?}"))),
+        })
+    }
+}
+
+/// A workflow execution (one per run for the generation state machine).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Execution {
+    /// Execution name (the run id for generations).
+    pub id: String,
+    /// State machine name, e.g. `generation`.
+    pub state_machine: String,
+    /// Status.
+    pub status: ExecutionStatus,
+    /// Execution input.
+    #[schema(value_type = Object)]
+    pub input: Value,
+    /// Output when succeeded.
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Value>,
+    /// Error name and cause when failed.
+    pub error: Option<String>,
+    /// Where to resume after a restart: `{ "state": name, "input": value }`.
+    #[schema(value_type = Option<Object>)]
+    pub checkpoint: Option<Value>,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// Last update.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One entry of an execution's history, like the Step Functions console's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HistoryEvent {
+    /// Execution.
+    pub execution_id: String,
+    /// Position, from 1.
+    pub seq: i64,
+    /// e.g. `StateEntered`, `TaskScheduled`, `TaskSucceeded`, `StateExited`.
+    pub event_type: String,
+    /// The state it concerns, if any.
+    pub state_name: Option<String>,
+    /// Input, output or error details.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// When it happened.
+    pub timestamp: DateTime<Utc>,
+}
+
+/// A page request: at most `limit` items after the opaque `cursor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Items to return (clamped to 1..=200 by stores).
+    pub limit: i64,
+    /// Offset into the ordered list.
+    pub offset: i64,
+}
+
+impl Page {
+    /// The largest page a store returns.
+    pub const MAX: i64 = 200;
+
+    /// A page with limits clamped to sane values.
+    pub fn new(limit: i64, offset: i64) -> Self {
+        Page {
+            limit: limit.clamp(1, Self::MAX),
+            offset: offset.max(0),
+        }
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page::new(50, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_are_checked() {
+        use ProjectStatus::*;
+        assert!(Creating.can_become(Building));
+        assert!(Ready.can_become(Hibernated));
+        assert!(Hibernated.can_become(Ready));
+        assert!(!Deleted.can_become(Ready));
+        assert!(!Building.can_become(Hibernated));
+        assert!(!Ready.can_become(Ready));
+        assert!(Deleted.check_transition(Building).is_err());
+    }
+
+    #[test]
+    fn names_come_from_prompts() {
+        assert_eq!(
+            name_from_prompt("a habit tracker with a dark theme"),
+            "A habit tracker with a dark theme"
+        );
+        assert_eq!(name_from_prompt("   "), "Untitled app");
+        assert!(name_from_prompt(&"word ".repeat(50)).chars().count() <= 48);
+    }
+
+    #[test]
+    fn ids_are_dns_labels() {
+        assert!(is_valid_id(&new_project_id()));
+        assert!(is_valid_id(&new_run_id()));
+        assert!(!is_valid_id("../x"));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,137 @@
+//! Per-project sandboxes: where the app's files live and its dev server runs.
+//!
+//! [`Sandbox`] is the seam between the agent/workflow and the machine that hosts
+//! a project. `local` runs Vite as a supervised child process in a directory
+//! under `APNA_DATA_DIR`; a Kubernetes driver implements the same trait with a
+//! Pod (kube exec, pod logs). Every path crossing this seam is a [`ProjectPath`],
+//! already checked to stay inside the project root.
+
+pub mod path;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::Result;
+pub use path::ProjectPath;
+
+/// Whether a sandbox's dev server is serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxState {
+    /// No sandbox exists for the project (never created, or hibernated).
+    Missing,
+    /// Files are in place; the dev server is starting.
+    Starting,
+    /// The dev server answers.
+    Ready,
+    /// The dev server exited and is being restarted (or gave up).
+    Crashed,
+    /// Files are in place; the dev server is not running.
+    Stopped,
+}
+
+/// A sandbox's state and where its preview is served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SandboxStatus {
+    /// State.
+    pub state: SandboxState,
+    /// `host:port` of the dev server (local: `127.0.0.1:NNNN`; kube: the Service).
+    pub preview_addr: Option<String>,
+    /// Why it is crashed or stopped, when known.
+    pub detail: Option<String>,
+}
+
+/// One entry of a project's file tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FileEntry {
+    /// Path relative to the project root, `/`-separated.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A command to run inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// Shell command line (run with `sh -c` in the project root).
+    pub command: String,
+    /// Kill it after this long.
+    pub timeout: Duration,
+    /// Keep at most this many bytes of combined output (truncated with a marker).
+    pub max_output: usize,
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    /// Exit code (`None` when killed by a signal or the timeout).
+    pub exit_code: Option<i32>,
+    /// Combined stdout and stderr, capped.
+    pub output: String,
+    /// Whether output was cut at `max_output`.
+    pub truncated: bool,
+    /// Whether the timeout killed it.
+    pub timed_out: bool,
+}
+
+/// A project's source tree, in memory: relative paths and contents, sorted by path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceTree {
+    /// Files, sorted by path.
+    pub files: Vec<SourceFile>,
+}
+
+/// One file of a [`SourceTree`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Relative `/`-separated path.
+    pub path: String,
+    /// Contents.
+    pub data: Vec<u8>,
+    /// Whether the file is executable.
+    pub executable: bool,
+}
+
+/// One project's sandbox. Handles are cheap; all state lives in the backend
+/// (process table, disk, Kubernetes), so any handler can get a handle and act.
+#[async_trait]
+pub trait Sandbox: Send + Sync {
+    /// The project this sandbox belongs to.
+    fn project_id(&self) -> &str;
+    /// Creates the sandbox from the template if missing and starts the dev server. Idempotent.
+    async fn ensure(&self) -> Result<SandboxStatus>;
+    /// Current state.
+    async fn status(&self) -> Result<SandboxStatus>;
+    /// Reads a file.
+    async fn read_file(&self, path: &ProjectPath) -> Result<Vec<u8>>;
+    /// Writes a file, creating parent directories.
+    async fn write_file(&self, path: &ProjectPath, data: &[u8]) -> Result<()>;
+    /// Deletes a file; `false` when it did not exist.
+    async fn delete_file(&self, path: &ProjectPath) -> Result<bool>;
+    /// Lists source files (gitignore-aware; never node_modules, dist, .git, caches).
+    async fn list_files(&self) -> Result<Vec<FileEntry>>;
+    /// Runs a command in the project root with a timeout and capped output.
+    async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput>;
+    /// The last `lines` lines of the dev server's log.
+    async fn logs(&self, lines: usize) -> Result<String>;
+    /// Stops the dev server, keeping files.
+    async fn stop(&self) -> Result<()>;
+    /// Stops and removes everything (files, process, pod and volume).
+    async fn destroy(&self) -> Result<()>;
+    /// Reads the source tree (what `list_files` lists) for a snapshot.
+    async fn export_source(&self) -> Result<SourceTree>;
+    /// Replaces the source tree with `tree` (creating the sandbox if needed), for restore and wake.
+    async fn import_source(&self, tree: &SourceTree) -> Result<()>;
+}
+
+/// Gives out sandbox handles for projects of one backend.
+pub trait SandboxProvider: Send + Sync {
+    /// The handle for a project's sandbox (it may not exist yet: see [`Sandbox::ensure`]).
+    fn sandbox(&self, project_id: &str) -> Result<Arc<dyn Sandbox>>;
+    /// Backend name for health reports (`local`, `kube`).
+    fn backend(&self) -> &'static str;
+}

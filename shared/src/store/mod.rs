@@ -1,0 +1,146 @@
+//! Durable state: users, projects, messages, runs and their events, versions,
+//! step results (for idempotent handlers), run locks and workflow executions.
+//!
+//! [`Store`] has two SQL implementations generated from one body of queries
+//! (`sql.rs`): SQLite, the embedded default, and PostgreSQL for RDS. Both run
+//! versioned migrations at connect time and pass the same conformance suite
+//! (`tests/store_conformance.rs` in this crate).
+
+mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::domain::{
+    Execution, HistoryEvent, Message, NewMessage, Page, Project, ProjectStatus, Run, RunEvent,
+    User, Version,
+};
+use crate::error::{Error, Result};
+
+pub use sql::{PostgresStore, SqliteStore};
+
+/// Everything Apna persists. Implementations are safe to share between tasks
+/// and processes (Lambdas): every operation that must be atomic is one
+/// statement or one transaction.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Backend name for health reports (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+    /// A cheap round trip, for `/healthz`.
+    async fn ping(&self) -> Result<()>;
+
+    /// Inserts the user if new; returns the stored user.
+    async fn upsert_user(&self, user: &User) -> Result<User>;
+    /// A user by id.
+    async fn get_user(&self, id: &str) -> Result<Option<User>>;
+
+    /// Inserts a new project.
+    async fn create_project(&self, project: &Project) -> Result<()>;
+    /// A project by id, deleted ones included.
+    async fn get_project(&self, id: &str) -> Result<Option<Project>>;
+    /// An owner's projects that are not deleted, most recently active first.
+    async fn list_projects(&self, owner: &str, page: Page) -> Result<Vec<Project>>;
+    /// Number of an owner's projects that are not deleted.
+    async fn count_projects(&self, owner: &str) -> Result<i64>;
+    /// Moves a project from `from` to `to` if it is still in `from` (compare-and-set;
+    /// the transition must be allowed by [`ProjectStatus::can_become`]). `error` is
+    /// stored alongside (cleared when `None`). Returns whether it moved.
+    async fn set_project_status(
+        &self,
+        id: &str,
+        from: ProjectStatus,
+        to: ProjectStatus,
+        error: Option<&str>,
+    ) -> Result<bool>;
+    /// Records activity now (drives hibernation).
+    async fn touch_project(&self, id: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Soft-deletes a project; `false` if it was already deleted or never existed.
+    async fn soft_delete_project(&self, id: &str) -> Result<bool>;
+    /// Projects that are `ready` or `failed`, not running, and inactive since `before`.
+    async fn idle_projects(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<Project>>;
+
+    /// Takes the project's run lock for `run_id`. Atomic: of concurrent callers
+    /// exactly one gets `true`. Re-acquiring by the holder returns `true`.
+    async fn acquire_run_lock(&self, project_id: &str, run_id: &str) -> Result<bool>;
+    /// Releases the lock if `run_id` holds it; returns whether it did.
+    async fn release_run_lock(&self, project_id: &str, run_id: &str) -> Result<bool>;
+    /// The run holding the project's lock, if any.
+    async fn run_lock_holder(&self, project_id: &str) -> Result<Option<String>>;
+
+    /// Inserts a run.
+    async fn create_run(&self, run: &Run) -> Result<()>;
+    /// A run by id.
+    async fn get_run(&self, id: &str) -> Result<Option<Run>>;
+    /// Overwrites a run's mutable fields (status, counters, usage, cost, errors).
+    async fn update_run(&self, run: &Run) -> Result<()>;
+    /// A project's runs, newest first.
+    async fn list_runs(&self, project_id: &str, page: Page) -> Result<Vec<Run>>;
+    /// Runs of an owner that have not ended.
+    async fn count_active_runs(&self, owner: &str) -> Result<i64>;
+
+    /// Appends messages to a project's conversation in one transaction, assigning seq.
+    async fn append_messages(&self, project_id: &str, msgs: &[NewMessage]) -> Result<Vec<Message>>;
+    /// A project's conversation in order.
+    async fn list_messages(&self, project_id: &str, page: Page) -> Result<Vec<Message>>;
+
+    /// Appends an event to a run's stream; returns it with its seq.
+    async fn append_event(&self, run_id: &str, kind: &str, data: &Value) -> Result<RunEvent>;
+    /// A run's events with seq > `after`, in order, at most `limit`.
+    async fn list_events(&self, run_id: &str, after: i64, limit: i64) -> Result<Vec<RunEvent>>;
+
+    /// Stores `output` under (run, key) if nothing is stored yet, and returns what is
+    /// stored afterwards: a retried step gets the first attempt's result back.
+    async fn put_step_result(&self, run_id: &str, key: &str, output: &Value) -> Result<Value>;
+    /// The stored result for (run, key), if any.
+    async fn get_step_result(&self, run_id: &str, key: &str) -> Result<Option<Value>>;
+
+    /// Records a version with the next number for the project; returns it.
+    async fn create_version(
+        &self,
+        project_id: &str,
+        run_id: Option<&str>,
+        snapshot_key: &str,
+        summary: &str,
+        file_diffs: &[crate::domain::FileDiff],
+    ) -> Result<Version>;
+    /// A project's versions, oldest first.
+    async fn list_versions(&self, project_id: &str) -> Result<Vec<Version>>;
+    /// One version.
+    async fn get_version(&self, project_id: &str, number: i64) -> Result<Option<Version>>;
+
+    /// Inserts an execution; `Conflict` if the id exists.
+    async fn create_execution(&self, exec: &Execution) -> Result<()>;
+    /// An execution by id.
+    async fn get_execution(&self, id: &str) -> Result<Option<Execution>>;
+    /// Overwrites status, output, error and checkpoint.
+    async fn update_execution(&self, exec: &Execution) -> Result<()>;
+    /// Executions still `RUNNING` (to resume after a restart).
+    async fn running_executions(&self) -> Result<Vec<Execution>>;
+    /// Appends a history event; returns it with its seq.
+    async fn append_history(
+        &self,
+        execution_id: &str,
+        event_type: &str,
+        state_name: Option<&str>,
+        data: &Value,
+    ) -> Result<HistoryEvent>;
+    /// An execution's history in order.
+    async fn list_history(&self, execution_id: &str) -> Result<Vec<HistoryEvent>>;
+}
+
+/// Opens the store named by a URL: `sqlite://path` (created if missing) or `postgres://…`.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        Err(Error::Config {
+            var: "DATABASE_URL",
+            message: "expected sqlite://… or postgres://…".into(),
+        })
+    }
+}

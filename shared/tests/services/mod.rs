@@ -1,0 +1,41 @@
+//! Where the external services for tests are (started by `tests/run`).
+//!
+//! Each accessor returns the service URL, or `None` (with a printed "skipped")
+//! when the variable is unset; with `APNA_REQUIRE_SERVICES=1` (as `tests/run`
+//! sets) a missing service is a test failure instead, so CI never skips.
+
+#![allow(dead_code)]
+
+fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var("APNA_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{var} is not set but APNA_REQUIRE_SERVICES=1: start it with tests/run");
+            }
+            eprintln!("skipped: {var} is not set (tests/run sets it)");
+            None
+        }
+    }
+}
+
+/// PostgreSQL URL for a database the test may freely write to.
+pub fn postgres_url() -> Option<String> {
+    service("APNA_TEST_POSTGRES_URL")
+}
+
+/// moto_server base URL (S3 and Step Functions APIs).
+pub fn moto_url() -> Option<String> {
+    let url = service("APNA_TEST_MOTO_URL")?;
+    // The AWS SDK needs some credentials; moto accepts any.
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
+        if std::env::var(k).is_err() {
+            std::env::set_var(k, v);
+        }
+    }
+    Some(url)
+}

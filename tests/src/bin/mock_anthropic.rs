@@ -1,0 +1,2 @@
+//! Mock Anthropic Messages server.
+fn main() {}
