@@ -1,11 +1,13 @@
-//! `apna`: the command line for local use (`apna serve`, `apna token`).
+//! `apna`: the command line for local use.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
-use apna::app::AppState;
 use apna::config::Config;
+use apna::sandbox::local::TemplateProgress;
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Apna: a self-hostable AI app builder.
 #[derive(Parser)]
@@ -19,43 +21,123 @@ struct Cli {
 enum Command {
     /// Start Apna on this machine (API, UI, preview proxy, workflow interpreter).
     Serve,
+    /// Print an API token for a user (needs APNA_JWT_SECRET).
+    Token {
+        /// User id (the token's `sub`).
+        #[arg(long)]
+        user: String,
+        /// Hours until it expires.
+        #[arg(long, default_value_t = 24 * 30)]
+        hours: i64,
+    },
+    /// Create a project from a prompt and generate it to the end, printing progress.
+    Generate {
+        /// What to build.
+        prompt: String,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn,aws_config=warn")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
         .init();
+}
+
+/// A spinner for the one-time template install; silent when it is cached.
+fn template_progress() -> impl Fn(TemplateProgress) + Send + Sync {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    move |p| match p {
+        TemplateProgress::Installing { .. } => {
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar.set_message(
+                "Installing the app template's dependencies (once; later starts reuse them)…",
+            );
+        }
+        TemplateProgress::Output(line) => {
+            let line: String = line.chars().take(100).collect();
+            bar.set_message(format!("npm: {line}"));
+        }
+        TemplateProgress::Cached { .. } => {}
+        _ => bar.finish_and_clear(),
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     if config.anthropic_api_key.is_none() {
-        tracing::warn!(
-            "ANTHROPIC_API_KEY is not set: Apna starts, but generations will fail until you set it. \
-             Get a key at https://console.anthropic.com/settings/keys, then restart with: \
-             ANTHROPIC_API_KEY=sk-ant-... cargo run --release -- serve"
-        );
+        tracing::warn!("{}", apna::api::SETUP_HINT);
+    }
+    if config.jwt_secret.is_none() {
+        tracing::info!("single-user mode: no APNA_JWT_SECRET, listening on loopback only");
     }
     let bind = std::net::SocketAddr::new(config.bind, config.port);
-    let state = AppState::connect(config).await?;
-    tracing::info!(
-        store = state.store.backend(),
-        blob = state.blobs.backend(),
-        "backends ready"
-    );
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("PORT: cannot listen on {bind}"))?;
     let port = listener.local_addr()?.port();
-    let app = apna::api::router(state);
+    let mut config = config;
+    config.port = port;
+    let server = apna::server::build(config, &template_progress()).await?;
+    apna::server::spawn_hibernation_sweep(server.state.clone());
+    tracing::info!(
+        store = server.state.store.backend(),
+        blob = server.state.blobs.backend(),
+        sandbox = server.state.sandboxes.backend(),
+        "backends ready"
+    );
     println!("Apna is running at http://localhost:{port}/");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let served = axum::serve(listener, server.router.clone())
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    // Dev servers are children of this process: stop them with it.
+    server.sandboxes.stop_all().await;
+    served?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn generate(config: Config, prompt: &str) -> anyhow::Result<()> {
+    let server = apna::server::build(config, &template_progress()).await?;
+    let run = apna::generation::generate(&server.state, prompt, |line| println!("{line}")).await;
+    server.sandboxes.stop_all().await;
+    let run = run?;
+    println!(
+        "{} — project {} at {}",
+        run.status.as_str(),
+        run.project_id,
+        server.state.config.preview_url(&run.project_id)
+    );
+    if run.status != apna::domain::RunStatus::Succeeded {
+        anyhow::bail!(run
+            .error
+            .unwrap_or_else(|| "generation did not succeed".into()));
+    }
     Ok(())
 }
 
@@ -67,6 +149,18 @@ async fn main() -> ExitCode {
         init_tracing();
         match cli.command {
             Command::Serve => serve(config).await,
+            Command::Token { user, hours } => {
+                let secret = config.jwt_secret.as_deref().ok_or_else(|| {
+                    anyhow::anyhow!("APNA_JWT_SECRET: set it to sign tokens (and start apna serve with the same value)")
+                })?;
+                println!("{}", apna::api::auth::issue_token(secret, &user, hours)?);
+                Ok(())
+            }
+            Command::Generate { prompt } => generate(config, &prompt).await,
+            Command::Openapi => {
+                print!("{}", apna::api::openapi::document());
+                Ok(())
+            }
         }
     }
     .await;

@@ -66,6 +66,13 @@ pub struct Config {
     pub max_active_runs_per_user: i64,
     /// Longest prompt or chat message, in characters (`APNA_MAX_PROMPT_CHARS`, default 20000).
     pub max_prompt_chars: usize,
+    /// The sandbox template (`APNA_TEMPLATE_DIR`, default: `images/preview/template` of this checkout).
+    pub template_dir: PathBuf,
+    /// Where the template's installed dependencies are cached (`APNA_TEMPLATE_CACHE`,
+    /// default `{data_dir}/template-cache`).
+    pub template_cache: PathBuf,
+    /// The browser UI's files (`APNA_WEB_DIR`, default: `web/` of this checkout).
+    pub web_dir: PathBuf,
     /// Origins allowed by CORS (`APNA_CORS_ORIGINS`, comma-separated; empty = same origin only).
     pub cors_origins: Vec<String>,
 }
@@ -210,6 +217,20 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
+            template_dir: get("APNA_TEMPLATE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/../images/preview/template"
+                    ))
+                }),
+            template_cache: get("APNA_TEMPLATE_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("template-cache")),
+            web_dir: get("APNA_WEB_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web"))),
             data_dir,
         })
     }

@@ -10,19 +10,34 @@
 //! * [`config`]: every setting, read from the environment.
 //! * [`domain`]: projects, runs, messages, versions and their status rules.
 //! * [`store`]: durable state behind `trait Store` (SQLite | PostgreSQL).
-//! * [`blob`]: snapshot storage behind `trait BlobStore` (disk | S3).
-//! * [`sandbox`]: a project's files and dev server behind `trait Sandbox`.
-//! * [`agent`]: the model client, the agent's tools, its prompt and one agent step.
-//! * [`workflow`]: generations as ASL state machines behind `trait Workflow`.
+//! * [`blob`]: object storage behind `trait BlobStore` (disk | S3).
+//! * [`sandbox`]: a project's files and dev server behind `trait Sandbox` (local processes).
+//! * [`preview`]: the host-based preview proxy, WebSocket HMR included.
+//! * [`agent`]: the model client behind `trait Model`, the tools, one agent step.
+//! * [`snapshot`]: source-only snapshots, versions, hibernation and wake.
+//! * [`workflow`]: generations as ASL state machines behind `trait Workflow`
+//!   (built-in interpreter | Step Functions), and the task handlers.
+//! * [`generation`]: starting and ending runs, the same from every entry point.
+//! * [`lifecycle`]: where a project's files are (sandbox or snapshot).
+//! * [`api`]: the HTTP API, its auth, errors and OpenAPI document.
+//! * [`app`]: the shared state handed to every handler.
+//! * [`server`]: `apna serve` assembled; [`lambda`]: the same handlers on AWS Lambda.
 //! * [`error`]: the one error type and what each variant means.
 
+pub mod agent;
 pub mod api;
 pub mod app;
 pub mod blob;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod generation;
+pub mod lambda;
+pub mod lifecycle;
+pub mod preview;
 pub mod sandbox;
+pub mod server;
+pub mod snapshot;
 pub mod store;
 pub mod workflow;
 

@@ -1,1 +1,9 @@
-//! End-to-end tests and the mock Anthropic Messages server.
+//! End-to-end test support for Apna.
+//!
+//! * [`mock_anthropic`]: a mock Anthropic Messages API server with scripted
+//!   conversations, injectable faults and a record of requests.
+//! * [`agent_harness`]: a SQLite store, an in-memory sandbox and a model client
+//!   pointed at the mock, wired together for agent tests and benches.
+
+pub mod agent_harness;
+pub mod mock_anthropic;

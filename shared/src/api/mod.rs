@@ -1,18 +1,244 @@
 //! The HTTP API: one axum Router for `apna serve`, whose handlers are also
-//! served one per Lambda behind API Gateway.
+//! served one per Lambda behind API Gateway (see `functions/`).
+//!
+//! * [`error`]: the JSON error shape and status mapping.
+//! * [`auth`]: who is calling (API Gateway claims, HS256 tokens, or single-user).
+//! * [`projects`], [`runs`], [`versions`], [`health`]: the handlers.
+//! * [`openapi`]: the OpenAPI 3.1 document generated from the handlers.
 
-mod health;
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod openapi;
+pub mod projects;
+pub mod runs;
+pub mod versions;
 
-use axum::routing::get;
-use axum::Router;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::routing::{delete, get, post, MethodRouter};
+use axum::{Json, Router};
+use serde::Serialize;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::ToSchema;
 
 use crate::app::AppState;
-
+use crate::error::Error;
 pub use health::{healthz, Health};
 
-/// The API router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
+/// Largest request body accepted (prompts and chat messages are small).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the UI needs to know about this server.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientConfig {
+    /// `single_user` (no token needed) or `jwt` (send `Authorization: Bearer`).
+    pub auth: &'static str,
+    /// Whether ANTHROPIC_API_KEY is set.
+    pub model_configured: bool,
+    /// Model id.
+    pub model: String,
+    /// How to set the API key, when it is missing.
+    pub setup_hint: Option<String>,
+}
+
+/// Text telling a person how to give Apna a model key.
+pub const SETUP_HINT: &str = "ANTHROPIC_API_KEY is not set, so the agent cannot write code yet. \
+Get a key at https://console.anthropic.com/settings/keys, then restart Apna with: \
+ANTHROPIC_API_KEY=sk-ant-... cargo run --release -- serve";
+
+/// Server facts for the UI.
+#[utoipa::path(get, path = "/api/config", responses((status = 200, body = ClientConfig)))]
+pub async fn client_config(State(state): State<AppState>) -> Json<ClientConfig> {
+    let configured = state.config.anthropic_api_key.is_some();
+    Json(ClientConfig {
+        auth: if state.config.jwt_secret.is_some() {
+            "jwt"
+        } else {
+            "single_user"
+        },
+        model_configured: configured,
+        model: state.config.anthropic_model.clone(),
+        setup_hint: (!configured).then(|| SETUP_HINT.to_string()),
+    })
+}
+
+/// JSON 404 for paths no route matches.
+pub async fn not_found() -> error::ApiError {
+    error::ApiError(Error::NotFound("no such endpoint".into()))
+}
+
+/// Every API route: the Lambda function that serves it, its path and its
+/// handler. `apna serve` mounts them all; each Lambda mounts its own rows.
+pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![
+        ("api-healthz", "/healthz", get(healthz)),
+        ("api-config", "/api/config", get(client_config)),
+        (
+            "api-openapi",
+            "/api/openapi.json",
+            get(openapi::openapi_json),
+        ),
+        (
+            "api-create-project",
+            "/api/projects",
+            post(projects::create_project),
+        ),
+        (
+            "api-create-project",
+            "/api/projects/create",
+            post(projects::create_project),
+        ),
+        (
+            "api-list-projects",
+            "/api/projects",
+            get(projects::list_projects),
+        ),
+        (
+            "api-get-project",
+            "/api/projects/{id}",
+            get(projects::get_project),
+        ),
+        (
+            "api-delete-project",
+            "/api/projects/{id}",
+            delete(projects::delete_project),
+        ),
+        ("api-chat", "/api/projects/{id}/chat", post(projects::chat)),
+        (
+            "api-list-messages",
+            "/api/projects/{id}/messages",
+            get(projects::list_messages),
+        ),
+        (
+            "api-list-runs",
+            "/api/projects/{id}/runs",
+            get(projects::list_runs),
+        ),
+        (
+            "api-list-files",
+            "/api/projects/{id}/files",
+            get(projects::list_files),
+        ),
+        (
+            "api-read-file",
+            "/api/projects/{id}/files/{*path}",
+            get(projects::read_file),
+        ),
+        ("api-get-run", "/api/runs/{id}", get(runs::get_run)),
+        (
+            "api-cancel-run",
+            "/api/runs/{id}/cancel",
+            post(runs::cancel),
+        ),
+        ("api-run-events", "/api/runs/{id}/events", get(runs::events)),
+        (
+            "api-list-versions",
+            "/api/projects/{id}/versions",
+            get(versions::list_versions),
+        ),
+        (
+            "api-version-diff",
+            "/api/projects/{id}/versions/{n}/diff",
+            get(versions::version_diff),
+        ),
+        (
+            "api-restore-version",
+            "/api/projects/{id}/versions/{n}/restore",
+            post(versions::restore_version),
+        ),
+        (
+            "api-download",
+            "/api/projects/{id}/download",
+            get(versions::download),
+        ),
+    ]
+}
+
+/// The names of the Lambda functions serving the API, each once.
+pub fn endpoint_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = route_table().into_iter().map(|(n, _, _)| n).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The routes one Lambda function serves (`None` for an unknown name).
+pub fn endpoint_routes(name: &str) -> Option<Router<AppState>> {
+    let rows: Vec<_> = route_table()
+        .into_iter()
+        .filter(|(n, _, _)| *n == name)
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    Some(
+        rows.into_iter()
+            .fold(Router::new(), |r, (_, path, m)| r.route(path, m)),
+    )
+}
+
+/// The API routes, without middleware.
+pub fn routes() -> Router<AppState> {
+    route_table()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, m)| r.route(path, m))
+}
+
+/// Middleware every deployment uses: body limit, request ids, tracing,
+/// timeouts, compression and (when configured) CORS.
+pub fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
+    let cors = if state.config.cors_origins.is_empty() {
+        CorsLayer::new()
+    } else {
+        let origins: Vec<HeaderValue> = state
+            .config
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([REQUEST_ID])
+    };
+    router
         .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CompressionLayer::new())
+        .layer(cors)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(60),
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The whole API; unknown paths are JSON 404s.
+pub fn router(state: AppState) -> Router {
+    with_middleware(routes().fallback(not_found), state)
 }

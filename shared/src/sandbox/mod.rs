@@ -6,6 +6,9 @@
 //! Pod (kube exec, pod logs). Every path crossing this seam is a [`ProjectPath`],
 //! already checked to stay inside the project root.
 
+pub mod build_check;
+pub mod local;
+pub mod memory;
 pub mod path;
 
 use std::sync::Arc;

@@ -38,7 +38,7 @@ impl ProjectPath {
         if raw.contains('\\') {
             return refuse("it contains a backslash");
         }
-        if raw.starts_with('/') || raw.starts_with('~') || looks_like_drive(raw) {
+        if raw.starts_with('/') {
             return refuse("absolute paths are not allowed");
         }
         let mut parts = Vec::new();
@@ -54,6 +54,11 @@ impl ProjectPath {
         }
         if parts.is_empty() {
             return refuse("it names the project root, not a file");
+        }
+        // Checked on the normalised form so that parsing is idempotent
+        // (`./~/x` must not pass once and fail when its output is parsed again).
+        if parts[0].starts_with('~') || looks_like_drive(parts[0]) {
+            return refuse("absolute paths are not allowed");
         }
         Ok(ProjectPath(parts.join("/")))
     }

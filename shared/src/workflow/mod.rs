@@ -2,6 +2,15 @@
 //! `statemachines/*.asl.json` — the built-in interpreter locally, AWS Step
 //! Functions in production.
 
+pub mod asl;
+pub mod local;
+pub mod sfn;
+pub mod tasks;
+
+pub use asl::{StateMachine, TaskFailure, TaskInvoker};
+pub use local::LocalWorkflow;
+pub use sfn::StepFunctionsWorkflow;
+
 use async_trait::async_trait;
 use serde_json::Value;
 

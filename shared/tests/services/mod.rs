@@ -39,3 +39,21 @@ pub fn moto_url() -> Option<String> {
     }
     Some(url)
 }
+
+/// A new, empty PostgreSQL database for one test (so tests that count rows do
+/// not see each other's data); its URL, or `None` as for [`postgres_url`].
+pub async fn fresh_postgres_url() -> Option<String> {
+    use sqlx::Connection;
+    let base = postgres_url()?;
+    let name = format!("apna_t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let mut url = url::Url::parse(&base).expect("APNA_TEST_POSTGRES_URL is a URL");
+    url.set_path(&name);
+    Some(url.to_string())
+}

@@ -1,0 +1,6 @@
+//! Lambda behind API Gateway: `DELETE /api/projects/{id}`.
+
+#[tokio::main]
+async fn main() -> Result<(), apna::lambda::BoxError> {
+    apna::lambda::run_endpoint("api-delete-project").await
+}

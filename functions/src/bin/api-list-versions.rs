@@ -1,0 +1,6 @@
+//! Lambda behind API Gateway: `GET /api/projects/{id}/versions`.
+
+#[tokio::main]
+async fn main() -> Result<(), apna::lambda::BoxError> {
+    apna::lambda::run_endpoint("api-list-versions").await
+}

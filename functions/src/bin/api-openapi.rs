@@ -1,0 +1,6 @@
+//! Lambda behind API Gateway: `GET /api/openapi.json`.
+
+#[tokio::main]
+async fn main() -> Result<(), apna::lambda::BoxError> {
+    apna::lambda::run_endpoint("api-openapi").await
+}

@@ -1,0 +1,6 @@
+//! Lambda behind API Gateway: `POST /api/projects/{id}/versions/{n}/restore`.
+
+#[tokio::main]
+async fn main() -> Result<(), apna::lambda::BoxError> {
+    apna::lambda::run_endpoint("api-restore-version").await
+}

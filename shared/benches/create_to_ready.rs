@@ -1,0 +1,183 @@
+//! Create → preview ready, local driver vs the seed's approach, in one run.
+//!
+//! "Ready" means: `GET /` answers 200 through the preview proxy and the app's
+//! main module `/src/main.tsx` is served (200). The seed copied the template
+//! without node_modules, ran `npm install` and started Vite; that is measured
+//! side by side (npm's cache is warm, which favours the seed).
+//!
+//! Run: `cargo bench -p apna --bench create_to_ready` (env
+//! `APNA_BENCH_CREATES`, default 10, and `APNA_BENCH_SEED_CREATES`, default 3).
+
+#[path = "../tests/sandbox_support/mod.rs"]
+mod sandbox_support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apna::preview::{PreviewProxy, SandboxPreviewBackend};
+use apna::sandbox::local::template::bundled_template_dir;
+use apna::sandbox::{Sandbox, SandboxProvider};
+use sandbox_support::*;
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Polls until `path` answers 200 (through the proxy when `host` is a preview host).
+async fn until_ok(addr: SocketAddr, host: &str, path: &str, deadline: Instant) {
+    loop {
+        if let Ok(Ok((200, _))) =
+            tokio::time::timeout(Duration::from_secs(5), try_get(addr, host, path)).await
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{host}{path} never became ready");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn try_get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    // A refused connection is expected while a server starts: don't panic.
+    tokio::net::TcpStream::connect(addr).await?;
+    Ok(get(addr, host, path).await)
+}
+
+async fn seed_create(i: usize, dir: &Path) -> f64 {
+    let started = Instant::now();
+    let project = dir.join(format!("seed-{i}"));
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "mkdir -p {p} && tar -C {t} --exclude=./node_modules --exclude=./.vite -cf - . | tar -C {p} -xf - \
+             && cd {p} && npm install --no-audit --no-fund --loglevel=error",
+            p = project.display(),
+            t = bundled_template_dir().display()
+        ))
+        .output()
+        .await
+        .expect("npm install");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut vite = tokio::process::Command::new("node")
+        .arg(project.join("node_modules/vite/bin/vite.js"))
+        .current_dir(&project)
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("vite");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    until_ok(addr, "127.0.0.1", "/", deadline).await;
+    until_ok(addr, "127.0.0.1", "/src/main.tsx", deadline).await;
+    let secs = started.elapsed().as_secs_f64();
+    let _ = vite.kill().await;
+    secs
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo test --all-targets` runs this binary without `--bench`: then it is
+    // a one-create smoke run, without the seed's network-bound `npm install`.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let (creates, seed_creates) = if benching {
+        (
+            env_count("APNA_BENCH_CREATES", 10).max(1),
+            env_count("APNA_BENCH_SEED_CREATES", 3),
+        )
+    } else {
+        (1, 0)
+    };
+    let data = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let provider = provider(data.path(), Some(port)).await;
+    println!("isolation: {:?}", provider.isolation());
+    let shared: Arc<dyn SandboxProvider> = Arc::new(provider.clone());
+    let proxy = PreviewProxy::new(Arc::new(SandboxPreviewBackend::new(shared)), None);
+    let addr = serve_proxy(listener, proxy).await;
+
+    // Cold: every create starts Vite. Warm: a create adopts the running spare
+    // (bubblewrap only); the bench waits for the next spare between creates,
+    // as a person's creates are seconds apart.
+    let mut runs: Vec<(&str, Vec<f64>)> = Vec::new();
+    for warm in [false, true] {
+        provider.set_warm_spare(warm).await;
+        if warm && !provider.wait_spare_ready(Duration::from_secs(60)).await {
+            println!("warm spare: unavailable (no bubblewrap)");
+            continue;
+        }
+        let label = if warm { "warm" } else { "cold" };
+        let mut times = Vec::new();
+        for i in 0..creates {
+            if warm {
+                provider.wait_spare_ready(Duration::from_secs(60)).await;
+            }
+            let id = format!("bench-{label}-{i}");
+            let host = format!("{id}.localhost:{port}");
+            let sb = provider.local(&id).unwrap();
+            let started = Instant::now();
+            sb.ensure().await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            until_ok(addr, &host, "/", deadline).await;
+            until_ok(addr, &host, "/src/main.tsx", deadline).await;
+            let secs = started.elapsed().as_secs_f64();
+            times.push(secs);
+            println!("{label} create {i:2}: {secs:.3} s");
+            sb.destroy().await.unwrap();
+        }
+        runs.push((label, times));
+    }
+    provider.set_warm_spare(false).await;
+
+    let mut seed = Vec::new();
+    let seed_dir = tempfile::tempdir().unwrap();
+    for i in 0..seed_creates {
+        let secs = seed_create(i, seed_dir.path()).await;
+        println!("seed  {i:2}: {:.3} s", secs);
+        seed.push(secs);
+    }
+
+    seed.sort_by(f64::total_cmp);
+    let seed_p50 = (!seed.is_empty()).then(|| percentile(&seed, 50.0));
+    if let Some(s50) = seed_p50 {
+        println!(
+            "seed approach (copy + npm install + vite): p50 {s50:.3} s, p95 {:.3} s over {} creates",
+            percentile(&seed, 95.0),
+            seed.len()
+        );
+    }
+    for (label, mut times) in runs {
+        times.sort_by(f64::total_cmp);
+        let (p50, p95) = (percentile(&times, 50.0), percentile(&times, 95.0));
+        println!(
+            "local driver ({label}): create → preview ready: p50 {p50:.3} s, p95 {p95:.3} s over {} creates; target p50 ≤ 0.500 s {}",
+            times.len(),
+            if p50 <= 0.5 { "met" } else { "missed" }
+        );
+        if let Some(s50) = seed_p50 {
+            println!("  ratio seed p50 / {label} p50: {:.1}x", s50 / p50);
+        }
+    }
+    provider.stop_all().await;
+}

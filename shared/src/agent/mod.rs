@@ -1,0 +1,32 @@
+//! The agent: a model with tools, working inside one project's sandbox.
+//!
+//! The parts are:
+//!
+//! * [`model`]: `trait Model`, the provider-neutral request/response types and streamed deltas.
+//! * [`anthropic`]: the Anthropic Messages client (retries, streaming, prompt caching).
+//! * [`stream`]: the Messages API's server-sent events, assembled into a response.
+//! * [`pricing`]: dollars per token, per model.
+//! * [`tools`]: the eight tools and the [`tools::Toolbox`] that runs them.
+//! * [`diff`]: unified diffs and line counts for changed files.
+//! * [`prompt`]: the system prompt.
+//! * [`conversation`]: the conversation rebuilt from the store, repaired for the API.
+//! * [`safety`]: per-run budgets and repeated-failure detection.
+//! * [`step`]: [`run_step`], one idempotent agent step — the workflow's entry point.
+
+pub mod anthropic;
+pub mod conversation;
+pub mod diff;
+pub mod model;
+pub mod pricing;
+pub mod prompt;
+pub mod safety;
+pub mod step;
+pub mod stream;
+pub mod tools;
+
+pub use anthropic::{AnthropicClient, AnthropicOptions, RetryPolicy};
+pub use model::{
+    DeltaSender, Model, ModelDelta, ModelMessage, ModelRequest, ModelResponse, ToolSpec,
+};
+pub use safety::StopReason;
+pub use step::{run_step, StepDeps, StepOutcome};

@@ -1,0 +1,119 @@
+//! API errors: every failure becomes `{ "error": { "code", "message" } }` with
+//! the status its [`Error`] variant stands for. Internal errors are logged with
+//! the request id and shown without their details.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::Error;
+
+/// The JSON error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Code and message of an error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable code, e.g. `not_found`.
+    pub code: String,
+    /// What went wrong, for the person.
+    pub message: String,
+}
+
+/// An [`Error`] on its way to becoming a response.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+/// The HTTP status for an error.
+pub fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+        Error::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Model(_) | Error::Blob(_) | Error::Store(_) | Error::Sandbox(_) => {
+            StatusCode::BAD_GATEWAY
+        }
+        Error::Config { .. } | Error::Workflow(_) | Error::Io(_) | Error::Internal(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status_of(&self.0);
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self.0, code = self.0.code(), "request failed");
+            match &self.0 {
+                Error::NotReady(m) => m.clone(),
+                other => format!("{} error; see the server log", other.code()),
+            }
+        } else {
+            self.0.to_string()
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.0.code().to_string(),
+                message,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(Error::TooLarge("request body is too large".into()))
+        } else {
+            ApiError(Error::InvalidInput(r.body_text()))
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError(Error::InvalidInput(r.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError(Error::InvalidInput(r.body_text()))
+    }
+}
+
+/// `Json` whose rejections use our error shape.
+#[derive(Debug, axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `Path` whose rejections use our error shape.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// `Query` whose rejections use our error shape.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

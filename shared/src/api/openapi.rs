@@ -1,0 +1,89 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations. The
+//! committed `openapi.json` at the repository root must equal it (a test checks).
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::{error, health, projects, runs, versions, ClientConfig};
+use crate::domain;
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Apna API",
+        description = "Self-hostable AI app builder: projects, chat runs, files, versions."
+    ),
+    paths(
+        health::healthz,
+        super::client_config,
+        projects::create_project,
+        projects::list_projects,
+        projects::get_project,
+        projects::delete_project,
+        projects::chat,
+        projects::list_messages,
+        projects::list_runs,
+        projects::list_files,
+        projects::read_file,
+        runs::get_run,
+        runs::cancel,
+        runs::events,
+        versions::list_versions,
+        versions::version_diff,
+        versions::restore_version,
+        versions::download,
+    ),
+    components(schemas(
+        error::ErrorBody,
+        error::ErrorDetail,
+        health::Health,
+        health::Backend,
+        ClientConfig,
+        projects::ProjectView,
+        projects::CreateProject,
+        projects::Created,
+        projects::ChatRequest,
+        projects::ChatStarted,
+        projects::ProjectList,
+        projects::MessageList,
+        projects::RunList,
+        projects::FileTree,
+        projects::FileContent,
+        projects::Deleted,
+        runs::RunView,
+        runs::StepItem,
+        runs::Cancelled,
+        runs::EventBatch,
+        versions::VersionList,
+        versions::VersionDiffView,
+        versions::Restored,
+        domain::Project,
+        domain::ProjectStatus,
+        domain::Run,
+        domain::RunStatus,
+        domain::Usage,
+        domain::RunEvent,
+        domain::Message,
+        domain::Role,
+        domain::ContentBlock,
+        domain::FileDiff,
+        domain::FileAction,
+        domain::Version,
+    ))
+)]
+pub struct ApiDoc;
+
+/// The document as pretty JSON with a trailing newline (the committed form).
+pub fn document() -> String {
+    let mut s = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
+/// `GET /api/openapi.json`.
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,431 @@
+//! Project endpoints: create, list, read, delete, chat, messages, runs, files.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Caller;
+use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use crate::app::AppState;
+use crate::domain::{is_valid_id, now, Message, Page, Project, ProjectStatus, Run, User};
+use crate::error::Error;
+use crate::generation::{finish_run, start_run, RunEnd};
+use crate::sandbox::{FileEntry, ProjectPath};
+
+/// The only template so far.
+pub const TEMPLATE: &str = "vite-react";
+
+/// A project as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectView {
+    /// The stored project.
+    #[serde(flatten)]
+    pub project: Project,
+    /// Where its live preview is served.
+    pub preview_url: String,
+    /// The run in progress, if any.
+    pub active_run_id: Option<String>,
+    /// The newest version's number, if any.
+    pub latest_version: Option<i64>,
+}
+
+/// Body of `POST /api/projects`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateProject {
+    /// What to build.
+    pub prompt: String,
+    /// Template (only `vite-react`).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Accepted for compatibility with the seed and ignored: the user comes from the token.
+    #[serde(default, rename = "userId")]
+    #[schema(ignore)]
+    pub user_id: Option<serde_json::Value>,
+}
+
+/// Answer of `POST /api/projects`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Created {
+    /// The new project.
+    pub project: ProjectView,
+    /// The run generating it.
+    pub run_id: String,
+}
+
+/// Body of `POST /api/projects/{id}/chat`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChatRequest {
+    /// What to change.
+    pub message: String,
+    /// Accepted and ignored (seed compatibility).
+    #[serde(default, rename = "userId")]
+    #[schema(ignore)]
+    pub user_id: Option<serde_json::Value>,
+}
+
+/// Answer of `POST /api/projects/{id}/chat`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatStarted {
+    /// The run carrying out the message.
+    pub run_id: String,
+}
+
+/// Paging parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// Items per page (1–200, default 50).
+    pub limit: Option<i64>,
+    /// Items to skip.
+    pub offset: Option<i64>,
+}
+
+impl PageQuery {
+    fn page(&self) -> Page {
+        Page::new(self.limit.unwrap_or(50), self.offset.unwrap_or(0))
+    }
+}
+
+/// A page of projects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectList {
+    /// Projects, most recently active first.
+    pub projects: Vec<ProjectView>,
+    /// Offset of the next page, if there may be one.
+    pub next_offset: Option<i64>,
+}
+
+/// A page of messages.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    /// Messages in conversation order.
+    pub messages: Vec<Message>,
+    /// Offset of the next page, if there may be one.
+    pub next_offset: Option<i64>,
+}
+
+/// A project's runs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    /// Runs, newest first.
+    pub runs: Vec<Run>,
+}
+
+/// A project's source files.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileTree {
+    /// Files, sorted by path.
+    pub files: Vec<FileEntry>,
+}
+
+/// One file's content.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileContent {
+    /// Path relative to the project root.
+    pub path: String,
+    /// Content (UTF-8; invalid bytes replaced).
+    pub content: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether the file is not valid UTF-8 text.
+    pub binary: bool,
+}
+
+/// Answer of `DELETE /api/projects/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    /// Always true.
+    pub deleted: bool,
+}
+
+fn next_offset(page: Page, got: usize) -> Option<i64> {
+    (got as i64 == page.limit).then_some(page.offset + page.limit)
+}
+
+/// The caller's project, or 404 (also for other users' and deleted projects).
+pub async fn owned_project(state: &AppState, caller: &Caller, id: &str) -> Result<Project, Error> {
+    let missing = || Error::NotFound(format!("project {id} not found"));
+    if !is_valid_id(id) {
+        return Err(missing());
+    }
+    match state.store.get_project(id).await? {
+        Some(p) if p.owner == caller.0 && p.deleted_at.is_none() => Ok(p),
+        _ => Err(missing()),
+    }
+}
+
+/// A project with its preview URL, active run and latest version.
+pub async fn view(state: &AppState, project: Project) -> Result<ProjectView, Error> {
+    // Hibernate, wake and restore hold the lock too; they are not runs.
+    let active_run_id = state
+        .store
+        .run_lock_holder(&project.id)
+        .await?
+        .filter(|h| !crate::snapshot::is_maintenance_holder(h));
+    let latest_version = state
+        .store
+        .list_versions(&project.id)
+        .await?
+        .last()
+        .map(|v| v.number);
+    Ok(ProjectView {
+        preview_url: state.config.preview_url(&project.id),
+        project,
+        active_run_id,
+        latest_version,
+    })
+}
+
+fn check_text(what: &str, text: &str, max: usize) -> Result<String, Error> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(Error::InvalidInput(format!("{what} must not be empty")));
+    }
+    if t.chars().count() > max {
+        return Err(Error::InvalidInput(format!(
+            "{what} is longer than {max} characters"
+        )));
+    }
+    Ok(t.to_string())
+}
+
+/// Creates a project from a prompt and starts generating it.
+#[utoipa::path(post, path = "/api/projects", request_body = CreateProject,
+    responses((status = 202, body = Created), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn create_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateProject>,
+) -> ApiResult<(StatusCode, Json<Created>)> {
+    let prompt = check_text("prompt", &body.prompt, state.config.max_prompt_chars)?;
+    let template = body.template.as_deref().unwrap_or(TEMPLATE);
+    if template != TEMPLATE {
+        return Err(Error::InvalidInput(format!(
+            "unknown template {template:?}; available: {TEMPLATE}"
+        ))
+        .into());
+    }
+    if state.store.count_projects(&caller.0).await? >= state.config.max_projects_per_user {
+        return Err(Error::QuotaExceeded(format!(
+            "you have reached the limit of {} projects; delete one first",
+            state.config.max_projects_per_user
+        ))
+        .into());
+    }
+    state
+        .store
+        .upsert_user(&User {
+            id: caller.0.clone(),
+            email: None,
+            created_at: now(),
+        })
+        .await?;
+    let project = Project::new(&caller.0, &prompt, template);
+    state.store.create_project(&project).await?;
+    let run = match start_run(&state, &project, &prompt).await {
+        Ok(run) => run,
+        Err(e) => {
+            // A project whose first run never started is of no use to anyone.
+            let _ = state.store.soft_delete_project(&project.id).await;
+            return Err(e.into());
+        }
+    };
+    let project = state
+        .store
+        .get_project(&project.id)
+        .await?
+        .ok_or_else(|| Error::Internal("project vanished".into()))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Created {
+            project: view(&state, project).await?,
+            run_id: run.id,
+        }),
+    ))
+}
+
+/// The caller's projects, most recently active first.
+#[utoipa::path(get, path = "/api/projects", params(PageQuery),
+    responses((status = 200, body = ProjectList), (status = 401, body = ErrorBody)))]
+pub async fn list_projects(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<ProjectList>> {
+    let page = q.page();
+    let projects = state.store.list_projects(&caller.0, page).await?;
+    let next = next_offset(page, projects.len());
+    let mut views = Vec::with_capacity(projects.len());
+    for p in projects {
+        views.push(view(&state, p).await?);
+    }
+    Ok(Json(ProjectList {
+        projects: views,
+        next_offset: next,
+    }))
+}
+
+/// One project. Reading a hibernated project wakes it.
+#[utoipa::path(get, path = "/api/projects/{id}", params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = ProjectView), (status = 404, body = ErrorBody)))]
+pub async fn get_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<ProjectView>> {
+    let project = owned_project(&state, &caller, &id).await?;
+    state.store.touch_project(&id, now()).await?;
+    if project.status == ProjectStatus::Hibernated {
+        crate::lifecycle::wake_in_background(&state, &id);
+    }
+    Ok(Json(view(&state, project).await?))
+}
+
+/// Deletes a project: cancels its run, snapshots it, removes the sandbox, soft-deletes. Idempotent.
+#[utoipa::path(delete, path = "/api/projects/{id}", params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = Deleted), (status = 404, body = ErrorBody)))]
+pub async fn delete_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Deleted>> {
+    if !is_valid_id(&id) {
+        return Err(Error::NotFound(format!("project {id} not found")).into());
+    }
+    let project = match state.store.get_project(&id).await? {
+        Some(p) if p.owner == caller.0 => p,
+        _ => return Err(Error::NotFound(format!("project {id} not found")).into()),
+    };
+    if project.deleted_at.is_some() {
+        return Ok(Json(Deleted { deleted: true }));
+    }
+    if let Some(run_id) = state.store.run_lock_holder(&id).await? {
+        cancel_run(&state, &run_id).await?;
+    }
+    crate::lifecycle::remove_project(&state, &id).await?;
+    state.store.soft_delete_project(&id).await?;
+    Ok(Json(Deleted { deleted: true }))
+}
+
+/// Stops a run's workflow and ends it as cancelled.
+pub async fn cancel_run(state: &AppState, run_id: &str) -> Result<Run, Error> {
+    let run = state
+        .store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("run {run_id} not found")))?;
+    if run.status.is_terminal() {
+        return Ok(run);
+    }
+    state
+        .workflow()?
+        .stop(run_id, "cancelled by the user")
+        .await?;
+    finish_run(state, run_id, RunEnd::Cancelled).await
+}
+
+/// Sends a chat message: starts a run that changes the app. 409 while another run is active.
+#[utoipa::path(post, path = "/api/projects/{id}/chat", request_body = ChatRequest,
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 202, body = ChatStarted), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn chat(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ChatRequest>,
+) -> ApiResult<(StatusCode, Json<ChatStarted>)> {
+    let message = check_text("message", &body.message, state.config.max_prompt_chars)?;
+    let project = owned_project(&state, &caller, &id).await?;
+    let run = start_run(&state, &project, &message).await?;
+    Ok((StatusCode::ACCEPTED, Json(ChatStarted { run_id: run.id })))
+}
+
+/// The project's conversation, in order.
+#[utoipa::path(get, path = "/api/projects/{id}/messages", params(("id" = String, Path, description = "Project id"), PageQuery),
+    responses((status = 200, body = MessageList), (status = 404, body = ErrorBody)))]
+pub async fn list_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<MessageList>> {
+    owned_project(&state, &caller, &id).await?;
+    let page = q.page();
+    let messages = state.store.list_messages(&id, page).await?;
+    let next = next_offset(page, messages.len());
+    Ok(Json(MessageList {
+        messages,
+        next_offset: next,
+    }))
+}
+
+/// The project's runs, newest first.
+#[utoipa::path(get, path = "/api/projects/{id}/runs", params(("id" = String, Path, description = "Project id"), PageQuery),
+    responses((status = 200, body = RunList), (status = 404, body = ErrorBody)))]
+pub async fn list_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<RunList>> {
+    owned_project(&state, &caller, &id).await?;
+    let runs = state.store.list_runs(&id, q.page()).await?;
+    Ok(Json(RunList { runs }))
+}
+
+/// The project's source files (from the sandbox, or the latest snapshot while hibernated).
+#[utoipa::path(get, path = "/api/projects/{id}/files", params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = FileTree), (status = 404, body = ErrorBody)))]
+pub async fn list_files(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<FileTree>> {
+    owned_project(&state, &caller, &id).await?;
+    let tree = crate::lifecycle::current_tree(&state, &id).await?;
+    let files = tree
+        .files
+        .iter()
+        .map(|f| FileEntry {
+            path: f.path.clone(),
+            size: f.data.len() as u64,
+        })
+        .collect();
+    Ok(Json(FileTree { files }))
+}
+
+/// One file's content.
+#[utoipa::path(get, path = "/api/projects/{id}/files/{path}",
+    params(("id" = String, Path, description = "Project id"), ("path" = String, Path, description = "File path, e.g. src/App.tsx")),
+    responses((status = 200, body = FileContent), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn read_file(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, path)): ApiPath<(String, String)>,
+) -> ApiResult<Json<FileContent>> {
+    owned_project(&state, &caller, &id).await?;
+    let path = ProjectPath::parse(&path)?;
+    if path.is_in_ignored_dir() {
+        return Err(Error::NotFound(format!("{path} is not a source file")).into());
+    }
+    let tree = crate::lifecycle::current_tree(&state, &id).await?;
+    let file = tree
+        .files
+        .into_iter()
+        .find(|f| f.path == path.as_str())
+        .ok_or_else(|| Error::NotFound(format!("file {path} not found")))?;
+    let size = file.data.len() as u64;
+    let (content, binary) = match String::from_utf8(file.data) {
+        Ok(s) => (s, false),
+        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+    };
+    Ok(Json(FileContent {
+        path: path.to_string(),
+        content,
+        size,
+        binary,
+    }))
+}

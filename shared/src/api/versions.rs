@@ -1,0 +1,138 @@
+//! Version endpoints: list, diff against the previous version, restore (a
+//! restore is itself a new version), and download the source as a zip.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::error::{ApiPath, ApiResult, ErrorBody};
+use super::projects::owned_project;
+use crate::app::AppState;
+use crate::domain::{FileDiff, Version};
+use crate::error::Error;
+
+/// A project's versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionList {
+    /// Oldest first.
+    pub versions: Vec<Version>,
+}
+
+/// A version's changes against the one before it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionDiffView {
+    /// The version.
+    pub number: i64,
+    /// All changes as one unified diff.
+    pub diff: String,
+    /// Per-file changes.
+    pub file_diffs: Vec<FileDiff>,
+}
+
+/// Answer of a restore.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Restored {
+    /// The new version holding the restored files.
+    pub version: Version,
+}
+
+/// The project's versions, oldest first.
+#[utoipa::path(get, path = "/api/projects/{id}/versions", params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = VersionList), (status = 404, body = ErrorBody)))]
+pub async fn list_versions(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<VersionList>> {
+    owned_project(&state, &caller, &id).await?;
+    let versions = state.store.list_versions(&id).await?;
+    Ok(Json(VersionList { versions }))
+}
+
+/// Version `n` as a unified diff against version `n - 1`.
+#[utoipa::path(get, path = "/api/projects/{id}/versions/{n}/diff",
+    params(("id" = String, Path, description = "Project id"), ("n" = i64, Path, description = "Version number")),
+    responses((status = 200, body = VersionDiffView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn version_diff(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, n)): ApiPath<(String, i64)>,
+) -> ApiResult<Json<VersionDiffView>> {
+    owned_project(&state, &caller, &id).await?;
+    let d = crate::snapshot::version_diff(&*state.store, &*state.blobs, &id, n).await?;
+    Ok(Json(VersionDiffView {
+        number: d.number,
+        diff: d.diff,
+        file_diffs: d.file_diffs,
+    }))
+}
+
+/// Puts version `n`'s files back, recorded as a new version. 409 while a run is active.
+#[utoipa::path(post, path = "/api/projects/{id}/versions/{n}/restore",
+    params(("id" = String, Path, description = "Project id"), ("n" = i64, Path, description = "Version number")),
+    responses((status = 202, body = Restored), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub async fn restore_version(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, n)): ApiPath<(String, i64)>,
+) -> ApiResult<(StatusCode, Json<Restored>)> {
+    owned_project(&state, &caller, &id).await?;
+    let sandbox = state.sandboxes.sandbox(&id)?;
+    let version =
+        crate::snapshot::restore_version(&*state.store, &*state.blobs, &*sandbox, &id, n).await?;
+    state.store.touch_project(&id, crate::domain::now()).await?;
+    Ok((StatusCode::ACCEPTED, Json(Restored { version })))
+}
+
+/// The project's current source as a zip.
+#[utoipa::path(get, path = "/api/projects/{id}/download", params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, description = "application/zip of the source tree", content_type = "application/zip"),
+              (status = 404, body = ErrorBody)))]
+pub async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Response> {
+    let project = owned_project(&state, &caller, &id).await?;
+    let tree = crate::lifecycle::current_tree(&state, &id).await?;
+    if tree.files.is_empty() {
+        return Err(Error::NotFound("the project has no files yet".into()).into());
+    }
+    let zip = crate::snapshot::zip_tree(&tree)?;
+    let name: String = project
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let name = if name.is_empty() {
+        "apna-app".to_string()
+    } else {
+        name
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.zip\""),
+            ),
+        ],
+        zip,
+    )
+        .into_response())
+}

@@ -1,0 +1,159 @@
+//! Serving the library on AWS Lambda: one function per API endpoint behind API
+//! Gateway (HTTP API, payload v2) and one per Step Functions task. Each binary
+//! in `functions/` is a single call into this module.
+//!
+//! In AWS the HTTP API's JWT authorizer has validated the caller; its `sub`
+//! claim is moved into a [`GatewayCaller`] extension, and a request without
+//! one is refused (there is no single-user mode behind API Gateway).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use lambda_http::request::RequestContext;
+use serde_json::Value;
+
+use crate::agent::AnthropicClient;
+use crate::api::auth::{GatewayCaller, RequireGatewayCaller};
+use crate::app::AppState;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::sandbox::{Sandbox, SandboxProvider};
+use crate::workflow::asl::TaskFailure;
+use crate::workflow::sfn::StepFunctionsWorkflow;
+
+/// The error type Lambda runtimes report.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Moves API Gateway's validated `sub` claim into the request.
+async fn gateway_caller(mut req: Request, next: Next) -> Response {
+    let sub = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .and_then(|j| j.claims.get("sub"))
+            .filter(|s| !s.is_empty())
+            .cloned(),
+        _ => None,
+    };
+    req.extensions_mut().insert(RequireGatewayCaller);
+    if let Some(sub) = sub {
+        req.extensions_mut().insert(GatewayCaller(sub));
+    }
+    next.run(req).await
+}
+
+/// The app one endpoint function serves: only its routes, with the API's
+/// middleware and the gateway caller.
+pub fn endpoint_app(name: &str, state: AppState) -> Result<Router> {
+    let routes = crate::api::endpoint_routes(name)
+        .ok_or_else(|| Error::Internal(format!("no API endpoint named {name:?}")))?;
+    Ok(
+        crate::api::with_middleware(routes.fallback(crate::api::not_found), state)
+            .layer(axum::middleware::from_fn(gateway_caller)),
+    )
+}
+
+/// Sandboxes for Lambda: the Kubernetes driver is not part of this build, so
+/// endpoints that need a sandbox answer 503 with this reason instead of
+/// pretending to work.
+struct NoSandboxes;
+
+impl SandboxProvider for NoSandboxes {
+    fn sandbox(&self, _project_id: &str) -> Result<Arc<dyn Sandbox>> {
+        Err(Error::NotReady(
+            "sandboxes are not available in this deployment: the Kubernetes (EKS) sandbox driver is not built yet"
+                .into(),
+        ))
+    }
+    fn backend(&self) -> &'static str {
+        "none"
+    }
+}
+
+/// State for a Lambda: store and blob store from the environment, Step
+/// Functions as the workflow (`GENERATION_STATE_MACHINE_ARN`,
+/// `HIBERNATION_STATE_MACHINE_ARN`).
+pub async fn lambda_state() -> Result<AppState> {
+    let config = Config::from_env()?;
+    let store = crate::store::connect(&config.database_url).await?;
+    let blobs = crate::blob::connect(&config).await?;
+    let model = Arc::new(AnthropicClient::from_config(&config)?);
+    let mut machines = HashMap::new();
+    for (name, var) in [
+        ("generation", "GENERATION_STATE_MACHINE_ARN"),
+        ("hibernation", "HIBERNATION_STATE_MACHINE_ARN"),
+    ] {
+        if let Ok(arn) = std::env::var(var) {
+            machines.insert(name.to_string(), arn);
+        }
+    }
+    let workflow = Arc::new(StepFunctionsWorkflow::from_env(machines, None).await);
+    let state = AppState::new(config, store, blobs, Arc::new(NoSandboxes), model);
+    state.set_workflow(workflow);
+    Ok(state)
+}
+
+/// JSON logs without timestamps (CloudWatch adds its own); `RUST_LOG` filters.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .without_time()
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Runs endpoint `name` (e.g. `api-create-project`) until the Lambda runtime stops.
+pub async fn run_endpoint(name: &str) -> std::result::Result<(), BoxError> {
+    init_tracing();
+    let app = endpoint_app(name, lambda_state().await?)?;
+    lambda_http::run(app).await
+}
+
+/// A task failure as Lambda reports it: `errorType` is the name Step
+/// Functions' Retry and Catch match on (`Apna.NotReady`, …).
+#[derive(Debug)]
+pub struct TaskError(TaskFailure);
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl From<TaskError> for lambda_runtime::Diagnostic {
+    fn from(e: TaskError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: e.0.error,
+            error_message: e.0.cause,
+        }
+    }
+}
+
+/// Handles one task invocation (the Lambda entry point, also used by tests).
+pub async fn handle_task(
+    name: &str,
+    state: &AppState,
+    event: lambda_runtime::LambdaEvent<Value>,
+) -> std::result::Result<Value, TaskError> {
+    crate::workflow::tasks::run_task(name, event.payload, state)
+        .await
+        .map_err(|e| TaskError(TaskFailure::from(e)))
+}
+
+/// Runs Step Functions task `name` (e.g. `AgentStep`) until the Lambda runtime stops.
+pub async fn run_task(name: &'static str) -> std::result::Result<(), BoxError> {
+    init_tracing();
+    let state = lambda_state().await?;
+    lambda_runtime::run(lambda_runtime::service_fn(move |ev| {
+        let state = state.clone();
+        async move { handle_task(name, &state, ev).await }
+    }))
+    .await
+}

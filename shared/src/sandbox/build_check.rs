@@ -1,0 +1,379 @@
+//! The Verify step's checks: TypeScript, a production build and the dev
+//! server's recent errors, turned into structured [`Diagnostic`]s.
+//!
+//! Everything runs through [`Sandbox::exec`] and [`Sandbox::logs`], so the same
+//! code checks a local project and a Kubernetes pod. The type checker is
+//! TypeScript 7 (the native compiler, `typescript@7`): on the template it takes
+//! 0.13 s against 0.85 s for `typescript@5.9` (`@typescript/native-preview`,
+//! the same compiler, also 0.13 s); both print identical diagnostics.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::Result;
+use crate::sandbox::{ExecRequest, Sandbox};
+
+/// At most this many diagnostics are returned.
+pub const MAX_DIAGNOSTICS: usize = 50;
+
+/// Build output goes here (inside the project, git-ignored, not watched by Vite).
+pub const BUILD_OUT_DIR: &str = ".apna-build";
+
+/// Which check found a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiagnosticSource {
+    /// `tsc --noEmit`.
+    Typescript,
+    /// `vite build`.
+    Build,
+    /// The running dev server's log.
+    DevServer,
+}
+
+/// One problem, located in the project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Diagnostic {
+    /// Path relative to the project root (`src/App.tsx`); empty when unknown.
+    pub file: String,
+    /// 1-based line; 0 when unknown.
+    pub line: u32,
+    /// 1-based column; 0 when unknown.
+    pub column: u32,
+    /// What is wrong.
+    pub message: String,
+    /// Which check reported it.
+    pub source: DiagnosticSource,
+}
+
+/// The outcome of [`check_build`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BuildReport {
+    /// No diagnostics and every command succeeded.
+    pub ok: bool,
+    /// Problems found, at most [`MAX_DIAGNOSTICS`].
+    pub diagnostics: Vec<Diagnostic>,
+    /// Whether more diagnostics were found than returned.
+    pub truncated: bool,
+}
+
+const TSC: &str = "node_modules/.bin/tsc --noEmit -p tsconfig.json --pretty false";
+const VITE_BUILD: &str =
+    "node node_modules/vite/bin/vite.js build --configLoader runner --outDir .apna-build --emptyOutDir --logLevel warn";
+
+/// Type-checks and builds the project, and reads fresh dev-server errors.
+pub async fn check_build(sandbox: &dyn Sandbox) -> Result<BuildReport> {
+    let req = |command: &str| ExecRequest {
+        command: command.to_string(),
+        timeout: Duration::from_secs(180),
+        max_output: 256 * 1024,
+    };
+    let pwd = sandbox.exec(&req("pwd")).await?;
+    let root = pwd.output.trim().to_string();
+    let (tsc_req, build_req) = (req(TSC), req(VITE_BUILD));
+    let (tsc, build, log) = tokio::join!(
+        sandbox.exec(&tsc_req),
+        sandbox.exec(&build_req),
+        sandbox.logs(400)
+    );
+    let (tsc, build) = (tsc?, build?);
+    let mut diags = parse_tsc(&tsc.output, &root);
+    if tsc.exit_code != Some(0) && diags.is_empty() {
+        diags.push(fallback(
+            &tsc.output,
+            DiagnosticSource::Typescript,
+            tsc.timed_out,
+        ));
+    }
+    let build_diags = parse_vite_build(&build.output, &root);
+    let build_failed = build.exit_code != Some(0);
+    if build_failed && build_diags.is_empty() {
+        diags.push(fallback(
+            &build.output,
+            DiagnosticSource::Build,
+            build.timed_out,
+        ));
+    }
+    diags.extend(build_diags);
+    diags.extend(parse_dev_log(&log.unwrap_or_default(), &root));
+    dedupe(&mut diags);
+    let truncated = diags.len() > MAX_DIAGNOSTICS;
+    diags.truncate(MAX_DIAGNOSTICS);
+    Ok(BuildReport {
+        ok: diags.is_empty() && !build_failed && tsc.exit_code == Some(0),
+        diagnostics: diags,
+        truncated,
+    })
+}
+
+fn fallback(output: &str, source: DiagnosticSource, timed_out: bool) -> Diagnostic {
+    let text = crate::sandbox::local::supervisor::strip_ansi(output);
+    let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = tail.len().saturating_sub(8);
+    let message = if timed_out {
+        "the check timed out".to_string()
+    } else if tail.is_empty() {
+        "the check failed without output".to_string()
+    } else {
+        tail[start..].join("\n")
+    };
+    Diagnostic {
+        file: String::new(),
+        line: 0,
+        column: 0,
+        message,
+        source,
+    }
+}
+
+fn dedupe(diags: &mut Vec<Diagnostic>) {
+    let mut seen = std::collections::HashSet::new();
+    diags.retain(|d| seen.insert((d.file.clone(), d.line, d.message.clone())));
+}
+
+/// A path as the model should see it: relative to the project root.
+fn relative(path: &str, root: &str) -> String {
+    let p = path.trim();
+    let p = if !root.is_empty() {
+        p.strip_prefix(root)
+            .map(|r| r.trim_start_matches('/'))
+            .unwrap_or(p)
+    } else {
+        p
+    };
+    p.trim_start_matches("./").to_string()
+}
+
+/// `path:line:col` (line and column optional) → parts.
+fn split_location(loc: &str) -> (&str, u32, u32) {
+    let mut parts = loc.rsplitn(3, ':');
+    let a = parts.next().unwrap_or("");
+    let b = parts.next();
+    let c = parts.next();
+    match (
+        c,
+        b.and_then(|b| b.parse::<u32>().ok()),
+        a.parse::<u32>().ok(),
+    ) {
+        (Some(file), Some(line), Some(col)) => (file, line, col),
+        _ => match (b, a.parse::<u32>().ok()) {
+            (Some(_), Some(line)) => (loc.rsplit_once(':').map_or(loc, |(f, _)| f), line, 0),
+            _ => (loc, 0, 0),
+        },
+    }
+}
+
+/// Parses `tsc --pretty false` output: `file(line,col): error TSnnnn: message`.
+pub fn parse_tsc(output: &str, root: &str) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::new();
+    for line in output.lines() {
+        if let Some((loc, rest)) = line.split_once("): error ") {
+            if let Some((file, pos)) = loc.rsplit_once('(') {
+                let mut nums = pos.split(',').map(|n| n.trim().parse::<u32>().unwrap_or(0));
+                let l = nums.next().unwrap_or(0);
+                let c = nums.next().unwrap_or(0);
+                out.push(Diagnostic {
+                    file: relative(file, root),
+                    line: l,
+                    column: c,
+                    message: rest.trim().to_string(),
+                    source: DiagnosticSource::Typescript,
+                });
+                continue;
+            }
+        }
+        if let Some(rest) = line.strip_prefix("error TS") {
+            out.push(Diagnostic {
+                file: String::new(),
+                line: 0,
+                column: 0,
+                message: format!("TS{rest}"),
+                source: DiagnosticSource::Typescript,
+            });
+        } else if line.starts_with("  ") && !line.trim().is_empty() {
+            // Continuation of the previous message (elaboration lines).
+            if let Some(last) = out.last_mut() {
+                if last.message.len() < 2000 {
+                    last.message.push('\n');
+                    last.message.push_str(line.trim());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The `[ file:line:col ]` of a rolldown/oxc code frame header (`╭─[ … ]`).
+fn frame_location(line: &str) -> Option<&str> {
+    let i = line.find("─[")?;
+    let rest = &line[i + "─[".len()..];
+    let end = rest.rfind(']')?;
+    Some(rest[..end].trim())
+}
+
+/// `[CODE] message` at the start of a line (rolldown's error headline).
+fn bracket_headline(line: &str) -> Option<&str> {
+    let t = line.trim_start();
+    let rest = t.strip_prefix('[')?;
+    let (code, msg) = rest.split_once("] ")?;
+    if code.is_empty() || code.contains(' ') {
+        return None;
+    }
+    Some(msg.trim())
+}
+
+/// Parses `vite build` output (rolldown code frames and `file:` lines).
+pub fn parse_vite_build(output: &str, root: &str) -> Vec<Diagnostic> {
+    let text = crate::sandbox::local::supervisor::strip_ansi(output);
+    let mut out = Vec::new();
+    let mut pending: Option<String> = None;
+    for line in text.lines() {
+        if let Some(msg) = bracket_headline(line) {
+            pending = Some(msg.to_string());
+        } else if let Some(loc) = frame_location(line) {
+            let (file, l, c) = split_location(loc);
+            out.push(Diagnostic {
+                file: relative(file, root),
+                line: l,
+                column: c,
+                message: pending.take().unwrap_or_else(|| "build error".into()),
+                source: DiagnosticSource::Build,
+            });
+        } else if let Some(loc) = line.trim_start().strip_prefix("file: ") {
+            let (file, l, c) = split_location(loc);
+            if let Some(msg) = pending.take() {
+                out.push(Diagnostic {
+                    file: relative(file, root),
+                    line: l,
+                    column: c,
+                    message: msg,
+                    source: DiagnosticSource::Build,
+                });
+            }
+        }
+    }
+    if let Some(msg) = pending {
+        out.push(Diagnostic {
+            file: String::new(),
+            line: 0,
+            column: 0,
+            message: msg,
+            source: DiagnosticSource::Build,
+        });
+    }
+    out
+}
+
+/// Parses dev-server errors logged after the last successful update (an HMR
+/// update, a page reload or the server start): older errors are already fixed.
+pub fn parse_dev_log(log: &str, root: &str) -> Vec<Diagnostic> {
+    let text = crate::sandbox::local::supervisor::strip_ansi(log);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .rposition(|l| {
+            l.contains("hmr update") || l.contains("page reload") || l.contains("ready in")
+        })
+        .map_or(0, |i| i + 1);
+    let mut out: Vec<Diagnostic> = Vec::new();
+    let mut current: Option<Diagnostic> = None;
+    let flush = |cur: &mut Option<Diagnostic>, out: &mut Vec<Diagnostic>| {
+        if let Some(d) = cur.take() {
+            out.push(d);
+        }
+    };
+    for line in &lines[start..] {
+        if let Some((_, msg)) = line.split_once("Internal server error: ") {
+            flush(&mut current, &mut out);
+            current = Some(Diagnostic {
+                file: String::new(),
+                line: 0,
+                column: 0,
+                message: msg.trim().to_string(),
+                source: DiagnosticSource::DevServer,
+            });
+            continue;
+        }
+        let Some(cur) = current.as_mut() else {
+            continue;
+        };
+        if let Some(msg) = bracket_headline(line) {
+            if cur.message.starts_with("Transform failed") {
+                cur.message = msg.to_string();
+            }
+        } else if let Some(loc) = frame_location(line) {
+            let (file, l, c) = split_location(loc);
+            cur.file = relative(file, root);
+            cur.line = l;
+            cur.column = c;
+        } else if let Some(loc) = line.trim_start().strip_prefix("File: ") {
+            let (file, l, c) = split_location(loc);
+            if cur.file.is_empty() || cur.line == 0 {
+                cur.file = relative(file, root);
+                if l > 0 {
+                    cur.line = l;
+                    cur.column = c;
+                }
+            }
+        }
+    }
+    flush(&mut current, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tsc() {
+        let out =
+            "src/App.tsx(2,9): error TS2322: Type 'string' is not assignable to type 'number'.\n\
+                   src/main.tsx(14,17): error TS2307: Cannot find module './Missing'.\n";
+        let d = parse_tsc(out, "/p");
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            (d[0].file.as_str(), d[0].line, d[0].column),
+            ("src/App.tsx", 2, 9)
+        );
+        assert!(d[1].message.starts_with("TS2307"));
+    }
+
+    #[test]
+    fn parses_rolldown_frames() {
+        let out = "error during build:\nBuild failed with 1 error:\n\n\u{1b}[31m[UNRESOLVED_IMPORT] \u{1b}[0mCould not resolve './Missing' in src/main.tsx\n   \u{1b}[38;5;246m╭\u{1b}[0m─[ src/main.tsx:9:17 ]\n";
+        let d = parse_vite_build(out, "/p");
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].file.as_str(), d[0].line, d[0].column),
+            ("src/main.tsx", 9, 17)
+        );
+        assert!(d[0].message.contains("Could not resolve"));
+    }
+
+    #[test]
+    fn dev_log_keeps_only_fresh_errors() {
+        let log = "\
+4:41:02 PM [vite] Internal server error: old\n  File: /p/src/Old.tsx:1:1\n\
+4:41:03 PM [vite] (client) hmr update /src/App.tsx\n\
+4:41:04 PM [vite] Internal server error: Failed to resolve import \"./Nope\" from \"src/main.tsx\". Does the file exist?\n\
+  Plugin: vite:import-analysis\n  File: /p/src/main.tsx:1:14\n\
+4:41:05 PM [vite] Internal server error: Transform failed with 1 error:\n\n[PARSE_ERROR] Unterminated regular expression\n   ╭─[ src/App.tsx:2:18 ]\n  File: /p/src/App.tsx\n";
+        let d = parse_dev_log(log, "/p");
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(
+            (d[0].file.as_str(), d[0].line, d[0].column),
+            ("src/main.tsx", 1, 14)
+        );
+        assert_eq!((d[1].file.as_str(), d[1].line), ("src/App.tsx", 2));
+        assert_eq!(d[1].message, "Unterminated regular expression");
+    }
+
+    #[test]
+    fn locations_split() {
+        assert_eq!(split_location("/a/b.tsx:3:4"), ("/a/b.tsx", 3, 4));
+        assert_eq!(split_location("/a/b.tsx"), ("/a/b.tsx", 0, 0));
+    }
+}

@@ -1,0 +1,132 @@
+//! `apna serve`: everything on one machine — the API, the browser UI, the
+//! preview proxy, the built-in workflow interpreter and the hibernation sweep —
+//! assembled from the embedded default backends (or whatever the config names).
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+
+use axum::Router;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::agent::AnthropicClient;
+use crate::app::AppState;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lifecycle::StorePreviewBackend;
+use crate::preview::PreviewProxy;
+use crate::sandbox::local::{prepare_template, LocalOptions, LocalProvider, TemplateProgress};
+use crate::workflow::local::LocalWorkflow;
+use crate::workflow::tasks::TaskRouter;
+
+/// The generation state machine, as committed.
+pub const GENERATION_ASL: &str = include_str!("../../statemachines/generation.asl.json");
+/// The hibernation state machine, as committed.
+pub const HIBERNATION_ASL: &str = include_str!("../../statemachines/hibernation.asl.json");
+
+/// A running local deployment's parts.
+pub struct LocalServer {
+    /// Shared state (backends).
+    pub state: AppState,
+    /// The workflow interpreter.
+    pub workflow: Arc<LocalWorkflow>,
+    /// The HTTP app: API, UI and preview proxy.
+    pub router: Router,
+    /// The local sandboxes (to stop their dev servers on shutdown).
+    pub sandboxes: Arc<LocalProvider>,
+}
+
+/// Connects the backends, prepares the template (reporting progress), starts
+/// the interpreter and resumes executions left running by a previous process.
+pub async fn build(
+    config: Config,
+    progress: &(dyn Fn(TemplateProgress) + Send + Sync),
+) -> Result<LocalServer> {
+    if config.jwt_secret.is_none() && !config.bind.is_loopback() {
+        return Err(Error::Config {
+            var: "APNA_JWT_SECRET",
+            message: format!(
+                "required when listening on {} (not loopback): without it anyone on the network could use this Apna",
+                config.bind
+            ),
+        });
+    }
+    tokio::fs::create_dir_all(&config.data_dir).await?;
+    let store = crate::store::connect(&config.database_url).await?;
+    let blobs = crate::blob::connect(&config).await?;
+    let template = prepare_template(&config.template_dir, &config.template_cache, progress).await?;
+    let sandboxes = Arc::new(LocalProvider::new(LocalOptions {
+        data_dir: config.data_dir.clone(),
+        template,
+        hmr_client_port: Some(config.port),
+        isolation: None,
+    })?);
+    let model = Arc::new(AnthropicClient::from_config(&config)?);
+    let state = AppState::new(config, store.clone(), blobs, sandboxes.clone(), model);
+    let workflow = Arc::new(LocalWorkflow::new(
+        store,
+        Arc::new(TaskRouter::new(state.clone())),
+        [
+            ("generation", GENERATION_ASL),
+            ("hibernation", HIBERNATION_ASL),
+        ],
+    )?);
+    state.set_workflow(workflow.clone());
+    let report = workflow.resume_incomplete().await?;
+    tracing::info!(?report, "resumed executions left by the previous process");
+    let router = app_router(state.clone());
+    Ok(LocalServer {
+        state,
+        workflow,
+        router,
+        sandboxes,
+    })
+}
+
+/// API + UI, with preview hosts dispatched to the preview proxy first.
+pub fn app_router(state: AppState) -> Router {
+    let proxy = PreviewProxy::new(
+        Arc::new(StorePreviewBackend::new(state.clone())),
+        state.config.caddy_domain.clone(),
+    );
+    let web = ServeDir::new(&state.config.web_dir)
+        .fallback(ServeFile::new(state.config.web_dir.join("index.html")));
+    // Unknown API paths stay JSON 404s; everything else is the UI (index.html
+    // for client-side routes).
+    let api = crate::api::routes()
+        .route("/api/{*rest}", axum::routing::any(crate::api::not_found))
+        .fallback_service(web);
+    crate::api::with_middleware(api, state).layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| {
+            let proxy = proxy.clone();
+            async move {
+                if proxy.wants(&req) {
+                    proxy.handle(req).await
+                } else {
+                    next.run(req).await
+                }
+            }
+        },
+    ))
+}
+
+/// Sweeps idle projects into hibernation every `CLEANUP_INTERVAL_MINUTES`,
+/// by running the same hibernation state machine AWS runs on a schedule.
+pub fn spawn_hibernation_sweep(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.config.cleanup_interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let name = format!("hibernation-{}", crate::domain::new_run_id());
+            let started = match state.workflow() {
+                Ok(wf) => wf.start("hibernation", &name, serde_json::json!({})).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "hibernation sweep did not start");
+            }
+        }
+    })
+}

@@ -1,0 +1,613 @@
+//! The HTTP API through the Router, with real SQLite and PostgreSQL stores:
+//! every endpoint's success path and its errors.
+
+mod api_support;
+mod services;
+
+use std::sync::Arc;
+
+use api_support::{error_code, harness, Harness};
+use apna::api::auth::issue_token;
+use apna::domain::RunStatus;
+use apna::generation::{finish_run, RunEnd};
+use apna::store::{PostgresStore, SqliteStore, Store};
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+async fn stores() -> Vec<Arc<dyn Store>> {
+    let mut v: Vec<Arc<dyn Store>> = vec![Arc::new(
+        SqliteStore::connect("sqlite::memory:").await.unwrap(),
+    )];
+    if let Some(url) = services::fresh_postgres_url().await {
+        v.push(Arc::new(PostgresStore::connect(&url).await.unwrap()));
+    }
+    v
+}
+
+async fn create(h: &Harness, token: Option<&str>, prompt: &str) -> (String, String) {
+    let r = h
+        .post(
+            "/api/projects",
+            token,
+            &json!({ "prompt": prompt }).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    (
+        r.body["project"]["id"].as_str().unwrap().to_string(),
+        r.body["run_id"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn end_run(h: &Harness, run_id: &str) {
+    finish_run(
+        &h.state,
+        run_id,
+        RunEnd::Succeeded {
+            summary: "ok".into(),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn projects_end_to_end() {
+    for store in stores().await {
+        let backend = store.backend();
+        let h = harness(store, &[]).await;
+
+        // Create: 202 with the project and its run, and the workflow started with ids only.
+        let r = h
+            .post(
+                "/api/projects",
+                None,
+                r#"{"prompt": "a habit tracker with a dark theme", "userId": "ignored"}"#,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{backend}: {}", r.text);
+        assert!(r.headers.contains_key("x-request-id"));
+        let id = r.body["project"]["id"].as_str().unwrap().to_string();
+        let run_id = r.body["run_id"].as_str().unwrap().to_string();
+        assert_eq!(r.body["project"]["status"], "building");
+        assert_eq!(r.body["project"]["owner"], "local");
+        assert_eq!(
+            r.body["project"]["name"],
+            "A habit tracker with a dark theme"
+        );
+        assert_eq!(r.body["project"]["active_run_id"], run_id);
+        assert!(r.body["project"]["preview_url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{id}.localhost")));
+        let starts = h.workflow.starts.lock().unwrap().clone();
+        let (sm, name, input) = starts.last().unwrap().clone();
+        assert_eq!(
+            (sm.as_str(), name.as_str()),
+            ("generation", run_id.as_str())
+        );
+        assert_eq!(
+            input,
+            json!({ "run_id": run_id, "project_id": id, "max_fix_attempts": 4 })
+        );
+
+        // The seed's alias works too.
+        let r = h
+            .post("/api/projects/create", None, r#"{"prompt": "todo app"}"#)
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+
+        // Read, list, messages, runs.
+        let r = h.get(&format!("/api/projects/{id}"), None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body["id"], id.as_str());
+        let r = h.get("/api/projects?limit=1", None).await;
+        assert_eq!(r.body["projects"].as_array().unwrap().len(), 1);
+        assert_eq!(r.body["next_offset"], 1);
+        let r = h.get("/api/projects?limit=10&offset=1", None).await;
+        assert_eq!(r.body["projects"].as_array().unwrap().len(), 1);
+        assert_eq!(r.body["next_offset"], Value::Null);
+        let r = h.get(&format!("/api/projects/{id}/messages"), None).await;
+        assert_eq!(
+            r.body["messages"][0]["content"][0]["text"],
+            "a habit tracker with a dark theme"
+        );
+        let r = h.get(&format!("/api/projects/{id}/runs"), None).await;
+        assert_eq!(r.body["runs"][0]["id"], run_id.as_str());
+        let r = h.get(&format!("/api/runs/{run_id}"), None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body["status"], "queued");
+        assert!(r.body["history"].is_array());
+
+        // A second chat while the run is active: 409.
+        let r = h
+            .post(
+                &format!("/api/projects/{id}/chat"),
+                None,
+                r#"{"message": "make it blue"}"#,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+        assert_eq!(error_code(&r), "conflict");
+
+        // After the run ends, chat starts a new run.
+        end_run(&h, &run_id).await;
+        let r = h
+            .post(
+                &format!("/api/projects/{id}/chat"),
+                None,
+                r#"{"message": "make it blue"}"#,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        let run2 = r.body["run_id"].as_str().unwrap().to_string();
+
+        // Cancel: the workflow is stopped, the run ends, the lock is released.
+        let r = h.post(&format!("/api/runs/{run2}/cancel"), None, "").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["run"]["status"], "cancelled");
+        assert!(h.workflow.stops.lock().unwrap().contains(&run2));
+        assert!(h.state.store.run_lock_holder(&id).await.unwrap().is_none());
+        let r = h.post(&format!("/api/runs/{run2}/cancel"), None, "").await;
+        assert_eq!(r.body["run"]["status"], "cancelled", "cancel is idempotent");
+
+        // Files: tree, content, traversal refused, missing file 404.
+        let r = h.get(&format!("/api/projects/{id}/files"), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(
+            r.body["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["path"] == "src/App.tsx"),
+            "{}",
+            r.text
+        );
+        let r = h
+            .get(&format!("/api/projects/{id}/files/src/App.tsx"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["path"], "src/App.tsx");
+        assert!(r.body["content"].as_str().unwrap().contains("export"));
+        for bad in ["../../etc/passwd", "src/%2e%2e/%2e%2e/x", "%00x"] {
+            let r = h
+                .get(&format!("/api/projects/{id}/files/{bad}"), None)
+                .await;
+            assert!(
+                matches!(r.status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND),
+                "{bad}: {}",
+                r.text
+            );
+            error_code(&r);
+        }
+        let r = h
+            .get(&format!("/api/projects/{id}/files/src/Nope.tsx"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+        // Delete: idempotent; afterwards the project is gone from reads.
+        let r = h
+            .call("DELETE", &format!("/api/projects/{id}"), None, None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["deleted"], true);
+        let r = h
+            .call("DELETE", &format!("/api/projects/{id}"), None, None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let r = h.get(&format!("/api/projects/{id}"), None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let r = h
+            .post(
+                &format!("/api/projects/{id}/chat"),
+                None,
+                r#"{"message": "hi"}"#,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_clear_errors() {
+    for store in stores().await {
+        let h = harness(store, &[("APNA_MAX_PROMPT_CHARS", "100")]).await;
+        let cases: Vec<(&str, String, StatusCode, &str)> = vec![
+            (
+                "/api/projects",
+                "{not json".into(),
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+            ),
+            (
+                "/api/projects",
+                "{}".into(),
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+            ),
+            (
+                "/api/projects",
+                r#"{"prompt": 42}"#.into(),
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+            ),
+            (
+                "/api/projects",
+                r#"{"prompt": "   "}"#.into(),
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+            ),
+            (
+                "/api/projects",
+                json!({"prompt": "x".repeat(101)}).to_string(),
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+            ),
+            (
+                "/api/projects",
+                r#"{"prompt": "ok", "template": "nextjs"}"#.into(),
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+            ),
+            (
+                "/api/projects",
+                json!({"prompt": "x".repeat(70_000)}).to_string(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
+        ];
+        for (uri, body, status, code) in cases {
+            let r = h.post(uri, None, &body).await;
+            assert_eq!(
+                r.status,
+                status,
+                "{} → {}",
+                &body[..body.len().min(40)],
+                r.text
+            );
+            assert_eq!(error_code(&r), code);
+        }
+        // Nothing was created by any of them.
+        assert_eq!(h.state.store.count_projects("local").await.unwrap(), 0);
+
+        // Unknown ids and routes: 404 in the same shape.
+        for uri in [
+            "/api/projects/00000000-0000-0000-0000-000000000000",
+            "/api/projects/NOT_AN_ID",
+            "/api/runs/nope",
+            "/api/nothing-here",
+        ] {
+            let r = h.get(uri, None).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
+            assert_eq!(error_code(&r), "not_found");
+        }
+        let r = h.get("/api/projects?limit=abc", None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_and_ownership() {
+    for store in stores().await {
+        let h = harness(store, &[("APNA_JWT_SECRET", "test-secret")]).await;
+        let alice =
+            issue_token("test-secret", &format!("alice-{}", uuid::Uuid::new_v4()), 1).unwrap();
+        let bob = issue_token("test-secret", &format!("bob-{}", uuid::Uuid::new_v4()), 1).unwrap();
+
+        // No token, malformed header, expired, wrong key, wrong algorithm: 401.
+        let r = h.get("/api/projects", None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(error_code(&r), "unauthorized");
+        let expired = issue_token("test-secret", "alice", -1).unwrap();
+        let other_key = issue_token("other-secret", "alice", 1).unwrap();
+        let hs384 = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS384),
+            &json!({"sub": "alice", "exp": chrono::Utc::now().timestamp() + 600}),
+            &jsonwebtoken::EncodingKey::from_secret(b"test-secret"),
+        )
+        .unwrap();
+        for t in [
+            expired.as_str(),
+            other_key.as_str(),
+            hs384.as_str(),
+            "garbage",
+        ] {
+            let r = h.get("/api/projects", Some(t)).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+        }
+
+        // Alice's project is 404 for Bob on every endpoint.
+        let (id, run_id) = create(&h, Some(&alice), "alice's app").await;
+        assert_eq!(
+            h.get(&format!("/api/projects/{id}"), Some(&alice))
+                .await
+                .status,
+            StatusCode::OK
+        );
+        for (m, uri) in [
+            ("GET", format!("/api/projects/{id}")),
+            ("GET", format!("/api/projects/{id}/messages")),
+            ("GET", format!("/api/projects/{id}/files")),
+            ("GET", format!("/api/projects/{id}/files/src/App.tsx")),
+            ("GET", format!("/api/runs/{run_id}")),
+            ("GET", format!("/api/runs/{run_id}/events?after=0&wait=0")),
+            ("POST", format!("/api/runs/{run_id}/cancel")),
+            ("DELETE", format!("/api/projects/{id}")),
+        ] {
+            let r = h
+                .call(
+                    m,
+                    &uri,
+                    Some(&bob),
+                    if m == "POST" { Some("") } else { None },
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{m} {uri}: {}", r.text);
+        }
+        let r = h
+            .post(
+                &format!("/api/projects/{id}/chat"),
+                Some(&bob),
+                r#"{"message":"mine now"}"#,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert!(h.get("/api/projects", Some(&bob)).await.body["projects"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+        // Alice's run was not touched by Bob's cancel.
+        assert_eq!(
+            h.state
+                .store
+                .get_run(&run_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            RunStatus::Queued
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn caps_answer_429() {
+    for store in stores().await {
+        let h = harness(
+            store,
+            &[
+                ("APNA_JWT_SECRET", "s"),
+                ("APNA_MAX_PROJECTS", "2"),
+                ("APNA_MAX_ACTIVE_RUNS", "1"),
+            ],
+        )
+        .await;
+        let user = issue_token("s", &format!("capped-{}", uuid::Uuid::new_v4()), 1).unwrap();
+        let (_, run1) = create(&h, Some(&user), "one").await;
+        // A second project would be a second concurrent run.
+        let r = h
+            .post("/api/projects", Some(&user), r#"{"prompt":"two"}"#)
+            .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+        assert_eq!(error_code(&r), "quota_exceeded");
+        end_run(&h, &run1).await;
+        let (_, run2) = create(&h, Some(&user), "two").await;
+        end_run(&h, &run2).await;
+        let r = h
+            .post("/api/projects", Some(&user), r#"{"prompt":"three"}"#)
+            .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+        assert!(r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 projects"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn twenty_concurrent_chats_one_wins() {
+    for store in stores().await {
+        let h = Arc::new(harness(store, &[("APNA_MAX_ACTIVE_RUNS", "100")]).await);
+        let (id, run) = create(&h, None, "race").await;
+        end_run(&h, &run).await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(20));
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let (h, id, barrier) = (h.clone(), id.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                h.post(
+                    &format!("/api/projects/{id}/chat"),
+                    None,
+                    &json!({"message": format!("change {i}")}).to_string(),
+                )
+                .await
+                .status
+            }));
+        }
+        let mut codes = Vec::new();
+        for t in tasks {
+            codes.push(t.await.unwrap());
+        }
+        assert_eq!(
+            codes.iter().filter(|c| **c == StatusCode::ACCEPTED).count(),
+            1,
+            "{codes:?}"
+        );
+        assert_eq!(
+            codes.iter().filter(|c| **c == StatusCode::CONFLICT).count(),
+            19,
+            "{codes:?}"
+        );
+        // The losers left no runs or messages behind.
+        let runs = h
+            .state
+            .store
+            .list_runs(&id, apna::domain::Page::default())
+            .await
+            .unwrap();
+        assert_eq!(runs.len(), 2);
+        let msgs = h
+            .state
+            .store
+            .list_messages(&id, apna::domain::Page::default())
+            .await
+            .unwrap();
+        assert_eq!(msgs.len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_stream_in_order_and_resume() {
+    for store in stores().await {
+        let h = harness(store, &[]).await;
+        let (_, run_id) = create(&h, None, "stream me").await;
+        for i in 0..5 {
+            h.state
+                .store
+                .append_event(&run_id, "text", &json!({ "text": format!("part {i}") }))
+                .await
+                .unwrap();
+        }
+        end_run(&h, &run_id).await;
+
+        // SSE: all events in order, ending after `done`.
+        let r = h.get(&format!("/api/runs/{run_id}/events"), None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        let ids = sse_ids(&r.text);
+        let total = ids.len() as i64;
+        assert_eq!(ids, (1..=total).collect::<Vec<_>>());
+        assert!(r.text.contains("event: done"));
+        assert!(r.text.contains("part 4"));
+
+        // Resume with Last-Event-ID: only later events, no duplicates.
+        let req = axum::http::Request::get(format!("/api/runs/{run_id}/events"))
+            .header("last-event-id", "3")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = tower::ServiceExt::oneshot(h.router.clone(), req)
+            .await
+            .unwrap();
+        let text = String::from_utf8(
+            http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        assert_eq!(sse_ids(&text), (4..=total).collect::<Vec<_>>());
+
+        // Long-poll JSON.
+        let r = h
+            .get(&format!("/api/runs/{run_id}/events?after=2&wait=0"), None)
+            .await;
+        let seqs: Vec<i64> = r.body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect();
+        assert_eq!(seqs, (3..=total).collect::<Vec<_>>());
+        assert_eq!(r.body["done"], true);
+        let r = h
+            .get(
+                &format!("/api/runs/{run_id}/events?after={total}&wait=0"),
+                None,
+            )
+            .await;
+        assert!(r.body["events"].as_array().unwrap().is_empty());
+        assert_eq!(r.body["done"], true);
+    }
+}
+
+#[tokio::test]
+async fn live_events_arrive_while_streaming() {
+    let h = harness(
+        Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap()),
+        &[],
+    )
+    .await;
+    let (_, run_id) = create(&h, None, "live").await;
+    let state = h.state.clone();
+    let rid = run_id.clone();
+    tokio::spawn(async move {
+        for i in 0..3 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            state
+                .store
+                .append_event(
+                    &rid,
+                    "tool",
+                    &json!({ "summary": format!("edited file{i}") }),
+                )
+                .await
+                .unwrap();
+        }
+        finish_run(
+            &state,
+            &rid,
+            RunEnd::Succeeded {
+                summary: "done".into(),
+            },
+        )
+        .await
+        .unwrap();
+    });
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        h.get(&format!("/api/runs/{run_id}/events"), None),
+    )
+    .await
+    .expect("stream did not end after done");
+    let ids = sse_ids(&r.text);
+    assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>());
+    assert!(r.text.contains("edited file2") && r.text.contains("event: done"));
+}
+
+fn sse_ids(text: &str) -> Vec<i64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("id: ").or_else(|| l.strip_prefix("id:")))
+        .map(|v| v.trim().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn config_health_and_openapi() {
+    let h = harness(
+        Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap()),
+        &[],
+    )
+    .await;
+    let r = h.get("/api/config", None).await;
+    assert_eq!(r.body["auth"], "single_user");
+    assert_eq!(r.body["model_configured"], false);
+    assert!(r.body["setup_hint"]
+        .as_str()
+        .unwrap()
+        .contains("ANTHROPIC_API_KEY="));
+    let r = h.get("/healthz", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["store"]["backend"], "sqlite");
+    let r = h.get("/api/openapi.json", None).await;
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(r.body["paths"]["/api/projects/{id}/chat"]["post"].is_object());
+}
+
+#[test]
+fn committed_openapi_matches_the_code() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.json");
+    let generated = apna::api::openapi::document();
+    if std::env::var("APNA_UPDATE_OPENAPI").as_deref() == Ok("1") {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi.json is out of date: run `APNA_UPDATE_OPENAPI=1 cargo test -p apna --test api committed_openapi` and commit it"
+    );
+}

@@ -1,0 +1,137 @@
+//! The repository's `statemachines/*.asl.json` load in the interpreter, and the
+//! generation machine walks its loops (sandbox polling, agent steps, verify and
+//! fix) with scripted step handlers under a paused clock.
+
+mod asl_support;
+
+use std::sync::Arc;
+
+use apna::domain::ExecutionStatus;
+use apna::workflow::asl::{StateMachine, TaskFailure, TaskInvoker};
+use asl_support::{entered, run_paused, ScriptInvoker};
+use serde_json::{json, Value};
+
+const GENERATION: &str = include_str!("../../statemachines/generation.asl.json");
+const HIBERNATION: &str = include_str!("../../statemachines/hibernation.asl.json");
+
+#[test]
+fn repository_state_machines_load() {
+    for (name, json) in [("generation", GENERATION), ("hibernation", HIBERNATION)] {
+        StateMachine::parse(json).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+/// Step handlers following a script: the sandbox is ready on the second poll,
+/// the agent needs two steps, the first verify fails and one fix succeeds.
+fn scripted() -> Arc<ScriptInvoker> {
+    ScriptInvoker::new(|resource, input, _| {
+        Box::pin(async move {
+            let out: Value = match resource.as_str() {
+                "${EnsureSandboxFunctionArn}" => json!({"ready": false, "polls": 0}),
+                "${SandboxStatusFunctionArn}" => {
+                    let polls = input["polls"].as_i64().unwrap() + 1;
+                    json!({"ready": polls >= 2, "polls": polls})
+                }
+                "${AgentStepFunctionArn}" => {
+                    let step = input["step"].as_i64().unwrap() + 1;
+                    json!({"step": step, "done": step % 2 == 0, "stopped": false})
+                }
+                "${VerifyFunctionArn}" => {
+                    let attempt = input["attempt"].as_i64().unwrap() + 1;
+                    json!({"attempt": attempt, "ok": attempt >= 2})
+                }
+                "${FinalizeFunctionArn}" => json!({"version": 1, "verified": input["verified"]}),
+                "${MarkFailedFunctionArn}" => json!({"marked": input["error"]}),
+                other => return Err(TaskFailure::new("Test.Unexpected", other.to_string())),
+            };
+            Ok(out)
+        })
+    })
+}
+
+fn generation_input() -> Value {
+    json!({"run_id": "run-1", "project_id": "p-1", "max_fix_attempts": 4})
+}
+
+#[tokio::test(start_paused = true)]
+async fn generation_happy_path_polls_loops_and_finalizes() {
+    let invoker = scripted();
+    let (exec, history) = run_paused(GENERATION, generation_input(), invoker.clone()).await;
+    assert_eq!(exec.status, ExecutionStatus::Succeeded, "{:?}", exec.error);
+    assert_eq!(
+        entered(&history),
+        [
+            "Init",
+            "EnsureSandbox",
+            "IsSandboxReady",
+            "WaitForSandbox",
+            "CheckSandbox",
+            "IsSandboxReady",
+            "WaitForSandbox",
+            "CheckSandbox",
+            "IsSandboxReady",
+            "AgentStep",
+            "AfterAgentStep",
+            "AgentStep",
+            "AfterAgentStep",
+            "Verify",
+            "AfterVerify",
+            "AgentStep",
+            "AfterAgentStep",
+            "AgentStep",
+            "AfterAgentStep",
+            "Verify",
+            "AfterVerify",
+            "Finalize",
+            "Done"
+        ]
+    );
+    assert_eq!(
+        exec.output.unwrap()["result"],
+        json!({"version": 1, "verified": true})
+    );
+    let steps: Vec<Value> = invoker
+        .calls()
+        .iter()
+        .filter(|c| c.resource == "${AgentStepFunctionArn}")
+        .map(|c| c.input.clone())
+        .collect();
+    assert_eq!(
+        steps[0],
+        json!({"run_id": "run-1", "project_id": "p-1", "step": 0})
+    );
+    assert_eq!(steps[3]["step"], 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn generation_failure_is_marked_and_fails_the_execution() {
+    let base = scripted();
+    let invoker = ScriptInvoker::new(move |resource, input, _| {
+        let base = base.clone();
+        Box::pin(async move {
+            if resource == "${AgentStepFunctionArn}" {
+                return Err(TaskFailure::new("Apna.Model", "model API unavailable"));
+            }
+            base.invoke(&resource, input).await
+        })
+    });
+    let (exec, history) = run_paused(GENERATION, generation_input(), invoker.clone()).await;
+    assert_eq!(exec.status, ExecutionStatus::Failed);
+    assert!(exec.error.unwrap().starts_with("Apna.GenerationFailed"));
+    assert_eq!(entered(&history).last().unwrap(), "Failed");
+    let marked: Vec<Value> = invoker
+        .calls()
+        .iter()
+        .filter(|c| c.resource == "${MarkFailedFunctionArn}")
+        .map(|c| c.input["error"].clone())
+        .collect();
+    assert_eq!(
+        marked,
+        [json!({"Error": "Apna.Model", "Cause": "model API unavailable"})]
+    );
+    assert_eq!(
+        invoker.count("${AgentStepFunctionArn}"),
+        1,
+        "Apna.Model is not retried"
+    );
+}

@@ -1,0 +1,306 @@
+//! Each Lambda function, the way API Gateway (HTTP API, payload v2) calls it:
+//! an event fixture through `lambda_http` reaches the function's handler with
+//! its path parameters and the authorizer's `sub` claim, and nothing else.
+
+mod api_support;
+
+use std::sync::Arc;
+
+use api_support::harness;
+use apna::store::SqliteStore;
+use axum::http::StatusCode;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn event(
+    method: &str,
+    path: &str,
+    sub: Option<&str>,
+    body: Option<Value>,
+    path_params: Value,
+) -> String {
+    let (raw_path, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut ctx = json!({
+        "accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+        "domainPrefix": "abc123", "requestId": "req-1", "routeKey": format!("{method} {raw_path}"), "stage": "$default",
+        "time": "25/Nov/2026:17:00:00 +0000", "timeEpoch": 1795000000000i64,
+        "http": { "method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "fixture" }
+    });
+    if let Some(sub) = sub {
+        ctx["authorizer"] = json!({ "jwt": { "claims": { "sub": sub, "iss": "https://issuer.example" }, "scopes": null } });
+    }
+    json!({
+        "version": "2.0", "routeKey": format!("{method} {raw_path}"), "rawPath": raw_path, "rawQueryString": query,
+        "headers": { "content-type": "application/json", "host": "abc123.execute-api.us-east-1.amazonaws.com" },
+        "requestContext": ctx,
+        "pathParameters": path_params,
+        "body": body.map(|b| b.to_string()),
+        "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+async fn invoke(name: &str, state: &apna::app::AppState, event: &str) -> (StatusCode, Value) {
+    let req = lambda_http::request::from_str(event).expect("valid API Gateway v2 event");
+    let app = apna::lambda::endpoint_app(name, state.clone()).unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn every_endpoint_function_reaches_its_handler() {
+    let h = harness(
+        Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap()),
+        &[],
+    )
+    .await;
+    let s = &h.state;
+
+    let (status, body) = invoke(
+        "api-create-project",
+        s,
+        &event(
+            "POST",
+            "/api/projects",
+            Some("alice"),
+            Some(json!({"prompt": "a lambda app"})),
+            json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        body["project"]["owner"], "alice",
+        "the authorizer's sub is the caller"
+    );
+    let id = body["project"]["id"].as_str().unwrap().to_string();
+    let run = body["run_id"].as_str().unwrap().to_string();
+    let pid = json!({ "id": id });
+    let rid = json!({ "id": run });
+
+    type Case<'a> = (&'a str, &'a str, String, Option<Value>, Value, StatusCode);
+    let cases: Vec<Case> = vec![
+        (
+            "api-healthz",
+            "GET",
+            "/healthz".into(),
+            None,
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            "api-config",
+            "GET",
+            "/api/config".into(),
+            None,
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            "api-openapi",
+            "GET",
+            "/api/openapi.json".into(),
+            None,
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            "api-create-project",
+            "POST",
+            "/api/projects/create".into(),
+            Some(json!({"prompt": "alias"})),
+            json!({}),
+            StatusCode::ACCEPTED,
+        ),
+        (
+            "api-list-projects",
+            "GET",
+            "/api/projects?limit=5".into(),
+            None,
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            "api-get-project",
+            "GET",
+            format!("/api/projects/{id}"),
+            None,
+            pid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-chat",
+            "POST",
+            format!("/api/projects/{id}/chat"),
+            Some(json!({"message": "more"})),
+            pid.clone(),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "api-list-messages",
+            "GET",
+            format!("/api/projects/{id}/messages"),
+            None,
+            pid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-list-runs",
+            "GET",
+            format!("/api/projects/{id}/runs"),
+            None,
+            pid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-list-files",
+            "GET",
+            format!("/api/projects/{id}/files"),
+            None,
+            pid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-read-file",
+            "GET",
+            format!("/api/projects/{id}/files/src/App.tsx"),
+            None,
+            json!({"id": id, "path": "src/App.tsx"}),
+            StatusCode::OK,
+        ),
+        (
+            "api-get-run",
+            "GET",
+            format!("/api/runs/{run}"),
+            None,
+            rid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-run-events",
+            "GET",
+            format!("/api/runs/{run}/events?after=0&wait=0"),
+            None,
+            rid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-list-versions",
+            "GET",
+            format!("/api/projects/{id}/versions"),
+            None,
+            pid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-version-diff",
+            "GET",
+            format!("/api/projects/{id}/versions/7/diff"),
+            None,
+            json!({"id": id, "n": "7"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "api-restore-version",
+            "POST",
+            format!("/api/projects/{id}/versions/7/restore"),
+            None,
+            json!({"id": id, "n": "7"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "api-download",
+            "GET",
+            format!("/api/projects/{id}/download"),
+            None,
+            pid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-cancel-run",
+            "POST",
+            format!("/api/runs/{run}/cancel"),
+            None,
+            rid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-delete-project",
+            "DELETE",
+            format!("/api/projects/{id}"),
+            None,
+            pid.clone(),
+            StatusCode::OK,
+        ),
+    ];
+    let mut covered: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    covered.sort_unstable();
+    covered.dedup();
+    let mut names = apna::api::endpoint_names();
+    names.sort_unstable();
+    assert_eq!(covered, names, "every endpoint function has a fixture here");
+
+    for (name, method, path, body, params, want) in cases {
+        let (status, got) = invoke(
+            name,
+            s,
+            &event(method, &path, Some("alice"), body.clone(), params.clone()),
+        )
+        .await;
+        assert_eq!(status, want, "{name} {method} {path}: {got}");
+        if name.starts_with("api-get-project")
+            || name == "api-read-file"
+            || name == "api-list-messages"
+        {
+            // Another user's project is 404, and no authorizer claims is 401.
+            let (status, _) = invoke(
+                name,
+                s,
+                &event(method, &path, Some("bob"), body.clone(), params.clone()),
+            )
+            .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{name} as bob");
+            let (status, _) = invoke(name, s, &event(method, &path, None, body, params)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{name} without claims");
+        }
+    }
+
+    // A function serves only its own routes.
+    let (status, body) = invoke(
+        "api-get-project",
+        s,
+        &event("GET", "/api/projects", Some("alice"), None, json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn task_functions_report_named_errors() {
+    let h = harness(
+        Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap()),
+        &[],
+    )
+    .await;
+    let ctx = lambda_runtime::Context::default();
+    // A task input without ids is the task's fault: Step Functions sees the error by name.
+    let ev = lambda_runtime::LambdaEvent::new(json!({ "nope": 1 }), ctx.clone());
+    let err = apna::lambda::handle_task("AgentStep", &h.state, ev)
+        .await
+        .unwrap_err();
+    let diag: lambda_runtime::Diagnostic = err.into();
+    assert_eq!(diag.error_type, "Apna.InvalidInput");
+    // ListIdleProjects works against the store.
+    let ev = lambda_runtime::LambdaEvent::new(json!({ "limit": 10 }), ctx);
+    let out = apna::lambda::handle_task("ListIdleProjects", &h.state, ev)
+        .await
+        .unwrap();
+    assert_eq!(out, json!({ "projects": [] }));
+}

@@ -1,0 +1,583 @@
+//! The local sandbox driver against real Node/Vite processes.
+
+mod sandbox_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apna::preview::SandboxPreviewBackend;
+use apna::sandbox::local::{wait_ready, Isolation};
+use apna::sandbox::{ExecRequest, ProjectPath, Sandbox, SandboxProvider, SandboxState, SourceFile};
+use apna::Error;
+use futures::StreamExt;
+use sandbox_support::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+fn p(s: &str) -> ProjectPath {
+    ProjectPath::parse(s).unwrap()
+}
+
+fn exec(cmd: &str) -> ExecRequest {
+    ExecRequest {
+        command: cmd.into(),
+        timeout: Duration::from_secs(30),
+        max_output: 64 * 1024,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_projects_preview_edit_and_hmr_through_the_proxy() {
+    let data = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let provider = provider(data.path(), Some(proxy_port)).await;
+    let shared: Arc<dyn SandboxProvider> = Arc::new(provider.clone());
+    let proxy =
+        apna::preview::PreviewProxy::new(Arc::new(SandboxPreviewBackend::new(shared)), None);
+    let addr = serve_proxy(listener, proxy).await;
+
+    let a = provider.local("proj-a").unwrap();
+    let b = provider.local("proj-b").unwrap();
+    a.ensure().await.unwrap();
+    b.ensure().await.unwrap();
+    let sa = wait_ready(&a, Duration::from_secs(30)).await.unwrap();
+    let sb = wait_ready(&b, Duration::from_secs(30)).await.unwrap();
+    assert_ne!(sa.preview_addr, sb.preview_addr);
+
+    let host_a = format!("proj-a.localhost:{proxy_port}");
+    let host_b = format!("proj-b.localhost:{proxy_port}");
+    for host in [&host_a, &host_b] {
+        let (status, body) = get(addr, host, "/").await;
+        assert_eq!(status, 200, "{host}: {body}");
+        assert!(body.contains("/src/main.tsx"), "{body}");
+    }
+
+    // An edit through the trait shows up in the transformed module, for A only.
+    let marker = format!("edited-{}", std::process::id());
+    let app = format!("export default function App() {{ return <h1>{marker}</h1>; }}\n");
+    a.write_file(&p("src/App.tsx"), app.as_bytes())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get(addr, &host_a, "/src/App.tsx").await;
+        if status == 200 && body.contains(&marker) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "edit not served: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, body_b) = get(addr, &host_b, "/src/App.tsx").await;
+    assert!(!body_b.contains(&marker));
+
+    // HMR: Vite's client script names the socket's token; connect through the proxy.
+    let (_, client) = get(addr, &host_a, "/@vite/client").await;
+    assert!(
+        client.contains(&format!("const hmrPort = {proxy_port};")),
+        "HMR client port not set to the proxy's"
+    );
+    let token = client
+        .split("const wsToken = \"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("wsToken in /@vite/client")
+        .to_string();
+    let mut req = format!("ws://{addr}/?token={token}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("host", host_a.parse().unwrap());
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "vite-hmr".parse().unwrap());
+    let (mut ws, resp) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .expect("ws connect timed out")
+    .expect("ws connect");
+    assert_eq!(resp.status().as_u16(), 101);
+    let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("no HMR message")
+        .expect("stream ended")
+        .expect("ws error");
+    let text = msg.into_text().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["type"], "connected", "{text}");
+
+    // An HMR update for the next edit arrives on that socket.
+    a.write_file(
+        &p("src/App.tsx"),
+        b"export default function App() { return <p>again</p>; }\n",
+    )
+    .await
+    .unwrap();
+    let got_update = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Ok(t) = m.into_text() {
+                if t.contains("\"update\"") || t.contains("full-reload") {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(got_update, "no HMR update after an edit");
+
+    provider.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisor_restarts_a_killed_dev_server_and_status_survives_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    let sb = provider.local("proj-kill").unwrap();
+    assert_eq!(sb.status().await.unwrap().state, SandboxState::Missing);
+    sb.ensure().await.unwrap();
+    wait_ready(&sb, Duration::from_secs(30)).await.unwrap();
+    let pid = sb.dev_server_pid().expect("pid");
+    // SAFETY: test code signalling a child it started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = sb.status().await.unwrap();
+        if st.state != SandboxState::Ready || sb.dev_server_pid() != Some(pid) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kill not noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = wait_ready(&sb, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(st.state, SandboxState::Ready);
+    assert_ne!(sb.dev_server_pid(), Some(pid));
+    assert!(sb.logs(200).await.unwrap().contains("dev server exited"));
+
+    // A new process (new supervisor table) sees the files but no server.
+    let other = provider_again(data.path()).await;
+    let st = other.local("proj-kill").unwrap().status().await.unwrap();
+    assert_eq!(st.state, SandboxState::Stopped);
+
+    let pid = sb.dev_server_pid().unwrap();
+    sb.stop().await.unwrap();
+    assert_eq!(sb.status().await.unwrap().state, SandboxState::Stopped);
+    assert!(
+        !apna::sandbox::local::process::is_alive(pid),
+        "vite survived stop"
+    );
+    assert!(
+        !sb.logs(50).await.unwrap().is_empty(),
+        "log file kept after stop"
+    );
+    sb.destroy().await.unwrap();
+    assert_eq!(sb.status().await.unwrap().state, SandboxState::Missing);
+    assert!(
+        template()
+            .await
+            .node_modules
+            .join("vite/package.json")
+            .exists(),
+        "destroy touched the cache"
+    );
+}
+
+async fn provider_again(data: &std::path::Path) -> apna::sandbox::local::LocalProvider {
+    provider(data, None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_exec_and_source_round_trip() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    let sb = provider.local("proj-files").unwrap();
+    let e = sb.read_file(&p("src/App.tsx")).await.unwrap_err();
+    assert!(matches!(e, Error::NotReady(_)), "{e}");
+    sb.import_source(&template().await.files).await.unwrap();
+
+    // Listing: template sources, never node_modules or caches.
+    let listed: Vec<String> = sb
+        .list_files()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert!(listed.contains(&"src/App.tsx".to_string()));
+    assert!(listed.contains(&"package.json".to_string()));
+    assert!(listed
+        .iter()
+        .all(|f| !f.starts_with("node_modules") && !f.starts_with(".vite")));
+
+    // Reads through node_modules (into the cache) work; writes there are refused.
+    let pkg = sb
+        .read_file(&p("node_modules/vite/package.json"))
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&pkg).contains("\"name\": \"vite\""));
+    let e = sb
+        .write_file(&p("node_modules/vite/x.js"), b"x")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)));
+
+    // Symlink escapes made by a command are refused for read, write and delete.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "s").unwrap();
+    let out = sb
+        .exec(&exec(&format!("ln -s {} esc", outside.path().display())))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, Some(0), "{}", out.output);
+    if sb.root().join("esc").symlink_metadata().is_ok() {
+        for r in [
+            sb.read_file(&p("esc/secret")).await.map(|_| ()),
+            sb.write_file(&p("esc/secret"), b"pwned").await,
+            sb.write_file(&p("esc/new.txt"), b"pwned").await,
+            sb.delete_file(&p("esc/secret")).await.map(|_| ()),
+        ] {
+            let e = r.unwrap_err();
+            assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+            assert!(e.to_string().contains("outside the project"), "{e}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+            "s"
+        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+    } else {
+        panic!("ln -s did not create the link");
+    }
+
+    // Export → import round trip replaces the tree.
+    sb.write_file(&p("src/extra.ts"), b"export const x = 1;\n")
+        .await
+        .unwrap();
+    let tree = sb.export_source().await.unwrap();
+    assert!(tree.files.iter().any(|f| f.path == "src/extra.ts"));
+    assert!(tree
+        .files
+        .iter()
+        .all(|f| !f.path.starts_with("node_modules")));
+    let mut smaller = tree.clone();
+    smaller.files.retain(|f| f.path != "src/extra.ts");
+    smaller.files.push(SourceFile {
+        path: "src/new.ts".into(),
+        data: b"export {}\n".to_vec(),
+        executable: false,
+    });
+    sb.import_source(&smaller).await.unwrap();
+    assert!(sb.read_file(&p("src/extra.ts")).await.is_err());
+    assert_eq!(
+        sb.read_file(&p("src/new.ts")).await.unwrap(),
+        b"export {}\n"
+    );
+    assert!(sb.delete_file(&p("src/new.ts")).await.unwrap());
+    assert!(!sb.delete_file(&p("src/new.ts")).await.unwrap());
+
+    // exec: exit codes, output cap with marker, timeout kills the group.
+    let out = sb.exec(&exec("echo hi; exit 3")).await.unwrap();
+    assert_eq!((out.exit_code, out.output.trim()), (Some(3), "hi"));
+    let out = sb
+        .exec(&ExecRequest {
+            command: "yes | head -c 100000".into(),
+            timeout: Duration::from_secs(10),
+            max_output: 1000,
+        })
+        .await
+        .unwrap();
+    assert!(out.truncated);
+    assert!(out.output.contains("output truncated"));
+    assert!(out.output.len() < 1200);
+    let started = Instant::now();
+    let out = sb
+        .exec(&ExecRequest {
+            command: "sleep 30 & sleep 30; echo never".into(),
+            timeout: Duration::from_secs(1),
+            max_output: 1000,
+        })
+        .await
+        .unwrap();
+    assert!(out.timed_out);
+    assert_eq!(out.exit_code, None);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let leftover = std::process::Command::new("sh")
+        .args(["-c", "pgrep -f '^sleep 30$' || true"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&leftover.stdout).trim().is_empty(),
+        "background sleep survived the timeout"
+    );
+    // The server's environment does not leak into commands.
+    let out = sb.exec(&exec("env")).await.unwrap();
+    assert!(
+        !out.output.lines().any(|l| l.starts_with("CARGO")),
+        "{}",
+        out.output
+    );
+
+    // A package-manager command first gets the project its own node_modules copy.
+    assert!(sb
+        .root()
+        .join("node_modules")
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let out = sb.exec(&exec("npm --version")).await.unwrap();
+    assert_eq!(out.exit_code, Some(0), "{}", out.output);
+    let nm = sb.root().join("node_modules").symlink_metadata().unwrap();
+    assert!(nm.is_dir(), "node_modules still shared");
+    assert!(sb.root().join("node_modules/vite/package.json").is_file());
+    assert!(sb.root().join("node_modules/.bin/vite").exists());
+    sb.destroy().await.unwrap();
+    assert!(template()
+        .await
+        .node_modules
+        .join("vite/package.json")
+        .is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bubblewrap_confines_commands_to_the_project() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    if *provider.isolation() == Isolation::None {
+        assert!(
+            !services_required(),
+            "bubblewrap is required (APNA_REQUIRE_SERVICES=1): apt-get install bubblewrap"
+        );
+        eprintln!("skipped: bubblewrap not installed");
+        return;
+    }
+    std::fs::write(data.path().join("apna.db"), "secret-db").unwrap();
+    let sb = provider.local("proj-bwrap").unwrap();
+    let other = provider.local("proj-other").unwrap();
+    sb.import_source(&template().await.files).await.unwrap();
+    other.import_source(&template().await.files).await.unwrap();
+    let db = data.path().join("apna.db");
+    let out = sb
+        .exec(&exec(&format!("cat {} 2>&1; echo rc=$?", db.display())))
+        .await
+        .unwrap();
+    assert!(
+        !out.output.contains("secret-db"),
+        "data dir visible: {}",
+        out.output
+    );
+    let out = sb
+        .exec(&exec(&format!(
+            "ls {} 2>&1; echo rc=$?",
+            other.root().display()
+        )))
+        .await
+        .unwrap();
+    assert!(
+        !out.output.contains("package.json"),
+        "other project visible: {}",
+        out.output
+    );
+    let out = sb
+        .exec(&exec("touch /usr/apna-x 2>&1; echo rc=$?"))
+        .await
+        .unwrap();
+    assert!(out.output.contains("rc=1"), "{}", out.output);
+    let out = sb
+        .exec(&exec(
+            "touch ok.txt /tmp/ok && node --version && echo rc=$?",
+        ))
+        .await
+        .unwrap();
+    assert!(out.output.contains("rc=0"), "{}", out.output);
+    assert!(sb.root().join("ok.txt").exists());
+    // Vite runs inside it too.
+    sb.ensure().await.unwrap();
+    wait_ready(&sb, Duration::from_secs(30)).await.unwrap();
+    provider.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_dev_server_is_reported_and_recovers_once_fixed() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    let sb = provider.local("proj-crash").unwrap();
+    sb.import_source(&template().await.files).await.unwrap();
+    let config = sb.read_file(&p("vite.config.ts")).await.unwrap();
+    sb.write_file(
+        &p("vite.config.ts"),
+        b"throw new Error(\"config exploded\");\n",
+    )
+    .await
+    .unwrap();
+    sb.ensure().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = sb.status().await.unwrap();
+        if st.state == SandboxState::Crashed {
+            assert!(st.detail.unwrap_or_default().contains("exited"));
+            break;
+        }
+        assert_ne!(st.state, SandboxState::Ready);
+        assert!(Instant::now() < deadline, "never reported Crashed: {st:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sb.logs(100).await.unwrap().contains("config exploded"));
+    // The supervisor keeps retrying with backoff; a fixed config comes up.
+    sb.write_file(&p("vite.config.ts"), &config).await.unwrap();
+    wait_ready(&sb, Duration::from_secs(30)).await.unwrap();
+    provider.stop_all().await;
+}
+
+#[tokio::test]
+async fn the_template_is_installed_once_per_lock_file() {
+    let first = template().await;
+    let events = std::sync::Mutex::new(Vec::new());
+    let again = apna::sandbox::local::prepare_template(
+        &apna::sandbox::local::template::bundled_template_dir(),
+        &test_cache_dir(),
+        &|e| events.lock().unwrap().push(e),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.hash, first.hash);
+    let events = events.into_inner().unwrap();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [apna::sandbox::local::TemplateProgress::Cached { .. }]
+        ),
+        "{events:?}"
+    );
+    assert!(first.node_modules.join(".bin/vite").exists());
+    // Only sources travel with the template; dependencies stay in the cache.
+    assert!(first.files.files.iter().any(|f| f.path == "src/App.tsx"));
+    assert!(first
+        .files
+        .files
+        .iter()
+        .all(|f| !f.path.starts_with("node_modules") && !f.path.starts_with(".vite")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restoring_a_project_with_extra_dependencies_installs_them() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    let sb = provider.local("proj-deps").unwrap();
+    let mut tree = template().await.files;
+    // A local (file:) dependency: installable without the network.
+    let pkg = tree
+        .files
+        .iter_mut()
+        .find(|f| f.path == "package.json")
+        .unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&pkg.data).unwrap();
+    json["dependencies"]["apna-local-dep"] = "file:./local-dep".into();
+    pkg.data = serde_json::to_vec_pretty(&json).unwrap();
+    tree.files.push(SourceFile {
+        path: "local-dep/package.json".into(),
+        data: br#"{"name":"apna-local-dep","version":"1.0.0","main":"index.js"}"#.to_vec(),
+        executable: false,
+    });
+    tree.files.push(SourceFile {
+        path: "local-dep/index.js".into(),
+        data: b"module.exports = 42;\n".to_vec(),
+        executable: false,
+    });
+    sb.import_source(&tree).await.unwrap();
+    let nm = sb.root().join("node_modules");
+    assert!(
+        nm.symlink_metadata().unwrap().is_dir(),
+        "node_modules not detached"
+    );
+    assert!(
+        nm.join("apna-local-dep/package.json").exists(),
+        "dependency not installed"
+    );
+    assert!(!template()
+        .await
+        .node_modules
+        .join("apna-local-dep")
+        .exists());
+
+    // The template's own manifest needs no install: node_modules stays a link.
+    let plain = provider.local("proj-nodeps").unwrap();
+    plain.import_source(&template().await.files).await.unwrap();
+    let link = plain
+        .root()
+        .join("node_modules")
+        .symlink_metadata()
+        .unwrap();
+    assert!(link.file_type().is_symlink());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_adopts_the_warm_spare_under_bubblewrap() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    if *provider.isolation() == Isolation::None {
+        assert!(!provider.wait_spare_ready(Duration::from_millis(50)).await);
+        eprintln!("skipped: no bubblewrap, no warm spare");
+        return;
+    }
+    assert!(provider.wait_spare_ready(Duration::from_secs(30)).await);
+    let sb = provider.local("proj-warm").unwrap();
+    let started = Instant::now();
+    let st = sb.ensure().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(st.state, SandboxState::Ready, "spare not adopted: {st:?}");
+    assert!(took < Duration::from_millis(200), "adoption took {took:?}");
+    let addr: std::net::SocketAddr = st.preview_addr.unwrap().parse().unwrap();
+
+    // The running server serves the renamed directory, edits included.
+    sb.write_file(
+        &p("src/App.tsx"),
+        b"export default function App() { return <p>warm-edit</p>; }\n",
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get(addr, "proj-warm.localhost", "/src/App.tsx").await;
+        if status == 200 && body.contains("warm-edit") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "edit not served: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A restart after adoption runs in the project's own directory.
+    let pid = sb.dev_server_pid().unwrap();
+    // SAFETY: test code signalling a child it started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = wait_ready(&sb, Duration::from_secs(30)).await.unwrap();
+    let addr: std::net::SocketAddr = st.preview_addr.unwrap().parse().unwrap();
+    let (status, body) = get(addr, "proj-warm.localhost", "/src/App.tsx").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("warm-edit"));
+    assert!(sb.logs(500).await.unwrap().contains("dev server exited"));
+    assert!(data.path().join("logs/proj-warm.log").is_file());
+
+    // The next spare is made; stop_all removes it.
+    assert!(provider.wait_spare_ready(Duration::from_secs(30)).await);
+    provider.stop_all().await;
+    let left: Vec<String> = std::fs::read_dir(data.path().join("projects"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["proj-warm".to_string()]);
+}

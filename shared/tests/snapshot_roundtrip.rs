@@ -1,0 +1,544 @@
+//! Snapshots, versions, hibernation and wake end to end, against the
+//! filesystem blob store and S3 (moto), with a real SQLite store.
+
+mod services;
+mod snapshot_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apna::blob::BlobStore;
+use apna::domain::{FileAction, ProjectStatus};
+use apna::sandbox::{ExecOutput, Sandbox, SandboxState};
+use apna::snapshot::{
+    self, diff_trees, get_latest, hibernate_project, load_tree, record_version, restore_version,
+    sweep_idle, take_snapshot, version_diff, wake_project, zip_tree, HibernateOutcome, WakeOutcome,
+};
+use apna::store::Store;
+use snapshot_support::*;
+
+async fn round_trip(blobs: Arc<dyn BlobStore>) {
+    let store = memory_store().await;
+    let faults = Arc::new(Faults::default());
+    let provider = Provider::new(faults.clone());
+    let project = ready_project(&*store).await;
+    let sb = provider.get(&project.id);
+    fill_app(&sb.inner, 1);
+    let original = sb.export_source().await.unwrap();
+    assert!(original
+        .files
+        .iter()
+        .all(|f| !f.path.starts_with("dist/") && !f.path.starts_with("node_modules/")));
+
+    // Hibernate: verified snapshot, sandbox gone, status hibernated.
+    let out = hibernate_project(&*store, &*blobs, &provider, &project.id)
+        .await
+        .unwrap();
+    let HibernateOutcome::Hibernated { snapshot } = out else {
+        panic!("not hibernated: {out:?}")
+    };
+    assert_eq!(snapshot.files, original.files.len());
+    // Two files have the same contents: one object for both.
+    assert_eq!(snapshot.objects_new, original.files.len() - 1);
+    assert_eq!(
+        sb.inner.status().await.unwrap().state,
+        SandboxState::Missing
+    );
+    assert!(sb.inner.paths().is_empty());
+    let p = store.get_project(&project.id).await.unwrap().unwrap();
+    assert_eq!(p.status, ProjectStatus::Hibernated);
+    assert_eq!(store.run_lock_holder(&project.id).await.unwrap(), None);
+    assert_eq!(
+        get_latest(&*blobs, &project.id).await.unwrap().as_deref(),
+        Some(snapshot.key.as_str())
+    );
+
+    // Hibernating again does nothing.
+    let again = hibernate_project(&*store, &*blobs, &provider, &project.id)
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, HibernateOutcome::Skipped { .. }),
+        "{again:?}"
+    );
+
+    // Wake: byte-identical tree, dev server started, status ready; the
+    // template's dependencies are unchanged, so no npm install.
+    let woke = wake_project(&*store, &*blobs, &provider, &project.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        woke,
+        WakeOutcome::Woken {
+            snapshot_key: snapshot.key.clone(),
+            installed_packages: false
+        }
+    );
+    assert_eq!(
+        listing(&sb.export_source().await.unwrap()),
+        listing(&original)
+    );
+    assert_eq!(sb.inner.status().await.unwrap().state, SandboxState::Ready);
+    assert!(sb.inner.commands().is_empty(), "{:?}", sb.inner.commands());
+    let p = store.get_project(&project.id).await.unwrap().unwrap();
+    assert_eq!(p.status, ProjectStatus::Ready);
+    assert_eq!(
+        wake_project(&*store, &*blobs, &provider, &project.id)
+            .await
+            .unwrap(),
+        WakeOutcome::AlreadyAwake
+    );
+
+    // A second snapshot of an unchanged tree uploads only its manifest.
+    let info = take_snapshot(&*blobs, &sb).await.unwrap();
+    assert_eq!(
+        (info.objects_new, info.objects_reused),
+        (0, snapshot.objects_new)
+    );
+    assert_eq!(info.bytes_stored, info.manifest_size);
+}
+
+#[tokio::test]
+async fn round_trip_fs() {
+    let (blobs, _dir) = fs_blobs().await;
+    round_trip(blobs).await;
+}
+
+#[tokio::test]
+async fn round_trip_s3() {
+    let Some(blobs) = s3_blobs().await else {
+        return;
+    };
+    round_trip(blobs).await;
+}
+
+async fn versions(blobs: Arc<dyn BlobStore>) {
+    let store = memory_store().await;
+    let provider = Provider::new(Arc::new(Faults::default()));
+    let project = ready_project(&*store).await;
+    let sb = provider.get(&project.id);
+    fill_app(&sb.inner, 2);
+    let v1_tree = sb.export_source().await.unwrap();
+
+    let v1 = record_version(&*store, &*blobs, &sb, &project.id, Some("run-1"), "First")
+        .await
+        .unwrap();
+    assert_eq!(v1.number, 1);
+    assert_eq!(v1.file_diffs.len(), v1_tree.files.len());
+    assert!(v1.file_diffs.iter().all(|d| d.action == FileAction::Create));
+    // A retried finalize does not record twice.
+    let again = record_version(&*store, &*blobs, &sb, &project.id, Some("run-1"), "First")
+        .await
+        .unwrap();
+    assert_eq!(again, v1);
+
+    sb.inner.put(
+        "src/App.tsx",
+        "export default function App() {\n  return <h1>Changed</h1>\n}\n",
+    );
+    sb.inner.put("src/new.ts", "export const x = 1\n");
+    let gone = apna::sandbox::ProjectPath::parse("src/components/Widget0.tsx").unwrap();
+    assert!(sb.delete_file(&gone).await.unwrap());
+    let v2_tree = sb.export_source().await.unwrap();
+    let v2 = record_version(&*store, &*blobs, &sb, &project.id, Some("run-2"), "Second")
+        .await
+        .unwrap();
+    let summary: Vec<(&str, FileAction)> = v2
+        .file_diffs
+        .iter()
+        .map(|d| (d.path.as_str(), d.action))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("src/App.tsx", FileAction::Update),
+            ("src/components/Widget0.tsx", FileAction::Delete),
+            ("src/new.ts", FileAction::Create),
+        ]
+    );
+    assert_eq!(
+        get_latest(&*blobs, &project.id).await.unwrap(),
+        Some(v2.snapshot_key.clone())
+    );
+    assert_eq!(
+        listing(&load_tree(&*blobs, &v1.snapshot_key).await.unwrap()),
+        listing(&v1_tree)
+    );
+
+    let d = version_diff(&*store, &*blobs, &project.id, 2)
+        .await
+        .unwrap();
+    assert_eq!(d.file_diffs.len(), 3);
+    assert!(d.diff.contains("-  return <h1>App 2</h1>"), "{}", d.diff);
+    assert!(d.diff.contains("+  return <h1>Changed</h1>"), "{}", d.diff);
+    assert!(d.diff.contains("+++ b/src/new.ts"), "{}", d.diff);
+    assert_eq!(
+        version_diff(&*store, &*blobs, &project.id, 1)
+            .await
+            .unwrap()
+            .file_diffs
+            .len(),
+        v1_tree.files.len()
+    );
+
+    // Restoring version 1 puts its files back and is itself version 3.
+    let v3 = restore_version(&*store, &*blobs, &sb, &project.id, 1)
+        .await
+        .unwrap();
+    assert_eq!((v3.number, v3.run_id.as_deref()), (3, None));
+    assert_eq!(v3.summary, "Restored version 1");
+    assert_eq!(
+        listing(&sb.export_source().await.unwrap()),
+        listing(&v1_tree)
+    );
+    assert_eq!(v3.file_diffs.len(), 3);
+    assert_eq!(store.list_versions(&project.id).await.unwrap().len(), 3);
+    assert_eq!(
+        diff_trees(
+            &v2_tree,
+            &load_tree(&*blobs, &v3.snapshot_key).await.unwrap()
+        )
+        .len(),
+        3
+    );
+    assert!(matches!(
+        restore_version(&*store, &*blobs, &sb, &project.id, 9).await,
+        Err(apna::Error::NotFound(_))
+    ));
+
+    // A running generation holds the lock: restore refuses rather than race it.
+    assert!(store.acquire_run_lock(&project.id, "run-9").await.unwrap());
+    assert!(matches!(
+        restore_version(&*store, &*blobs, &sb, &project.id, 2).await,
+        Err(apna::Error::Conflict(_))
+    ));
+    let out = hibernate_project(&*store, &*blobs, &provider, &project.id)
+        .await
+        .unwrap();
+    assert!(matches!(out, HibernateOutcome::Skipped { .. }), "{out:?}");
+    assert_eq!(sb.inner.status().await.unwrap().state, SandboxState::Ready);
+    assert!(store.release_run_lock(&project.id, "run-9").await.unwrap());
+
+    // The zip holds exactly the tree.
+    let zip = zip_tree(&v1_tree).unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    assert_eq!(archive.len(), v1_tree.files.len());
+    let mut f = archive.by_name("public/logo.png").unwrap();
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut data).unwrap();
+    assert_eq!(
+        data,
+        v1_tree
+            .files
+            .iter()
+            .find(|f| f.path == "public/logo.png")
+            .unwrap()
+            .data
+    );
+}
+
+#[tokio::test]
+async fn versions_fs() {
+    let (blobs, _dir) = fs_blobs().await;
+    versions(blobs).await;
+}
+
+#[tokio::test]
+async fn versions_s3() {
+    let Some(blobs) = s3_blobs().await else {
+        return;
+    };
+    versions(blobs).await;
+}
+
+/// Two wakes at once: exactly one restores, both end with a ready project.
+#[tokio::test]
+async fn concurrent_wakes_restore_once() {
+    let (blobs, _dir) = fs_blobs().await;
+    let store = memory_store().await;
+    let provider = Arc::new(Provider::new(Arc::new(Faults::default())));
+    let project = ready_project(&*store).await;
+    let sb = provider.get(&project.id);
+    fill_app(&sb.inner, 3);
+    let original = sb.export_source().await.unwrap();
+    hibernate_project(&*store, &*blobs, &*provider, &project.id)
+        .await
+        .unwrap();
+    let wake = |store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, provider: Arc<Provider>| {
+        let id = project.id.clone();
+        tokio::spawn(async move { wake_project(&*store, &*blobs, &*provider, &id).await })
+    };
+    let a = wake(store.clone(), blobs.clone(), provider.clone());
+    let b = wake(store.clone(), blobs.clone(), provider.clone());
+    let outcomes = [a.await.unwrap().unwrap(), b.await.unwrap().unwrap()];
+    let woken = outcomes
+        .iter()
+        .filter(|o| matches!(o, WakeOutcome::Woken { .. }))
+        .count();
+    assert_eq!(woken, 1, "{outcomes:?}");
+    assert_eq!(sb.imports(), 1);
+    assert_eq!(
+        listing(&sb.export_source().await.unwrap()),
+        listing(&original)
+    );
+    assert_eq!(
+        store
+            .get_project(&project.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ProjectStatus::Ready
+    );
+    assert_eq!(store.run_lock_holder(&project.id).await.unwrap(), None);
+}
+
+/// A project that added a package gets `npm install` on wake, before the dev server starts.
+#[tokio::test]
+async fn wake_installs_added_packages() {
+    let (blobs, _dir) = fs_blobs().await;
+    let store = memory_store().await;
+    let provider = Provider::new(Arc::new(Faults::default()));
+    let project = ready_project(&*store).await;
+    let sb = provider.get(&project.id);
+    fill_app(&sb.inner, 4);
+    let mut pkg: serde_json::Value = serde_json::from_str(&template_package_json()).unwrap();
+    pkg["dependencies"]["zod"] = "^3.23.8".into();
+    sb.inner.put("package.json", &pkg.to_string());
+    sb.inner.set_exec_handler(Arc::new(|_| ExecOutput {
+        exit_code: Some(1),
+        output: "npm ERR! network".into(),
+        truncated: false,
+        timed_out: false,
+    }));
+    hibernate_project(&*store, &*blobs, &provider, &project.id)
+        .await
+        .unwrap();
+    let out = wake_project(&*store, &*blobs, &provider, &project.id)
+        .await
+        .unwrap();
+    // A failed install does not keep the project asleep: its files are back.
+    assert!(
+        matches!(
+            out,
+            WakeOutcome::Woken {
+                installed_packages: true,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        sb.inner.commands(),
+        vec![snapshot::INSTALL_COMMAND.to_string()]
+    );
+    assert_eq!(sb.inner.file("package.json").unwrap(), pkg.to_string(),);
+}
+
+/// The sweep hibernates idle ready/failed projects only.
+#[tokio::test]
+async fn sweep_hibernates_idle_projects() {
+    let (blobs, _dir) = fs_blobs().await;
+    let store = memory_store().await;
+    let provider = Provider::new(Arc::new(Faults::default()));
+    let idle = ready_project(&*store).await;
+    let running = ready_project(&*store).await;
+    let fresh = ready_project(&*store).await;
+    for p in [&idle, &running, &fresh] {
+        fill_app(&provider.get(&p.id).inner, 5);
+    }
+    assert!(store
+        .set_project_status(
+            &running.id,
+            ProjectStatus::Ready,
+            ProjectStatus::Building,
+            None
+        )
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    store
+        .touch_project(&fresh.id, apna::domain::now())
+        .await
+        .unwrap();
+    let swept = sweep_idle(&*store, &*blobs, &provider, Duration::from_millis(20), 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = swept.iter().map(|e| e.project_id.as_str()).collect();
+    assert_eq!(ids, vec![idle.id.as_str()]);
+    assert!(matches!(
+        swept[0].result,
+        Ok(HibernateOutcome::Hibernated { .. })
+    ));
+    for (p, status) in [
+        (&idle, ProjectStatus::Hibernated),
+        (&running, ProjectStatus::Building),
+        (&fresh, ProjectStatus::Ready),
+    ] {
+        assert_eq!(
+            store.get_project(&p.id).await.unwrap().unwrap().status,
+            status
+        );
+    }
+}
+
+/// A corrupted object is caught by wake (checksum) and by hibernation's verification.
+#[tokio::test]
+async fn corruption_is_detected() {
+    let (blobs, dir) = fs_blobs().await;
+    let store = memory_store().await;
+    let provider = Provider::new(Arc::new(Faults::default()));
+    let project = ready_project(&*store).await;
+    let sb = provider.get(&project.id);
+    fill_app(&sb.inner, 6);
+    let info = take_snapshot(&*blobs, &sb).await.unwrap();
+    snapshot::verify_snapshot(&*blobs, &info).await.unwrap();
+    let manifest = snapshot::read_manifest(&*blobs, &info.key).await.unwrap();
+    let victim = dir.path().join("blobs").join(format!(
+        "projects/{}/objects/{}",
+        project.id, manifest.files[0].sha256
+    ));
+    std::fs::write(&victim, zstd::bulk::compress(b"tampered", 3).unwrap()).unwrap();
+    assert!(snapshot::verify_snapshot(&*blobs, &info).await.is_err());
+    let err = load_tree(&*blobs, &info.key).await.unwrap_err();
+    assert!(err.to_string().contains("checksum"), "{err}");
+    std::fs::remove_file(&victim).unwrap();
+    assert!(snapshot::verify_snapshot(&*blobs, &info).await.is_err());
+    // Taking a snapshot again re-uploads the missing object, after which it verifies.
+    let info = take_snapshot(&*blobs, &sb).await.unwrap();
+    assert_eq!(info.objects_new, 1);
+    snapshot::verify_snapshot(&*blobs, &info).await.unwrap();
+}
+
+/// Every public async function can run on a spawned task (as API handlers and
+/// the scheduler do): their futures are `Send`.
+#[tokio::test]
+async fn public_futures_are_send() {
+    let (blobs, _dir) = fs_blobs().await;
+    let store = memory_store().await;
+    let provider = Arc::new(Provider::new(Arc::new(Faults::default())));
+    let project = ready_project(&*store).await;
+    let sb = provider.get(&project.id);
+    fill_app(&sb.inner, 7);
+    let id = project.id.clone();
+    let (s, b, p) = (store.clone(), blobs.clone(), provider.clone());
+    let sbx = sb.clone();
+    tokio::spawn(async move {
+        let info = take_snapshot(&*b, &sbx).await.unwrap();
+        load_tree(&*b, &info.key).await.unwrap();
+        snapshot::restore(&*b, &sbx, &info.key).await.unwrap();
+        snapshot::set_latest(&*b, &id, &info.key).await.unwrap();
+        record_version(&*s, &*b, &sbx, &id, None, "v")
+            .await
+            .unwrap();
+        version_diff(&*s, &*b, &id, 1).await.unwrap();
+        restore_version(&*s, &*b, &sbx, &id, 1).await.unwrap();
+        sweep_idle(&*s, &*b, &*p, Duration::from_secs(3600), 5)
+            .await
+            .unwrap();
+        hibernate_project(&*s, &*b, &*p, &id).await.unwrap();
+        wake_project(&*s, &*b, &*p, &id).await.unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(store.list_versions(&project.id).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .get_project(&project.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ProjectStatus::Ready
+    );
+}
+
+/// A status change during hibernation (here: the project is deleted while its
+/// snapshot uploads) stops it before anything is removed.
+#[tokio::test]
+async fn status_change_mid_hibernation_keeps_the_sandbox() {
+    let (inner, _dir) = fs_blobs().await;
+    let faults = Arc::new(Faults::default());
+    let blobs = FaultyBlobStore::new(inner, faults.clone());
+    let store = memory_store().await;
+    let provider = Provider::new(faults);
+    let project = ready_project(&*store).await;
+    let sb = provider.get(&project.id);
+    fill_app(&sb.inner, 8);
+    let original = sb.export_source().await.unwrap();
+    let (s, id) = (store.clone(), project.id.clone());
+    blobs.before_put(
+        "/latest",
+        Box::pin(async move {
+            assert!(s.soft_delete_project(&id).await.unwrap());
+        }),
+    );
+    let out = hibernate_project(&*store, &blobs, &provider, &project.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        HibernateOutcome::Skipped {
+            reason: "status changed meanwhile".into()
+        }
+    );
+    assert_eq!(
+        listing(&sb.export_source().await.unwrap()),
+        listing(&original)
+    );
+    assert_eq!(
+        store
+            .get_project(&project.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ProjectStatus::Deleted
+    );
+    assert_eq!(store.run_lock_holder(&project.id).await.unwrap(), None);
+}
+
+/// A project whose last run failed hibernates too, and wakes ready.
+#[tokio::test]
+async fn failed_projects_hibernate_and_wake_ready() {
+    let (blobs, _dir) = fs_blobs().await;
+    let store = memory_store().await;
+    let provider = Provider::new(Arc::new(Faults::default()));
+    let project = ready_project(&*store).await;
+    for (from, to) in [
+        (ProjectStatus::Ready, ProjectStatus::Building),
+        (ProjectStatus::Building, ProjectStatus::Failed),
+    ] {
+        assert!(store
+            .set_project_status(&project.id, from, to, Some("boom"))
+            .await
+            .unwrap());
+    }
+    let sb = provider.get(&project.id);
+    fill_app(&sb.inner, 9);
+    let original = sb.export_source().await.unwrap();
+    let out = hibernate_project(&*store, &*blobs, &provider, &project.id)
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, HibernateOutcome::Hibernated { .. }),
+        "{out:?}"
+    );
+    let out = wake_project(&*store, &*blobs, &provider, &project.id)
+        .await
+        .unwrap();
+    assert!(matches!(out, WakeOutcome::Woken { .. }), "{out:?}");
+    assert_eq!(
+        listing(&sb.export_source().await.unwrap()),
+        listing(&original)
+    );
+    assert_eq!(
+        store
+            .get_project(&project.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ProjectStatus::Ready
+    );
+}

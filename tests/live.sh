@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The product as a person meets it: `apna serve` (debug build) with the mock
+# model, driven by a real browser (tests/e2e) and probed by schemathesis with
+# the committed OpenAPI document. Called by tests/run after `cargo test`, which
+# has built target/debug/apna and target/debug/mock-anthropic.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+out="$root/test-output"
+mkdir -p "$out"
+target="${CARGO_TARGET_DIR:-$root/target}"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_mock SCRIPT → sets MOCK_URL
+start_mock() {
+  local log="$out/mock-$(basename "$1" .json).log"
+  "$target/debug/mock-anthropic" --script "$1" >"$log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    MOCK_URL=$(grep -m1 -o 'http://[0-9.:]*' "$log" || true)
+    [ -n "$MOCK_URL" ] && return 0
+    sleep 0.1
+  done
+  echo "mock-anthropic did not start: $(cat "$log")" >&2; return 1
+}
+
+# start_apna NAME [VAR=VALUE…] → sets APNA_URL
+start_apna() {
+  local name=$1; shift
+  local port; port=$(free_port)
+  local data; data=$(mktemp -d)
+  local log="$out/apna-$name.log"
+  env PORT="$port" APNA_DATA_DIR="$data" APNA_TEMPLATE_CACHE="$target/apna-test-cache" \
+      ANTHROPIC_BASE_URL="$MOCK_URL" ANTHROPIC_API_KEY=mock-key "$@" \
+      "$target/debug/apna" serve >"$log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 600); do
+    if grep -q "Apna is running at" "$log"; then
+      APNA_URL="http://localhost:$port/"
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "apna serve did not start: $(tail -20 "$log")" >&2; return 1
+}
+
+echo "== browser e2e (Chromium + playwright-core) against apna serve with the mock model"
+start_mock tests/fixtures/conversations/ui_e2e.json
+start_apna ui
+APNA_E2E_URL="$APNA_URL" node --test tests/e2e/
+
+echo "== schemathesis against apna serve with openapi.json"
+start_mock tests/fixtures/conversations/generation_e2e.json
+# Caps keep the fuzzer from starting more than a few sandboxes.
+start_apna schema APNA_MAX_PROJECTS=3 APNA_MAX_ACTIVE_RUNS=2
+# The SSE variant of /events streams until a run ends; the JSON long-poll form
+# is what the document describes, so the fuzzer always sends `after`.
+schemathesis run openapi.json --url "${APNA_URL%/}" \
+  --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
+  --max-examples 15 --request-timeout 30 --workers 2 \
+  --exclude-path-regex '/events$' \
+  --report junit --report-dir "$out/schemathesis" 2>&1 | tail -n 40

@@ -1,0 +1,186 @@
+//! The whole generation locally: mock model, local sandbox with Vite, SQLite,
+//! the built-in interpreter running `statemachines/generation.asl.json`.
+//!
+//! The scripted model writes a component with a TypeScript error; Verify
+//! reports it; the model fixes it; Verify passes; Finalize records a version;
+//! the project is `ready` and its preview serves the generated code.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apna::config::Config;
+use apna::domain::{ProjectStatus, RunStatus};
+use apna::server::LocalServer;
+use apna_tests::mock_anthropic::{MockAnthropic, Script};
+
+fn repo() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn config(data: &std::path::Path, mock: &str) -> Config {
+    let vars = [
+        ("APNA_DATA_DIR", data.display().to_string()),
+        (
+            "APNA_TEMPLATE_CACHE",
+            repo().join("target/apna-test-cache").display().to_string(),
+        ),
+        ("ANTHROPIC_BASE_URL", mock.to_string()),
+        ("ANTHROPIC_API_KEY", "test-key".to_string()),
+        ("PORT", "0".to_string()),
+    ];
+    Config::from_vars(vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()).unwrap()
+}
+
+async fn build(config: Config) -> LocalServer {
+    apna::server::build(config, &|_| {})
+        .await
+        .expect("local server")
+}
+
+/// Serves the app router on a free port; returns the port.
+async fn serve(server: &LocalServer) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let router = server.router.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    port
+}
+
+async fn preview_get(port: u16, project: &str, path: &str) -> (u16, String) {
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .header("host", format!("{project}.localhost:{port}"))
+            .send()
+            .await
+        {
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            if status == 200 && !body.contains("Starting") {
+                return (status, body);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("preview of {project}{path} never became ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prompt_to_ready_with_a_fixed_typescript_error() {
+    let script =
+        Script::from_file(repo().join("tests/fixtures/conversations/generation_e2e.json")).unwrap();
+    let mock = MockAnthropic::start(script).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = build(config(data.path(), &mock.url())).await;
+    let port = serve(&server).await;
+
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let run = tokio::time::timeout(
+        Duration::from_secs(240),
+        apna::generation::generate(
+            &server.state,
+            "a habit tracker with a dark theme",
+            move |l| sink.lock().unwrap().push(l),
+        ),
+    )
+    .await
+    .expect("generation did not finish in time")
+    .unwrap();
+    let progress = lines.lock().unwrap().join("\n");
+    assert_eq!(
+        run.status,
+        RunStatus::Succeeded,
+        "{progress}\nerror: {:?}",
+        run.error
+    );
+    assert!(
+        progress.contains("build check found"),
+        "Verify should have reported the error:\n{progress}"
+    );
+    assert!(progress.contains("build check passed"), "{progress}");
+
+    // Four model calls: write, summary, fix, summary. No call repeated.
+    assert_eq!(mock.answered_calls(), 4);
+    let project = server
+        .state
+        .store
+        .get_project(&run.project_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(project.status, ProjectStatus::Ready);
+    assert!(server
+        .state
+        .store
+        .run_lock_holder(&project.id)
+        .await
+        .unwrap()
+        .is_none());
+    let versions = server.state.store.list_versions(&project.id).await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert!(
+        versions[0].summary.contains("starts at 0"),
+        "{}",
+        versions[0].summary
+    );
+    assert!(versions[0]
+        .file_diffs
+        .iter()
+        .any(|d| d.path == "src/components/Habits.tsx"));
+
+    // The execution history shows each state in order.
+    let history = server
+        .state
+        .workflow()
+        .unwrap()
+        .history(&run.id)
+        .await
+        .unwrap();
+    let entered: Vec<String> = history
+        .iter()
+        .filter(|h| h.event_type == "StateEntered")
+        .filter_map(|h| h.state_name.clone())
+        .filter(|s| !s.starts_with("WaitFor") && s != "CheckSandbox" && s != "IsSandboxReady")
+        .collect();
+    assert_eq!(
+        entered,
+        [
+            "Init",
+            "EnsureSandbox",
+            "AgentStep",
+            "AfterAgentStep",
+            "AgentStep",
+            "AfterAgentStep",
+            "Verify",
+            "AfterVerify",
+            "AgentStep",
+            "AfterAgentStep",
+            "AgentStep",
+            "AfterAgentStep",
+            "Verify",
+            "AfterVerify",
+            "Finalize",
+            "Done"
+        ],
+        "{history:#?}"
+    );
+
+    // The preview serves the generated code through the proxy.
+    let (_, module) = preview_get(port, &project.id, "/src/App.tsx").await;
+    assert!(module.contains("Habit Tracker Ready"), "{module}");
+    let (_, module) = preview_get(port, &project.id, "/src/components/Habits.tsx").await;
+    assert!(module.contains("useState(0)"), "{module}");
+    server
+        .state
+        .sandboxes
+        .sandbox(&project.id)
+        .unwrap()
+        .stop()
+        .await
+        .unwrap();
+}

@@ -1,0 +1,309 @@
+// Apna's browser UI: the router (#/ and #/p/{id}), the top bar, the config
+// banner and the home screen (prompt box + project list). The project view
+// lives in project.js.
+
+import { api, getToken, setToken, ApiError } from './api.js';
+import { h, mount, toast, showError, relativeTime, badge } from './dom.js';
+import { projectView } from './project.js';
+
+const EXAMPLES = [
+  'A habit tracker with daily streaks and a weekly chart',
+  'A recipe box where I can save recipes and filter by ingredient',
+  'A pomodoro timer with a task list and session history',
+  'A landing page for a neighbourhood coffee shop with a menu and opening hours',
+];
+
+const app = {
+  config: null,
+  cleanup: null,
+};
+
+const root = () => document.getElementById('app');
+
+async function loadConfig() {
+  try {
+    app.config = await api.config();
+  } catch (e) {
+    app.config = null;
+    showError(e, 'Could not load the server configuration');
+  }
+  renderChrome();
+}
+
+// The top bar's token control and the setup banner depend on /api/config.
+function renderChrome() {
+  const cfg = app.config;
+  const banner = document.getElementById('banner');
+  if (cfg && cfg.model_configured === false) {
+    mount(
+      banner,
+      h(
+        'div',
+        { class: 'banner banner-warn', role: 'alert' },
+        h('strong', {}, 'No model is configured. '),
+        h('span', { class: 'banner-text' }, cfg.setup_hint || 'Set ANTHROPIC_API_KEY and restart Apna.'),
+      ),
+    );
+  } else {
+    mount(banner);
+  }
+  const slot = document.getElementById('auth-slot');
+  if (cfg && cfg.auth === 'jwt') {
+    mount(slot, tokenControl());
+  } else {
+    mount(slot, cfg && cfg.model ? h('span', { class: 'model-chip', title: 'Model in use' }, cfg.model) : null);
+  }
+}
+
+function tokenControl() {
+  const has = Boolean(getToken());
+  const input = h('input', {
+    id: 'token-input',
+    type: 'password',
+    autocomplete: 'off',
+    placeholder: has ? 'Token saved' : 'Paste your access token',
+    'aria-label': 'Access token',
+  });
+  const form = h(
+    'form',
+    { class: 'token-form' },
+    h('label', { for: 'token-input', class: 'sr-only' }, 'Access token'),
+    input,
+    h('button', { class: 'btn btn-small', type: 'submit' }, has && !input.value ? 'Update' : 'Save'),
+    has
+      ? h(
+          'button',
+          {
+            class: 'btn btn-small btn-ghost',
+            type: 'button',
+            onclick: () => {
+              setToken('');
+              toast('Token removed.', 'info');
+              renderChrome();
+              route();
+            },
+          },
+          'Sign out',
+        )
+      : null,
+  );
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    setToken(input.value);
+    toast(input.value.trim() ? 'Token saved.' : 'Token removed.', 'info');
+    renderChrome();
+    route();
+  });
+  return form;
+}
+
+/** Focuses the token field after a 401, so the fix is one paste away. */
+export function onUnauthorized(err) {
+  if (err instanceof ApiError && err.status === 401) {
+    const input = document.getElementById('token-input');
+    if (input) input.focus();
+  }
+}
+
+// ---------------------------------------------------------------- home
+
+function homeView(el) {
+  let timer = null;
+  let stopped = false;
+  const textarea = h('textarea', {
+    id: 'prompt',
+    name: 'prompt',
+    rows: '3',
+    placeholder: 'Describe your app — who it is for and what it should do…',
+    'aria-describedby': 'prompt-hint',
+  });
+  const submit = h('button', { class: 'btn btn-primary', type: 'submit' }, 'Build it');
+  const form = h(
+    'form',
+    { class: 'prompt-box', 'aria-label': 'New project' },
+    h('label', { for: 'prompt', class: 'sr-only' }, 'What do you want to build?'),
+    textarea,
+    h(
+      'div',
+      { class: 'prompt-actions' },
+      h('span', { id: 'prompt-hint', class: 'hint' }, 'Enter to build · Shift+Enter for a new line'),
+      submit,
+    ),
+  );
+  let creating = false;
+  const create = async () => {
+    if (creating) return;
+    const prompt = textarea.value.trim();
+    if (!prompt) {
+      textarea.focus();
+      toast('Describe what you want to build first.', 'info');
+      return;
+    }
+    creating = true;
+    submit.disabled = true;
+    submit.textContent = 'Starting…';
+    try {
+      const res = await api.createProject(prompt);
+      sessionStorage.setItem(`apna.run.${res.project.id}`, res.run_id);
+      location.hash = `#/p/${res.project.id}`;
+    } catch (e) {
+      showError(e, 'Could not start the project');
+      onUnauthorized(e);
+      creating = false;
+      submit.disabled = false;
+      submit.textContent = 'Build it';
+    }
+  };
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    create();
+  });
+  textarea.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      create();
+    }
+  });
+
+  const examples = h(
+    'ul',
+    { class: 'examples', 'aria-label': 'Example prompts' },
+    EXAMPLES.map((text) =>
+      h(
+        'li',
+        {},
+        h(
+          'button',
+          {
+            class: 'chip',
+            type: 'button',
+            onclick: () => {
+              textarea.value = text;
+              textarea.focus();
+            },
+          },
+          text,
+        ),
+      ),
+    ),
+  );
+
+  const list = h('ul', { class: 'project-list', 'aria-label': 'Projects', 'aria-busy': 'true' });
+  const listStatus = h('p', { class: 'muted list-status' }, 'Loading projects…');
+
+  const loadProjects = async () => {
+    try {
+      const res = await api.listProjects();
+      if (stopped) return;
+      renderProjects(res.projects || []);
+      const busy = (res.projects || []).some((p) => p.status === 'creating' || p.status === 'building');
+      clearTimeout(timer);
+      if (busy) timer = setTimeout(loadProjects, 4000);
+    } catch (e) {
+      if (stopped) return;
+      list.removeAttribute('aria-busy');
+      listStatus.textContent = `Could not load projects: ${e.message}`;
+      listStatus.className = 'error-text list-status';
+      onUnauthorized(e);
+    }
+  };
+
+  const renderProjects = (projects) => {
+    list.removeAttribute('aria-busy');
+    const visible = projects.filter((p) => p.status !== 'deleted');
+    listStatus.textContent = visible.length ? '' : 'No projects yet. Describe one above to get started.';
+    listStatus.className = 'muted list-status';
+    mount(
+      list,
+      visible.map((p) =>
+        h(
+          'li',
+          { class: 'project-card' },
+          h(
+            'a',
+            { href: `#/p/${p.id}`, class: 'project-link' },
+            h('span', { class: 'project-name' }, p.name || p.prompt || 'Untitled'),
+            h('span', { class: 'project-prompt' }, p.prompt || ''),
+            h(
+              'span',
+              { class: 'project-meta' },
+              badge(p.status),
+              h('span', { class: 'muted' }, `Active ${relativeTime(p.last_active || p.updated_at)}`),
+            ),
+          ),
+          h(
+            'button',
+            {
+              class: 'icon-btn card-delete',
+              type: 'button',
+              'aria-label': `Delete ${p.name || 'project'}`,
+              title: 'Delete project',
+              onclick: async () => {
+                if (!window.confirm(`Delete “${p.name || 'this project'}”? This cannot be undone.`)) return;
+                try {
+                  await api.deleteProject(p.id);
+                  toast('Project deleted.', 'info');
+                  loadProjects();
+                } catch (e) {
+                  showError(e, 'Could not delete the project');
+                }
+              },
+            },
+            '×',
+          ),
+        ),
+      ),
+    );
+  };
+
+  mount(
+    el,
+    h(
+      'div',
+      { class: 'home' },
+      h(
+        'section',
+        { class: 'hero' },
+        h('h1', {}, 'What do you want to build?'),
+        h('p', { class: 'lede' }, 'Describe an app. Apna writes it in React and you watch it come alive, then keep chatting to change it.'),
+        form,
+        h('p', { class: 'examples-label muted' }, 'Try an example'),
+        examples,
+      ),
+      h('section', { class: 'projects', 'aria-labelledby': 'projects-title' }, h('h2', { id: 'projects-title' }, 'Your projects'), listStatus, list),
+    ),
+  );
+  document.title = 'Apna — build an app by describing it';
+  loadProjects();
+  setTimeout(() => textarea.focus(), 0);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
+// ---------------------------------------------------------------- router
+
+function route() {
+  if (app.cleanup) {
+    app.cleanup();
+    app.cleanup = null;
+  }
+  const hash = location.hash || '#/';
+  const m = hash.match(/^#\/p\/([a-z0-9-]+)/i);
+  const el = root();
+  if (m) {
+    app.cleanup = projectView(el, m[1].toLowerCase(), { onUnauthorized });
+  } else {
+    app.cleanup = homeView(el);
+  }
+}
+
+window.addEventListener('hashchange', route);
+window.addEventListener('unhandledrejection', (e) => {
+  // Last line of defence: never let a failure vanish silently.
+  showError(e.reason);
+  e.preventDefault();
+});
+loadConfig();
+route();
