@@ -66,4 +66,4 @@ schemathesis run openapi.json --url "${APNA_URL%/}" \
   --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
   --max-examples 15 --request-timeout 30 --workers 2 \
   --exclude-path-regex '/events$' \
-  --report junit --report-dir "$out/schemathesis" 2>&1 | tail -n 40
+  --report junit --report-dir "$out/schemathesis" 2>&1 | tail -n 80

@@ -122,10 +122,12 @@ export function projectView(el, id, { onUnauthorized }) {
   });
 
   // Preview pane
+  // No sandbox attribute: the preview runs on its own origin ({id}.host), which
+  // already isolates it, and generated apps need storage, forms and dialogs.
   const iframe = h('iframe', {
     class: 'preview-frame',
     title: 'App preview',
-    sandbox: 'allow-scripts allow-same-origin allow-forms allow-modals allow-popups',
+    allow: 'clipboard-write',
   });
   const previewUrl = h('span', { class: 'preview-url' }, '');
   const openLink = h('a', { class: 'btn btn-small btn-ghost', target: '_blank', rel: 'noopener', 'aria-label': 'Open the preview in a new tab' }, '↗ Open');
@@ -275,19 +277,23 @@ export function projectView(el, id, { onUnauthorized }) {
       return;
     }
     overlay.hidden = true;
-    if (p.preview_url && (!s.previewSrc || before === 'hibernated')) {
-      s.previewSrc = p.preview_url;
-      iframe.src = p.preview_url;
-    }
+    if (p.preview_url && (!s.previewSrc || before === 'hibernated')) loadPreview(p.preview_url);
   }
 
+  // data-state (loading|loaded) lets tests wait for the frame to settle.
+  function loadPreview(url) {
+    s.previewSrc = url;
+    s.previewLoadedAt = Date.now();
+    iframe.dataset.state = 'loading';
+    // Assigning src (even the same URL) reloads a cross-origin frame.
+    iframe.src = url;
+  }
+  iframe.addEventListener('load', () => {
+    if (iframe.dataset.state === 'loading') iframe.dataset.state = 'loaded';
+  });
+
   function reloadPreview() {
-    if (!s.previewSrc) return;
-    // Re-assigning src reloads a cross-origin frame without touching its window.
-    iframe.src = 'about:blank';
-    requestAnimationFrame(() => {
-      iframe.src = s.previewSrc;
-    });
+    if (s.previewSrc) loadPreview(s.previewSrc);
   }
 
   // ------------------------------------------------------------ chat history
@@ -429,7 +435,7 @@ export function projectView(el, id, { onUnauthorized }) {
     const l = s.live;
     if (l) {
       const tokens = totalTokens(l.usage);
-      const label = l.status === 'queued' ? 'Queued…' : PHASES[l.phase] || 'Working…';
+      const label = l.status === 'queued' ? 'Queued…' : l.message ? `${l.message}…` : PHASES[l.phase] || 'Working…';
       mount(
         runbar,
         h('span', { class: 'spinner small', 'aria-hidden': 'true' }),
@@ -513,7 +519,7 @@ export function projectView(el, id, { onUnauthorized }) {
     clearEmptyState();
     const box = h('div', { class: 'msg msg-assistant live', 'aria-busy': 'true' });
     messages.append(box);
-    s.live = { runId, box, stream: null, end: null, usage: null, cost: 0, phase: null, status: 'queued' };
+    s.live = { runId, box, stream: null, end: null, usage: null, cost: 0, phase: null, status: 'queued', startedAt: Date.now() };
     renderRunbar();
     scrollChat();
     s.stopFollow = followRun(runId, {
@@ -533,7 +539,8 @@ export function projectView(el, id, { onUnauthorized }) {
         l.status = d.status || l.status;
         if (d.phase && d.phase !== l.phase) later(loadProject, 0);
         if (d.phase) l.phase = d.phase;
-        if (d.message) l.box.append(h('div', { class: 'status-line muted small' }, d.message));
+        // The phase message belongs in the run bar, not the conversation.
+        l.message = d.message || null;
         renderRunbar();
         if (!s.previewSrc) syncPreview(null);
         break;
@@ -582,6 +589,9 @@ export function projectView(el, id, { onUnauthorized }) {
       case 'done':
         l.stream = null;
         l.status = d.status;
+        // A page that loaded while this run was writing files can miss a hot
+        // update (one made before its HMR socket connected): reload it once.
+        if (s.previewSrc && s.previewLoadedAt >= l.startedAt) reloadPreview();
         l.end = runEnd(d.status, { summary: d.summary, error: d.error, version: d.version, usage: l.usage, cost: l.cost });
         l.box.append(l.end);
         break;

@@ -611,3 +611,124 @@ fn committed_openapi_matches_the_code() {
         "openapi.json is out of date: run `APNA_UPDATE_OPENAPI=1 cargo test -p apna --test api committed_openapi` and commit it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn versions_diff_restore_download_and_wake() {
+    let h = harness(
+        Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap()),
+        &[],
+    )
+    .await;
+    let (id, run) = create(&h, None, "versioned app").await;
+    let sb = h.sandboxes.get(&id);
+    let (store, blobs) = (h.state.store.clone(), h.state.blobs.clone());
+    sb.put(
+        "src/App.tsx",
+        "export default function App() { return <h1>first</h1> }\n",
+    );
+    let v1 = apna::snapshot::record_version(&*store, &*blobs, &sb, &id, Some(&run), "first")
+        .await
+        .unwrap();
+    end_run(&h, &run).await;
+    sb.put(
+        "src/App.tsx",
+        "export default function App() { return <h1>second</h1> }\n",
+    );
+    let v2 = apna::snapshot::record_version(&*store, &*blobs, &sb, &id, None, "second")
+        .await
+        .unwrap();
+    assert_eq!((v1.number, v2.number), (1, 2));
+
+    let r = h.get(&format!("/api/projects/{id}/versions"), None).await;
+    assert_eq!(
+        r.body["versions"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.text
+    );
+    let r = h
+        .get(&format!("/api/projects/{id}/versions/2/diff"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let diff = r.body["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("-export default function App() { return <h1>first</h1> }"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+export default function App() { return <h1>second</h1> }"),
+        "{diff}"
+    );
+    assert_eq!(
+        h.get(&format!("/api/projects/{id}/versions/99/diff"), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        h.get(&format!("/api/projects/{id}/versions/abc/diff"), None)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+
+    // Restore is a new version, and the files are back.
+    let r = h
+        .post(&format!("/api/projects/{id}/versions/1/restore"), None, "")
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["version"]["number"], 3);
+    assert_eq!(r.body["version"]["summary"], "Restored version 1");
+    assert!(sb.file("src/App.tsx").unwrap().contains("first"));
+
+    // Not while a run is active.
+    let r = h
+        .post(
+            &format!("/api/projects/{id}/chat"),
+            None,
+            r#"{"message":"again"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let run2 = r.body["run_id"].as_str().unwrap().to_string();
+    let r = h
+        .post(&format!("/api/projects/{id}/versions/2/restore"), None, "")
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    end_run(&h, &run2).await;
+
+    // Download: a zip of the source.
+    let r = h.get(&format!("/api/projects/{id}/download"), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/zip");
+    assert!(r.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("versioned-app.zip"));
+
+    // Hibernated: files come from the snapshot; reading the project wakes it.
+    let out = apna::snapshot::hibernate_project(&*store, &*blobs, &*h.sandboxes, &id)
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, apna::snapshot::HibernateOutcome::Hibernated { .. }),
+        "{out:?}"
+    );
+    let r = h
+        .get(&format!("/api/projects/{id}/files/src/App.tsx"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.body["content"].as_str().unwrap().contains("first"));
+    let r = h.get(&format!("/api/projects/{id}"), None).await;
+    assert_eq!(r.body["status"], "hibernated");
+    let mut woke = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if h.get(&format!("/api/projects/{id}"), None).await.body["status"] == "ready" {
+            woke = true;
+            break;
+        }
+    }
+    assert!(woke, "GET of a hibernated project wakes it");
+    assert!(sb.file("src/App.tsx").unwrap().contains("first"));
+}

@@ -142,6 +142,8 @@ export async function mainFlow(browser, baseUrl, errors, { timeouts = { run: 60_
     await page.locator('.run-end.run-succeeded', { hasText: 'Saved as version 1' }).waitFor({ timeout: 10_000 });
     assert.match(await page.locator('.runbar').textContent(), /tokens/, 'the run bar shows token usage');
 
+    // The UI reloads a preview that loaded mid-run once the run ends; let it settle.
+    await page.locator('iframe.preview-frame[data-state="loaded"]').waitFor({ state: 'attached', timeout: timeouts.preview });
     const frame1 = await waitForPreviewHeading(page, FIRST_HEADING, timeouts.preview);
     await frame1.evaluate(() => {
       window.__apnaE2eMarker = 'same-document';
@@ -188,6 +190,8 @@ export async function mainFlow(browser, baseUrl, errors, { timeouts = { run: 60_
 
     await page.getByRole('tab', { name: 'Preview' }).click();
     await waitForPreviewHeading(page, FIRST_HEADING, timeouts.preview);
+    await assertNoErrorToasts(page);
+    for (const close of await page.locator('.toast-close').all()) await close.click();
     await page.waitForTimeout(400);
     await page.screenshot({ path: path.join(outDir, `${shotPrefix}-1280x800.png`) });
     await assertNoErrorToasts(page);

@@ -57,14 +57,15 @@ ANTHROPIC_API_KEY=sk-ant-... cargo run --release -- serve";
 
 /// Server facts for the UI.
 #[utoipa::path(get, path = "/api/config", responses((status = 200, body = ClientConfig)))]
-pub async fn client_config(State(state): State<AppState>) -> Json<ClientConfig> {
+pub async fn client_config(
+    State(state): State<AppState>,
+    gateway: Option<axum::Extension<auth::RequireGatewayCaller>>,
+) -> Json<ClientConfig> {
     let configured = state.config.anthropic_api_key.is_some();
+    // Behind API Gateway the JWT authorizer checks tokens: the UI must send one.
+    let jwt = state.config.jwt_secret.is_some() || gateway.is_some();
     Json(ClientConfig {
-        auth: if state.config.jwt_secret.is_some() {
-            "jwt"
-        } else {
-            "single_user"
-        },
+        auth: if jwt { "jwt" } else { "single_user" },
         model_configured: configured,
         model: state.config.anthropic_model.clone(),
         setup_hint: (!configured).then(|| SETUP_HINT.to_string()),

@@ -74,7 +74,7 @@ pub async fn version_diff(
 /// Puts version `n`'s files back, recorded as a new version. 409 while a run is active.
 #[utoipa::path(post, path = "/api/projects/{id}/versions/{n}/restore",
     params(("id" = String, Path, description = "Project id"), ("n" = i64, Path, description = "Version number")),
-    responses((status = 202, body = Restored), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+    responses((status = 202, body = Restored), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
 pub async fn restore_version(
     State(state): State<AppState>,

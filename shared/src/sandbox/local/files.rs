@@ -261,9 +261,20 @@ pub fn import(root: &Path, tree: &SourceTree) -> Result<()> {
         }
     }
     for (p, f) in parsed {
+        let mode = if f.executable { 0o755 } else { 0o644 };
+        // Leave identical files alone: rewriting vite.config.ts or package.json
+        // makes a running Vite restart, and a page loading modules right then
+        // breaks (a restore would otherwise touch every file).
+        let unchanged = resolve(root, &p, &[]).ok().is_some_and(|full| {
+            std::fs::symlink_metadata(&full)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o777 == mode)
+                && std::fs::read(&full).is_ok_and(|d| d == f.data)
+        });
+        if unchanged {
+            continue;
+        }
         write(root, &p, &f.data)?;
         let full = resolve(root, &p, &[])?;
-        let mode = if f.executable { 0o755 } else { 0o644 };
         std::fs::set_permissions(&full, std::fs::Permissions::from_mode(mode))?;
     }
     Ok(())

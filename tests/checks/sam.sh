@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# The SAM template must pass cfn-lint and `sam validate --lint` (offline, with
+# dummy credentials), and must deploy what the code defines: one function per
+# Lambda binary in functions/Cargo.toml, every route of the API's route table
+# on the function that serves it (auth on all but the public three), and a
+# substitution for every ${…FunctionArn} in the state machines, each Lambda
+# ending before its Task state's TimeoutSeconds.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+template=infra/template.yaml
+
+# sam validate needs a region and credentials to start, though --lint makes
+# no AWS call; telemetry off so nothing tries the network.
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing}
+export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}
+export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
+export SAM_CLI_TELEMETRY=0
+
+cfn-lint "$template"
+echo "cfn-lint: $template ok"
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# sam logs the whole transformed template at INFO on stderr: show it only on failure.
+if ! sam validate --lint --template "$template" --region us-east-1 >"$log" 2>&1; then
+  cat "$log"
+  exit 1
+fi
+grep -F 'is a valid SAM Template' "$log"
+
+python3 - "$template" <<'PY'
+import json, re, sys, tomllib
+from pathlib import Path
+
+import yaml
+
+
+class Loader(yaml.SafeLoader):
+    """Reads CloudFormation short-form tags (!Ref, !Sub, …) as plain values."""
+
+
+Loader.add_multi_constructor("!", lambda loader, suffix, node: (
+    loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode)
+    else loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
+    else loader.construct_mapping(node)))
+
+template_path = Path(sys.argv[1])
+t = yaml.load(template_path.read_text(), Loader=Loader)
+resources = t["Resources"]
+functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
+global_timeout = t["Globals"]["Function"]["Timeout"]
+errors = []
+
+# 1. One function per Lambda binary, and no function without a binary.
+cargo = tomllib.loads(Path("functions/Cargo.toml").read_text())
+bins = {b["name"] for b in cargo.get("bin", []) if "lambda" in b.get("required-features", [])}
+binary_of = {}
+for name, f in functions.items():
+    meta = f.get("Metadata", {})
+    if meta.get("BuildMethod") != "rust-cargolambda":
+        errors.append(f"{name}: BuildMethod is not rust-cargolambda")
+    binary_of[name] = meta.get("BuildProperties", {}).get("Binary")
+deployed = list(binary_of.values())
+for b in sorted(bins - set(deployed)):
+    errors.append(f"binary {b} (functions/Cargo.toml) has no function in the template")
+for b in sorted(set(deployed) - bins):
+    errors.append(f"template builds {b}, which functions/Cargo.toml does not define with the lambda feature")
+for b in sorted({b for b in deployed if deployed.count(b) > 1}):
+    errors.append(f"binary {b} is deployed by more than one function")
+
+# 2. Every route in the route table, on its function; nothing else.
+source = Path("shared/src/api/mod.rs").read_text()
+table = source[source.index("fn route_table"):]
+table = table[:table.index("\n}\n")]
+want = set()
+for binary, path, method in re.findall(r'\(\s*"(api-[a-z0-9-]+)"\s*,\s*"([^"]+)"\s*,\s*(get|post|put|patch|delete)\(', table):
+    # axum's catch-all {*path} is API Gateway's greedy {path+}.
+    want.add((binary, method.upper(), re.sub(r"\{\*(\w+)\}", r"{\1+}", path)))
+if not want:
+    errors.append("found no routes in shared/src/api/mod.rs route_table()")
+public = {("GET", "/healthz"), ("GET", "/api/config"), ("GET", "/api/openapi.json")}
+have = set()
+for name, f in functions.items():
+    for ev_name, ev in (f["Properties"].get("Events") or {}).items():
+        if ev["Type"] != "HttpApi":
+            continue
+        p = ev["Properties"]
+        route = (p["Method"].upper(), p["Path"])
+        have.add((binary_of[name], *route))
+        if p.get("ApiId") != "HttpApi":
+            errors.append(f"{name}.{ev_name}: not on the HttpApi")
+        is_public = p.get("Auth", {}).get("Authorizer") == "NONE"
+        if is_public != (route in public):
+            errors.append(f"{name} {route}: {'public' if is_public else 'behind the JWT authorizer'}, should not be")
+for r in sorted(want - have):
+    errors.append(f"route {r} (route table) is not deployed")
+for r in sorted(have - want):
+    errors.append(f"route {r} is deployed but not in the route table")
+auth = resources["HttpApi"]["Properties"]["Auth"]
+if auth.get("DefaultAuthorizer") not in auth.get("Authorizers", {}):
+    errors.append("HttpApi has no default JWT authorizer")
+
+# 3. State machines: every placeholder substituted by its step function, whose
+#    timeout ends before the Task state's.
+def tasks(states):
+    for s in states.values():
+        if s.get("Type") == "Task":
+            yield s
+        for branch in s.get("Branches", []):
+            yield from tasks(branch["States"])
+        for key in ("ItemProcessor", "Iterator"):
+            if key in s:
+                yield from tasks(s[key]["States"])
+
+machines = {k: v for k, v in resources.items() if v["Type"] == "AWS::Serverless::StateMachine"}
+seen_files = set()
+for name, m in machines.items():
+    props = m["Properties"]
+    asl_path = (template_path.parent / props["DefinitionUri"]).resolve()
+    seen_files.add(asl_path)
+    asl = json.loads(asl_path.read_text())
+    subs = props.get("DefinitionSubstitutions", {})
+    invoked = {p["LambdaInvokePolicy"]["FunctionName"] for p in props.get("Policies", [])
+               if isinstance(p, dict) and "LambdaInvokePolicy" in p}
+    placeholders = set()
+    for task in tasks(asl["States"]):
+        m_ = re.fullmatch(r"\$\{(\w+)FunctionArn\}", task["Resource"])
+        if not m_:
+            errors.append(f"{asl_path.name}: Task resource {task['Resource']} is not a ${{XFunctionArn}} placeholder")
+            continue
+        key = m_.group(1) + "FunctionArn"
+        placeholders.add(key)
+        fn = m_.group(1) + "Function"
+        got = subs.get(key)
+        if isinstance(got, str):  # short form !GetAtt X.Arn
+            got = got.split(".", 1)
+        if got != [fn, "Arn"]:
+            errors.append(f"{name}: {key} should be !GetAtt {fn}.Arn, is {subs.get(key)}")
+            continue
+        if fn not in invoked:
+            errors.append(f"{name}: no LambdaInvokePolicy for {fn}")
+        kebab = re.sub(r"(?<!^)([A-Z])", r"-\1", m_.group(1)).lower()
+        if binary_of.get(fn) != f"step-{kebab}":
+            errors.append(f"{fn}: builds {binary_of.get(fn)}, expected step-{kebab}")
+        timeout = functions[fn]["Properties"].get("Timeout", global_timeout)
+        if "TimeoutSeconds" in task and timeout >= task["TimeoutSeconds"]:
+            errors.append(f"{fn}: Timeout {timeout} s must end before the state's TimeoutSeconds {task['TimeoutSeconds']}")
+    for extra in sorted(set(subs) - placeholders):
+        errors.append(f"{name}: substitution {extra} is not used by {asl_path.name}")
+for f in sorted(Path("statemachines").glob("*.asl.json")):
+    if f.resolve() not in seen_files:
+        errors.append(f"{f} is not deployed")
+
+if errors:
+    print("\n".join(f"template: {e}" for e in errors), file=sys.stderr)
+    sys.exit(1)
+print(f"template: {len(functions)} functions, {len(have)} routes, {len(machines)} state machines match the code")
+PY
