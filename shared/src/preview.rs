@@ -400,7 +400,9 @@ fn starting_page(req: &Request) -> Response {
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
     if wants_html || req.uri().path() == "/" {
-        starting_page_for(StatusCode::SERVICE_UNAVAILABLE)
+        // 200 for page loads: the page refreshes itself, and a 503 would show
+        // up as an error in the browser console of the app being previewed.
+        starting_page_for(StatusCode::OK)
     } else {
         let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "preview is starting");
         r.headers_mut()

@@ -4,9 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::Request;
-use axum::middleware::Next;
-
 use axum::Router;
 use tower_http::services::{ServeDir, ServeFile};
 
@@ -97,17 +94,9 @@ pub fn app_router(state: AppState) -> Router {
     let api = crate::api::routes()
         .route("/api/{*rest}", axum::routing::any(crate::api::not_found))
         .fallback_service(web);
-    crate::api::with_middleware(api, state).layer(axum::middleware::from_fn(
-        move |req: Request, next: Next| {
-            let proxy = proxy.clone();
-            async move {
-                if proxy.wants(&req) {
-                    proxy.handle(req).await
-                } else {
-                    next.run(req).await
-                }
-            }
-        },
+    crate::api::with_middleware(api, state).layer(axum::middleware::from_fn_with_state(
+        proxy,
+        crate::preview::route_preview,
     ))
 }
 

@@ -73,12 +73,16 @@ async fn bad_hosts_get_400_and_never_reach_a_backend() {
 async fn a_project_that_is_not_running_gets_a_retrying_page_and_is_woken() {
     let backend = Arc::new(CountingBackend::default());
     let addr = start_proxy(backend.clone()).await;
+    // Page loads get the self-refreshing page with 200 (a 503 would be a
+    // console error in the previewed app); module requests get a plain 503.
     let (status, body) = get(addr, "p1.localhost:3000", "/").await;
-    assert_eq!(status, 503);
+    assert_eq!(status, 200);
     assert!(body.contains("Starting the preview"));
     assert!(body.contains("http-equiv=\"refresh\""));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(backend.wakes.load(Ordering::SeqCst), 1);
+    let (status, _) = get(addr, "p1.localhost:3000", "/src/main.tsx").await;
+    assert_eq!(status, 503);
     let (status, _) = get(addr, "gone.localhost:3000", "/").await;
     assert_eq!(status, 404);
 }
@@ -107,9 +111,9 @@ async fn caddy_domain_hosts_are_accepted_when_configured() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = PreviewProxy::new(backend.clone(), Some("apps.example.com".into()));
     let addr = serve_proxy(listener, proxy).await;
-    assert_eq!(get(addr, "p3.apps.example.com", "/").await.0, 503);
+    assert_eq!(get(addr, "p3.apps.example.com", "/").await.0, 200);
     assert_eq!(get(addr, "p3.x.apps.example.com", "/").await.0, 400);
-    assert_eq!(get(addr, "p3.localhost:1", "/").await.0, 503);
+    assert_eq!(get(addr, "p3.localhost:1", "/").await.0, 200);
 }
 
 #[tokio::test]
@@ -133,7 +137,7 @@ async fn middleware_routes_only_preview_hosts_to_the_proxy() {
         get(addr, "127.0.0.1:3000", "/").await,
         (200, "api".to_string())
     );
-    assert_eq!(get(addr, "p.localhost:3000", "/").await.0, 503);
+    assert_eq!(get(addr, "p.localhost:3000", "/").await.0, 200);
     assert_eq!(get(addr, "a.b.localhost:3000", "/").await.0, 400);
     assert_eq!(backend.lookups.load(Ordering::SeqCst), 1);
 }

@@ -164,7 +164,9 @@ async fn long_poll(
         let events = store.list_events(run_id, after, 200).await?;
         let ended = events.iter().any(|e| e.kind == "done");
         if !events.is_empty() || Instant::now() >= deadline {
-            let done = ended || run_ended(store, run_id).await?;
+            // A full batch may stop short of the `done` event: only an empty
+            // batch of an ended run means there is nothing more to read.
+            let done = ended || (events.is_empty() && run_ended(store, run_id).await?);
             return Ok(EventBatch { events, done });
         }
         tokio::time::sleep(POLL).await;

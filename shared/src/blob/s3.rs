@@ -127,6 +127,25 @@ impl S3BlobStore {
         }
     }
 
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput> {
+        check_key(key)?;
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(o),
+            Err(e) if is_not_found(&e) => Err(Error::NotFound(format!("no object at {key}"))),
+            Err(e) => Err(s3_err("get_object", e)),
+        }
+    }
+
     async fn put_single(&self, key: &str, data: Bytes) -> Result<BlobMeta> {
         let digest = Sha256::digest(&data);
         let hex_sha = hex::encode(digest);
@@ -297,21 +316,7 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
-        check_key(key)?;
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(o) => o,
-            Err(e) if is_not_found(&e) => {
-                return Err(Error::NotFound(format!("no object at {key}")))
-            }
-            Err(e) => return Err(s3_err("get_object", e)),
-        };
+        let out = self.get_object(key).await?;
         let data = out
             .body
             .collect()
@@ -321,21 +326,7 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn get_stream(&self, key: &str) -> Result<ByteStream> {
-        check_key(key)?;
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(o) => o,
-            Err(e) if is_not_found(&e) => {
-                return Err(Error::NotFound(format!("no object at {key}")))
-            }
-            Err(e) => return Err(s3_err("get_object", e)),
-        };
+        let out = self.get_object(key).await?;
         let key = key.to_string();
         let stream = futures::stream::unfold(Some(out.body), move |body| {
             let key = key.clone();

@@ -119,6 +119,15 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// A duplicate key is a `Conflict` naming the thing; anything else a store error.
+fn conflict_if_exists(e: sqlx::Error, what: &str, id: &str) -> Error {
+    if is_unique_violation(&e) {
+        Error::Conflict(format!("{what} {id} already exists"))
+    } else {
+        e.into()
+    }
+}
+
 /// Runs `f` again while it fails on a unique violation (a lost seq race).
 async fn retry_unique<T, F, Fut>(mut f: F) -> Result<T>
 where
@@ -309,13 +318,7 @@ macro_rules! sql_store {
                 .bind(p.deleted_at.map(ms))
                 .execute(&self.pool)
                 .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        Error::Conflict(format!("project {} already exists", p.id))
-                    } else {
-                        e.into()
-                    }
-                })?;
+                .map_err(|err| conflict_if_exists(err, "project", &p.id))?;
                 Ok(())
             }
 
@@ -480,13 +483,7 @@ macro_rules! sql_store {
                 .bind(run.finished_at.map(ms))
                 .execute(&self.pool)
                 .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        Error::Conflict(format!("run {} already exists", run.id))
-                    } else {
-                        e.into()
-                    }
-                })?;
+                .map_err(|err| conflict_if_exists(err, "run", &run.id))?;
                 Ok(())
             }
 
@@ -740,13 +737,7 @@ macro_rules! sql_store {
                 .bind(ms(e.updated_at))
                 .execute(&self.pool)
                 .await
-                .map_err(|err| {
-                    if is_unique_violation(&err) {
-                        Error::Conflict(format!("execution {} already exists", e.id))
-                    } else {
-                        err.into()
-                    }
-                })?;
+                .map_err(|err| conflict_if_exists(err, "execution", &e.id))?;
                 Ok(())
             }
 
