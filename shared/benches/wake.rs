@@ -75,6 +75,18 @@ async fn main() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap());
     let blobs = FsBlobStore::new(data.path().join("blobs")).await.unwrap();
 
+    // As in `apna serve`: a warm spare (bubblewrap only) that a wake can adopt;
+    // the bench waits for the next one, as wakes are seconds apart in use.
+    provider.set_warm_spare(true).await;
+    let warm = provider.wait_spare_ready(Duration::from_secs(60)).await;
+    println!(
+        "warm spare: {}",
+        if warm {
+            "on"
+        } else {
+            "unavailable (no bubblewrap)"
+        }
+    );
     let mut times = Vec::new();
     for i in 0..wakes {
         // A ready project with its own App, snapshotted and hibernated.
@@ -94,6 +106,9 @@ async fn main() {
             "{out:?}"
         );
 
+        if warm {
+            provider.wait_spare_ready(Duration::from_secs(60)).await;
+        }
         let host = format!("{}.localhost:{port}", p.id);
         let started = Instant::now();
         apna::snapshot::wake_project(&*store, &blobs, &*shared, &p.id)
@@ -111,8 +126,8 @@ async fn main() {
     if seed_wakes > 0 {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("project");
-        let template = apna::sandbox::local::template::bundled_template_dir();
         let nm = template().await.node_modules;
+        let template = apna::sandbox::local::template::bundled_template_dir();
         let script = format!(
             "mkdir -p {p} && tar -C {t} --exclude=./node_modules -cf - . | tar -C {p} -xf - && cp -r {nm} {p}/node_modules \
              && printf '%s' '{app}' > {p}/src/App.tsx && tar -C {p} -czf {d}/snapshot.tar.gz . && rm -rf {p}",

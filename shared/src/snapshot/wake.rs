@@ -108,9 +108,12 @@ async fn wake_locked(
     })?;
     let tree = load_tree(blobs, &key).await?;
     let sandbox = sandboxes.sandbox(project_id)?;
+    // Start from the template first (locally that can adopt the warm spare, a
+    // Vite already running), then put the snapshot's files over it: only the
+    // files that differ are written, and the dev server picks them up by HMR.
+    sandbox.ensure().await?;
     sandbox.import_source(&tree).await?;
     let installed_packages = install_added_packages(sandbox.as_ref(), &tree).await?;
-    sandbox.ensure().await?;
     if !store
         .set_project_status(
             project_id,

@@ -196,10 +196,28 @@ fn map_event(
             data.insert("error".into(), json!(d.error()));
             data.insert("cause".into(), json!(d.cause()));
         }
+        // A Task whose Resource is a plain Lambda ARN (as deployed) is recorded
+        // by AWS as LambdaFunction* events; the interpreter's names are Task*.
+        if let Some(d) = e.lambda_function_scheduled_event_details() {
+            data.insert("resource".into(), json!(d.resource()));
+            data.insert("parameters".into(), json_text(d.input()));
+        }
         if let Some(d) = e.lambda_function_succeeded_event_details() {
             data.insert("output".into(), json_text(d.output()));
         }
         if let Some(d) = e.lambda_function_failed_event_details() {
+            data.insert("error".into(), json!(d.error()));
+            data.insert("cause".into(), json!(d.cause()));
+        }
+        if let Some(d) = e.lambda_function_timed_out_event_details() {
+            data.insert("error".into(), json!(d.error()));
+            data.insert("cause".into(), json!(d.cause()));
+        }
+        if let Some(d) = e.lambda_function_start_failed_event_details() {
+            data.insert("error".into(), json!(d.error()));
+            data.insert("cause".into(), json!(d.cause()));
+        }
+        if let Some(d) = e.lambda_function_schedule_failed_event_details() {
             data.insert("error".into(), json!(d.error()));
             data.insert("cause".into(), json!(d.cause()));
         }
@@ -220,7 +238,16 @@ fn map_event(
                 state_name = Some(n.to_string());
             }
         }
-        raw
+        match raw.as_str() {
+            "LambdaFunctionScheduled" => "TaskScheduled".to_string(),
+            "LambdaFunctionStarted" => "TaskStarted".to_string(),
+            "LambdaFunctionSucceeded" => "TaskSucceeded".to_string(),
+            "LambdaFunctionFailed"
+            | "LambdaFunctionTimedOut"
+            | "LambdaFunctionStartFailed"
+            | "LambdaFunctionScheduleFailed" => "TaskFailed".to_string(),
+            _ => raw,
+        }
     };
     HistoryEvent {
         execution_id: execution.to_string(),

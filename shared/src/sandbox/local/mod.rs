@@ -144,6 +144,17 @@ impl LocalProvider {
         let vite_temp = node_modules.join(template::VITE_TEMP_DIR);
         std::fs::create_dir_all(&vite_temp)?;
         let isolation = opts.isolation.unwrap_or_else(Isolation::detect);
+        let data_dir = std::fs::canonicalize(&opts.data_dir)?;
+        let orphans = process::kill_orphans(&[
+            std::fs::canonicalize(&projects)?,
+            data_dir.join("workspace"),
+        ]);
+        if orphans > 0 {
+            tracing::warn!(
+                orphans,
+                "stopped dev servers left running by an earlier apna serve"
+            );
+        }
         spare::remove_leftovers(&projects, &logs);
         let provider = LocalProvider {
             inner: Arc::new(Inner {

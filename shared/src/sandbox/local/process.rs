@@ -192,3 +192,100 @@ pub fn is_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the pid exists.
     unsafe { libc::kill(p, 0) == 0 }
 }
+
+/// Kills processes left running in project directories by an earlier
+/// `apna serve` that died without stopping them (a hard kill never runs
+/// kill-on-drop): orphans (re-parented to init) whose working directory is
+/// under one of `dirs`. A person's shell opened in a project folder has a
+/// live parent and is left alone. Returns how many it signalled.
+pub fn kill_orphans(dirs: &[PathBuf]) -> usize {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        if !dirs.iter().any(|d| cwd.starts_with(d)) || parent_pid(pid) != Some(1) {
+            continue;
+        }
+        if let Ok(raw) = i32::try_from(pid) {
+            // SAFETY: kill(2) with a plain pid and signal has no memory effects.
+            unsafe {
+                libc::kill(raw, libc::SIGKILL);
+            }
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// The parent pid from `/proc/{pid}/stat` (the field after the `(comm)`).
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod orphan_tests {
+    use super::*;
+
+    #[test]
+    fn kills_orphans_in_project_dirs_but_not_processes_with_a_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        // An orphan: `sh` starts `sleep` in the background and exits.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("sleep 60 >/dev/null 2>&1 & echo $!")
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        let orphan: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        // A child of ours in the same folder (like a person's shell there).
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .current_dir(&root)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if parent_pid(orphan) != Some(1) {
+            // A subreaper adopted it (some CI sandboxes): nothing to assert here.
+            let _ = std::process::Command::new("kill")
+                .arg(orphan.to_string())
+                .status();
+            let _ = child.kill();
+            return;
+        }
+        assert_eq!(kill_orphans(&[root.clone()]), 1);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // Gone, or a zombie waiting for init to reap it.
+        let state = std::fs::read_to_string(format!("/proc/{orphan}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(')').next().map(|r| r.trim().chars().next()))
+            .flatten();
+        assert!(
+            matches!(state, None | Some('Z')),
+            "the orphan is gone: {state:?}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "a process with a parent is left alone"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
