@@ -255,22 +255,31 @@ mod orphan_tests {
             .output()
             .unwrap();
         let orphan: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-        // A child of ours in the same folder (like a person's shell there).
-        let mut child = std::process::Command::new("sleep")
-            .arg("60")
-            .current_dir(&root)
-            .spawn()
-            .unwrap();
+        // A child of ours in the same folder (like a person's shell there),
+        // killed and reaped when the test ends, however it ends.
+        struct Reaped(std::process::Child);
+        impl Drop for Reaped {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut child = Reaped(
+            std::process::Command::new("sleep")
+                .arg("60")
+                .current_dir(&root)
+                .spawn()
+                .unwrap(),
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
         if parent_pid(orphan) != Some(1) {
             // A subreaper adopted it (some CI sandboxes): nothing to assert here.
             let _ = std::process::Command::new("kill")
                 .arg(orphan.to_string())
                 .status();
-            let _ = child.kill();
             return;
         }
-        assert_eq!(kill_orphans(&[root.clone()]), 1);
+        assert_eq!(kill_orphans(std::slice::from_ref(&root)), 1);
         std::thread::sleep(std::time::Duration::from_millis(100));
         // Gone, or a zombie waiting for init to reap it.
         let state = std::fs::read_to_string(format!("/proc/{orphan}/stat"))
@@ -282,10 +291,8 @@ mod orphan_tests {
             "the orphan is gone: {state:?}"
         );
         assert!(
-            child.try_wait().unwrap().is_none(),
+            child.0.try_wait().unwrap().is_none(),
             "a process with a parent is left alone"
         );
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
