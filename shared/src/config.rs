@@ -26,6 +26,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Store URL (`DATABASE_URL`, default `sqlite://{data_dir}/apna.db`).
     pub database_url: String,
+    /// Most PostgreSQL connections per process (`APNA_DB_POOL_SIZE`, default 16; 1–2 on Lambda).
+    pub db_pool_size: u32,
     /// Anthropic API key (`ANTHROPIC_API_KEY`); without it runs fail with a clear message.
     pub anthropic_api_key: Option<String>,
     /// Model id (`ANTHROPIC_MODEL`).
@@ -168,6 +170,7 @@ impl Config {
             bind: parse_or(&get("APNA_BIND"), "APNA_BIND", IpAddr::from([127, 0, 0, 1]))?,
             port: parse_or(&get("PORT"), "PORT", 3000u16)?,
             database_url,
+            db_pool_size: parse_or(&get("APNA_DB_POOL_SIZE"), "APNA_DB_POOL_SIZE", 16)?,
             anthropic_api_key: get("ANTHROPIC_API_KEY"),
             anthropic_model: get("ANTHROPIC_MODEL").unwrap_or_else(|| DEFAULT_MODEL.into()),
             anthropic_base_url,

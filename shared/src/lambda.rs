@@ -80,7 +80,7 @@ impl SandboxProvider for NoSandboxes {
 /// `HIBERNATION_STATE_MACHINE_ARN`).
 pub async fn lambda_state() -> Result<AppState> {
     let config = Config::from_env()?;
-    let store = crate::store::connect(&config.database_url).await?;
+    let store = crate::store::connect_with_pool(&config.database_url, config.db_pool_size).await?;
     let blobs = crate::blob::connect(&config).await?;
     let model = Arc::new(AnthropicClient::from_config(&config)?);
     let mut machines = HashMap::new();

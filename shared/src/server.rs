@@ -50,7 +50,7 @@ pub async fn build(
         });
     }
     tokio::fs::create_dir_all(&config.data_dir).await?;
-    let store = crate::store::connect(&config.database_url).await?;
+    let store = crate::store::connect_with_pool(&config.database_url, config.db_pool_size).await?;
     let blobs = crate::blob::connect(&config).await?;
     let template = prepare_template(&config.template_dir, &config.template_cache, progress).await?;
     let sandboxes = Arc::new(LocalProvider::new(LocalOptions {

@@ -133,10 +133,15 @@ pub trait Store: Send + Sync {
 
 /// Opens the store named by a URL: `sqlite://path` (created if missing) or `postgres://…`.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    connect_with_pool(url, 16).await
+}
+
+/// [`connect`] with a PostgreSQL pool of at most `pool` connections (`APNA_DB_POOL_SIZE`).
+pub async fn connect_with_pool(url: &str, pool: u32) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url).await?))
+        Ok(Arc::new(PostgresStore::connect_with_pool(url, pool).await?))
     } else {
         Err(Error::Config {
             var: "DATABASE_URL",

@@ -90,10 +90,16 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects and runs migrations.
+    /// Connects (pool of 16) and runs migrations.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_pool(url, 16).await
+    }
+
+    /// Connects with at most `max_connections` pooled connections (1–2 per
+    /// Lambda instance keeps a fleet of functions within RDS's limit).
+    pub async fn connect_with_pool(url: &str, max_connections: u32) -> Result<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
