@@ -21,18 +21,6 @@ use apna::sandbox::local::template::bundled_template_dir;
 use apna::sandbox::{Sandbox, SandboxProvider};
 use sandbox_support::*;
 
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Polls until `path` answers 200 (through the proxy when `host` is a preview host).
 async fn until_ok(addr: SocketAddr, host: &str, path: &str, deadline: Instant) {
     loop {

@@ -20,18 +20,6 @@ use apna::sandbox::{ProjectPath, Sandbox, SandboxProvider};
 use apna::store::{SqliteStore, Store};
 use sandbox_support::*;
 
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 async fn until_body(addr: SocketAddr, host: &str, path: &str, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

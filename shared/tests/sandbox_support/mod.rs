@@ -96,3 +96,17 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
 pub fn services_required() -> bool {
     std::env::var("APNA_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
+
+/// A count from the environment (bench settings), or `default`.
+pub fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `p`th percentile of sorted samples (nearest rank).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
