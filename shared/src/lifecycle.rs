@@ -3,19 +3,61 @@
 
 use crate::app::AppState;
 use crate::error::Result;
-use crate::sandbox::{SandboxState, SourceTree};
+use crate::sandbox::{FileEntry, ProjectPath, Sandbox, SandboxState, SourceTree};
 
 /// The project's current source: from its sandbox when it has one, else from
 /// the latest snapshot (hibernated projects).
 pub async fn current_tree(state: &AppState, project_id: &str) -> Result<SourceTree> {
-    let sandbox = state.sandboxes.sandbox(project_id)?;
-    if sandbox.status().await?.state != SandboxState::Missing {
+    if let Some(sandbox) = live_sandbox(state, project_id).await? {
         return sandbox.export_source().await;
     }
     match crate::snapshot::get_latest(&*state.blobs, project_id).await? {
         Some(key) => crate::snapshot::load_tree(&*state.blobs, &key).await,
         None => Ok(SourceTree::default()),
     }
+}
+
+/// The project's sandbox, when it has one (`None` while hibernated).
+async fn live_sandbox(
+    state: &AppState,
+    project_id: &str,
+) -> Result<Option<std::sync::Arc<dyn Sandbox>>> {
+    let sandbox = state.sandboxes.sandbox(project_id)?;
+    Ok((sandbox.status().await?.state != SandboxState::Missing).then_some(sandbox))
+}
+
+/// The project's source files with sizes, without reading their contents:
+/// the sandbox's listing, or the latest snapshot's manifest.
+pub async fn list_files(state: &AppState, project_id: &str) -> Result<Vec<FileEntry>> {
+    if let Some(sandbox) = live_sandbox(state, project_id).await? {
+        return sandbox.list_files().await;
+    }
+    match crate::snapshot::get_latest(&*state.blobs, project_id).await? {
+        Some(key) => Ok(crate::snapshot::read_manifest(&*state.blobs, &key)
+            .await?
+            .files
+            .into_iter()
+            .map(|e| FileEntry {
+                path: e.path,
+                size: e.size,
+            })
+            .collect()),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// One source file: read from the sandbox, or from the latest snapshot.
+pub async fn read_file(state: &AppState, project_id: &str, path: &ProjectPath) -> Result<Vec<u8>> {
+    if let Some(sandbox) = live_sandbox(state, project_id).await? {
+        return sandbox.read_file(path).await;
+    }
+    current_tree(state, project_id)
+        .await?
+        .files
+        .into_iter()
+        .find(|f| f.path == path.as_str())
+        .map(|f| f.data)
+        .ok_or_else(|| crate::error::Error::NotFound(format!("file {path} not found")))
 }
 
 /// Starts waking a hibernated project without waiting for it.

@@ -385,15 +385,7 @@ pub async fn list_files(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<FileTree>> {
     owned_project(&state, &caller, &id).await?;
-    let tree = crate::lifecycle::current_tree(&state, &id).await?;
-    let files = tree
-        .files
-        .iter()
-        .map(|f| FileEntry {
-            path: f.path.clone(),
-            size: f.data.len() as u64,
-        })
-        .collect();
+    let files = crate::lifecycle::list_files(&state, &id).await?;
     Ok(Json(FileTree { files }))
 }
 
@@ -411,14 +403,9 @@ pub async fn read_file(
     if path.is_in_ignored_dir() {
         return Err(Error::NotFound(format!("{path} is not a source file")).into());
     }
-    let tree = crate::lifecycle::current_tree(&state, &id).await?;
-    let file = tree
-        .files
-        .into_iter()
-        .find(|f| f.path == path.as_str())
-        .ok_or_else(|| Error::NotFound(format!("file {path} not found")))?;
-    let size = file.data.len() as u64;
-    let (content, binary) = match String::from_utf8(file.data) {
+    let data = crate::lifecycle::read_file(&state, &id, &path).await?;
+    let size = data.len() as u64;
+    let (content, binary) = match String::from_utf8(data) {
         Ok(s) => (s, false),
         Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
     };
