@@ -97,7 +97,12 @@ async fn fresh_dev_server_errors_are_reported_and_fixed_ones_are_not() {
         // check_build reports each problem once (the build finds this one
         // too), so look at the dev-server part on its own.
         let log = sb.logs(400).await.unwrap();
-        if let Some(d) = parse_dev_log(&log, root).into_iter().next() {
+        // Vite writes the headline and the code frame in separate chunks:
+        // wait until the frame (the location) has reached the log too.
+        if let Some(d) = parse_dev_log(&log, root)
+            .into_iter()
+            .find(|d| !d.file.is_empty())
+        {
             found = Some(d);
             break;
         }

@@ -73,12 +73,11 @@ pub async fn check_build(sandbox: &dyn Sandbox) -> Result<BuildReport> {
     let pwd = sandbox.exec(&req("pwd")).await?;
     let root = pwd.output.trim().to_string();
     let (tsc_req, build_req) = (req(TSC), req(VITE_BUILD));
-    let (tsc, build, log) = tokio::join!(
-        sandbox.exec(&tsc_req),
-        sandbox.exec(&build_req),
-        sandbox.logs(400)
-    );
+    let (tsc, build) = tokio::join!(sandbox.exec(&tsc_req), sandbox.exec(&build_req));
     let (tsc, build) = (tsc?, build?);
+    // Read the log after the checks: Vite writes an error's headline and its
+    // code frame in separate chunks, and by now both have landed.
+    let log = sandbox.logs(400).await;
     let mut diags = parse_tsc(&tsc.output, &root);
     if tsc.exit_code != Some(0) && diags.is_empty() {
         diags.push(fallback(
