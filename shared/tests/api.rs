@@ -593,6 +593,20 @@ async fn config_health_and_openapi() {
     let r = h.get("/healthz", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["store"]["backend"], "sqlite");
+    // A backend down: 503 naming it, without its paths or messages (public route).
+    let blob_dir = h.state.config.data_dir.join("blobs");
+    std::fs::remove_dir_all(&blob_dir).unwrap();
+    let r = h.get("/healthz", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body["status"], "degraded");
+    assert_eq!(r.body["blob"]["ok"], false);
+    assert_eq!(r.body["store"]["ok"], true);
+    assert!(r.body["blob"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not answering"));
+    assert!(!r.text.contains(blob_dir.to_str().unwrap()), "{}", r.text);
+    std::fs::create_dir_all(&blob_dir).unwrap();
     let r = h.get("/api/openapi.json", None).await;
     assert!(r.body["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(r.body["paths"]["/api/projects/{id}/chat"]["post"].is_object());

@@ -2,12 +2,11 @@
 //! Functions API, and a differential test running the definitions in
 //! `asl_moto_corpus.json` in both moto's ASL engine and ours, asserting equal
 //! status, output, errors, state-entered sequences and task attempt counts.
-//!
-//! moto 5.x cannot start a second execution in an account that already ran one
-//! (it deep-copies the backend, executions and their locks included), so every
-//! execution here uses its own random account via moto's `x-moto-account-id`.
+//! Every execution uses its own moto account (see `sfn_support`).
 
 mod asl_support;
+mod services;
+mod sfn_support;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,74 +15,17 @@ use apna::domain::{ExecutionStatus, HistoryEvent};
 use apna::workflow::asl::{Executor, StateMachine, TaskFailure};
 use apna::workflow::{StepFunctionsWorkflow, Workflow};
 use asl_support::{entered, ScriptInvoker};
-use aws_sdk_sfn::config::interceptors::BeforeTransmitInterceptorContextMut;
-use aws_sdk_sfn::config::{
-    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
-};
-use rand::Rng;
 use serde_json::{json, Value};
-
-/// moto's URL, or `None` (test skipped) unless services are required.
-fn moto_url() -> Option<String> {
-    match std::env::var("APNA_TEST_MOTO_URL") {
-        Ok(url) if !url.is_empty() => Some(url.trim_end_matches('/').to_string()),
-        _ => {
-            if std::env::var("APNA_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("APNA_TEST_MOTO_URL is not set and APNA_REQUIRE_SERVICES=1");
-            }
-            println!("skipped: APNA_TEST_MOTO_URL is not set");
-            None
-        }
-    }
-}
+use services::moto_url;
+use sfn_support::client;
 
 /// Turns on moto's ASL execution (off by default: executions would stay RUNNING).
 async fn enable_execution(url: &str) {
-    let resp = reqwest::Client::new()
-        .post(format!("{url}/moto-api/config"))
-        .json(&json!({"stepfunctions": {"execute_state_machine": true}}))
-        .send()
-        .await
-        .expect("moto reachable");
-    assert!(resp.status().is_success(), "moto config: {}", resp.status());
-}
-
-/// Sends every request as a given moto account.
-#[derive(Debug)]
-struct MotoAccount(String);
-
-impl Intercept for MotoAccount {
-    fn name(&self) -> &'static str {
-        "MotoAccount"
-    }
-
-    fn modify_before_transmit(
-        &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
-        _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        context
-            .request_mut()
-            .headers_mut()
-            .insert("x-moto-account-id", self.0.clone());
-        Ok(())
-    }
-}
-
-/// A client for a fresh random moto account.
-fn client(url: &str) -> aws_sdk_sfn::Client {
-    let account = rand::thread_rng()
-        .gen_range(100_000_000_000u64..999_999_999_999)
-        .to_string();
-    let conf = aws_sdk_sfn::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .interceptor(MotoAccount(account))
-        .build();
-    aws_sdk_sfn::Client::from_conf(conf)
+    sfn_support::configure_moto(
+        url,
+        json!({"stepfunctions": {"execute_state_machine": true}}),
+    )
+    .await;
 }
 
 async fn create_machine(client: &aws_sdk_sfn::Client, definition: &Value) -> String {

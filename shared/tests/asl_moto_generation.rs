@@ -26,6 +26,8 @@
 //! * Wait states really wait (1 s per sandbox poll), in both engines.
 
 mod asl_support;
+mod services;
+mod sfn_support;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -35,12 +37,9 @@ use apna::workflow::asl::{Executor, StateMachine, TaskFailure};
 use apna::workflow::tasks::task_name;
 use apna::workflow::{StepFunctionsWorkflow, Workflow};
 use asl_support::{entered, ScriptInvoker};
-use aws_sdk_sfn::config::interceptors::BeforeTransmitInterceptorContextMut;
-use aws_sdk_sfn::config::{
-    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
-};
-use rand::Rng;
 use serde_json::{json, Value};
+use services::moto_url;
+use sfn_support::client;
 
 /// moto's default account: where its Step Functions engine invokes Lambda.
 const LAMBDA_ACCOUNT: &str = "123456789012";
@@ -49,70 +48,16 @@ const UNKNOWN_REGION: &str = "apna-nowhere-1";
 /// What a probe invoke sends; an echo of it means the result queue is empty.
 const PROBE: &str = r#"{"apna_queue_probe":1}"#;
 
-/// moto's URL, or `None` (test skipped) unless services are required.
-fn moto_url() -> Option<String> {
-    match std::env::var("APNA_TEST_MOTO_URL") {
-        Ok(url) if !url.is_empty() => Some(url.trim_end_matches('/').to_string()),
-        _ => {
-            if std::env::var("APNA_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("APNA_TEST_MOTO_URL is not set and APNA_REQUIRE_SERVICES=1");
-            }
-            println!("skipped: APNA_TEST_MOTO_URL is not set");
-            None
-        }
-    }
-}
-
 /// Turns on moto's ASL execution and its docker-less Lambda.
 async fn configure(url: &str) {
-    let resp = reqwest::Client::new()
-        .post(format!("{url}/moto-api/config"))
-        .json(&json!({
+    sfn_support::configure_moto(
+        url,
+        json!({
             "stepfunctions": {"execute_state_machine": true},
             "lambda": {"use_docker": false},
-        }))
-        .send()
-        .await
-        .expect("moto reachable");
-    assert!(resp.status().is_success(), "moto config: {}", resp.status());
-}
-
-/// Sends every request as a given moto account.
-#[derive(Debug)]
-struct MotoAccount(String);
-
-impl Intercept for MotoAccount {
-    fn name(&self) -> &'static str {
-        "MotoAccount"
-    }
-
-    fn modify_before_transmit(
-        &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
-        _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        context
-            .request_mut()
-            .headers_mut()
-            .insert("x-moto-account-id", self.0.clone());
-        Ok(())
-    }
-}
-
-/// A Step Functions client for a fresh random moto account.
-fn client(url: &str) -> aws_sdk_sfn::Client {
-    let account = rand::thread_rng()
-        .gen_range(100_000_000_000u64..999_999_999_999)
-        .to_string();
-    let conf = aws_sdk_sfn::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .interceptor(MotoAccount(account))
-        .build();
-    aws_sdk_sfn::Client::from_conf(conf)
+        }),
+    )
+    .await;
 }
 
 /// Invokes a docker-less moto Lambda in `region` directly; returns its payload.

@@ -493,7 +493,10 @@ async fn restoring_a_project_with_extra_dependencies_installs_them() {
         data: b"module.exports = 42;\n".to_vec(),
         executable: false,
     });
-    sb.import_source(&tree).await.unwrap();
+    let installed = apna::snapshot::import_with_dependencies(&sb, &tree)
+        .await
+        .unwrap();
+    assert!(installed);
     let nm = sb.root().join("node_modules");
     assert!(
         nm.symlink_metadata().unwrap().is_dir(),
@@ -511,7 +514,10 @@ async fn restoring_a_project_with_extra_dependencies_installs_them() {
 
     // The template's own manifest needs no install: node_modules stays a link.
     let plain = provider.local("proj-nodeps").unwrap();
-    plain.import_source(&template().await.files).await.unwrap();
+    let installed = apna::snapshot::import_with_dependencies(&plain, &template().await.files)
+        .await
+        .unwrap();
+    assert!(!installed);
     let link = plain
         .root()
         .join("node_modules")
@@ -580,4 +586,40 @@ async fn a_create_adopts_the_warm_spare_under_bubblewrap() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(left, vec!["proj-warm".to_string()]);
+}
+
+/// Destroying a sandbox ends the commands still running in it (a cancelled
+/// run's build), so the directory can go; their late writes do not stop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_ends_commands_still_writing_into_the_project() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    let sb = Arc::new(provider.local("proj-busy").unwrap());
+    sb.import_source(&template().await.files).await.unwrap();
+    let busy = {
+        let sb = sb.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let out = sb
+                .exec(&exec(
+                    "mkdir -p out && i=0; while true; do i=$((i+1)); echo $i > out/f$((i % 50)); done",
+                ))
+                .await;
+            (out, started.elapsed())
+        })
+    };
+    let root = sb.root().to_path_buf();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !root.join("out/f1").exists() {
+        assert!(Instant::now() < deadline, "the command never wrote");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sb.destroy().await.unwrap();
+    assert!(!root.exists());
+    let (out, took) = busy.await.unwrap();
+    let out = out.unwrap();
+    assert!(!out.timed_out && out.exit_code.is_none(), "{out:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!root.exists(), "a killed command recreated the directory");
 }

@@ -335,6 +335,52 @@ async fn wake_installs_added_packages() {
     assert_eq!(sb.inner.file("package.json").unwrap(), pkg.to_string(),);
 }
 
+/// A restore installs packages only when the restored `package.json` asks for
+/// other packages than the one it replaces, and then once.
+#[tokio::test]
+async fn restore_installs_only_when_packages_change() {
+    let (blobs, _dir) = fs_blobs().await;
+    let store = memory_store().await;
+    let provider = Provider::new(Arc::new(Faults::default()));
+    let project = ready_project(&*store).await;
+    let sb = provider.get(&project.id);
+    fill_app(&sb.inner, 2);
+    sb.inner.put("package.json", &template_package_json());
+    let record = |run: &'static str| {
+        let (store, blobs, sb, id) = (&store, &blobs, &sb, project.id.clone());
+        async move {
+            record_version(&**store, &**blobs, sb, &id, Some(run), run)
+                .await
+                .unwrap()
+        }
+    };
+    record("run-1").await;
+    let mut pkg: serde_json::Value = serde_json::from_str(&template_package_json()).unwrap();
+    pkg["dependencies"]["zod"] = "^3.23.8".into();
+    sb.inner.put("package.json", &pkg.to_string());
+    record("run-2").await;
+    sb.inner.put("src/App.tsx", "export default () => null\n");
+    record("run-3").await;
+
+    // Version 2 has the same packages as the files it replaces: no install.
+    restore_version(&*store, &*blobs, &sb, &project.id, 2)
+        .await
+        .unwrap();
+    assert!(sb.inner.commands().is_empty(), "{:?}", sb.inner.commands());
+    // Version 1 drops zod: one install.
+    restore_version(&*store, &*blobs, &sb, &project.id, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        sb.inner.commands(),
+        vec![snapshot::INSTALL_COMMAND.to_string()]
+    );
+    assert_eq!(
+        sb.inner.file("package.json").unwrap(),
+        template_package_json()
+    );
+}
+
 /// The sweep hibernates idle ready/failed projects only.
 #[tokio::test]
 async fn sweep_hibernates_idle_projects() {

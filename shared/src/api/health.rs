@@ -41,16 +41,21 @@ pub struct Health {
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let (s, b) = tokio::join!(state.store.ping(), state.blobs.ping());
-    let store = Backend {
-        backend: state.store.backend(),
-        ok: s.is_ok(),
-        error: s.err().map(|e| e.to_string()),
+    // /healthz is public: the backend's own error (hosts, paths, SQL) goes to
+    // the log, the response only says which backend is down.
+    let report = |backend: &'static str, result: crate::error::Result<()>| {
+        let error = result.err().map(|e| {
+            tracing::error!(backend, error = %e, "health check failed");
+            format!("{backend} is not answering; the server log has the details")
+        });
+        Backend {
+            backend,
+            ok: error.is_none(),
+            error,
+        }
     };
-    let blob = Backend {
-        backend: state.blobs.backend(),
-        ok: b.is_ok(),
-        error: b.err().map(|e| e.to_string()),
-    };
+    let store = report(state.store.backend(), s);
+    let blob = report(state.blobs.backend(), b);
     let ok = store.ok && blob.ok;
     let health = Health {
         status: if ok { "ok" } else { "degraded" },

@@ -282,7 +282,9 @@ pub(crate) async fn load_entries(
 pub async fn restore(blobs: &dyn BlobStore, sandbox: &dyn Sandbox, key: &str) -> Result<()> {
     check_owner(sandbox.project_id(), key)?;
     let tree = load_tree(blobs, key).await?;
-    sandbox.import_source(&tree).await
+    super::wake::import_with_dependencies(sandbox, &tree)
+        .await
+        .map(drop)
 }
 
 fn check_owner(project_id: &str, key: &str) -> Result<()> {

@@ -70,4 +70,6 @@ pub use hibernate::{hibernate_project, sweep_idle, HibernateOutcome, SweepEntry}
 pub use lock::{is_maintenance_holder, release_stale_lock, LOCK_TTL};
 pub use manifest::Manifest;
 pub use version::{record_version, restore_version, version_diff, VersionDiff};
-pub use wake::{dependencies_differ, wake_project, WakeOutcome, INSTALL_COMMAND};
+pub use wake::{
+    dependencies_differ, import_with_dependencies, wake_project, WakeOutcome, INSTALL_COMMAND,
+};

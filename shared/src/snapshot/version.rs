@@ -152,7 +152,7 @@ pub async fn restore_version(
                 }
             }
             let tree = load_tree(blobs, &target.snapshot_key).await?;
-            sandbox.import_source(&tree).await?;
+            super::wake::import_with_dependencies(sandbox, &tree).await?;
             record_version(
                 store,
                 blobs,

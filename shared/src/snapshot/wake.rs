@@ -11,10 +11,10 @@ use super::lock::{release_stale_lock, MaintenanceLock, LOCK_TTL};
 use crate::blob::BlobStore;
 use crate::domain::ProjectStatus;
 use crate::error::{Error, Result};
-use crate::sandbox::{ExecRequest, Sandbox, SandboxProvider, SourceTree};
+use crate::sandbox::{ExecRequest, ProjectPath, Sandbox, SandboxProvider, SourceTree};
 use crate::store::Store;
 
-/// The template's `package.json`: a new sandbox's `node_modules` match it.
+/// The template's `package.json`: the baseline when a sandbox has none yet.
 const TEMPLATE_PACKAGE_JSON: &str = include_str!("../../../images/preview/template/package.json");
 
 /// Run after restoring a project whose dependencies differ from the template's.
@@ -112,8 +112,7 @@ async fn wake_locked(
     // Vite already running), then put the snapshot's files over it: only the
     // files that differ are written, and the dev server picks them up by HMR.
     sandbox.ensure().await?;
-    sandbox.import_source(&tree).await?;
-    let installed_packages = install_added_packages(sandbox.as_ref(), &tree).await?;
+    let installed_packages = import_with_dependencies(sandbox.as_ref(), &tree).await?;
     if !store
         .set_project_status(
             project_id,
@@ -135,16 +134,26 @@ async fn wake_locked(
     })
 }
 
-/// Runs [`INSTALL_COMMAND`] when the restored `package.json` asks for other
-/// packages than the template's. A failed install is logged, not fatal: the
-/// files are back, and the person (or the agent) can see and fix the error.
-async fn install_added_packages(sandbox: &dyn Sandbox, tree: &SourceTree) -> Result<bool> {
+/// Puts `tree` into the sandbox, then runs [`INSTALL_COMMAND`] when its
+/// `package.json` asks for other packages than the one it replaced (the
+/// template's on a fresh sandbox), so wake and restore install only when the
+/// packages changed, and once. A failed install is logged, not fatal: the files
+/// are back, and the person (or the agent) can see and fix the error.
+pub async fn import_with_dependencies(sandbox: &dyn Sandbox, tree: &SourceTree) -> Result<bool> {
+    let package_json = ProjectPath::parse("package.json")?;
+    let before = match sandbox.read_file(&package_json).await {
+        Ok(data) => data,
+        Err(Error::NotFound(_) | Error::NotReady(_)) => TEMPLATE_PACKAGE_JSON.as_bytes().to_vec(),
+        Err(e) => return Err(e),
+    };
+    sandbox.import_source(tree).await?;
     let Some(pkg) = tree.files.iter().find(|f| f.path == "package.json") else {
         return Ok(false);
     };
-    if !dependencies_differ(&pkg.data, TEMPLATE_PACKAGE_JSON.as_bytes()) {
+    if !dependencies_differ(&pkg.data, &before) {
         return Ok(false);
     }
+    tracing::info!(project_id = %sandbox.project_id(), "restored project asks for other packages: npm install");
     let out = sandbox
         .exec(&ExecRequest {
             command: INSTALL_COMMAND.into(),
@@ -157,7 +166,7 @@ async fn install_added_packages(sandbox: &dyn Sandbox, tree: &SourceTree) -> Res
             exit_code = ?out.exit_code,
             timed_out = out.timed_out,
             output = %out.output,
-            "npm install after wake failed"
+            "npm install after restore failed"
         );
     }
     Ok(true)

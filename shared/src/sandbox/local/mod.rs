@@ -67,6 +67,7 @@ struct Inner {
     hmr_client_port: Option<u16>,
     isolation: Isolation,
     supervisors: Mutex<HashMap<String, Arc<Supervisor>>>,
+    commands: command::RunningCommands,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     spare: spare::SpareSlot,
 }
@@ -167,6 +168,7 @@ impl LocalProvider {
                 hmr_client_port: opts.hmr_client_port,
                 isolation,
                 supervisors: Mutex::new(HashMap::new()),
+                commands: command::RunningCommands::default(),
                 locks: Mutex::new(HashMap::new()),
                 spare: spare::SpareSlot::default(),
             }),
@@ -450,9 +452,15 @@ impl Sandbox for LocalSandbox {
         }
         let env = [];
         let span = tracing::info_span!("exec", project_id = %self.id);
-        command::run(&self.inner.isolation, &self.spec(&env), req)
-            .instrument(span)
-            .await
+        command::run(
+            &self.inner.isolation,
+            &self.spec(&env),
+            &self.inner.commands,
+            &self.id,
+            req,
+        )
+        .instrument(span)
+        .await
     }
 
     async fn logs(&self, lines: usize) -> Result<String> {
@@ -493,14 +501,27 @@ impl Sandbox for LocalSandbox {
         let lock = self.project_lock();
         let _guard = lock.lock().await;
         self.stop().await?;
+        let killed = self.inner.commands.kill_all(&self.id);
+        if killed > 0 {
+            tracing::info!(project_id = %self.id, killed, "ended running commands");
+        }
         let root = self.root.clone();
         let log = self.log_file();
         tokio::task::spawn_blocking(move || -> Result<()> {
             // remove_dir_all does not follow symlinks: the shared cache is safe.
-            match std::fs::remove_dir_all(&root) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
+            // A process killed just now may still have a write in flight
+            // (ENOTEMPTY): try again briefly.
+            let mut attempt = 0;
+            loop {
+                match std::fs::remove_dir_all(&root) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(_) if attempt < 10 => {
+                        attempt += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             let _ = std::fs::remove_file(log);
             Ok(())
@@ -521,41 +542,7 @@ impl Sandbox for LocalSandbox {
         self.create_dir().await?;
         let imported = tree.clone();
         self.blocking(move |root| files::import(root, &imported))
-            .await?;
-        self.install_extra_dependencies(tree).await
-    }
-}
-
-impl LocalSandbox {
-    /// Snapshots hold sources only: when a restored project declares other
-    /// dependencies than the template, install them into a private copy.
-    async fn install_extra_dependencies(&self, tree: &SourceTree) -> Result<()> {
-        let manifest = |t: &SourceTree, name: &str| {
-            t.files
-                .iter()
-                .find(|f| f.path == name)
-                .map(|f| f.data.clone())
-        };
-        let template = &self.inner.template.files;
-        let same = ["package.json", "package-lock.json"]
-            .iter()
-            .all(|n| manifest(tree, n) == manifest(template, n));
-        if same || manifest(tree, "package.json").is_none() {
-            return Ok(());
-        }
-        tracing::info!(project_id = %self.id, "restored project has its own dependencies: npm install");
-        let out = self
-            .exec(&ExecRequest {
-                command: "npm install --no-audit --no-fund --prefer-offline".into(),
-                timeout: Duration::from_secs(600),
-                max_output: 16 * 1024,
-            })
-            .await?;
-        if out.exit_code != Some(0) {
-            // The files are restored; the build check will show what is missing.
-            tracing::warn!(project_id = %self.id, output = %out.output, "npm install after restore failed");
-        }
-        Ok(())
+            .await
     }
 }
 
