@@ -335,6 +335,60 @@ async fn wake_installs_added_packages() {
     assert_eq!(sb.inner.file("package.json").unwrap(), pkg.to_string(),);
 }
 
+/// The first version lists what changed since the project's starting tree
+/// (recorded once, before the first run), not every template file.
+#[tokio::test]
+async fn the_first_version_is_compared_with_the_starting_tree() {
+    let (blobs, _dir) = fs_blobs().await;
+    let store = memory_store().await;
+    let provider = Provider::new(Arc::new(Faults::default()));
+    let project = ready_project(&*store).await;
+    let sb = provider.get(&project.id);
+    fill_app(&sb.inner, 1);
+    assert!(snapshot::record_base(&*blobs, &sb).await.unwrap());
+    assert!(snapshot::get_base(&*blobs, &project.id)
+        .await
+        .unwrap()
+        .is_some());
+    sb.inner.put(
+        "src/App.tsx",
+        "export default function App() {\n  return <h1>Habits</h1>\n}\n",
+    );
+    sb.inner
+        .put("src/Habit.tsx", "export const Habit = () => null\n");
+    // Recorded once: a later run (the tree has changed) keeps the first base.
+    assert!(!snapshot::record_base(&*blobs, &sb).await.unwrap());
+    let v1 = record_version(&*store, &*blobs, &sb, &project.id, Some("run-1"), "First")
+        .await
+        .unwrap();
+    let summary: Vec<(&str, FileAction)> = v1
+        .file_diffs
+        .iter()
+        .map(|d| (d.path.as_str(), d.action))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("src/App.tsx", FileAction::Update),
+            ("src/Habit.tsx", FileAction::Create),
+        ]
+    );
+    let d = version_diff(&*store, &*blobs, &project.id, 1)
+        .await
+        .unwrap();
+    assert!(d.diff.contains("-  return <h1>App 1</h1>"), "{}", d.diff);
+    assert!(d.diff.contains("+  return <h1>Habits</h1>"), "{}", d.diff);
+    assert!(!d.diff.contains("package.json"), "{}", d.diff);
+    // A project with history but no base (older than bases) gets none.
+    let old = ready_project(&*store).await;
+    let old_sb = provider.get(&old.id);
+    fill_app(&old_sb.inner, 2);
+    record_version(&*store, &*blobs, &old_sb, &old.id, Some("r"), "Old")
+        .await
+        .unwrap();
+    assert!(!snapshot::record_base(&*blobs, &old_sb).await.unwrap());
+}
+
 /// A restore installs packages only when the restored `package.json` asks for
 /// other packages than the one it replaces, and then once.
 #[tokio::test]

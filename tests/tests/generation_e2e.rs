@@ -128,10 +128,13 @@ async fn prompt_to_ready_with_a_fixed_typescript_error() {
         "{}",
         versions[0].summary
     );
-    assert!(versions[0]
+    // Against the template the project started from: only what the agent changed.
+    let changed: Vec<&str> = versions[0]
         .file_diffs
         .iter()
-        .any(|d| d.path == "src/components/Habits.tsx"));
+        .map(|d| d.path.as_str())
+        .collect();
+    assert_eq!(changed, ["src/App.tsx", "src/components/Habits.tsx"]);
 
     // The execution history shows each state in order.
     let history = server

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::manifest::{
-    check_project_id, latest_key, manifest_key, object_key, project_of_manifest_key, Manifest,
-    ManifestEntry, FORMAT,
+    base_key, check_project_id, latest_key, manifest_key, object_key, project_of_manifest_key,
+    Manifest, ManifestEntry, FORMAT,
 };
 use crate::blob::{sha256_hex, BlobMeta, BlobStore};
 use crate::error::{Error, Result};
@@ -297,23 +297,63 @@ fn check_owner(project_id: &str, key: &str) -> Result<()> {
     }
 }
 
-/// Points the project's `latest` at snapshot `key` (what wake restores).
+/// Points `latest` at snapshot `key`.
 pub async fn set_latest(blobs: &dyn BlobStore, project_id: &str, key: &str) -> Result<()> {
-    check_project_id(project_id)?;
-    check_owner(project_id, key)?;
-    blobs
-        .put(&latest_key(project_id), Bytes::from(key.to_string()))
-        .await?;
-    Ok(())
+    set_pointer(blobs, project_id, &latest_key(project_id), key).await
 }
 
 /// The manifest key `latest` points at, or `None` before the first snapshot.
 pub async fn get_latest(blobs: &dyn BlobStore, project_id: &str) -> Result<Option<String>> {
+    get_pointer(blobs, project_id, &latest_key(project_id)).await
+}
+
+/// The snapshot of the tree the project started from, if one was recorded.
+pub async fn get_base(blobs: &dyn BlobStore, project_id: &str) -> Result<Option<String>> {
+    get_pointer(blobs, project_id, &base_key(project_id)).await
+}
+
+/// Records the sandbox's tree as the project's starting point, once: only for
+/// a project with no snapshot yet (its sandbox still holds the template), so
+/// the first version lists what the agent changed rather than every file.
+/// Returns whether it recorded one.
+pub async fn record_base(blobs: &dyn BlobStore, sandbox: &dyn Sandbox) -> Result<bool> {
+    let project_id = sandbox.project_id();
+    if get_base(blobs, project_id).await?.is_some()
+        || get_latest(blobs, project_id).await?.is_some()
+    {
+        return Ok(false);
+    }
+    let tree = sandbox.export_source().await?;
+    if tree.files.is_empty() {
+        return Ok(false);
+    }
+    let info = write_snapshot(blobs, project_id, &tree).await?;
+    set_pointer(blobs, project_id, &base_key(project_id), &info.key).await?;
+    Ok(true)
+}
+
+async fn set_pointer(
+    blobs: &dyn BlobStore,
+    project_id: &str,
+    pointer: &str,
+    key: &str,
+) -> Result<()> {
     check_project_id(project_id)?;
-    match blobs.get(&latest_key(project_id)).await {
+    check_owner(project_id, key)?;
+    blobs.put(pointer, Bytes::from(key.to_string())).await?;
+    Ok(())
+}
+
+async fn get_pointer(
+    blobs: &dyn BlobStore,
+    project_id: &str,
+    pointer: &str,
+) -> Result<Option<String>> {
+    check_project_id(project_id)?;
+    match blobs.get(pointer).await {
         Ok(data) => {
             let key = String::from_utf8(data.to_vec())
-                .map_err(|_| Error::Blob(format!("latest pointer of {project_id} is not text")))?;
+                .map_err(|_| Error::Blob(format!("{pointer} is not text")))?;
             check_owner(project_id, &key)?;
             Ok(Some(key))
         }

@@ -97,6 +97,12 @@ pub fn latest_key(project_id: &str) -> String {
     format!("projects/{project_id}/latest")
 }
 
+/// `projects/{id}/base`: the manifest key of the tree the project started
+/// from (the template), which the first version's changes are shown against.
+pub fn base_key(project_id: &str) -> String {
+    format!("projects/{project_id}/base")
+}
+
 /// The project a manifest key belongs to, if `key` has the manifest shape.
 pub fn project_of_manifest_key(key: &str) -> Option<&str> {
     let rest = key.strip_prefix("projects/")?;

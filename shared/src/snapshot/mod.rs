@@ -15,6 +15,10 @@
 //!   oldest first. A version's `snapshot_key` is its manifest key.
 //! * `projects/{id}/latest` — the manifest key (as text) of the newest
 //!   snapshot: what wake restores. Moved after every version and hibernation.
+//! * `projects/{id}/base` — the manifest key of the tree the project started
+//!   from (the template), recorded once before the first run changes it; the
+//!   first version's changes are shown against it. Its objects are the ones
+//!   the first version reuses, so it costs a manifest.
 //!
 //! Nothing is deleted by this module; objects of a deleted project go with its
 //! `projects/{id}/` prefix.
@@ -43,7 +47,7 @@
 //! # Public API
 //!
 //! * [`take_snapshot`], [`load_tree`], [`restore`], [`set_latest`], [`get_latest`],
-//!   [`verify_snapshot`]: snapshots themselves.
+//!   [`record_base`], [`get_base`], [`verify_snapshot`]: snapshots themselves.
 //! * [`diff_trees`], [`unified_diff`], [`zip_tree`]: showing and downloading trees.
 //! * [`record_version`], [`restore_version`], [`version_diff`]: versions.
 //! * [`hibernate_project`], [`sweep_idle`], [`wake_project`],
@@ -61,8 +65,8 @@ mod version;
 mod wake;
 
 pub use archive::{
-    get_latest, load_tree, read_manifest, restore, set_latest, take_snapshot, verify_objects,
-    verify_snapshot, write_snapshot, SnapshotInfo, ZSTD_LEVEL,
+    get_base, get_latest, load_tree, read_manifest, record_base, restore, set_latest,
+    take_snapshot, verify_objects, verify_snapshot, write_snapshot, SnapshotInfo, ZSTD_LEVEL,
 };
 pub use diff::{diff_trees, unified_diff};
 pub use download::zip_tree;

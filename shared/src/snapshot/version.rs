@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::archive::{load_entries, load_tree, read_manifest, set_latest, write_snapshot};
+use super::archive::{
+    get_base, load_entries, load_tree, read_manifest, set_latest, write_snapshot,
+};
 use super::diff::{diff_trees, unified_diff, without_text};
 use super::lock::MaintenanceLock;
 use crate::blob::BlobStore;
@@ -52,7 +54,7 @@ pub async fn record_version(
         let info = write_snapshot(blobs, project_id, &tree).await?;
         let old = match previous {
             Some(v) => changed_part_of(blobs, &v.snapshot_key, &tree).await?,
-            None => SourceTree::default(),
+            None => starting_tree(blobs, project_id, &tree).await?,
         };
         let diffs = without_text(diff_trees(&old, &tree));
         let version = store
@@ -68,6 +70,19 @@ pub async fn record_version(
     }
     .instrument(span)
     .await
+}
+
+/// What the first version is compared with: the project's starting tree
+/// (see [`super::record_base`]), or nothing for projects older than that.
+async fn starting_tree(
+    blobs: &dyn BlobStore,
+    project_id: &str,
+    tree: &SourceTree,
+) -> Result<SourceTree> {
+    match get_base(blobs, project_id).await? {
+        Some(base) => changed_part_of(blobs, &base, tree).await,
+        None => Ok(SourceTree::default()),
+    }
 }
 
 /// The files of snapshot `key` that differ from `tree` (only those are
@@ -171,8 +186,9 @@ pub async fn restore_version(
     .await
 }
 
-/// Version `number`'s changes against the version before it (or against an
-/// empty tree for the first), computed from the two snapshots.
+/// Version `number`'s changes against the version before it (or, for the
+/// first, against the tree the project started from), computed from the two
+/// snapshots.
 pub async fn version_diff(
     store: &dyn Store,
     blobs: &dyn BlobStore,
@@ -186,7 +202,7 @@ pub async fn version_diff(
     let new = load_tree(blobs, &version.snapshot_key).await?;
     let old = match store.get_version(project_id, number - 1).await? {
         Some(prev) if number > 1 => changed_part_of(blobs, &prev.snapshot_key, &new).await?,
-        _ => SourceTree::default(),
+        _ => starting_tree(blobs, project_id, &new).await?,
     };
     let file_diffs = diff_trees(&old, &new);
     Ok(VersionDiff {

@@ -147,6 +147,10 @@ async fn ensure_sandbox(input: Value, state: &AppState) -> Result<Value> {
             }
         }
         let status = sandbox.ensure().await?;
+        // Before the first run changes anything: what its version is shown against.
+        if crate::snapshot::record_base(&*state.blobs, &*sandbox).await? {
+            tracing::info!("recorded the project's starting tree");
+        }
         Ok(json!({
             "ready": status.state == SandboxState::Ready,
             "state": status.state,
