@@ -187,3 +187,98 @@ async fn prompt_to_ready_with_a_fixed_typescript_error() {
         .await
         .unwrap();
 }
+
+/// The sandbox disappears (process and files gone) while the model answers
+/// step 3: Verify finds it missing, rebuilds it from the template and replays
+/// the run's edits and command, and the run ends with every change in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sandbox_that_dies_mid_run_is_rebuilt_with_the_runs_changes() {
+    let script =
+        Script::from_file(repo().join("tests/fixtures/conversations/sandbox_dies.json")).unwrap();
+    let mock = MockAnthropic::start(script).await.unwrap();
+    mock.handle().set_latency(Duration::from_millis(1500));
+    let data = tempfile::tempdir().unwrap();
+    let server = build(config(data.path(), &mock.url())).await;
+    let port = serve(&server).await;
+
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let state = server.state.clone();
+    let generation = tokio::spawn(async move {
+        apna::generation::generate(&state, "a page with a note", move |l| {
+            sink.lock().unwrap().push(l)
+        })
+        .await
+    });
+    // Step 3's model call is in flight: steps 1 and 2 have changed files.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while mock.requests().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "step 3 never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let project_id = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("project ")?
+                .strip_suffix(" created")
+                .map(str::to_string)
+        })
+        .expect("project id in the progress lines");
+    let sandbox = server.state.sandboxes.sandbox(&project_id).unwrap();
+    assert!(String::from_utf8(
+        sandbox
+            .read_file(&apna::sandbox::ProjectPath::parse("src/Note.tsx").unwrap())
+            .await
+            .unwrap()
+    )
+    .unwrap()
+    .contains("revived note"));
+    sandbox.destroy().await.unwrap();
+
+    let run = tokio::time::timeout(Duration::from_secs(240), generation)
+        .await
+        .expect("generation did not finish in time")
+        .unwrap()
+        .unwrap();
+    let progress = lines.lock().unwrap().join("\n");
+    assert_eq!(
+        run.status,
+        RunStatus::Succeeded,
+        "{progress}\n{:?}",
+        run.error
+    );
+    assert!(
+        progress.contains(
+            "rebuilt from the last saved version and this change's 4 step(s) were applied again"
+        ),
+        "{progress}"
+    );
+    let read = |path: &'static str| {
+        let sandbox = sandbox.clone();
+        async move {
+            String::from_utf8(
+                sandbox
+                    .read_file(&apna::sandbox::ProjectPath::parse(path).unwrap())
+                    .await
+                    .unwrap(),
+            )
+            .unwrap()
+        }
+    };
+    assert!(read("src/Note.tsx").await.contains("revived note"));
+    assert!(read("src/App.tsx").await.contains("<Note />"));
+    assert_eq!(read("notes.txt").await, "kept\n");
+    let versions = server.state.store.list_versions(&project_id).await.unwrap();
+    let changed: Vec<&str> = versions[0]
+        .file_diffs
+        .iter()
+        .map(|d| d.path.as_str())
+        .collect();
+    assert_eq!(changed, ["notes.txt", "src/App.tsx", "src/Note.tsx"]);
+    let (status, body) = preview_get(port, &project_id, "/src/Note.tsx").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("revived note"), "{body}");
+    server.sandboxes.stop_all().await;
+}

@@ -4,6 +4,7 @@
 
 pub mod asl;
 pub mod local;
+pub mod revive;
 pub mod sfn;
 pub mod tasks;
 

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use super::asl::{TaskFailure, TaskInvoker};
+use super::revive::live_sandbox;
 use crate::agent::{run_step, ModelDelta, StepDeps};
 use crate::app::AppState;
 use crate::domain::{ContentBlock, Role, RunStatus};
@@ -106,7 +107,12 @@ fn parse<T: serde::de::DeserializeOwned>(input: Value) -> Result<T> {
     serde_json::from_value(input).map_err(|e| Error::InvalidInput(format!("task input: {e}")))
 }
 
-async fn status_event(state: &AppState, run_id: &str, phase: &str, message: &str) -> Result<()> {
+pub(crate) async fn status_event(
+    state: &AppState,
+    run_id: &str,
+    phase: &str,
+    message: &str,
+) -> Result<()> {
     state
         .store
         .append_event(
@@ -239,7 +245,7 @@ async fn agent_step(input: Value, state: &AppState) -> Result<Value> {
                 let _ = store.append_event(&run_id, "delta", &json!({ "text": pending })).await;
             }
         });
-        let sandbox = state.sandboxes.sandbox(&i.project_id)?;
+        let sandbox = live_sandbox(state, &i.project_id, &i.run_id).await?;
         let deps = StepDeps {
             store: state.store.clone(),
             model: state.model.clone(),
@@ -280,7 +286,7 @@ async fn verify(input: Value, state: &AppState) -> Result<Value> {
             return Ok(done);
         }
         status_event(state, &i.run_id, "verify", "Checking the build").await?;
-        let sandbox = state.sandboxes.sandbox(&i.project_id)?;
+        let sandbox = live_sandbox(state, &i.project_id, &i.run_id).await?;
         let report = check_build(&*sandbox).await?;
         let items = serde_json::to_value(&report.diagnostics)?;
         state
@@ -369,7 +375,7 @@ async fn finalize(input: Value, state: &AppState) -> Result<Value> {
         let version = match state.store.get_step_result(&i.run_id, "finalize:version").await? {
             Some(v) => v,
             None => {
-                let sandbox = state.sandboxes.sandbox(&i.project_id)?;
+                let sandbox = live_sandbox(state, &i.project_id, &i.run_id).await?;
                 let v = crate::snapshot::record_version(
                     &*state.store,
                     &*state.blobs,

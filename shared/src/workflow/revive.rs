@@ -1,0 +1,113 @@
+//! A sandbox that disappears in the middle of a run (its process or pod gone,
+//! its disk lost) comes back before the next step: from the project's latest
+//! snapshot (or the template), with the run's own changes so far replayed
+//! from the conversation, so neither the person nor the model loses work.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::agent::conversation::load_messages;
+use crate::agent::tools::Toolbox;
+use crate::app::AppState;
+use crate::domain::{ContentBlock, Role};
+use crate::error::Result;
+use crate::sandbox::{Sandbox, SandboxState};
+
+/// Tools whose effects are replayed: everything that can change files.
+/// Read-only tools are skipped; commands are replayed because `npm install
+/// zod` changes `package.json` and `node_modules`.
+const REPLAYED: &[&str] = &["write_file", "edit_file", "delete_file", "run_command"];
+
+/// What [`live_sandbox`] had to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revived {
+    /// The snapshot the files came back from (`None`: the template).
+    pub snapshot_key: Option<String>,
+    /// Tool calls of the run applied again.
+    pub replayed: usize,
+    /// Replayed calls that failed this time (their results go to the log).
+    pub failed: usize,
+}
+
+/// The project's sandbox for a step of `run_id`; when it no longer exists,
+/// rebuilds it first (see the module doc) and tells the run's watchers.
+pub async fn live_sandbox(
+    state: &AppState,
+    project_id: &str,
+    run_id: &str,
+) -> Result<Arc<dyn Sandbox>> {
+    let sandbox = state.sandboxes.sandbox(project_id)?;
+    if sandbox.status().await?.state != SandboxState::Missing {
+        return Ok(sandbox);
+    }
+    tracing::warn!(
+        project_id,
+        run_id,
+        "the sandbox is gone mid-run: rebuilding it"
+    );
+    let revived = revive(state, &*sandbox, run_id).await?;
+    let message = format!(
+        "The sandbox stopped during this change; it was rebuilt from the last saved version and this change's {} step(s) were applied again{}.",
+        revived.replayed,
+        if revived.failed > 0 {
+            format!(" ({} could not be)", revived.failed)
+        } else {
+            String::new()
+        }
+    );
+    super::tasks::status_event(state, run_id, "sandbox", &message).await?;
+    Ok(sandbox)
+}
+
+/// Restores the latest snapshot (or starts from the template) and replays
+/// the run's successful file-changing tool calls in their original order.
+pub async fn revive(state: &AppState, sandbox: &dyn Sandbox, run_id: &str) -> Result<Revived> {
+    let project_id = sandbox.project_id();
+    let snapshot_key = crate::snapshot::get_latest(&*state.blobs, project_id).await?;
+    if let Some(key) = &snapshot_key {
+        crate::snapshot::restore(&*state.blobs, sandbox, key).await?;
+    }
+    sandbox.ensure().await?;
+
+    let messages = load_messages(&*state.store, project_id).await?;
+    let of_run = messages
+        .iter()
+        .filter(|m| m.run_id.as_deref() == Some(run_id));
+    let failed_ids: HashSet<&str> = of_run
+        .clone()
+        .filter(|m| m.role == Role::User)
+        .flat_map(|m| &m.content)
+        .filter_map(|b| match b {
+            ContentBlock::ToolResult {
+                tool_use_id,
+                is_error: true,
+                ..
+            } => Some(tool_use_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let toolbox = Toolbox::standard();
+    let mut revived = Revived {
+        snapshot_key,
+        replayed: 0,
+        failed: 0,
+    };
+    for block in of_run
+        .filter(|m| m.role == Role::Assistant)
+        .flat_map(|m| &m.content)
+    {
+        let ContentBlock::ToolUse { id, name, input } = block else {
+            continue;
+        };
+        if !REPLAYED.contains(&name.as_str()) || failed_ids.contains(id.as_str()) {
+            continue;
+        }
+        let out = toolbox.execute(sandbox, name, input).await;
+        revived.replayed += 1;
+        if out.is_error {
+            revived.failed += 1;
+            tracing::warn!(project_id, run_id, tool = %name, result = %out.content, "replayed tool call failed");
+        }
+    }
+    Ok(revived)
+}
