@@ -698,19 +698,25 @@ pub fn sse_body(message: &Value) -> String {
         &json!({ "type": "message_start", "message": start }),
     );
     push_event(&mut s, "ping", &json!({ "type": "ping" }));
-    for (i, b) in message["content"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    let blocks = message["content"].as_array().cloned().unwrap_or_default();
+    // At the output limit the last block stops mid-way: a tool call's JSON
+    // input arrives only in part, as the real API sends it.
+    let cut_at_limit = message["stop_reason"] == "max_tokens";
+    for (i, b) in blocks.iter().enumerate() {
         if b["type"] == "tool_use" {
             push_event(
                 &mut s,
                 "content_block_start",
                 &json!({"type": "content_block_start", "index": i, "content_block": {"type": "tool_use", "id": b["id"], "name": b["name"], "input": {}}}),
             );
-            let input = b["input"].to_string();
+            let mut input = b["input"].to_string();
+            if cut_at_limit && i + 1 == blocks.len() {
+                let mut half = input.len() / 2;
+                while !input.is_char_boundary(half) {
+                    half -= 1;
+                }
+                input.truncate(half);
+            }
             push_event(
                 &mut s,
                 "content_block_delta",

@@ -81,3 +81,53 @@ async fn cost_budget_stops_the_loop() {
     assert!(stop.message().contains("APNA_MAX_COST_USD"));
     assert!((outcomes[0].cost_usd - 0.45).abs() < 1e-9);
 }
+
+/// A reply cut off at the output limit: the half-sent tool call does not run
+/// (no half file is written) and the model is told why; a cut-off text reply
+/// is continued instead of ending the turn. Streaming and plain JSON alike.
+#[tokio::test]
+async fn output_limit_cut_offs_are_not_run_and_are_continued() {
+    for stream in [true, false] {
+        let big = "export const rows = [\n".to_string() + &"  'row',\n".repeat(200) + "]\n";
+        let mut cut_tool = Turn::tool(
+            "Writing the data file.",
+            "write_file",
+            json!({"path": "src/data.ts", "content": big}),
+        );
+        cut_tool.stop_reason = Some("max_tokens".into());
+        let mut cut_text = Turn::text("Your app is rea");
+        cut_text.stop_reason = Some("max_tokens".into());
+        let turns = vec![
+            cut_tool,
+            Turn::tool(
+                "Smaller pieces.",
+                "write_file",
+                json!({"path": "src/data.ts", "content": "export const rows = ['row']\n"}),
+            ),
+            cut_text,
+            Turn::text("dy: the data file lists the rows."),
+        ];
+        let h = AgentHarness::with(Script::new(turns), stream, &[])
+            .await
+            .unwrap();
+        h.say("a table of rows").await.unwrap();
+        let outcomes = h.run_until_done(1, 10).await.unwrap();
+        assert_eq!(outcomes.len(), 4, "stream={stream}: {outcomes:#?}");
+        assert!(outcomes[..3].iter().all(|o| o.should_continue()));
+        assert!(outcomes[3].done && outcomes[3].stop.is_none());
+        assert_eq!(
+            h.sandbox.file("src/data.ts").as_deref(),
+            Some("export const rows = ['row']\n")
+        );
+        // Only the second write ran.
+        assert_eq!(h.sandbox.writes(), vec!["src/data.ts".to_string()]);
+        let requests = h.mock.requests();
+        let second = serde_json::to_string(&requests[1].body["messages"]).unwrap();
+        assert!(
+            second.contains("cut off at the output token limit"),
+            "{second}"
+        );
+        let fourth = serde_json::to_string(&requests[3].body["messages"]).unwrap();
+        assert!(fourth.contains("Continue where you stopped"), "{fourth}");
+    }
+}

@@ -36,6 +36,13 @@ use crate::store::Store;
 pub const MAX_TOKENS_PER_CALL: u32 = 16_000;
 /// Most characters of a tool's output kept in a message's `tool_calls` record.
 const TOOL_CALL_RECORD_CHARS: usize = 2_000;
+/// The result of a tool call cut off by the output limit (it did not run).
+const CUT_OFF_TOOL: &str = "this call was cut off at the output token limit before its input was \
+complete, so it did not run. Make smaller calls: split a large file into several components, \
+or change an existing file with edit_file.";
+/// Sent when a reply without tool calls was cut off by the output limit.
+const CUT_OFF_TEXT: &str = "[Your reply was cut off at the output token limit. Continue where \
+you stopped, in shorter replies.]";
 
 /// What a step needs.
 #[derive(Clone)]
@@ -221,6 +228,13 @@ async fn run_step_inner(
             .await?;
     }
 
+    // At the output limit the last block may be a tool call whose input was
+    // cut off: running it would write half a file, so it is answered instead.
+    let cut_off = response.stop_reason.as_deref() == Some("max_tokens");
+    let cut_off_tool = match response.content.last() {
+        Some(ContentBlock::ToolUse { id, .. }) if cut_off => Some(id.as_str()),
+        _ => None,
+    };
     let mut results = Vec::new();
     let mut tool_calls = Vec::new();
     let mut file_diffs = Vec::new();
@@ -233,7 +247,11 @@ async fn run_step_inner(
         let out: ToolOutput = match store.get_step_result(run_id, &tool_key).await? {
             Some(v) => serde_json::from_value(v)?,
             None => {
-                let out = toolbox.execute(deps.sandbox.as_ref(), name, input).await;
+                let out = if cut_off_tool == Some(id.as_str()) {
+                    ToolOutput::error(name, CUT_OFF_TOOL)
+                } else {
+                    toolbox.execute(deps.sandbox.as_ref(), name, input).await
+                };
                 let stored = store
                     .put_step_result(run_id, &tool_key, &serde_json::to_value(&out)?)
                     .await?;
@@ -270,6 +288,12 @@ async fn run_step_inner(
             tool_use_id: id.clone(),
             content: out.content,
             is_error: out.is_error,
+        });
+    }
+    // A reply cut off without a tool call is not the model's last word.
+    if cut_off && results.is_empty() {
+        results.push(ContentBlock::Text {
+            text: CUT_OFF_TEXT.to_string(),
         });
     }
     let done = results.is_empty();

@@ -226,18 +226,24 @@ impl StreamAssembler {
     }
 
     /// The assembled response (tool inputs parsed; an empty input is `{}`).
+    /// A tool input cut off by the output limit (`max_tokens`) becomes `{}`:
+    /// asking again would only be cut off again; the step tells the model.
     pub fn finish(self) -> Result<ModelResponse, StreamError> {
+        let cut_off = self.stop_reason.as_deref() == Some("max_tokens");
         let mut content = Vec::new();
         for b in self.blocks {
             match b {
                 Partial::Text(text) => content.push(ContentBlock::Text { text }),
                 Partial::Tool { id, name, json } => {
-                    let input = if json.trim().is_empty() {
-                        Value::Object(Default::default())
-                    } else {
-                        serde_json::from_str(&json).map_err(|e| {
-                            StreamError::Malformed(format!("tool input of {name}: {e}"))
-                        })?
+                    let input = match serde_json::from_str(&json) {
+                        _ if json.trim().is_empty() => Value::Object(Default::default()),
+                        Ok(v) => v,
+                        Err(_) if cut_off => Value::Object(Default::default()),
+                        Err(e) => {
+                            return Err(StreamError::Malformed(format!(
+                                "tool input of {name}: {e}"
+                            )))
+                        }
                     };
                     content.push(ContentBlock::ToolUse { id, name, input });
                 }
