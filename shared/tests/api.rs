@@ -736,7 +736,7 @@ async fn versions_diff_restore_download_and_wake() {
     let r = h.get(&format!("/api/projects/{id}"), None).await;
     assert_eq!(r.body["status"], "hibernated");
     let mut woke = false;
-    for _ in 0..50 {
+    for _ in 0..300 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         if h.get(&format!("/api/projects/{id}"), None).await.body["status"] == "ready" {
             woke = true;
