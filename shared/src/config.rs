@@ -66,6 +66,9 @@ pub struct Config {
     pub max_projects_per_user: i64,
     /// Concurrent runs per user (`APNA_MAX_ACTIVE_RUNS`, default 3).
     pub max_active_runs_per_user: i64,
+    /// Dollars of model use per user per UTC day (`APNA_MAX_DAILY_COST_USD`;
+    /// unset means no daily cap, only the per-run budget).
+    pub max_daily_cost_usd: Option<f64>,
     /// Longest prompt or chat message, in characters (`APNA_MAX_PROMPT_CHARS`, default 20000).
     pub max_prompt_chars: usize,
     /// The sandbox template (`APNA_TEMPLATE_DIR`, default: `images/preview/template` of this checkout).
@@ -207,6 +210,10 @@ impl Config {
                 "APNA_MAX_ACTIVE_RUNS",
                 3,
             )?,
+            max_daily_cost_usd: match get("APNA_MAX_DAILY_COST_USD") {
+                None => None,
+                v => Some(positive(&v, "APNA_MAX_DAILY_COST_USD", 0.0)?),
+            },
             max_prompt_chars: parse_or(
                 &get("APNA_MAX_PROMPT_CHARS"),
                 "APNA_MAX_PROMPT_CHARS",

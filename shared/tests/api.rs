@@ -370,6 +370,53 @@ async fn tokens_and_ownership() {
     }
 }
 
+/// The daily model budget per user: once today's runs cost as much, a new
+/// project or chat is 429 and nothing is left behind; other users are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn daily_cost_cap_answers_429() {
+    for store in stores().await {
+        let h = harness(
+            store,
+            &[
+                ("APNA_JWT_SECRET", "s"),
+                ("APNA_MAX_DAILY_COST_USD", "0.50"),
+            ],
+        )
+        .await;
+        let name = format!("spender-{}", uuid::Uuid::new_v4());
+        let user = issue_token("s", &name, 1).unwrap();
+        let (project, run) = create(&h, Some(&user), "one").await;
+        end_run(&h, &run).await;
+        // The run cost 0.40: under the cap, so a chat is accepted.
+        let mut r = h.state.store.get_run(&run).await.unwrap().unwrap();
+        r.cost_usd = 0.40;
+        h.state.store.update_run(&r).await.unwrap();
+        let chat = format!("/api/projects/{project}/chat");
+        let ok = h.post(&chat, Some(&user), r#"{"message":"more"}"#).await;
+        assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.text);
+        let second = ok.body["run_id"].as_str().unwrap().to_string();
+        end_run(&h, &second).await;
+        let mut r = h.state.store.get_run(&second).await.unwrap().unwrap();
+        r.cost_usd = 0.15;
+        h.state.store.update_run(&r).await.unwrap();
+        // 0.55 spent today: both ways to start a run are refused, clearly.
+        let r = h.post(&chat, Some(&user), r#"{"message":"again"}"#).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+        assert_eq!(error_code(&r), "quota_exceeded");
+        let msg = r.body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("$0.55 of your $0.50 daily"), "{msg}");
+        let before = h.state.store.count_projects(&name).await.unwrap();
+        let r = h
+            .post("/api/projects", Some(&user), r#"{"prompt":"two"}"#)
+            .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+        assert_eq!(h.state.store.count_projects(&name).await.unwrap(), before);
+        // Someone else still can.
+        let other = issue_token("s", &format!("other-{}", uuid::Uuid::new_v4()), 1).unwrap();
+        create(&h, Some(&other), "mine").await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn caps_answer_429() {
     for store in stores().await {

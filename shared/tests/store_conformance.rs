@@ -212,6 +212,23 @@ async fn runs_and_events(store: &dyn Store) {
     );
     assert!((got.cost_usd - 0.0123).abs() < 1e-12);
     assert_eq!(store.count_active_runs(&owner).await.unwrap(), 0);
+    // Spend: this owner's runs created since a time; nobody else's.
+    let hour_ago = now() - chrono::Duration::hours(1);
+    let mut other = Run::new("proj-x", &owner, "and green");
+    other.cost_usd = 0.5;
+    store.create_run(&other).await.unwrap();
+    store
+        .create_run(&Run::new("proj-y", "someone-else", "x"))
+        .await
+        .unwrap();
+    let spent = store.cost_since(&owner, hour_ago).await.unwrap();
+    assert!((spent - 0.5123).abs() < 1e-9, "{spent}");
+    let later = now() + chrono::Duration::hours(1);
+    assert_eq!(store.cost_since(&owner, later).await.unwrap(), 0.0);
+    assert_eq!(store.cost_since("nobody", hour_ago).await.unwrap(), 0.0);
+    other.status = RunStatus::Cancelled;
+    other.finished_at = Some(now());
+    store.update_run(&other).await.unwrap();
     let mut missing = run.clone();
     missing.id = "no-such-run".into();
     assert!(matches!(

@@ -80,6 +80,8 @@ pub trait Store: Send + Sync {
     async fn list_runs(&self, project_id: &str, page: Page) -> Result<Vec<Run>>;
     /// Runs of an owner that have not ended.
     async fn count_active_runs(&self, owner: &str) -> Result<i64>;
+    /// What `owner`'s runs created at or after `since` have cost so far, in USD.
+    async fn cost_since(&self, owner: &str, since: DateTime<Utc>) -> Result<f64>;
 
     /// Appends messages to a project's conversation in one transaction, assigning seq.
     async fn append_messages(&self, project_id: &str, msgs: &[NewMessage]) -> Result<Vec<Message>>;

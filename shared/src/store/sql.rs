@@ -554,6 +554,18 @@ macro_rules! sql_store {
                 Ok(row.try_get("n")?)
             }
 
+            async fn cost_since(&self, owner: &str, since: DateTime<Utc>) -> Result<f64> {
+                let row = sqlx::query(
+                    "SELECT COALESCE(SUM(cost_usd), 0.0) AS c FROM runs \
+                     WHERE owner = $1 AND created_at >= $2",
+                )
+                .bind(owner)
+                .bind(ms(since))
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get("c")?)
+            }
+
             async fn append_messages(
                 &self,
                 project_id: &str,

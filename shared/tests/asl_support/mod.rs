@@ -332,6 +332,9 @@ impl Store for MemoryStore {
     async fn count_active_runs(&self, _owner: &str) -> Result<i64> {
         unimplemented!("count_active_runs is not used by workflow tests")
     }
+    async fn cost_since(&self, _owner: &str, _since: chrono::DateTime<chrono::Utc>) -> Result<f64> {
+        unimplemented!("cost_since is not used by workflow tests")
+    }
 
     async fn append_messages(
         &self,
