@@ -306,6 +306,9 @@ mod tests {
         assert_eq!(c.cleanup_interval, Duration::from_secs(600));
         assert_eq!(c.pod_ttl, Duration::from_secs(3600));
         assert_eq!(c.preview_url("abc"), "http://abc.localhost:3000/");
+        assert_eq!(c.max_daily_cost_usd, None);
+        let capped = Config::from_vars(vars(&[("APNA_MAX_DAILY_COST_USD", "2.5")])).unwrap();
+        assert_eq!(capped.max_daily_cost_usd, Some(2.5));
     }
 
     #[test]
@@ -317,6 +320,8 @@ mod tests {
             ("S3_ENDPOINT", "not a url"),
             ("CADDY_DOMAIN", "a..b"),
             ("ANTHROPIC_BASE_URL", "ftp://x"),
+            ("APNA_MAX_DAILY_COST_USD", "0"),
+            ("APNA_MAX_DAILY_COST_USD", "ten"),
         ] {
             let e = Config::from_vars(vars(&[(k, v)])).unwrap_err();
             assert!(e.to_string().starts_with(k), "{k}: {e}");
