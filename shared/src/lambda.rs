@@ -16,7 +16,6 @@ use axum::Router;
 use lambda_http::request::RequestContext;
 use serde_json::Value;
 
-use crate::agent::AnthropicClient;
 use crate::api::auth::{GatewayCaller, RequireGatewayCaller};
 use crate::app::AppState;
 use crate::config::Config;
@@ -82,7 +81,7 @@ pub async fn lambda_state() -> Result<AppState> {
     let config = Config::from_env()?;
     let store = crate::store::connect_with_pool(&config.database_url, config.db_pool_size).await?;
     let blobs = crate::blob::connect(&config).await?;
-    let model = Arc::new(AnthropicClient::from_config(&config)?);
+    let model = crate::agent::model_from_config(&config).await?;
     let mut machines = HashMap::new();
     for (name, var) in [
         ("generation", "GENERATION_STATE_MACHINE_ARN"),

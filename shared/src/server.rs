@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::Router;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::agent::AnthropicClient;
 use crate::app::AppState;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -59,7 +58,7 @@ pub async fn build(
         hmr_client_port: Some(config.port),
         isolation: None,
     })?);
-    let model = Arc::new(AnthropicClient::from_config(&config)?);
+    let model = crate::agent::model_from_config(&config).await?;
     let state = AppState::new(config, store.clone(), blobs, sandboxes.clone(), model);
     let workflow = Arc::new(LocalWorkflow::new(
         store,

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apna::agent::bedrock::{BedrockClient, BedrockOptions};
 use apna::agent::{
-    run_step, AnthropicClient, AnthropicOptions, RetryPolicy, StepDeps, StepOutcome,
+    run_step, AnthropicClient, AnthropicOptions, Model, RetryPolicy, StepDeps, StepOutcome,
 };
 use apna::config::Config;
 use apna::domain::{ContentBlock, NewMessage, Project, Role, Run, User};
@@ -27,8 +28,8 @@ pub struct AgentHarness {
     pub sandbox: MemorySandbox,
     /// The mock API.
     pub mock: MockAnthropic,
-    /// The client used for steps.
-    pub model: Arc<AnthropicClient>,
+    /// The client used for steps (Anthropic, or Bedrock via [`Self::with_bedrock`]).
+    pub model: Arc<dyn Model>,
     /// Settings (budgets come from `extra_env`).
     pub config: Config,
     /// The project.
@@ -65,6 +66,48 @@ impl AgentHarness {
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let mock = MockAnthropic::start(script).await?;
+        let model = Arc::new(AnthropicClient::new(test_options(
+            &mock.url(),
+            stream,
+            Duration::from_secs(10),
+        ))?);
+        Self::with_model(mock, model, extra_env).await
+    }
+
+    /// A harness whose model is Claude on Bedrock, served by the mock's Bedrock routes.
+    pub async fn with_bedrock(script: Script, stream: bool) -> anyhow::Result<Self> {
+        let mock = MockAnthropic::start(script).await?;
+        // SigV4 needs credentials; the mock only checks that requests are
+        // signed. Once, before any client of this process reads them.
+        static CREDENTIALS: std::sync::Once = std::sync::Once::new();
+        CREDENTIALS.call_once(|| {
+            for (k, v) in [
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ] {
+                if std::env::var_os(k).is_none() {
+                    std::env::set_var(k, v);
+                }
+            }
+        });
+        let model = Arc::new(
+            BedrockClient::new(BedrockOptions {
+                model: apna::config::DEFAULT_BEDROCK_MODEL.into(),
+                stream,
+                endpoint: Some(mock.url()),
+                region: Some("us-east-1".into()),
+                retry: test_options(&mock.url(), stream, Duration::from_secs(10)).retry,
+            })
+            .await,
+        );
+        Self::with_model(mock, model, &[]).await
+    }
+
+    async fn with_model(
+        mock: MockAnthropic,
+        model: Arc<dyn Model>,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}", dir.path().join("apna.db").display());
         let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&url).await?);
@@ -80,11 +123,6 @@ impl AgentHarness {
             vars.insert(k.to_string(), v.to_string());
         }
         let config = Config::from_vars(vars)?;
-        let model = Arc::new(AnthropicClient::new(test_options(
-            &mock.url(),
-            stream,
-            Duration::from_secs(10),
-        ))?);
         store
             .upsert_user(&User {
                 id: "local".into(),

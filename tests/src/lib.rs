@@ -1,9 +1,11 @@
 //! End-to-end test support for Apna.
 //!
 //! * [`mock_anthropic`]: a mock Anthropic Messages API server with scripted
-//!   conversations, injectable faults and a record of requests.
+//!   conversations, injectable faults and a record of requests; it also
+//!   speaks Amazon Bedrock's InvokeModel wire format ([`mock_bedrock`]).
 //! * [`agent_harness`]: a SQLite store, an in-memory sandbox and a model client
 //!   pointed at the mock, wired together for agent tests and benches.
 
 pub mod agent_harness;
 pub mod mock_anthropic;
+pub mod mock_bedrock;

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -254,6 +254,11 @@ impl MockHandle {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/messages", post(messages))
+            .route("/model/{model}/invoke", post(bedrock_invoke))
+            .route(
+                "/model/{model}/invoke-with-response-stream",
+                post(bedrock_invoke_stream),
+            )
             .route("/_mock/requests", get(list_requests))
             .route("/_mock/faults", post(add_fault))
             .route("/_mock/script", post(put_script))
@@ -392,6 +397,126 @@ async fn messages(State(h): State<MockHandle>, headers: HeaderMap, body: Bytes) 
             }
             if stream {
                 sse_response(sse_body(&message))
+            } else {
+                Json(message).into_response()
+            }
+        }
+    }
+}
+
+async fn bedrock_invoke(
+    State(h): State<MockHandle>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    bedrock(h, model, headers, body, false).await
+}
+
+async fn bedrock_invoke_stream(
+    State(h): State<MockHandle>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    bedrock(h, model, headers, body, true).await
+}
+
+/// Bedrock's InvokeModel: the Messages body without `model`/`stream` (the
+/// model is in the path), `anthropic_version` in the body, SigV4 auth.
+async fn bedrock(
+    h: MockHandle,
+    model: String,
+    headers: HeaderMap,
+    body: Bytes,
+    stream: bool,
+) -> Response {
+    let mut parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let signed = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
+    let version = parsed
+        .as_ref()
+        .and_then(|b| b["anthropic_version"].as_str())
+        .map(str::to_string);
+    let extraneous = parsed.as_ref().and_then(|b| {
+        ["model", "stream"]
+            .into_iter()
+            .find(|k| b.get(*k).is_some())
+    });
+    let mut record = RecordedRequest {
+        body: parsed.clone().unwrap_or(Value::Null),
+        has_api_key: signed,
+        anthropic_version: version.clone(),
+        stream,
+        outcome: String::new(),
+    };
+    let early = if !signed {
+        Some(crate::mock_bedrock::error(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            "request is not SigV4-signed",
+        ))
+    } else if let Some(k) = extraneous {
+        Some(crate::mock_bedrock::error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            &format!("extraneous key [{k}] is not permitted"),
+        ))
+    } else if version.as_deref() != Some(crate::mock_bedrock::BEDROCK_VERSION) {
+        Some(crate::mock_bedrock::error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "anthropic_version must be bedrock-2023-05-31",
+        ))
+    } else {
+        None
+    };
+    if let Some(resp) = early {
+        record.outcome = format!("invalid: HTTP {}", resp.status().as_u16());
+        h.lock().requests.push(record);
+        return resp;
+    }
+    if let Some(b) = parsed.as_mut() {
+        b["model"] = Value::String(model);
+        if let Err(why) = validate_request(b) {
+            record.outcome = "invalid: HTTP 400".into();
+            h.lock().requests.push(record);
+            return crate::mock_bedrock::error(
+                StatusCode::BAD_REQUEST,
+                "ValidationException",
+                &why,
+            );
+        }
+    }
+    let plan = {
+        let mut g = h.lock();
+        let plan = plan_answer(&mut g, &record, parsed.as_ref());
+        record.outcome = match &plan {
+            Plan::Invalid(r) => format!("invalid: HTTP {}", r.status().as_u16()),
+            Plan::Fault(f) => format!("fault {f:?}"),
+            Plan::Answer { message, .. } => message["_outcome"].as_str().unwrap_or("").to_string(),
+        };
+        g.requests.push(record);
+        plan
+    };
+    match plan {
+        Plan::Invalid(_) => crate::mock_bedrock::error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "malformed input request",
+        ),
+        Plan::Fault(f) => crate::mock_bedrock::fault(&f, stream),
+        Plan::Answer { mut message, delay } => {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if let Some(m) = message.as_object_mut() {
+                m.remove("_outcome");
+            }
+            if stream {
+                crate::mock_bedrock::stream_response(crate::mock_bedrock::stream_body(&message))
             } else {
                 Json(message).into_response()
             }
@@ -679,9 +804,9 @@ fn chunks(s: &str, n: usize) -> Vec<&str> {
     out
 }
 
-/// The event stream the real API sends for `message`.
-pub fn sse_body(message: &Value) -> String {
-    let mut s = String::new();
+/// The events the real API streams for `message`, in order (each with its `type`).
+pub fn sse_events(message: &Value) -> Vec<Value> {
+    let mut events = Vec::new();
     let mut start = message.clone();
     start["content"] = json!([]);
     start["stop_reason"] = Value::Null;
@@ -692,23 +817,15 @@ pub fn sse_body(message: &Value) -> String {
         "cache_read_input_tokens": usage["cache_read_input_tokens"],
         "output_tokens": 1,
     });
-    push_event(
-        &mut s,
-        "message_start",
-        &json!({ "type": "message_start", "message": start }),
-    );
-    push_event(&mut s, "ping", &json!({ "type": "ping" }));
+    events.push(json!({ "type": "message_start", "message": start }));
+    events.push(json!({ "type": "ping" }));
     let blocks = message["content"].as_array().cloned().unwrap_or_default();
     // At the output limit the last block stops mid-way: a tool call's JSON
     // input arrives only in part, as the real API sends it.
     let cut_at_limit = message["stop_reason"] == "max_tokens";
     for (i, b) in blocks.iter().enumerate() {
         if b["type"] == "tool_use" {
-            push_event(
-                &mut s,
-                "content_block_start",
-                &json!({"type": "content_block_start", "index": i, "content_block": {"type": "tool_use", "id": b["id"], "name": b["name"], "input": {}}}),
-            );
+            events.push(json!({"type": "content_block_start", "index": i, "content_block": {"type": "tool_use", "id": b["id"], "name": b["name"], "input": {}}}));
             let mut input = b["input"].to_string();
             if cut_at_limit && i + 1 == blocks.len() {
                 let mut half = input.len() / 2;
@@ -717,44 +834,30 @@ pub fn sse_body(message: &Value) -> String {
                 }
                 input.truncate(half);
             }
-            push_event(
-                &mut s,
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": ""}}),
-            );
+            events.push(json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": ""}}));
             for piece in chunks(&input, 16) {
-                push_event(
-                    &mut s,
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": piece}}),
-                );
+                events.push(json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": piece}}));
             }
         } else {
-            push_event(
-                &mut s,
-                "content_block_start",
-                &json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}),
-            );
+            events.push(json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}));
             for piece in chunks(b["text"].as_str().unwrap_or(""), 12) {
-                push_event(
-                    &mut s,
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": piece}}),
-                );
+                events.push(json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": piece}}));
             }
         }
-        push_event(
-            &mut s,
-            "content_block_stop",
-            &json!({"type": "content_block_stop", "index": i}),
-        );
+        events.push(json!({"type": "content_block_stop", "index": i}));
     }
-    push_event(
-        &mut s,
-        "message_delta",
-        &json!({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"], "stop_sequence": null}, "usage": {"output_tokens": usage["output_tokens"]}}),
-    );
-    push_event(&mut s, "message_stop", &json!({"type": "message_stop"}));
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"], "stop_sequence": null}, "usage": {"output_tokens": usage["output_tokens"]}}));
+    events.push(json!({"type": "message_stop"}));
+    events
+}
+
+/// The event stream the real API sends for `message`.
+pub fn sse_body(message: &Value) -> String {
+    let mut s = String::new();
+    for e in sse_events(message) {
+        let name = e["type"].as_str().unwrap_or("message").to_string();
+        push_event(&mut s, &name, &e);
+    }
     s
 }
 

@@ -117,12 +117,55 @@ pub struct AnthropicClient {
     opts: AnthropicOptions,
 }
 
-enum Failure {
+/// Why one attempt at a model call failed.
+pub(crate) enum Failure {
+    /// Worth another attempt (after at least `after`, when the server said so).
     Retry {
         why: String,
         after: Option<Duration>,
     },
+    /// Final.
     Fatal(Error),
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `policy` gives up,
+/// waiting with backoff in between. `attempt` also says whether it sent
+/// deltas, so watchers can be told to discard them before the next try.
+pub(crate) async fn with_retries<F, Fut>(
+    policy: &RetryPolicy,
+    model: &str,
+    deltas: Option<&DeltaSender>,
+    mut attempt: F,
+) -> Result<ModelResponse>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (std::result::Result<ModelResponse, Failure>, bool)>,
+{
+    let mut retry = 0u32;
+    loop {
+        let (outcome, sent_deltas) = attempt().await;
+        match outcome {
+            Ok(r) => return Ok(r),
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Retry { why, after }) => {
+                if retry >= policy.max_retries {
+                    return Err(Error::Model(format!(
+                        "{why} (gave up after {} attempts)",
+                        retry + 1
+                    )));
+                }
+                let wait = policy.delay(retry, after);
+                tracing::warn!(%model, retry = retry + 1, wait_ms = wait.as_millis() as u64, %why, "model call failed; retrying");
+                tokio::time::sleep(wait).await;
+                retry += 1;
+                if sent_deltas {
+                    if let Some(tx) = deltas {
+                        let _ = tx.send(ModelDelta::Restart { attempt: retry });
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl AnthropicClient {
@@ -151,43 +194,10 @@ impl AnthropicClient {
         &self.opts
     }
 
-    /// The JSON body for `req`, with cache breakpoints on the last tool, the
-    /// system prompt and the last block of the conversation.
+    /// The JSON body for `req` (see [`messages_body`]) for this client's model.
     pub fn request_body(&self, req: &ModelRequest, stream: bool) -> Result<Value> {
-        let ephemeral = json!({ "type": "ephemeral" });
-        let mut tools: Vec<Value> = req
-            .tools
-            .iter()
-            .map(|t| {
-                json!({
-                    "name": t.name,
-                    "description": t.description,
-                    "input_schema": t.input_schema,
-                })
-            })
-            .collect();
-        if let Some(last) = tools.last_mut() {
-            last["cache_control"] = ephemeral.clone();
-        }
-        let mut messages = serde_json::to_value(&req.messages)
-            .map_err(|e| Error::Internal(format!("serialising messages: {e}")))?;
-        if let Some(block) = messages
-            .as_array_mut()
-            .and_then(|m| m.last_mut())
-            .and_then(|m| m["content"].as_array_mut())
-            .and_then(|c| c.last_mut())
-        {
-            block["cache_control"] = ephemeral.clone();
-        }
-        let mut body = json!({
-            "model": self.opts.model,
-            "max_tokens": req.max_tokens,
-            "system": [{ "type": "text", "text": req.system, "cache_control": ephemeral }],
-            "messages": messages,
-        });
-        if !tools.is_empty() {
-            body["tools"] = Value::Array(tools);
-        }
+        let mut body = messages_body(req)?;
+        body["model"] = Value::String(self.opts.model.clone());
         if stream {
             body["stream"] = Value::Bool(true);
         }
@@ -289,36 +299,17 @@ impl Model for AnthropicClient {
         deltas: Option<&DeltaSender>,
     ) -> Result<ModelResponse> {
         let body = self.request_body(req, self.opts.stream)?;
-        let policy = &self.opts.retry;
-        let mut retry = 0u32;
-        loop {
+        with_retries(&self.opts.retry, &self.opts.model, deltas, || async {
             let mut sent_deltas = false;
-            match self.attempt(&body, deltas, &mut sent_deltas).await {
-                Ok(r) => return Ok(r),
-                Err(Failure::Fatal(e)) => return Err(e),
-                Err(Failure::Retry { why, after }) => {
-                    if retry >= policy.max_retries {
-                        return Err(Error::Model(format!(
-                            "{why} (gave up after {} attempts)",
-                            retry + 1
-                        )));
-                    }
-                    let wait = policy.delay(retry, after);
-                    tracing::warn!(model = %self.opts.model, retry = retry + 1, wait_ms = wait.as_millis() as u64, %why, "model call failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    retry += 1;
-                    if sent_deltas {
-                        if let Some(tx) = deltas {
-                            let _ = tx.send(ModelDelta::Restart { attempt: retry });
-                        }
-                    }
-                }
-            }
-        }
+            let outcome = self.attempt(&body, deltas, &mut sent_deltas).await;
+            (outcome, sent_deltas)
+        })
+        .await
     }
 }
 
-fn stream_failure(e: StreamError) -> Failure {
+/// A stream's failure as a retry decision.
+pub(crate) fn stream_failure(e: StreamError) -> Failure {
     match e {
         StreamError::Api { kind, message } => {
             let why = format!("{kind} mid-stream: {message}");
@@ -336,6 +327,46 @@ fn stream_failure(e: StreamError) -> Failure {
             after: None,
         },
     }
+}
+
+/// The Messages API body for `req` without `model` and `stream` (which
+/// providers put in different places), with cache breakpoints on the last
+/// tool, the system prompt and the last block of the conversation.
+pub fn messages_body(req: &ModelRequest) -> Result<Value> {
+    let ephemeral = json!({ "type": "ephemeral" });
+    let mut tools: Vec<Value> = req
+        .tools
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "description": t.description,
+                "input_schema": t.input_schema,
+            })
+        })
+        .collect();
+    if let Some(last) = tools.last_mut() {
+        last["cache_control"] = ephemeral.clone();
+    }
+    let mut messages = serde_json::to_value(&req.messages)
+        .map_err(|e| Error::Internal(format!("serialising messages: {e}")))?;
+    if let Some(block) = messages
+        .as_array_mut()
+        .and_then(|m| m.last_mut())
+        .and_then(|m| m["content"].as_array_mut())
+        .and_then(|c| c.last_mut())
+    {
+        block["cache_control"] = ephemeral.clone();
+    }
+    let mut body = json!({
+        "max_tokens": req.max_tokens,
+        "system": [{ "type": "text", "text": req.system, "cache_control": ephemeral }],
+        "messages": messages,
+    });
+    if !tools.is_empty() {
+        body["tools"] = Value::Array(tools);
+    }
+    Ok(body)
 }
 
 /// Whether an HTTP status from the API is worth retrying.

@@ -4,6 +4,7 @@
 //!
 //! * [`model`]: `trait Model`, the provider-neutral request/response types and streamed deltas.
 //! * [`anthropic`]: the Anthropic Messages client (retries, streaming, prompt caching).
+//! * `bedrock` (cargo feature `bedrock`): the same model on Amazon Bedrock.
 //! * [`stream`]: the Messages API's server-sent events, assembled into a response.
 //! * [`pricing`]: dollars per token, per model.
 //! * [`tools`]: the eight tools and the [`tools::Toolbox`] that runs them.
@@ -14,6 +15,8 @@
 //! * [`step`]: [`run_step`], one idempotent agent step — the workflow's entry point.
 
 pub mod anthropic;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
 pub mod conversation;
 pub mod diff;
 pub mod model;
@@ -30,3 +33,23 @@ pub use model::{
 };
 pub use safety::StopReason;
 pub use step::{run_step, StepDeps, StepOutcome};
+
+use std::sync::Arc;
+
+use crate::config::{Config, ModelProvider};
+
+/// The model `APNA_MODEL_PROVIDER` names, configured from the environment.
+pub async fn model_from_config(config: &Config) -> crate::error::Result<Arc<dyn Model>> {
+    Ok(match config.model_provider {
+        ModelProvider::Anthropic => Arc::new(AnthropicClient::from_config(config)?),
+        #[cfg(feature = "bedrock")]
+        ModelProvider::Bedrock => Arc::new(bedrock::BedrockClient::from_config(config).await),
+        #[cfg(not(feature = "bedrock"))]
+        ModelProvider::Bedrock => {
+            return Err(crate::error::Error::Config {
+                var: "APNA_MODEL_PROVIDER",
+                message: "bedrock needs a build with `--features bedrock`".into(),
+            })
+        }
+    })
+}

@@ -61,7 +61,7 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>
         status: if ok { "ok" } else { "degraded" },
         store,
         blob,
-        model_configured: state.config.anthropic_api_key.is_some(),
+        model_configured: state.config.model_configured(),
         model: state.config.anthropic_model.clone(),
         version: env!("CARGO_PKG_VERSION"),
     };

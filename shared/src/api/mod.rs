@@ -61,7 +61,7 @@ pub async fn client_config(
     State(state): State<AppState>,
     gateway: Option<axum::Extension<auth::RequireGatewayCaller>>,
 ) -> Json<ClientConfig> {
-    let configured = state.config.anthropic_api_key.is_some();
+    let configured = state.config.model_configured();
     // Behind API Gateway the JWT authorizer checks tokens: the UI must send one.
     let jwt = state.config.jwt_secret.is_some() || gateway.is_some();
     Json(ClientConfig {
