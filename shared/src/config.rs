@@ -82,6 +82,9 @@ pub struct Config {
     pub max_projects_per_user: i64,
     /// Concurrent runs per user (`APNA_MAX_ACTIVE_RUNS`, default 3).
     pub max_active_runs_per_user: i64,
+    /// Days a deleted project's data is kept before it is purged
+    /// (`APNA_DELETED_RETENTION_DAYS`, default 30; 0 purges at the next sweep).
+    pub deleted_retention_days: u32,
     /// Dollars of model use per user per UTC day (`APNA_MAX_DAILY_COST_USD`;
     /// unset means no daily cap, only the per-run budget).
     pub max_daily_cost_usd: Option<f64>,
@@ -264,6 +267,11 @@ impl Config {
                 &get("APNA_MAX_ACTIVE_RUNS"),
                 "APNA_MAX_ACTIVE_RUNS",
                 3,
+            )?,
+            deleted_retention_days: parse_or(
+                &get("APNA_DELETED_RETENTION_DAYS"),
+                "APNA_DELETED_RETENTION_DAYS",
+                30,
             )?,
             max_daily_cost_usd: match get("APNA_MAX_DAILY_COST_USD") {
                 None => None,

@@ -90,6 +90,46 @@ pub async fn remove_project(state: &AppState, project_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// What [`purge_deleted`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PurgeReport {
+    /// Projects removed for good.
+    pub purged: Vec<String>,
+    /// Projects that could not be (they are tried again next time).
+    pub failed: Vec<String>,
+}
+
+/// Removes projects deleted longer than `APNA_DELETED_RETENTION_DAYS` ago:
+/// their sandbox if one is left, their snapshots, then their rows. Blobs go
+/// first, so a failure half-way leaves the project listed for the next sweep.
+pub async fn purge_deleted(state: &AppState, limit: i64) -> Result<PurgeReport> {
+    let before = crate::domain::now()
+        - chrono::Duration::days(i64::from(state.config.deleted_retention_days));
+    let mut report = PurgeReport::default();
+    for id in state.store.deleted_projects(before, limit).await? {
+        let purge = async {
+            let sandbox = state.sandboxes.sandbox(&id)?;
+            if sandbox.status().await?.state != SandboxState::Missing {
+                sandbox.destroy().await?;
+            }
+            let blobs = crate::snapshot::delete_project_blobs(&*state.blobs, &id).await?;
+            state.store.purge_project(&id).await?;
+            Ok::<usize, crate::error::Error>(blobs)
+        };
+        match purge.await {
+            Ok(blobs) => {
+                tracing::info!(project_id = %id, blobs, "purged a deleted project");
+                report.purged.push(id);
+            }
+            Err(e) => {
+                tracing::warn!(project_id = %id, error = %e, "could not purge a deleted project");
+                report.failed.push(id);
+            }
+        }
+    }
+    Ok(report)
+}
+
 /// The preview proxy's view of projects in `apna serve`: unknown and deleted
 /// projects are 404, hibernated ones are woken from their snapshot.
 pub struct StorePreviewBackend {

@@ -39,6 +39,7 @@ async fn conformance(store: Arc<dyn Store>) {
     versions(store.clone()).await;
     executions(&*store).await;
     idle(&*store).await;
+    purge(&*store).await;
 }
 
 async fn users(store: &dyn Store) {
@@ -475,6 +476,111 @@ async fn idle(store: &dyn Store) {
             p.prompt
         );
     }
+}
+
+/// A project with one of everything the store keeps about it; returns its run id.
+async fn populated_project(store: &dyn Store, p: &Project) -> String {
+    store.create_project(p).await.unwrap();
+    let run = Run::new(&p.id, &p.owner, "make it");
+    store.create_run(&run).await.unwrap();
+    store
+        .append_event(&run.id, "status", &json!({}))
+        .await
+        .unwrap();
+    store
+        .put_step_result(&run.id, "step:1:done", &json!(1))
+        .await
+        .unwrap();
+    store
+        .append_messages(
+            &p.id,
+            &[NewMessage {
+                run_id: Some(run.id.clone()),
+                role: Role::User,
+                content: vec![ContentBlock::Text { text: "hi".into() }],
+                tool_calls: vec![],
+                file_diffs: vec![],
+            }],
+        )
+        .await
+        .unwrap();
+    let key = format!("projects/{}/snapshots/s.json", p.id);
+    store
+        .create_version(&p.id, Some(&run.id), &key, "v1", &[])
+        .await
+        .unwrap();
+    store
+        .create_execution(&Execution {
+            id: run.id.clone(),
+            state_machine: "generation".into(),
+            status: ExecutionStatus::Succeeded,
+            input: json!({}),
+            output: None,
+            error: None,
+            checkpoint: None,
+            started_at: now(),
+            updated_at: now(),
+        })
+        .await
+        .unwrap();
+    store
+        .append_history(&run.id, "ExecutionStarted", None, &json!({}))
+        .await
+        .unwrap();
+    store.acquire_run_lock(&p.id, &run.id).await.unwrap();
+    run.id
+}
+
+async fn purge(store: &dyn Store) {
+    let owner = format!("owner-{}", uuid::Uuid::new_v4());
+    let gone = Project::new(&owner, "to purge", "vite-react");
+    let kept = Project::new(&owner, "to keep", "vite-react");
+    let gone_run = populated_project(store, &gone).await;
+    let kept_run = populated_project(store, &kept).await;
+    // Only deleted projects are purged.
+    assert!(!store.purge_project(&gone.id).await.unwrap());
+    assert!(store.get_project(&gone.id).await.unwrap().is_some());
+    store.soft_delete_project(&gone.id).await.unwrap();
+    let due = |before| async move { store.deleted_projects(before, 1000).await.unwrap() };
+    assert!(!due(now() - Duration::hours(1)).await.contains(&gone.id));
+    assert!(due(now() + Duration::seconds(1)).await.contains(&gone.id));
+    assert!(!due(now() + Duration::seconds(1)).await.contains(&kept.id));
+
+    assert!(store.purge_project(&gone.id).await.unwrap());
+    assert!(store.get_project(&gone.id).await.unwrap().is_none());
+    assert!(store.get_run(&gone_run).await.unwrap().is_none());
+    assert!(store
+        .list_events(&gone_run, 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .get_step_result(&gone_run, "step:1:done")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .list_messages(&gone.id, Page::new(100, 0))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.list_versions(&gone.id).await.unwrap().is_empty());
+    assert!(store.get_execution(&gone_run).await.unwrap().is_none());
+    assert!(store.list_history(&gone_run).await.unwrap().is_empty());
+    assert_eq!(store.run_lock_holder(&gone.id).await.unwrap(), None);
+    assert!(!due(now() + Duration::seconds(1)).await.contains(&gone.id));
+    assert!(!store.purge_project(&gone.id).await.unwrap());
+
+    // The other project keeps everything.
+    assert!(store.get_project(&kept.id).await.unwrap().is_some());
+    assert!(store.get_run(&kept_run).await.unwrap().is_some());
+    assert_eq!(store.list_events(&kept_run, 0, 100).await.unwrap().len(), 1);
+    assert_eq!(store.list_versions(&kept.id).await.unwrap().len(), 1);
+    assert_eq!(store.list_history(&kept_run).await.unwrap().len(), 1);
+    assert_eq!(
+        store.run_lock_holder(&kept.id).await.unwrap().as_deref(),
+        Some(kept_run.as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -19,7 +19,11 @@ fn repo() -> PathBuf {
 }
 
 fn config(data: &std::path::Path, mock: &str) -> Config {
-    let vars = [
+    config_with(data, mock, &[])
+}
+
+fn config_with(data: &std::path::Path, mock: &str, extra: &[(&str, &str)]) -> Config {
+    let mut vars = vec![
         ("APNA_DATA_DIR", data.display().to_string()),
         (
             "APNA_TEMPLATE_CACHE",
@@ -29,6 +33,7 @@ fn config(data: &std::path::Path, mock: &str) -> Config {
         ("ANTHROPIC_API_KEY", "test-key".to_string()),
         ("PORT", "0".to_string()),
     ];
+    vars.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     Config::from_vars(vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()).unwrap()
 }
 
@@ -280,5 +285,115 @@ async fn a_sandbox_that_dies_mid_run_is_rebuilt_with_the_runs_changes() {
     let (status, body) = preview_get(port, &project_id, "/src/Note.tsx").await;
     assert_eq!(status, 200);
     assert!(body.contains("revived note"), "{body}");
+    server.sandboxes.stop_all().await;
+}
+
+/// The hibernation sweep purges projects deleted longer ago than the
+/// retention period (0 days here): their snapshots and every row about them
+/// go; a project that is not deleted keeps everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweep_purges_deleted_projects_after_the_retention_period() {
+    let script =
+        Script::from_file(repo().join("tests/fixtures/conversations/sandbox_dies.json")).unwrap();
+    let mock = MockAnthropic::start(script).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = build(config_with(
+        data.path(),
+        &mock.url(),
+        &[("APNA_DELETED_RETENTION_DAYS", "0")],
+    ))
+    .await;
+    let state = &server.state;
+    let gone = apna::generation::generate(state, "a page with a note", |_| {})
+        .await
+        .unwrap();
+    let kept = apna::generation::generate(state, "another note", |_| {})
+        .await
+        .unwrap();
+    let prefix = |id: &str| format!("projects/{id}/");
+    assert!(!state
+        .blobs
+        .list(&prefix(&gone.project_id))
+        .await
+        .unwrap()
+        .is_empty());
+    apna::lifecycle::remove_project(state, &gone.project_id)
+        .await
+        .unwrap();
+    assert!(state
+        .store
+        .soft_delete_project(&gone.project_id)
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let workflow = state.workflow().unwrap();
+    workflow
+        .start("hibernation", "sweep-1", serde_json::json!({}))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let execution = loop {
+        let e = workflow.describe("sweep-1").await.unwrap().unwrap();
+        if e.status != apna::domain::ExecutionStatus::Running {
+            break e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        execution.status,
+        apna::domain::ExecutionStatus::Succeeded,
+        "{execution:?}"
+    );
+    let output = execution.output.unwrap();
+    assert_eq!(
+        output["purge"]["purged"],
+        serde_json::json!([gone.project_id])
+    );
+    assert!(state
+        .store
+        .get_project(&gone.project_id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(state.store.get_run(&gone.id).await.unwrap().is_none());
+    assert!(state
+        .store
+        .list_versions(&gone.project_id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(state
+        .blobs
+        .list(&prefix(&gone.project_id))
+        .await
+        .unwrap()
+        .is_empty());
+    // The other project is untouched.
+    assert!(state
+        .store
+        .get_project(&kept.project_id)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        state
+            .store
+            .list_versions(&kept.project_id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(!state
+        .blobs
+        .list(&prefix(&kept.project_id))
+        .await
+        .unwrap()
+        .is_empty());
     server.sandboxes.stop_all().await;
 }

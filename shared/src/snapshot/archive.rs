@@ -361,3 +361,17 @@ async fn get_pointer(
         Err(e) => Err(e),
     }
 }
+
+/// Deletes everything stored for `project_id` (objects, manifests, pointers);
+/// returns how many blobs went. Only for purging a deleted project.
+pub async fn delete_project_blobs(blobs: &dyn BlobStore, project_id: &str) -> Result<usize> {
+    check_project_id(project_id)?;
+    let keys = blobs.list(&format!("projects/{project_id}/")).await?;
+    let n = keys.len();
+    futures::stream::iter(keys)
+        .map(|k| async move { blobs.delete(&k).await })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(n)
+}

@@ -20,8 +20,9 @@
 //!   first version's changes are shown against it. Its objects are the ones
 //!   the first version reuses, so it costs a manifest.
 //!
-//! Nothing is deleted by this module; objects of a deleted project go with its
-//! `projects/{id}/` prefix.
+//! Snapshots are never deleted while the project exists; a deleted project's
+//! whole `projects/{id}/` prefix goes when it is purged after the retention
+//! period ([`delete_project_blobs`], called by `lifecycle::purge_deleted`).
 //!
 //! # Why content-addressed files rather than one tar.zst per snapshot
 //!
@@ -65,8 +66,9 @@ mod version;
 mod wake;
 
 pub use archive::{
-    get_base, get_latest, load_tree, read_manifest, record_base, restore, set_latest,
-    take_snapshot, verify_objects, verify_snapshot, write_snapshot, SnapshotInfo, ZSTD_LEVEL,
+    delete_project_blobs, get_base, get_latest, load_tree, read_manifest, record_base, restore,
+    set_latest, take_snapshot, verify_objects, verify_snapshot, write_snapshot, SnapshotInfo,
+    ZSTD_LEVEL,
 };
 pub use diff::{diff_trees, unified_diff};
 pub use download::zip_tree;

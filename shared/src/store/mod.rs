@@ -61,6 +61,12 @@ pub trait Store: Send + Sync {
     async fn soft_delete_project(&self, id: &str) -> Result<bool>;
     /// Projects that are `ready` or `failed`, not running, and inactive since `before`.
     async fn idle_projects(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<Project>>;
+    /// Ids of projects deleted before `before` (oldest first), due for purging.
+    async fn deleted_projects(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<String>>;
+    /// Removes a deleted project and everything recorded about it (runs,
+    /// events, step results, executions, messages, versions), in one
+    /// transaction; `false` if it is not deleted (or does not exist).
+    async fn purge_project(&self, id: &str) -> Result<bool>;
 
     /// Takes the project's run lock for `run_id`. Atomic: of concurrent callers
     /// exactly one gets `true`. Re-acquiring by the holder returns `true`.

@@ -428,6 +428,55 @@ macro_rules! sql_store {
                 rows.iter().map(Self::project).collect()
             }
 
+            async fn deleted_projects(
+                &self,
+                before: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<String>> {
+                let rows = sqlx::query(
+                    "SELECT id FROM projects WHERE deleted_at IS NOT NULL AND deleted_at < $1 \
+                     ORDER BY deleted_at LIMIT $2",
+                )
+                .bind(ms(before))
+                .bind(limit.clamp(1, 1000))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| r.try_get("id").map_err(Into::into))
+                    .collect()
+            }
+
+            async fn purge_project(&self, id: &str) -> Result<bool> {
+                let mut tx = self.pool.begin().await?;
+                let deleted = sqlx::query(
+                    "DELETE FROM projects WHERE id = $1 AND deleted_at IS NOT NULL",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !deleted {
+                    return Ok(false);
+                }
+                // Generation executions are named by their run id.
+                for sql in [
+                    "DELETE FROM history_events WHERE execution_id IN \
+                     (SELECT id FROM runs WHERE project_id = $1)",
+                    "DELETE FROM executions WHERE id IN (SELECT id FROM runs WHERE project_id = $1)",
+                    "DELETE FROM step_results WHERE run_id IN (SELECT id FROM runs WHERE project_id = $1)",
+                    "DELETE FROM run_events WHERE run_id IN (SELECT id FROM runs WHERE project_id = $1)",
+                    "DELETE FROM runs WHERE project_id = $1",
+                    "DELETE FROM messages WHERE project_id = $1",
+                    "DELETE FROM versions WHERE project_id = $1",
+                    "DELETE FROM run_locks WHERE project_id = $1",
+                ] {
+                    sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
             async fn acquire_run_lock(&self, project_id: &str, run_id: &str) -> Result<bool> {
                 let res = sqlx::query(
                     "INSERT INTO run_locks (project_id, run_id, acquired_at) VALUES ($1, $2, $3) \

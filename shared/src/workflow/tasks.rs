@@ -34,6 +34,7 @@ pub const TASKS: &[&str] = &[
     "MarkFailed",
     "ListIdleProjects",
     "HibernateProject",
+    "PurgeDeleted",
 ];
 
 /// How long streamed model text is gathered before it becomes one `delta` event.
@@ -61,6 +62,7 @@ pub async fn run_task(name: &str, input: Value, state: &AppState) -> Result<Valu
         "MarkFailed" => mark_failed(input, state).await,
         "ListIdleProjects" => list_idle_projects(input, state).await,
         "HibernateProject" => hibernate_project(input, state).await,
+        "PurgeDeleted" => purge_deleted(input, state).await,
         other => Err(Error::Workflow(format!("no task named {other:?}"))),
     }
 }
@@ -472,6 +474,12 @@ async fn hibernate_project(input: Value, state: &AppState) -> Result<Value> {
     )
     .await?;
     Ok(serde_json::to_value(outcome)?)
+}
+
+async fn purge_deleted(input: Value, state: &AppState) -> Result<Value> {
+    let limit = input.get("limit").and_then(Value::as_i64).unwrap_or(100);
+    let report = crate::lifecycle::purge_deleted(state, limit).await?;
+    Ok(serde_json::to_value(report)?)
 }
 
 #[cfg(test)]

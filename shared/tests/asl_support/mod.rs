@@ -335,6 +335,16 @@ impl Store for MemoryStore {
     async fn cost_since(&self, _owner: &str, _since: chrono::DateTime<chrono::Utc>) -> Result<f64> {
         unimplemented!("cost_since is not used by workflow tests")
     }
+    async fn deleted_projects(
+        &self,
+        _before: chrono::DateTime<chrono::Utc>,
+        _limit: i64,
+    ) -> Result<Vec<String>> {
+        unimplemented!("deleted_projects is not used by workflow tests")
+    }
+    async fn purge_project(&self, _id: &str) -> Result<bool> {
+        unimplemented!("purge_project is not used by workflow tests")
+    }
 
     async fn append_messages(
         &self,
