@@ -91,7 +91,8 @@ impl StepOutcome {
     }
 }
 
-fn key(step: u32, what: &str) -> String {
+/// The step-result key of `what` in step `step` (`step:{n}:model`, `step:{n}:tool:{id}`, …).
+pub fn key(step: u32, what: &str) -> String {
     format!("step:{step}:{what}")
 }
 

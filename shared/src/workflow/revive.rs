@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::agent::conversation::load_messages;
-use crate::agent::tools::Toolbox;
+use crate::agent::step::key;
+use crate::agent::tools::{ToolOutput, Toolbox};
+use crate::agent::ModelResponse;
 use crate::app::AppState;
 use crate::domain::{ContentBlock, Role};
 use crate::error::Result;
@@ -29,12 +31,15 @@ pub struct Revived {
     pub failed: usize,
 }
 
-/// The project's sandbox for a step of `run_id`; when it no longer exists,
+/// The project's sandbox for a task of `run_id`; when it no longer exists,
 /// rebuilds it first (see the module doc) and tells the run's watchers.
+/// `step` is the agent step about to run, whose tool calls may already have
+/// run (and been recorded) before a retry.
 pub async fn live_sandbox(
     state: &AppState,
     project_id: &str,
     run_id: &str,
+    step: Option<u32>,
 ) -> Result<Arc<dyn Sandbox>> {
     let sandbox = state.sandboxes.sandbox(project_id)?;
     if sandbox.status().await?.state != SandboxState::Missing {
@@ -45,9 +50,9 @@ pub async fn live_sandbox(
         run_id,
         "the sandbox is gone mid-run: rebuilding it"
     );
-    let revived = revive(state, &*sandbox, run_id).await?;
+    let revived = revive(state, &*sandbox, run_id, step).await?;
     let message = format!(
-        "The sandbox stopped during this change; it was rebuilt from the last saved version and this change's {} step(s) were applied again{}.",
+        "The sandbox stopped during this change; it was rebuilt from the last saved version and this change's {} edit(s) and command(s) were applied again{}.",
         revived.replayed,
         if revived.failed > 0 {
             format!(" ({} could not be)", revived.failed)
@@ -60,8 +65,15 @@ pub async fn live_sandbox(
 }
 
 /// Restores the latest snapshot (or starts from the template) and replays
-/// the run's successful file-changing tool calls in their original order.
-pub async fn revive(state: &AppState, sandbox: &dyn Sandbox, run_id: &str) -> Result<Revived> {
+/// the run's successful file-changing tool calls in their original order:
+/// those in the conversation, then those of `step` that ran before a retry
+/// but are not in the conversation yet.
+pub async fn revive(
+    state: &AppState,
+    sandbox: &dyn Sandbox,
+    run_id: &str,
+    step: Option<u32>,
+) -> Result<Revived> {
     let project_id = sandbox.project_id();
     let snapshot_key = crate::snapshot::get_latest(&*state.blobs, project_id).await?;
     if let Some(key) = &snapshot_key {
@@ -86,22 +98,29 @@ pub async fn revive(state: &AppState, sandbox: &dyn Sandbox, run_id: &str) -> Re
             _ => None,
         })
         .collect();
+    let mut calls: Vec<(String, String, serde_json::Value)> = of_run
+        .filter(|m| m.role == Role::Assistant)
+        .flat_map(|m| &m.content)
+        .filter_map(|b| match b {
+            ContentBlock::ToolUse { id, name, input } if !failed_ids.contains(id.as_str()) => {
+                Some((id.clone(), name.clone(), input.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    if let Some(step) = step {
+        calls.extend(recorded_calls(state, run_id, step, &calls).await?);
+    }
     let toolbox = Toolbox::standard();
     let mut revived = Revived {
         snapshot_key,
         replayed: 0,
         failed: 0,
     };
-    for block in of_run
-        .filter(|m| m.role == Role::Assistant)
-        .flat_map(|m| &m.content)
+    for (_, name, input) in calls
+        .iter()
+        .filter(|(_, n, _)| REPLAYED.contains(&n.as_str()))
     {
-        let ContentBlock::ToolUse { id, name, input } = block else {
-            continue;
-        };
-        if !REPLAYED.contains(&name.as_str()) || failed_ids.contains(id.as_str()) {
-            continue;
-        }
         let out = toolbox.execute(sandbox, name, input).await;
         revived.replayed += 1;
         if out.is_error {
@@ -110,4 +129,43 @@ pub async fn revive(state: &AppState, sandbox: &dyn Sandbox, run_id: &str) -> Re
         }
     }
     Ok(revived)
+}
+
+/// Tool calls of `step` that ran successfully before a retry (their results
+/// are recorded) but are not among `known` (the conversation's).
+async fn recorded_calls(
+    state: &AppState,
+    run_id: &str,
+    step: u32,
+    known: &[(String, String, serde_json::Value)],
+) -> Result<Vec<(String, String, serde_json::Value)>> {
+    let Some(answer) = state
+        .store
+        .get_step_result(run_id, &key(step, "model"))
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let answer: ModelResponse = serde_json::from_value(answer)?;
+    let mut out = Vec::new();
+    for block in answer.content {
+        let ContentBlock::ToolUse { id, name, input } = block else {
+            continue;
+        };
+        if known.iter().any(|(k, _, _)| *k == id) {
+            continue;
+        }
+        let Some(result) = state
+            .store
+            .get_step_result(run_id, &key(step, &format!("tool:{id}")))
+            .await?
+        else {
+            continue;
+        };
+        let result: ToolOutput = serde_json::from_value(result)?;
+        if !result.is_error {
+            out.push((id, name, input));
+        }
+    }
+    Ok(out)
 }

@@ -247,7 +247,7 @@ async fn agent_step(input: Value, state: &AppState) -> Result<Value> {
                 let _ = store.append_event(&run_id, "delta", &json!({ "text": pending })).await;
             }
         });
-        let sandbox = live_sandbox(state, &i.project_id, &i.run_id).await?;
+        let sandbox = live_sandbox(state, &i.project_id, &i.run_id, Some(step)).await?;
         let deps = StepDeps {
             store: state.store.clone(),
             model: state.model.clone(),
@@ -288,7 +288,7 @@ async fn verify(input: Value, state: &AppState) -> Result<Value> {
             return Ok(done);
         }
         status_event(state, &i.run_id, "verify", "Checking the build").await?;
-        let sandbox = live_sandbox(state, &i.project_id, &i.run_id).await?;
+        let sandbox = live_sandbox(state, &i.project_id, &i.run_id, None).await?;
         let report = check_build(&*sandbox).await?;
         let items = serde_json::to_value(&report.diagnostics)?;
         state
@@ -377,7 +377,7 @@ async fn finalize(input: Value, state: &AppState) -> Result<Value> {
         let version = match state.store.get_step_result(&i.run_id, "finalize:version").await? {
             Some(v) => v,
             None => {
-                let sandbox = live_sandbox(state, &i.project_id, &i.run_id).await?;
+                let sandbox = live_sandbox(state, &i.project_id, &i.run_id, None).await?;
                 let v = crate::snapshot::record_version(
                     &*state.store,
                     &*state.blobs,
