@@ -364,7 +364,7 @@ async fn messages(State(h): State<MockHandle>, headers: HeaderMap, body: Bytes) 
         .as_ref()
         .and_then(|b| b["stream"].as_bool())
         .unwrap_or(false);
-    let mut record = RecordedRequest {
+    let record = RecordedRequest {
         body: parsed.clone().unwrap_or(Value::Null),
         has_api_key: headers.contains_key("x-api-key"),
         anthropic_version: headers
@@ -374,27 +374,12 @@ async fn messages(State(h): State<MockHandle>, headers: HeaderMap, body: Bytes) 
         stream,
         outcome: String::new(),
     };
-    let plan = {
-        let mut g = h.lock();
-        let plan = plan_answer(&mut g, &record, parsed.as_ref());
-        record.outcome = match &plan {
-            Plan::Invalid(r) => format!("invalid: HTTP {}", r.status().as_u16()),
-            Plan::Fault(f) => format!("fault {f:?}"),
-            Plan::Answer { message, .. } => message["_outcome"].as_str().unwrap_or("").to_string(),
-        };
-        g.requests.push(record);
-        plan
-    };
+    let plan = plan_and_record(&h, record, parsed.as_ref());
     match plan {
         Plan::Invalid(r) => r,
         Plan::Fault(f) => fault_response(&h, f, stream, parsed.as_ref()).await,
-        Plan::Answer { mut message, delay } => {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            if let Some(m) = message.as_object_mut() {
-                m.remove("_outcome");
-            }
+        Plan::Answer { message, delay } => {
+            let message = deliver(message, delay).await;
             if stream {
                 sse_response(sse_body(&message))
             } else {
@@ -490,17 +475,7 @@ async fn bedrock(
             );
         }
     }
-    let plan = {
-        let mut g = h.lock();
-        let plan = plan_answer(&mut g, &record, parsed.as_ref());
-        record.outcome = match &plan {
-            Plan::Invalid(r) => format!("invalid: HTTP {}", r.status().as_u16()),
-            Plan::Fault(f) => format!("fault {f:?}"),
-            Plan::Answer { message, .. } => message["_outcome"].as_str().unwrap_or("").to_string(),
-        };
-        g.requests.push(record);
-        plan
-    };
+    let plan = plan_and_record(&h, record, parsed.as_ref());
     match plan {
         Plan::Invalid(_) => crate::mock_bedrock::error(
             StatusCode::BAD_REQUEST,
@@ -508,13 +483,8 @@ async fn bedrock(
             "malformed input request",
         ),
         Plan::Fault(f) => crate::mock_bedrock::fault(&f, stream),
-        Plan::Answer { mut message, delay } => {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            if let Some(m) = message.as_object_mut() {
-                m.remove("_outcome");
-            }
+        Plan::Answer { message, delay } => {
+            let message = deliver(message, delay).await;
             if stream {
                 crate::mock_bedrock::stream_response(crate::mock_bedrock::stream_body(&message))
             } else {
@@ -522,6 +492,30 @@ async fn bedrock(
             }
         }
     }
+}
+
+/// Plans the answer to a request and records the request with its outcome.
+fn plan_and_record(h: &MockHandle, mut record: RecordedRequest, body: Option<&Value>) -> Plan {
+    let mut g = h.lock();
+    let plan = plan_answer(&mut g, &record, body);
+    record.outcome = match &plan {
+        Plan::Invalid(r) => format!("invalid: HTTP {}", r.status().as_u16()),
+        Plan::Fault(f) => format!("fault {f:?}"),
+        Plan::Answer { message, .. } => message["_outcome"].as_str().unwrap_or("").to_string(),
+    };
+    g.requests.push(record);
+    plan
+}
+
+/// Waits out the answer's latency and strips the mock's bookkeeping from it.
+async fn deliver(mut message: Value, delay: Duration) -> Value {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(m) = message.as_object_mut() {
+        m.remove("_outcome");
+    }
+    message
 }
 
 fn plan_answer(g: &mut MockState, rec: &RecordedRequest, body: Option<&Value>) -> Plan {

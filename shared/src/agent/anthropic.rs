@@ -275,16 +275,26 @@ impl AnthropicClient {
             Ok(())
         }
         .await;
-        *sent_deltas |= asm.sent_deltas();
-        outcome?;
-        if !asm.is_finished() {
-            return Err(Failure::Retry {
-                why: "the stream ended before message_stop".into(),
-                after: None,
-            });
-        }
-        asm.finish().map_err(stream_failure)
+        finish_stream(asm, outcome, sent_deltas)
     }
+}
+
+/// The response a stream assembled, once reading it ended with `outcome`:
+/// a stream cut before `message_stop` is worth another attempt.
+pub(crate) fn finish_stream(
+    asm: StreamAssembler,
+    outcome: std::result::Result<(), Failure>,
+    sent_deltas: &mut bool,
+) -> std::result::Result<ModelResponse, Failure> {
+    *sent_deltas |= asm.sent_deltas();
+    outcome?;
+    if !asm.is_finished() {
+        return Err(Failure::Retry {
+            why: "the stream ended before message_stop".into(),
+            after: None,
+        });
+    }
+    asm.finish().map_err(stream_failure)
 }
 
 #[async_trait]

@@ -19,7 +19,7 @@ use aws_sdk_bedrockruntime::types::ResponseStream;
 use serde_json::Value;
 
 use super::anthropic::{
-    messages_body, parse_message, stream_failure, with_retries, Failure, RetryPolicy,
+    finish_stream, messages_body, parse_message, stream_failure, with_retries, Failure, RetryPolicy,
 };
 use super::model::{DeltaSender, Model, ModelRequest, ModelResponse};
 use super::stream::{SseEvent, StreamAssembler};
@@ -171,15 +171,7 @@ impl BedrockClient {
             Ok(())
         }
         .await;
-        *sent_deltas |= asm.sent_deltas();
-        outcome?;
-        if !asm.is_finished() {
-            return Err(Failure::Retry {
-                why: "the stream ended before message_stop".into(),
-                after: None,
-            });
-        }
-        asm.finish().map_err(stream_failure)
+        finish_stream(asm, outcome, sent_deltas)
     }
 }
 
