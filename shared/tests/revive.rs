@@ -143,7 +143,7 @@ async fn the_runs_changes_come_back_including_a_retried_steps() {
         events.iter().any(|e| e.data["message"]
             .as_str()
             .unwrap_or("")
-            .contains("3 edit(s) and command(s) were applied again")),
+            .contains("re-applied this change's 3 edit(s) and command(s)")),
         "{events:?}"
     );
 

@@ -256,7 +256,7 @@ async fn a_sandbox_that_dies_mid_run_is_rebuilt_with_the_runs_changes() {
     );
     assert!(
         progress.contains(
-            "rebuilt from the last saved version and this change's 4 edit(s) and command(s) were applied again"
+            "rebuilt it from the last saved version and re-applied this change's 4 edit(s) and command(s)"
         ),
         "{progress}"
     );

@@ -52,10 +52,11 @@ pub async fn live_sandbox(
     );
     let revived = revive(state, &*sandbox, run_id, step).await?;
     let message = format!(
-        "The sandbox stopped during this change; it was rebuilt from the last saved version and this change's {} edit(s) and command(s) were applied again{}.",
+        // A run-bar line like the other phases: no closing period.
+        "The sandbox stopped: rebuilt it from the last saved version and re-applied this change's {} edit(s) and command(s){}",
         revived.replayed,
         if revived.failed > 0 {
-            format!(" ({} could not be)", revived.failed)
+            format!(" ({} failed)", revived.failed)
         } else {
             String::new()
         }
