@@ -21,7 +21,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use apna::blob::{BlobStore, FsBlobStore, S3BlobStore};
+#[cfg(feature = "aws")]
+use apna::blob::S3BlobStore;
+use apna::blob::{BlobStore, FsBlobStore};
 use apna::sandbox::{ProjectPath, Sandbox, SourceTree};
 use apna::snapshot::{self, take_snapshot, verify_snapshot, ZSTD_LEVEL};
 
@@ -106,6 +108,32 @@ fn source_tar_zst(tree: &SourceTree, level: i32) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     append_tree(&mut tar, tree);
     zstd::bulk::compress(&tar.into_inner().unwrap(), level).unwrap()
+}
+
+/// The same measurements against S3 on moto (`APNA_TEST_MOTO_URL`).
+#[cfg(feature = "aws")]
+async fn measure_s3(
+    provider: &apna::sandbox::local::LocalProvider,
+    template_files: &SourceTree,
+    files: &[(String, String)],
+) {
+    let Ok(url) = std::env::var("APNA_TEST_MOTO_URL") else {
+        println!("[s3] skipped: APNA_TEST_MOTO_URL is not set");
+        return;
+    };
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ] {
+        if std::env::var(k).is_err() {
+            std::env::set_var(k, v);
+        }
+    }
+    let s3 = S3BlobStore::connect("apna-snapshot-bench", "us-east-1", Some(&url))
+        .await
+        .unwrap();
+    s3.ensure_bucket().await.unwrap();
+    measure("s3 (moto)", Arc::new(s3), provider, template_files, files).await;
 }
 
 async fn measure(
@@ -253,29 +281,9 @@ async fn main() {
     );
 
     measure("fs", fs_blobs, &provider, &template.files, &files).await;
-    if let Ok(url) = std::env::var("APNA_TEST_MOTO_URL") {
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ] {
-            if std::env::var(k).is_err() {
-                std::env::set_var(k, v);
-            }
-        }
-        let s3 = S3BlobStore::connect("apna-snapshot-bench", "us-east-1", Some(&url))
-            .await
-            .unwrap();
-        s3.ensure_bucket().await.unwrap();
-        measure(
-            "s3 (moto)",
-            Arc::new(s3),
-            &provider,
-            &template.files,
-            &files,
-        )
-        .await;
-    } else {
-        println!("[s3] skipped: APNA_TEST_MOTO_URL is not set");
-    }
+    #[cfg(feature = "aws")]
+    measure_s3(&provider, &template.files, &files).await;
+    #[cfg(not(feature = "aws"))]
+    println!("[s3] skipped: build with --features aws");
     provider.stop_all().await;
 }

@@ -182,6 +182,12 @@ impl Config {
             .trim_end_matches('/')
             .to_string();
         check_http_url("ANTHROPIC_BASE_URL", &anthropic_base_url)?;
+        if get("S3_BUCKET").is_some() && !cfg!(feature = "aws") {
+            return Err(Error::Config {
+                var: "S3_BUCKET",
+                message: "snapshots on S3 need a build with `--features aws` (cargo run --release --features aws -- serve)".into(),
+            });
+        }
         let model_provider = match get("APNA_MODEL_PROVIDER").as_deref() {
             None | Some("anthropic") => ModelProvider::Anthropic,
             Some("bedrock") if cfg!(feature = "bedrock") => ModelProvider::Bedrock,

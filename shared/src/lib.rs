@@ -32,6 +32,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod generation;
+#[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod lifecycle;
 pub mod preview;

@@ -4,7 +4,9 @@ mod services;
 
 use std::sync::Arc;
 
-use apna::blob::{sha256_hex, BlobStore, FsBlobStore, S3BlobStore};
+#[cfg(feature = "aws")]
+use apna::blob::S3BlobStore;
+use apna::blob::{sha256_hex, BlobStore, FsBlobStore};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -146,6 +148,7 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn s3_conformance() {
     let Some(url) = services::moto_url() else {
@@ -158,6 +161,7 @@ async fn s3_conformance() {
     conformance(Arc::new(store)).await;
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn s3_missing_bucket_is_a_clear_error() {
     let Some(url) = services::moto_url() else {

@@ -210,6 +210,7 @@ async fn hibernation_survives_every_fault_fs() {
     assert!(trials >= 100, "only {trials} trials");
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn hibernation_survives_every_fault_s3() {
     let Some(blobs) = s3_blobs().await else {

@@ -104,6 +104,7 @@ async fn round_trip_fs() {
     round_trip(blobs).await;
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn round_trip_s3() {
     let Some(blobs) = s3_blobs().await else {
@@ -243,6 +244,7 @@ async fn versions_fs() {
     versions(blobs).await;
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn versions_s3() {
     let Some(blobs) = s3_blobs().await else {

@@ -6,6 +6,7 @@
 //! (hibernation's upload check) can compare without downloading twice.
 
 mod fs;
+#[cfg(feature = "aws")]
 mod s3;
 
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 pub use fs::FsBlobStore;
+#[cfg(feature = "aws")]
 pub use s3::S3BlobStore;
 
 /// A stream of chunks, for objects too large to hold in memory.
@@ -63,9 +65,16 @@ pub trait BlobStore: Send + Sync {
 /// Opens the blob store the config names: S3 when `S3_BUCKET` is set, else `{data_dir}/blobs`.
 pub async fn connect(config: &Config) -> Result<Arc<dyn BlobStore>> {
     match &config.s3_bucket {
+        #[cfg(feature = "aws")]
         Some(bucket) => Ok(Arc::new(
             S3BlobStore::connect(bucket, &config.s3_region, config.s3_endpoint.as_deref()).await?,
         )),
+        // Config refuses S3_BUCKET in a build without S3.
+        #[cfg(not(feature = "aws"))]
+        Some(_) => Err(Error::Config {
+            var: "S3_BUCKET",
+            message: "this build has no S3 support; build with `--features aws`".into(),
+        }),
         None => Ok(Arc::new(
             FsBlobStore::new(config.data_dir.join("blobs")).await?,
         )),

@@ -5,11 +5,13 @@
 pub mod asl;
 pub mod local;
 pub mod revive;
+#[cfg(feature = "aws")]
 pub mod sfn;
 pub mod tasks;
 
 pub use asl::{StateMachine, TaskFailure, TaskInvoker};
 pub use local::LocalWorkflow;
+#[cfg(feature = "aws")]
 pub use sfn::StepFunctionsWorkflow;
 
 use async_trait::async_trait;

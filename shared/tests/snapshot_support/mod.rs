@@ -9,7 +9,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use apna::blob::{BlobMeta, BlobStore, ByteStream, FsBlobStore, S3BlobStore};
+#[cfg(feature = "aws")]
+use apna::blob::S3BlobStore;
+use apna::blob::{BlobMeta, BlobStore, ByteStream, FsBlobStore};
 use apna::domain::{Project, ProjectStatus};
 use apna::error::{Error, Result};
 use apna::sandbox::memory::MemorySandbox;
@@ -22,6 +24,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+#[cfg(feature = "aws")]
 use super::services;
 
 /// How the armed call fails.
@@ -356,6 +359,7 @@ pub async fn fs_blobs() -> (Arc<dyn BlobStore>, tempfile::TempDir) {
 }
 
 /// An S3 blob store on moto, or `None` when `APNA_TEST_MOTO_URL` is unset.
+#[cfg(feature = "aws")]
 pub async fn s3_blobs() -> Option<Arc<dyn BlobStore>> {
     let url = services::moto_url()?;
     let store = S3BlobStore::connect("apna-snapshot-tests", "us-east-1", Some(&url))
