@@ -40,17 +40,12 @@ pub async fn start_run(state: &AppState, project: &Project, message: &str) -> Re
             cfg.max_active_runs_per_user
         )));
     }
-    if let Some(cap) = cfg.max_daily_cost_usd {
-        let today = now()
-            .date_naive()
-            .and_hms_opt(0, 0, 0)
-            .map_or_else(now, |t| t.and_utc());
-        let spent = state.store.cost_since(&project.owner, today).await?;
-        if spent >= cap {
-            return Err(Error::QuotaExceeded(format!(
-                "you have used ${spent:.2} of your ${cap:.2} daily model budget; it resets at 00:00 UTC"
-            )));
-        }
+    if let Some(crate::agent::StopReason::DailyCost { limit, spent }) =
+        crate::agent::safety::check_daily_budget(&*state.store, &project.owner, cfg).await?
+    {
+        return Err(Error::QuotaExceeded(format!(
+            "you have used ${spent:.2} of your ${limit:.2} daily model budget; it resets at 00:00 UTC"
+        )));
     }
     if project.status == ProjectStatus::Hibernated {
         // Wake first (restore + dependencies), so the run starts on the real tree.

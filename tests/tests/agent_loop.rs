@@ -131,3 +131,24 @@ async fn output_limit_cut_offs_are_not_run_and_are_continued() {
         assert!(fourth.contains("Continue where you stopped"), "{fourth}");
     }
 }
+
+/// The person's daily budget is checked before every model call: a run that
+/// reaches it stops with that reason instead of spending past it.
+#[tokio::test]
+async fn the_daily_budget_stops_a_run_before_the_next_call() {
+    let h = AgentHarness::with(
+        fixture("create_todo").unwrap(),
+        true,
+        &[("APNA_MAX_DAILY_COST_USD", "0.001")],
+    )
+    .await
+    .unwrap();
+    h.say("Build me a todo app").await.unwrap();
+    let outcomes = h.run_until_done(1, 10).await.unwrap();
+    assert_eq!(outcomes.len(), 2, "{outcomes:#?}");
+    assert!(outcomes[0].stop.is_none() && outcomes[0].cost_usd > 0.001);
+    let stop = outcomes[1].stop.as_ref().expect("no stop reason");
+    assert_eq!(stop.code(), "daily_cost");
+    assert!(stop.message().contains("daily model budget"), "{stop}");
+    assert_eq!(h.mock.answered_calls(), 1);
+}

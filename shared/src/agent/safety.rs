@@ -38,6 +38,13 @@ pub enum StopReason {
         /// Dollars spent so far.
         spent: f64,
     },
+    /// The person's runs today cost `APNA_MAX_DAILY_COST_USD`.
+    DailyCost {
+        /// The daily limit.
+        limit: f64,
+        /// Dollars spent today, this run included.
+        spent: f64,
+    },
     /// The model made the same failing call, or got the same error, again and again.
     RepeatedFailure {
         /// The tool it kept calling.
@@ -56,6 +63,7 @@ impl StopReason {
             StopReason::MaxSteps { .. } => "max_steps",
             StopReason::MaxOutputTokens { .. } => "max_output_tokens",
             StopReason::MaxCost { .. } => "max_cost",
+            StopReason::DailyCost { .. } => "daily_cost",
             StopReason::RepeatedFailure { .. } => "repeated_failure",
         }
     }
@@ -71,6 +79,9 @@ impl StopReason {
             ),
             StopReason::MaxCost { limit, spent } => format!(
                 "stopped after spending ${spent:.2}; the limit per run is ${limit:.2} (APNA_MAX_COST_USD)"
+            ),
+            StopReason::DailyCost { limit, spent } => format!(
+                "stopped: ${spent:.2} of the ${limit:.2} daily model budget is used (APNA_MAX_DAILY_COST_USD); it resets at 00:00 UTC"
             ),
             StopReason::RepeatedFailure { tool, count, error } => format!(
                 "stopped because the agent called {tool} {count} times with the same failure: {error}"
@@ -105,6 +116,27 @@ pub fn check_budget(run: &Run, config: &Config, step: u32) -> Option<StopReason>
         });
     }
     None
+}
+
+/// Midnight UTC today: where a daily budget starts.
+pub fn start_of_day() -> chrono::DateTime<chrono::Utc> {
+    let now = crate::domain::now();
+    now.date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map_or(now, |t| t.and_utc())
+}
+
+/// Whether `owner` has used up the daily model budget, if there is one.
+pub async fn check_daily_budget(
+    store: &dyn crate::store::Store,
+    owner: &str,
+    config: &Config,
+) -> crate::error::Result<Option<StopReason>> {
+    let Some(limit) = config.max_daily_cost_usd else {
+        return Ok(None);
+    };
+    let spent = store.cost_since(owner, start_of_day()).await?;
+    Ok((spent >= limit).then_some(StopReason::DailyCost { limit, spent }))
 }
 
 /// The most output tokens one call may use: the per-call cap, or what is left of the run's budget.

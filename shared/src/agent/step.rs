@@ -24,7 +24,9 @@ use super::conversation::{load_messages, text_of, to_model_messages};
 use super::model::{DeltaSender, Model, ModelRequest, ModelResponse};
 use super::pricing::cost_usd;
 use super::prompt::SYSTEM_PROMPT;
-use super::safety::{check_budget, detect_repetition, max_tokens_for_call, StopReason};
+use super::safety::{
+    check_budget, check_daily_budget, detect_repetition, max_tokens_for_call, StopReason,
+};
 use super::tools::{ToolOutput, Toolbox};
 use crate::config::Config;
 use crate::domain::{ContentBlock, FileDiff, Message, NewMessage, Role, Usage};
@@ -145,7 +147,11 @@ async fn run_step_inner(
     let (response, fresh): (ModelResponse, bool) = match cached {
         Some(v) => (serde_json::from_value(v)?, false),
         None => {
-            if let Some(stop) = check_budget(&run, deps.config, step) {
+            let stop = match check_budget(&run, deps.config, step) {
+                Some(stop) => Some(stop),
+                None => check_daily_budget(store, &run.owner, deps.config).await?,
+            };
+            if let Some(stop) = stop {
                 tracing::info!(reason = stop.code(), "budget reached before the model call");
                 let outcome = StepOutcome {
                     step,
