@@ -17,6 +17,14 @@ use apna::snapshot::{
 use apna::store::Store;
 use snapshot_support::*;
 
+/// A version's changed files and what happened to each.
+fn actions(v: &apna::domain::Version) -> Vec<(&str, FileAction)> {
+    v.file_diffs
+        .iter()
+        .map(|d| (d.path.as_str(), d.action))
+        .collect()
+}
+
 async fn round_trip(blobs: Arc<dyn BlobStore>) {
     let store = memory_store().await;
     let faults = Arc::new(Faults::default());
@@ -144,13 +152,8 @@ async fn versions(blobs: Arc<dyn BlobStore>) {
     let v2 = record_version(&*store, &*blobs, &sb, &project.id, Some("run-2"), "Second")
         .await
         .unwrap();
-    let summary: Vec<(&str, FileAction)> = v2
-        .file_diffs
-        .iter()
-        .map(|d| (d.path.as_str(), d.action))
-        .collect();
     assert_eq!(
-        summary,
+        actions(&v2),
         vec![
             ("src/App.tsx", FileAction::Update),
             ("src/components/Widget0.tsx", FileAction::Delete),
@@ -363,13 +366,8 @@ async fn the_first_version_is_compared_with_the_starting_tree() {
     let v1 = record_version(&*store, &*blobs, &sb, &project.id, Some("run-1"), "First")
         .await
         .unwrap();
-    let summary: Vec<(&str, FileAction)> = v1
-        .file_diffs
-        .iter()
-        .map(|d| (d.path.as_str(), d.action))
-        .collect();
     assert_eq!(
-        summary,
+        actions(&v1),
         vec![
             ("src/App.tsx", FileAction::Update),
             ("src/Habit.tsx", FileAction::Create),
