@@ -85,17 +85,8 @@ async fn seed_create(i: usize, dir: &Path) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // `cargo test --all-targets` runs this binary without `--bench`: then it is
-    // a one-create smoke run, without the seed's network-bound `npm install`.
-    let benching = std::env::args().any(|a| a == "--bench");
-    let (creates, seed_creates) = if benching {
-        (
-            env_count("APNA_BENCH_CREATES", 10).max(1),
-            env_count("APNA_BENCH_SEED_CREATES", 3),
-        )
-    } else {
-        (1, 0)
-    };
+    let (creates, seed_creates) =
+        bench_rounds("APNA_BENCH_CREATES", 10, "APNA_BENCH_SEED_CREATES", 3);
     let data = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -44,15 +44,7 @@ const APP: &str = "export default function App() {\n  return <h1 className=\"tex
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let (wakes, seed_wakes) = if benching {
-        (
-            env_count("APNA_BENCH_WAKES", 10).max(1),
-            env_count("APNA_BENCH_SEED_WAKES", 3),
-        )
-    } else {
-        (1, 0)
-    };
+    let (wakes, seed_wakes) = bench_rounds("APNA_BENCH_WAKES", 10, "APNA_BENCH_SEED_WAKES", 3);
     let data = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -148,15 +148,18 @@ async fn ensure_sandbox(input: Value, state: &AppState) -> Result<Value> {
             .await?;
         }
         let sandbox = state.sandboxes.sandbox(&ids.project_id)?;
+        let mut from_template = false;
         if sandbox.status().await?.state == SandboxState::Missing {
             // A hibernated project comes back from its latest snapshot, not the template.
-            if let Some(key) = crate::snapshot::get_latest(&*state.blobs, &ids.project_id).await? {
-                crate::snapshot::restore(&*state.blobs, &*sandbox, &key).await?;
+            match crate::snapshot::get_latest(&*state.blobs, &ids.project_id).await? {
+                Some(key) => crate::snapshot::restore(&*state.blobs, &*sandbox, &key).await?,
+                None => from_template = true,
             }
         }
         let status = sandbox.ensure().await?;
-        // Before the first run changes anything: what its version is shown against.
-        if crate::snapshot::record_base(&*state.blobs, &*sandbox).await? {
+        // A new project, before its first run changes anything: what its first
+        // version is shown against. Sandboxes that already exist skip this.
+        if from_template && crate::snapshot::record_base(&*state.blobs, &*sandbox).await? {
             tracing::info!("recorded the project's starting tree");
         }
         Ok(json!({

@@ -517,24 +517,50 @@ impl Executor {
         input: Value,
         entered: DateTime<Utc>,
     ) -> std::result::Result<std::result::Result<Value, (Value, String)>, Halt> {
-        let mut attempts = vec![0u32; t.retry.len()];
+        let input = &input;
+        self.retrying(
+            info,
+            name,
+            entered,
+            &t.retry,
+            &t.catch,
+            input,
+            |ctx| async move { self.task_attempt(info, name, t, input, &ctx).await },
+        )
+        .await
+    }
+
+    /// Runs `attempt` under a state's Retry and Catch rules (Task and Map
+    /// share them). `Ok(Err((output, next)))` means a Catch routed it.
+    #[allow(clippy::too_many_arguments)]
+    async fn retrying<F, Fut>(
+        &self,
+        info: &RunInfo,
+        name: &str,
+        entered: DateTime<Utc>,
+        retry: &[Retrier],
+        catch: &[Catcher],
+        input: &Value,
+        mut attempt: F,
+    ) -> std::result::Result<std::result::Result<Value, (Value, String)>, Halt>
+    where
+        F: FnMut(Value) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<Value, Halt>>,
+    {
+        let mut attempts = vec![0u32; retry.len()];
         let mut retry_count = 0u32;
         loop {
-            let ctx = info.context(name, entered, retry_count);
-            let attempt = self.task_attempt(info, name, t, &input, &ctx).await;
-            match attempt {
+            match attempt(info.context(name, entered, retry_count)).await {
                 Ok(out) => return Ok(Ok(out)),
-                Err(Halt::Failed(f)) => {
-                    match decide(&t.retry, &mut attempts, &t.catch, &f, &input)? {
-                        Decision::Retry(d) => {
-                            tracing::info!(run_id = %info.name, state = name, error = %f.error, delay_ms = d.as_millis() as u64, "retrying");
-                            self.sleep(info, d).await?;
-                            retry_count += 1;
-                        }
-                        Decision::Catch(out, target) => return Ok(Err((out, target))),
-                        Decision::Fail => return Err(Halt::Failed(f)),
+                Err(Halt::Failed(f)) => match decide(retry, &mut attempts, catch, &f, input)? {
+                    Decision::Retry(d) => {
+                        tracing::info!(run_id = %info.name, state = name, error = %f.error, delay_ms = d.as_millis() as u64, "retrying");
+                        self.sleep(info, d).await?;
+                        retry_count += 1;
                     }
-                }
+                    Decision::Catch(out, target) => return Ok(Err((out, target))),
+                    Decision::Fail => return Err(Halt::Failed(f)),
+                },
                 Err(other) => return Err(other),
             }
         }
@@ -633,25 +659,17 @@ impl Executor {
         input: Value,
         entered: DateTime<Utc>,
     ) -> std::result::Result<std::result::Result<Value, (Value, String)>, Halt> {
-        let mut attempts = vec![0u32; m.retry.len()];
-        let mut retry_count = 0u32;
-        loop {
-            let ctx = info.context(name, entered, retry_count);
-            match self.map_attempt(info, name, m, &input, &ctx).await {
-                Ok(out) => return Ok(Ok(out)),
-                Err(Halt::Failed(f)) => {
-                    match decide(&m.retry, &mut attempts, &m.catch, &f, &input)? {
-                        Decision::Retry(d) => {
-                            self.sleep(info, d).await?;
-                            retry_count += 1;
-                        }
-                        Decision::Catch(out, target) => return Ok(Err((out, target))),
-                        Decision::Fail => return Err(Halt::Failed(f)),
-                    }
-                }
-                Err(other) => return Err(other),
-            }
-        }
+        let input = &input;
+        self.retrying(
+            info,
+            name,
+            entered,
+            &m.retry,
+            &m.catch,
+            input,
+            |ctx| async move { self.map_attempt(info, name, m, input, &ctx).await },
+        )
+        .await
     }
 
     async fn map_attempt(
