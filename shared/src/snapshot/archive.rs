@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use super::manifest::{
     base_key, check_project_id, latest_key, manifest_key, object_key, project_of_manifest_key,
-    Manifest, ManifestEntry, FORMAT,
+    project_prefix, Manifest, ManifestEntry, FORMAT,
 };
 use crate::blob::{sha256_hex, BlobMeta, BlobStore};
 use crate::error::{Error, Result};
@@ -366,7 +366,7 @@ async fn get_pointer(
 /// returns how many blobs went. Only for purging a deleted project.
 pub async fn delete_project_blobs(blobs: &dyn BlobStore, project_id: &str) -> Result<usize> {
     check_project_id(project_id)?;
-    let keys = blobs.list(&format!("projects/{project_id}/")).await?;
+    let keys = blobs.list(&project_prefix(project_id)).await?;
     let n = keys.len();
     futures::stream::iter(keys)
         .map(|k| async move { blobs.delete(&k).await })

@@ -82,6 +82,11 @@ pub fn check_project_id(project_id: &str) -> Result<()> {
     }
 }
 
+/// `projects/{id}/`: everything stored for one project.
+pub fn project_prefix(project_id: &str) -> String {
+    format!("projects/{project_id}/")
+}
+
 /// `projects/{id}/objects/{sha256}`: one file's contents, zstd-compressed.
 pub fn object_key(project_id: &str, sha256: &str) -> String {
     format!("projects/{project_id}/objects/{sha256}")
