@@ -39,10 +39,10 @@ enum Command {
     Openapi,
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn,aws_config=warn")
-    });
+/// Logs to stderr; `RUST_LOG` overrides `default` (e.g. `apna=debug`).
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -124,11 +124,12 @@ async fn shutdown_signal() {
 
 async fn generate(config: Config, prompt: &str) -> anyhow::Result<()> {
     let server = apna::server::build(config, &template_progress()).await?;
-    let run = apna::generation::generate(&server.state, prompt, |line| println!("{line}")).await;
+    let run = apna::run::generate(&server.state, prompt, |line| println!("{line}")).await;
     server.sandboxes.stop_all().await;
     let run = run?;
+    // The dev server stopped with this process: the preview needs `apna serve`.
     println!(
-        "{} — project {} at {}",
+        "{} — project {}. To see it, start Apna (cargo run --release -- serve) and open {}",
         run.status.as_str(),
         run.project_id,
         server.state.config.preview_url(&run.project_id)
@@ -146,7 +147,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = async {
         let config = Config::from_env()?;
-        init_tracing();
+        // `generate` prints its own progress lines; only problems are logged.
+        init_tracing(match cli.command {
+            Command::Generate { .. } => "warn",
+            _ => "info,sqlx=warn,tower_http=warn,aws_config=warn",
+        });
         match cli.command {
             Command::Serve => serve(config).await,
             Command::Token { user, hours } => {

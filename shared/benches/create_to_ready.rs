@@ -8,9 +8,6 @@
 //! Run: `cargo bench -p apna --bench create_to_ready` (env
 //! `APNA_BENCH_CREATES`, default 10, and `APNA_BENCH_SEED_CREATES`, default 3).
 
-#[path = "../tests/sandbox_support/mod.rs"]
-mod sandbox_support;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +16,8 @@ use std::time::{Duration, Instant};
 use apna::preview::{PreviewProxy, SandboxPreviewBackend};
 use apna::sandbox::local::template::bundled_template_dir;
 use apna::sandbox::{Sandbox, SandboxProvider};
-use sandbox_support::*;
+use apna::testing::bench::*;
+use apna::testing::local::*;
 
 /// Polls until `path` answers 200 (through the proxy when `host` is a preview host).
 async fn until_ok(addr: SocketAddr, host: &str, path: &str, deadline: Instant) {

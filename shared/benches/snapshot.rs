@@ -13,9 +13,6 @@
 //!
 //! Run: `cargo bench -p apna --bench snapshot`.
 
-#[path = "../tests/sandbox_support/mod.rs"]
-mod sandbox_support;
-
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -211,9 +208,9 @@ async fn measure(
 
 #[tokio::main]
 async fn main() {
-    let template = sandbox_support::template().await;
+    let template = apna::testing::local::template().await;
     let dir = tempfile::tempdir().unwrap();
-    let provider = sandbox_support::provider(&dir.path().join("data"), None).await;
+    let provider = apna::testing::local::provider(&dir.path().join("data"), None).await;
     let files = generated_files();
 
     // The project tree as a sandbox exports it.

@@ -6,9 +6,6 @@
 //! Run: `cargo bench -p apna --bench wake` (env `APNA_BENCH_WAKES`, default 10,
 //! `APNA_BENCH_SEED_WAKES`, default 3).
 
-#[path = "../tests/sandbox_support/mod.rs"]
-mod sandbox_support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +15,8 @@ use apna::domain::{Project, ProjectStatus};
 use apna::preview::{PreviewProxy, SandboxPreviewBackend};
 use apna::sandbox::{ProjectPath, Sandbox, SandboxProvider};
 use apna::store::{SqliteStore, Store};
-use sandbox_support::*;
+use apna::testing::bench::*;
+use apna::testing::local::*;
 
 async fn until_body(addr: SocketAddr, host: &str, path: &str, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);

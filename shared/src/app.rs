@@ -1,39 +1,41 @@
-//! The shared state every handler gets: config plus one handle per backend.
+//! The shared state handlers get, in two layers.
 //!
-//! It holds no per-request or per-run state: everything a later step or another
-//! process needs is in the store or the blob store, so a Lambda built from the
-//! same config sees exactly what `apna serve` sees.
+//! [`Backends`] is config plus one handle per backend: what a workflow task
+//! needs. [`AppState`] adds the workflow that runs generations: what the API
+//! needs to start and stop them. The tasks never need the workflow, so the
+//! local interpreter is built from the backends first and the API state after
+//! it, with nothing to tie together later.
+//!
+//! Neither holds per-request or per-run state: everything a later step or
+//! another process needs is in the store or the blob store, so a Lambda built
+//! from the same config sees exactly what `apna serve` sees.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::agent::Model;
 use crate::blob::BlobStore;
 use crate::config::Config;
-use crate::error::{Error, Result};
 use crate::sandbox::SandboxProvider;
 use crate::store::Store;
 use crate::workflow::Workflow;
 
-/// Handles to every backend, cheap to clone.
+/// Config and a handle to every backend, cheap to clone.
 #[derive(Clone)]
-pub struct AppState {
+pub struct Backends {
     /// Settings.
     pub config: Arc<Config>,
-    /// Database.
+    /// Users, projects, runs, events, versions and executions.
     pub store: Arc<dyn Store>,
-    /// Object storage.
+    /// Snapshots and other objects.
     pub blobs: Arc<dyn BlobStore>,
-    /// Project sandboxes.
+    /// Where projects' files live and their dev servers run.
     pub sandboxes: Arc<dyn SandboxProvider>,
     /// The model the agent calls.
     pub model: Arc<dyn Model>,
-    // Set once after construction: the local workflow's task handlers need an
-    // AppState themselves, so the two are tied together in a second step.
-    workflow: Arc<OnceLock<Arc<dyn Workflow>>>,
 }
 
-impl AppState {
-    /// State over the given backends; call [`AppState::set_workflow`] before serving.
+impl Backends {
+    /// Backends over the given handles.
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
@@ -41,26 +43,38 @@ impl AppState {
         sandboxes: Arc<dyn SandboxProvider>,
         model: Arc<dyn Model>,
     ) -> Self {
-        AppState {
+        Backends {
             config: Arc::new(config),
             store,
             blobs,
             sandboxes,
             model,
-            workflow: Arc::new(OnceLock::new()),
         }
     }
+}
 
-    /// Attaches the workflow backend (once; later calls are ignored).
-    pub fn set_workflow(&self, workflow: Arc<dyn Workflow>) {
-        let _ = self.workflow.set(workflow);
+/// The API's state: the backends plus the workflow, cheap to clone.
+///
+/// It dereferences to [`Backends`], so handlers write `state.store`.
+#[derive(Clone)]
+pub struct AppState {
+    /// Config and backends.
+    pub backends: Backends,
+    /// Starts, inspects and stops executions of `statemachines/*.asl.json`.
+    pub workflow: Arc<dyn Workflow>,
+}
+
+impl AppState {
+    /// The API's state over `backends`, starting executions on `workflow`.
+    pub fn new(backends: Backends, workflow: Arc<dyn Workflow>) -> Self {
+        AppState { backends, workflow }
     }
+}
 
-    /// The workflow backend.
-    pub fn workflow(&self) -> Result<Arc<dyn Workflow>> {
-        self.workflow
-            .get()
-            .cloned()
-            .ok_or_else(|| Error::Internal("workflow backend not attached".into()))
+impl std::ops::Deref for AppState {
+    type Target = Backends;
+
+    fn deref(&self) -> &Backends {
+        &self.backends
     }
 }

@@ -99,6 +99,10 @@ pub struct Config {
     pub web_dir: PathBuf,
     /// Origins allowed by CORS (`APNA_CORS_ORIGINS`, comma-separated; empty = same origin only).
     pub cors_origins: Vec<String>,
+    /// Step Functions state machine ARNs by name (`generation` from
+    /// `GENERATION_STATE_MACHINE_ARN`, `hibernation` from
+    /// `HIBERNATION_STATE_MACHINE_ARN`); empty outside AWS.
+    pub state_machine_arns: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Config {
@@ -288,6 +292,13 @@ impl Config {
                 "APNA_MAX_PROMPT_CHARS",
                 20_000,
             )?,
+            state_machine_arns: [
+                ("generation", "GENERATION_STATE_MACHINE_ARN"),
+                ("hibernation", "HIBERNATION_STATE_MACHINE_ARN"),
+            ]
+            .into_iter()
+            .filter_map(|(name, var)| get(var).map(|arn| (name.to_string(), arn)))
+            .collect(),
             cors_origins: get("APNA_CORS_ORIGINS")
                 .map(|s| {
                     s.split(',')

@@ -12,6 +12,12 @@ use utoipa::ToSchema;
 
 use crate::error::{Error, Result};
 
+/// The user id in single-user mode (`apna serve` without `APNA_JWT_SECRET`).
+pub const LOCAL_USER: &str = "local";
+
+/// The template a project starts from when the request names none.
+pub const DEFAULT_TEMPLATE: &str = "vite-react";
+
 /// The current time, truncated to milliseconds (the stores' resolution), so a
 /// value read back compares equal to the value written.
 pub fn now() -> DateTime<Utc> {
@@ -466,12 +472,95 @@ pub struct RunEvent {
     /// Position in the run's event stream, from 1.
     pub seq: i64,
     /// Event kind: `status`, `text`, `tool`, `diagnostics`, `usage`, `done`, `error`.
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: RunEventKind,
     /// Event payload.
     #[schema(value_type = Object)]
     pub data: Value,
     /// When it happened.
     pub created_at: DateTime<Utc>,
+}
+
+/// What a [`RunEvent`] reports. Stored and sent as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunEventKind {
+    /// A phase change (`queued`, `sandbox`, `agent`, `verify`, `finalize`) with a line for people.
+    Status,
+    /// A batch of streamed model text (`restart: true` discards what came before).
+    Delta,
+    /// The model's complete text of one step.
+    Text,
+    /// One tool call and its summary.
+    Tool,
+    /// The build check's findings.
+    Diagnostics,
+    /// Tokens and cost of one model call, and the run's totals.
+    Usage,
+    /// The run ended; always the last event.
+    Done,
+    /// The event stream itself failed (sent by the API, never stored).
+    Error,
+}
+
+impl RunEventKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [RunEventKind; 8] = [
+        RunEventKind::Status,
+        RunEventKind::Delta,
+        RunEventKind::Text,
+        RunEventKind::Tool,
+        RunEventKind::Diagnostics,
+        RunEventKind::Usage,
+        RunEventKind::Done,
+        RunEventKind::Error,
+    ];
+
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunEventKind::Status => "status",
+            RunEventKind::Delta => "delta",
+            RunEventKind::Text => "text",
+            RunEventKind::Tool => "tool",
+            RunEventKind::Diagnostics => "diagnostics",
+            RunEventKind::Usage => "usage",
+            RunEventKind::Done => "done",
+            RunEventKind::Error => "error",
+        }
+    }
+
+    /// The kind named `s`.
+    pub fn parse(s: &str) -> Result<RunEventKind> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| Error::Store(format!("unknown run event kind {s:?}")))
+    }
+
+    /// Whether nothing follows an event of this kind in a run's stream.
+    pub fn is_terminal(self) -> bool {
+        self == RunEventKind::Done
+    }
+}
+
+impl std::fmt::Display for RunEventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for RunEventKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl RunEvent {
+    /// Whether this event ends its run's stream.
+    pub fn is_terminal(&self) -> bool {
+        self.kind.is_terminal()
+    }
 }
 
 /// A finished run's snapshot of the project.

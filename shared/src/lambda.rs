@@ -17,7 +17,7 @@ use lambda_http::request::RequestContext;
 use serde_json::Value;
 
 use crate::api::auth::{GatewayCaller, RequireGatewayCaller};
-use crate::app::AppState;
+use crate::app::{AppState, Backends};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::sandbox::{Sandbox, SandboxProvider};
@@ -74,27 +74,29 @@ impl SandboxProvider for NoSandboxes {
     }
 }
 
-/// State for a Lambda: store and blob store from the environment, Step
-/// Functions as the workflow (`GENERATION_STATE_MACHINE_ARN`,
-/// `HIBERNATION_STATE_MACHINE_ARN`).
-pub async fn lambda_state() -> Result<AppState> {
+/// The backends of a Lambda: store, blob store and model from the environment.
+pub async fn lambda_backends() -> Result<Backends> {
     let config = Config::from_env()?;
     let store = crate::store::connect_with_pool(&config.database_url, config.db_pool_size).await?;
     let blobs = crate::blob::connect(&config).await?;
     let model = crate::agent::model_from_config(&config).await?;
-    let mut machines = HashMap::new();
-    for (name, var) in [
-        ("generation", "GENERATION_STATE_MACHINE_ARN"),
-        ("hibernation", "HIBERNATION_STATE_MACHINE_ARN"),
-    ] {
-        if let Ok(arn) = std::env::var(var) {
-            machines.insert(name.to_string(), arn);
-        }
-    }
+    Ok(Backends::new(
+        config,
+        store,
+        blobs,
+        Arc::new(NoSandboxes),
+        model,
+    ))
+}
+
+/// The API's state for a Lambda: its backends, and Step Functions as the
+/// workflow (the ARNs in `Config::state_machine_arns`).
+pub async fn lambda_state() -> Result<AppState> {
+    let backends = lambda_backends().await?;
+    let machines: HashMap<String, String> =
+        backends.config.state_machine_arns.iter().cloned().collect();
     let workflow = Arc::new(StepFunctionsWorkflow::from_env(machines, None).await);
-    let state = AppState::new(config, store, blobs, Arc::new(NoSandboxes), model);
-    state.set_workflow(workflow);
-    Ok(state)
+    Ok(AppState::new(backends, workflow))
 }
 
 /// JSON logs without timestamps (CloudWatch adds its own); `RUST_LOG` filters.
@@ -138,10 +140,10 @@ impl From<TaskError> for lambda_runtime::Diagnostic {
 /// Handles one task invocation (the Lambda entry point, also used by tests).
 pub async fn handle_task(
     name: &str,
-    state: &AppState,
+    state: &Backends,
     event: lambda_runtime::LambdaEvent<Value>,
 ) -> std::result::Result<Value, TaskError> {
-    crate::workflow::tasks::run_task(name, event.payload, state)
+    crate::tasks::run_task(name, event.payload, state)
         .await
         .map_err(|e| TaskError(TaskFailure::from(e)))
 }
@@ -149,7 +151,7 @@ pub async fn handle_task(
 /// Runs Step Functions task `name` (e.g. `AgentStep`) until the Lambda runtime stops.
 pub async fn run_task(name: &'static str) -> std::result::Result<(), BoxError> {
     init_tracing();
-    let state = lambda_state().await?;
+    let state = lambda_backends().await?;
     lambda_runtime::run(lambda_runtime::service_fn(move |ev| {
         let state = state.clone();
         async move { handle_task(name, &state, ev).await }

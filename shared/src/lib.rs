@@ -5,41 +5,50 @@
 //! watches a live preview. This crate holds everything that is not a `main()`;
 //! the binaries in `functions/` are thin wrappers around it.
 //!
-//! The major components are:
+//! The major components are, from the bottom up (a module uses only those
+//! above it in this list; `docs/architecture.md` has the picture and
+//! `tests/architecture.rs` checks it):
 //!
+//! * [`error`]: the one error type and what each variant means.
 //! * [`config`]: every setting, read from the environment.
-//! * [`domain`]: projects, runs, messages, versions and their status rules.
+//! * [`domain`]: projects, runs, messages, events, versions and their status rules.
+//! * [`diff`]: a file's change as a unified diff and line counts.
 //! * [`store`]: durable state behind `trait Store` (SQLite | PostgreSQL).
 //! * [`blob`]: object storage behind `trait BlobStore` (disk | S3).
 //! * [`sandbox`]: a project's files and dev server behind `trait Sandbox` (local processes).
-//! * [`preview`]: the host-based preview proxy, WebSocket HMR included.
-//! * [`agent`]: the model client behind `trait Model`, the tools, one agent step.
 //! * [`snapshot`]: source-only snapshots, versions, hibernation and wake.
-//! * [`workflow`]: generations as ASL state machines behind `trait Workflow`
-//!   (built-in interpreter | Step Functions), and the task handlers.
-//! * [`generation`]: starting and ending runs, the same from every entry point.
-//! * [`lifecycle`]: where a project's files are (sandbox or snapshot).
+//! * [`agent`]: the model client behind `trait Model`, the tools, one agent step.
+//! * [`workflow`]: the engine running `statemachines/*.asl.json` behind
+//!   `trait Workflow` (built-in interpreter | Step Functions).
+//! * [`app`]: the backends every handler gets, and the API's state (backends + workflow).
+//! * [`project`]: a project's life outside runs: create, status, files, wake, delete, purge.
+//! * [`run`]: a run's start, progress events and end, the same from every entry point.
+//! * [`tasks`]: the handlers behind the state machines' Task states.
+//! * [`preview`]: the host-based preview proxy, WebSocket HMR included.
 //! * [`api`]: the HTTP API, its auth, errors and OpenAPI document.
-//! * [`app`]: the shared state handed to every handler.
-//! * [`server`]: `apna serve` assembled; [`lambda`]: the same handlers on AWS Lambda.
-//! * [`error`]: the one error type and what each variant means.
+//! * [`server`]: `apna serve` assembled; `lambda` (feature `lambda`): the same handlers on AWS Lambda.
+//! * `testing` (feature `testing`): every test double and fixture, in one place.
 
 pub mod agent;
 pub mod api;
 pub mod app;
 pub mod blob;
 pub mod config;
+pub mod diff;
 pub mod domain;
 pub mod error;
-pub mod generation;
 #[cfg(feature = "lambda")]
 pub mod lambda;
-pub mod lifecycle;
 pub mod preview;
+pub mod project;
+pub mod run;
 pub mod sandbox;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod tasks;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod workflow;
 
 pub use error::{Error, Result};

@@ -21,6 +21,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use crate::app::Backends;
+use crate::domain::ProjectStatus;
 use crate::error::{Error, Result};
 use crate::sandbox::{SandboxProvider, SandboxState};
 
@@ -35,8 +37,9 @@ pub trait PreviewBackend: Send + Sync {
     async fn wake(&self, project_id: &str) -> Result<()>;
 }
 
-/// A [`PreviewBackend`] that asks a [`SandboxProvider`] directly (no store check;
-/// `apna serve` wraps it to refuse deleted projects and restore hibernated ones).
+/// A [`PreviewBackend`] that asks a [`SandboxProvider`] directly, with no
+/// store behind it (tests and benches of the proxy alone; `apna serve` uses
+/// [`StorePreviewBackend`]).
 pub struct SandboxPreviewBackend {
     provider: Arc<dyn SandboxProvider>,
 }
@@ -64,6 +67,38 @@ impl PreviewBackend for SandboxPreviewBackend {
             .ensure()
             .await
             .map(|_| ())
+    }
+}
+
+/// The preview proxy's view of projects in `apna serve`: unknown and deleted
+/// projects are 404, hibernated ones are woken from their snapshot.
+pub struct StorePreviewBackend {
+    state: Backends,
+}
+
+impl StorePreviewBackend {
+    /// A backend over the app's store and sandboxes.
+    pub fn new(state: Backends) -> Self {
+        StorePreviewBackend { state }
+    }
+}
+
+#[async_trait]
+impl PreviewBackend for StorePreviewBackend {
+    async fn preview_addr(&self, project_id: &str) -> Result<Option<String>> {
+        let project = crate::project::live(&self.state, project_id).await?;
+        if project.status == ProjectStatus::Hibernated {
+            return Ok(None);
+        }
+        let status = self.state.sandboxes.sandbox(project_id)?.status().await?;
+        Ok(match status.state {
+            SandboxState::Ready => status.preview_addr,
+            _ => None,
+        })
+    }
+
+    async fn wake(&self, project_id: &str) -> Result<()> {
+        crate::project::wake(&self.state, project_id).await
     }
 }
 

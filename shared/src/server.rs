@@ -7,14 +7,13 @@ use std::sync::Arc;
 use axum::Router;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::app::AppState;
+use crate::app::{AppState, Backends};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::lifecycle::StorePreviewBackend;
-use crate::preview::PreviewProxy;
+use crate::preview::{PreviewProxy, StorePreviewBackend};
 use crate::sandbox::local::{prepare_template, LocalOptions, LocalProvider, TemplateProgress};
+use crate::tasks::TaskRouter;
 use crate::workflow::local::LocalWorkflow;
-use crate::workflow::tasks::TaskRouter;
 
 /// The generation state machine, as committed.
 pub const GENERATION_ASL: &str = include_str!("../../statemachines/generation.asl.json");
@@ -23,7 +22,7 @@ pub const HIBERNATION_ASL: &str = include_str!("../../statemachines/hibernation.
 
 /// A running local deployment's parts.
 pub struct LocalServer {
-    /// Shared state (backends).
+    /// The API's state: backends and workflow.
     pub state: AppState,
     /// The workflow interpreter.
     pub workflow: Arc<LocalWorkflow>,
@@ -59,16 +58,16 @@ pub async fn build(
         isolation: None,
     })?);
     let model = crate::agent::model_from_config(&config).await?;
-    let state = AppState::new(config, store.clone(), blobs, sandboxes.clone(), model);
+    let backends = Backends::new(config, store.clone(), blobs, sandboxes.clone(), model);
     let workflow = Arc::new(LocalWorkflow::new(
         store,
-        Arc::new(TaskRouter::new(state.clone())),
+        Arc::new(TaskRouter::new(backends.clone())),
         [
-            ("generation", GENERATION_ASL),
-            ("hibernation", HIBERNATION_ASL),
+            (crate::run::GENERATION, GENERATION_ASL),
+            (crate::run::HIBERNATION, HIBERNATION_ASL),
         ],
     )?);
-    state.set_workflow(workflow.clone());
+    let state = AppState::new(backends, workflow.clone());
     let report = workflow.resume_incomplete().await?;
     tracing::info!(?report, "resumed executions left by the previous process");
     let router = app_router(state.clone());
@@ -83,7 +82,7 @@ pub async fn build(
 /// API + UI, with preview hosts dispatched to the preview proxy first.
 pub fn app_router(state: AppState) -> Router {
     let proxy = PreviewProxy::new(
-        Arc::new(StorePreviewBackend::new(state.clone())),
+        Arc::new(StorePreviewBackend::new(state.backends.clone())),
         state.config.caddy_domain.clone(),
     );
     let web = ServeDir::new(&state.config.web_dir)
@@ -108,10 +107,10 @@ pub fn spawn_hibernation_sweep(state: AppState) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             let name = format!("hibernation-{}", crate::domain::new_run_id());
-            let started = match state.workflow() {
-                Ok(wf) => wf.start("hibernation", &name, serde_json::json!({})).await,
-                Err(e) => Err(e),
-            };
+            let started = state
+                .workflow
+                .start(crate::run::HIBERNATION, &name, serde_json::json!({}))
+                .await;
             if let Err(e) = started {
                 tracing::warn!(error = %e, "hibernation sweep did not start");
             }

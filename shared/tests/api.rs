@@ -1,16 +1,14 @@
 //! The HTTP API through the Router, with real SQLite and PostgreSQL stores:
 //! every endpoint's success path and its errors.
 
-mod api_support;
-mod services;
-
 use std::sync::Arc;
 
-use api_support::{error_code, harness, Harness};
 use apna::api::auth::issue_token;
+use apna::domain::RunEventKind;
 use apna::domain::RunStatus;
-use apna::generation::{finish_run, RunEnd};
+use apna::run::{finish_run, RunEnd};
 use apna::store::{PostgresStore, SqliteStore, Store};
+use apna::testing::api::{error_code, harness, Harness};
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
@@ -18,7 +16,7 @@ async fn stores() -> Vec<Arc<dyn Store>> {
     let mut v: Vec<Arc<dyn Store>> = vec![Arc::new(
         SqliteStore::connect("sqlite::memory:").await.unwrap(),
     )];
-    if let Some(url) = services::fresh_postgres_url().await {
+    if let Some(url) = apna::testing::services::fresh_postgres_url().await {
         v.push(Arc::new(PostgresStore::connect(&url).await.unwrap()));
     }
     v
@@ -512,7 +510,11 @@ async fn events_stream_in_order_and_resume() {
         for i in 0..5 {
             h.state
                 .store
-                .append_event(&run_id, "text", &json!({ "text": format!("part {i}") }))
+                .append_event(
+                    &run_id,
+                    RunEventKind::Text,
+                    &json!({ "text": format!("part {i}") }),
+                )
                 .await
                 .unwrap();
         }
@@ -589,7 +591,7 @@ async fn live_events_arrive_while_streaming() {
                 .store
                 .append_event(
                     &rid,
-                    "tool",
+                    RunEventKind::Tool,
                     &json!({ "summary": format!("edited file{i}") }),
                 )
                 .await

@@ -2,15 +2,13 @@
 //! intrinsics, every Choice operator, Retry backoff (paused clock), Catch
 //! routing, Map concurrency, Wait, Fail and timeouts.
 
-mod asl_support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use apna::domain::ExecutionStatus;
+use apna::testing::workflow::{entered, run, run_paused, types, ScriptInvoker};
 use apna::workflow::asl::{StateMachine, TaskFailure};
-use asl_support::{entered, run, run_paused, types, ScriptInvoker};
 use serde_json::{json, Value};
 
 fn parse_err(def: Value) -> String {

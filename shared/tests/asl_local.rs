@@ -1,17 +1,16 @@
 //! `LocalWorkflow` (the embedded `trait Workflow` backend): start, describe,
 //! history, stop, and resuming executions after a simulated crash.
 
-mod asl_support;
-
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use apna::domain::{Execution, ExecutionStatus};
-use apna::store::{SqliteStore, Store};
+use apna::store::{ExecutionLog, SqliteStore, Store};
+use apna::testing::fixtures::memory_store as store;
+use apna::testing::workflow::{entered, types, MemoryExecutionLog, ScriptInvoker};
 use apna::workflow::asl::{Executor, StateMachine, StopSignal, TaskFailure};
 use apna::workflow::{LocalWorkflow, Workflow};
-use asl_support::{entered, store, types, MemoryStore, ScriptInvoker};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
@@ -231,8 +230,8 @@ async fn unusable_checkpoints_fail_with_a_reason() {
 
 #[tokio::test]
 async fn a_store_failure_leaves_the_execution_resumable() {
-    let memory = MemoryStore::new();
-    let store: Arc<dyn Store> = memory.clone();
+    let memory = MemoryExecutionLog::new();
+    let store: Arc<dyn ExecutionLog> = memory.clone();
     let machine = StateMachine::parse(THREE_TASKS).unwrap();
     let flag = memory.clone();
     let invoker = ScriptInvoker::new(move |r, _, _| {

@@ -4,24 +4,20 @@
 //! status, output, errors, state-entered sequences and task attempt counts.
 //! Every execution uses its own moto account (see `sfn_support`).
 
-mod asl_support;
-mod services;
-mod sfn_support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use apna::domain::{ExecutionStatus, HistoryEvent};
+use apna::testing::services::moto_url;
+use apna::testing::sfn::client;
+use apna::testing::workflow::{entered, ScriptInvoker};
 use apna::workflow::asl::{Executor, StateMachine, TaskFailure};
 use apna::workflow::{StepFunctionsWorkflow, Workflow};
-use asl_support::{entered, ScriptInvoker};
 use serde_json::{json, Value};
-use services::moto_url;
-use sfn_support::client;
 
 /// Turns on moto's ASL execution (off by default: executions would stay RUNNING).
 async fn enable_execution(url: &str) {
-    sfn_support::configure_moto(
+    apna::testing::sfn::configure_moto(
         url,
         json!({"stepfunctions": {"execute_state_machine": true}}),
     )
@@ -206,7 +202,7 @@ async fn interpreter_matches_moto_on_the_corpus() {
             let moto_exec = wait_done(&wf, &execution).await;
             let moto_history = wf.history(&execution).await.unwrap();
 
-            let store = asl_support::store().await;
+            let store = apna::testing::fixtures::memory_store().await;
             let machine = StateMachine::parse(&definition.to_string())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let ours = Executor::new(store.clone(), local_invoker())

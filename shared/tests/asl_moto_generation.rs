@@ -25,21 +25,17 @@
 //!   `States.ALL` catch it, which AWS documents it does not; not used here.
 //! * Wait states really wait (1 s per sandbox poll), in both engines.
 
-mod asl_support;
-mod services;
-mod sfn_support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use apna::domain::{ExecutionStatus, HistoryEvent};
+use apna::tasks::task_name;
+use apna::testing::services::moto_url;
+use apna::testing::sfn::client;
+use apna::testing::workflow::{entered, ScriptInvoker};
 use apna::workflow::asl::{Executor, StateMachine, TaskFailure};
-use apna::workflow::tasks::task_name;
 use apna::workflow::{StepFunctionsWorkflow, Workflow};
-use asl_support::{entered, ScriptInvoker};
 use serde_json::{json, Value};
-use services::moto_url;
-use sfn_support::client;
 
 /// moto's default account: where its Step Functions engine invokes Lambda.
 const LAMBDA_ACCOUNT: &str = "123456789012";
@@ -50,7 +46,7 @@ const PROBE: &str = r#"{"apna_queue_probe":1}"#;
 
 /// Turns on moto's ASL execution and its docker-less Lambda.
 async fn configure(url: &str) {
-    sfn_support::configure_moto(
+    apna::testing::sfn::configure_moto(
         url,
         json!({
             "stepfunctions": {"execute_state_machine": true},
@@ -171,7 +167,7 @@ fn input(s: &Scenario) -> Value {
 /// The committed definition with Lambda ARNs in `region` (`UNKNOWN_REGION` for `broken`).
 fn definition_for(region: &str, broken: &[&str]) -> String {
     let mut text = apna::server::GENERATION_ASL.to_string();
-    for t in apna::workflow::tasks::TASKS {
+    for t in apna::tasks::TASKS {
         let r = if broken.contains(t) {
             UNKNOWN_REGION
         } else {
@@ -305,7 +301,7 @@ async fn run_in_interpreter(s: &Scenario) -> (Trace, Vec<HistoryEvent>) {
             }
         })
     });
-    let store = asl_support::store().await;
+    let store = apna::testing::fixtures::memory_store().await;
     let machine = StateMachine::parse(apna::server::GENERATION_ASL).unwrap();
     let exec_name = format!("run-{}", uuid::Uuid::new_v4().simple());
     let exec = Executor::new(store.clone(), invoker.clone())

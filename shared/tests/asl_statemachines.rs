@@ -2,13 +2,11 @@
 //! generation machine walks its loops (sandbox polling, agent steps, verify and
 //! fix) with scripted step handlers under a paused clock.
 
-mod asl_support;
-
 use std::sync::Arc;
 
 use apna::domain::ExecutionStatus;
+use apna::testing::workflow::{entered, run_paused, ScriptInvoker};
 use apna::workflow::asl::{StateMachine, TaskFailure, TaskInvoker};
-use asl_support::{entered, run_paused, ScriptInvoker};
 use serde_json::{json, Value};
 
 const GENERATION: &str = include_str!("../../statemachines/generation.asl.json");

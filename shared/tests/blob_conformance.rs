@@ -1,7 +1,5 @@
 //! One conformance suite for every `BlobStore`: the filesystem and S3 (moto).
 
-mod services;
-
 use std::sync::Arc;
 
 #[cfg(feature = "aws")]
@@ -151,7 +149,7 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
 #[cfg(feature = "aws")]
 #[tokio::test]
 async fn s3_conformance() {
-    let Some(url) = services::moto_url() else {
+    let Some(url) = apna::testing::services::moto_url() else {
         return;
     };
     let store = S3BlobStore::connect("apna-conformance", "us-east-1", Some(&url))
@@ -164,7 +162,7 @@ async fn s3_conformance() {
 #[cfg(feature = "aws")]
 #[tokio::test]
 async fn s3_missing_bucket_is_a_clear_error() {
-    let Some(url) = services::moto_url() else {
+    let Some(url) = apna::testing::services::moto_url() else {
         return;
     };
     let store = S3BlobStore::connect("no-such-bucket-here", "us-east-1", Some(&url))

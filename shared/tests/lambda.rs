@@ -2,12 +2,10 @@
 //! an event fixture through `lambda_http` reaches the function's handler with
 //! its path parameters and the authorizer's `sub` claim, and nothing else.
 
-mod api_support;
-
 use std::sync::Arc;
 
-use api_support::harness;
 use apna::store::SqliteStore;
+use apna::testing::api::harness;
 use axum::http::StatusCode;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};

@@ -1,14 +1,12 @@
 //! The preview proxy's host rules and its "starting…" page, with a fake backend.
 
-mod sandbox_support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use apna::preview::{PreviewBackend, PreviewProxy};
+use apna::testing::local::*;
 use async_trait::async_trait;
-use sandbox_support::*;
 
 #[derive(Default)]
 struct CountingBackend {

@@ -1,18 +1,16 @@
-//! `workflow::revive`: a sandbox gone mid-run comes back with the run's own
+//! `tasks::revive`: a sandbox gone mid-run comes back with the run's own
 //! changes, from the conversation and from a step that ran before a retry.
-
-mod api_support;
 
 use std::sync::Arc;
 
-use api_support::harness;
-use apna::agent::step::key;
+use apna::agent::checkpoint::StepKey;
 use apna::agent::tools::ToolOutput;
 use apna::agent::ModelResponse;
 use apna::domain::{ContentBlock, NewMessage, Project, Role, Run, Usage};
 use apna::sandbox::Sandbox;
 use apna::store::SqliteStore;
-use apna::workflow::revive::{live_sandbox, revive};
+use apna::tasks::revive::{live_sandbox, revive};
+use apna::testing::api::harness;
 use serde_json::json;
 
 fn tool_use(id: &str, name: &str, input: serde_json::Value) -> ContentBlock {
@@ -114,7 +112,7 @@ async fn the_runs_changes_come_back_including_a_retried_steps() {
     store
         .put_step_result(
             &run.id,
-            &key(2, "model"),
+            &StepKey::Model(2).to_string(),
             &serde_json::to_value(&answer).unwrap(),
         )
         .await
@@ -122,7 +120,7 @@ async fn the_runs_changes_come_back_including_a_retried_steps() {
     store
         .put_step_result(
             &run.id,
-            &key(2, "tool:t5"),
+            &StepKey::Tool(2, "t5").to_string(),
             &serde_json::to_value(ToolOutput::ok("edited", "edited src/a.ts")).unwrap(),
         )
         .await

@@ -1,13 +1,11 @@
 //! The Verify step's build check on real projects (needs node and npm).
 
-mod sandbox_support;
-
 use std::time::Duration;
 
 use apna::sandbox::build_check::{check_build, parse_dev_log, DiagnosticSource};
 use apna::sandbox::local::wait_ready;
 use apna::sandbox::{ProjectPath, Sandbox};
-use sandbox_support::*;
+use apna::testing::local::*;
 
 fn p(s: &str) -> ProjectPath {
     ProjectPath::parse(s).unwrap()

@@ -1,16 +1,15 @@
 //! The local sandbox driver against real Node/Vite processes.
 
-mod sandbox_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apna::preview::SandboxPreviewBackend;
 use apna::sandbox::local::{wait_ready, Isolation};
 use apna::sandbox::{ExecRequest, ProjectPath, Sandbox, SandboxProvider, SandboxState, SourceFile};
+use apna::testing::local::*;
+use apna::testing::services::services_required;
 use apna::Error;
 use futures::StreamExt;
-use sandbox_support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 fn p(s: &str) -> ProjectPath {

@@ -6,9 +6,6 @@
 //! running (status ready, sandbox present with the exact tree) or restorable
 //! (status hibernated, and wake gives back the exact tree).
 
-mod services;
-mod snapshot_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +16,7 @@ use apna::snapshot::{
     hibernate_project, record_version, release_stale_lock, wake_project, WakeOutcome,
 };
 use apna::store::Store;
-use snapshot_support::*;
+use apna::testing::{faults::*, fixtures::*};
 
 const MODES: [Mode; 4] = [
     Mode::FailBefore,
@@ -32,7 +29,7 @@ struct Env {
     store: Arc<dyn Store>,
     blobs: FaultyBlobStore,
     faults: Arc<Faults>,
-    provider: Provider,
+    provider: FaultyProvider,
 }
 
 impl Env {
@@ -41,7 +38,7 @@ impl Env {
         Env {
             store,
             blobs: FaultyBlobStore::new(inner, faults.clone()),
-            provider: Provider::new(faults.clone()),
+            provider: FaultyProvider::new(faults.clone()),
             faults,
         }
     }

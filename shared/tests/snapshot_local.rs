@@ -1,8 +1,6 @@
 //! Hibernate and wake with the production local driver: real files on disk,
 //! the `node_modules` link, and Vite serving again after wake.
 
-mod sandbox_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +14,7 @@ use apna::store::{SqliteStore, Store};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_sandbox_hibernates_and_wakes_identically() {
     let data = tempfile::tempdir().unwrap();
-    let provider = sandbox_support::provider(&data.path().join("data"), None).await;
+    let provider = apna::testing::local::provider(&data.path().join("data"), None).await;
     let blobs: Arc<dyn BlobStore> =
         Arc::new(FsBlobStore::new(data.path().join("blobs")).await.unwrap());
     let store = SqliteStore::connect("sqlite::memory:").await.unwrap();

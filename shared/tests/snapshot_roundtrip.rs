@@ -1,9 +1,6 @@
 //! Snapshots, versions, hibernation and wake end to end, against the
 //! filesystem blob store and S3 (moto), with a real SQLite store.
 
-mod services;
-mod snapshot_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +9,10 @@ use apna::domain::{FileAction, ProjectStatus};
 use apna::sandbox::{ExecOutput, Sandbox, SandboxState};
 use apna::snapshot::{
     self, diff_trees, get_latest, hibernate_project, load_tree, record_version, restore_version,
-    sweep_idle, take_snapshot, version_diff, wake_project, zip_tree, HibernateOutcome, WakeOutcome,
+    take_snapshot, version_diff, wake_project, zip_tree, HibernateOutcome, WakeOutcome,
 };
 use apna::store::Store;
-use snapshot_support::*;
+use apna::testing::{faults::*, fixtures::*};
 
 /// A version's changed files and what happened to each.
 fn actions(v: &apna::domain::Version) -> Vec<(&str, FileAction)> {
@@ -28,7 +25,7 @@ fn actions(v: &apna::domain::Version) -> Vec<(&str, FileAction)> {
 async fn round_trip(blobs: Arc<dyn BlobStore>) {
     let store = memory_store().await;
     let faults = Arc::new(Faults::default());
-    let provider = Provider::new(faults.clone());
+    let provider = FaultyProvider::new(faults.clone());
     let project = ready_project(&*store).await;
     let sb = provider.get(&project.id);
     fill_app(&sb.inner, 1);
@@ -123,7 +120,7 @@ async fn round_trip_s3() {
 
 async fn versions(blobs: Arc<dyn BlobStore>) {
     let store = memory_store().await;
-    let provider = Provider::new(Arc::new(Faults::default()));
+    let provider = FaultyProvider::new(Arc::new(Faults::default()));
     let project = ready_project(&*store).await;
     let sb = provider.get(&project.id);
     fill_app(&sb.inner, 2);
@@ -261,7 +258,7 @@ async fn versions_s3() {
 async fn concurrent_wakes_restore_once() {
     let (blobs, _dir) = fs_blobs().await;
     let store = memory_store().await;
-    let provider = Arc::new(Provider::new(Arc::new(Faults::default())));
+    let provider = Arc::new(FaultyProvider::new(Arc::new(Faults::default())));
     let project = ready_project(&*store).await;
     let sb = provider.get(&project.id);
     fill_app(&sb.inner, 3);
@@ -269,7 +266,7 @@ async fn concurrent_wakes_restore_once() {
     hibernate_project(&*store, &*blobs, &*provider, &project.id)
         .await
         .unwrap();
-    let wake = |store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, provider: Arc<Provider>| {
+    let wake = |store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, provider: Arc<FaultyProvider>| {
         let id = project.id.clone();
         tokio::spawn(async move { wake_project(&*store, &*blobs, &*provider, &id).await })
     };
@@ -303,7 +300,7 @@ async fn concurrent_wakes_restore_once() {
 async fn wake_installs_added_packages() {
     let (blobs, _dir) = fs_blobs().await;
     let store = memory_store().await;
-    let provider = Provider::new(Arc::new(Faults::default()));
+    let provider = FaultyProvider::new(Arc::new(Faults::default()));
     let project = ready_project(&*store).await;
     let sb = provider.get(&project.id);
     fill_app(&sb.inner, 4);
@@ -346,7 +343,7 @@ async fn wake_installs_added_packages() {
 async fn the_first_version_is_compared_with_the_starting_tree() {
     let (blobs, _dir) = fs_blobs().await;
     let store = memory_store().await;
-    let provider = Provider::new(Arc::new(Faults::default()));
+    let provider = FaultyProvider::new(Arc::new(Faults::default()));
     let project = ready_project(&*store).await;
     let sb = provider.get(&project.id);
     fill_app(&sb.inner, 1);
@@ -395,7 +392,7 @@ async fn the_first_version_is_compared_with_the_starting_tree() {
 async fn restore_installs_only_when_packages_change() {
     let (blobs, _dir) = fs_blobs().await;
     let store = memory_store().await;
-    let provider = Provider::new(Arc::new(Faults::default()));
+    let provider = FaultyProvider::new(Arc::new(Faults::default()));
     let project = ready_project(&*store).await;
     let sb = provider.get(&project.id);
     fill_app(&sb.inner, 2);
@@ -435,12 +432,13 @@ async fn restore_installs_only_when_packages_change() {
     );
 }
 
-/// The sweep hibernates idle ready/failed projects only.
+/// The sweep (the hibernation state machine, run by the interpreter over the
+/// real task handlers) hibernates idle ready/failed projects only.
 #[tokio::test]
 async fn sweep_hibernates_idle_projects() {
-    let (blobs, _dir) = fs_blobs().await;
+    let (blobs, dir) = fs_blobs().await;
     let store = memory_store().await;
-    let provider = Provider::new(Arc::new(Faults::default()));
+    let provider = Arc::new(FaultyProvider::new(Arc::new(Faults::default())));
     let idle = ready_project(&*store).await;
     let running = ready_project(&*store).await;
     let fresh = ready_project(&*store).await;
@@ -461,15 +459,41 @@ async fn sweep_hibernates_idle_projects() {
         .touch_project(&fresh.id, apna::domain::now())
         .await
         .unwrap();
-    let swept = sweep_idle(&*store, &*blobs, &provider, Duration::from_millis(20), 10)
-        .await
-        .unwrap();
-    let ids: Vec<&str> = swept.iter().map(|e| e.project_id.as_str()).collect();
-    assert_eq!(ids, vec![idle.id.as_str()]);
-    assert!(matches!(
-        swept[0].result,
-        Ok(HibernateOutcome::Hibernated { .. })
-    ));
+    // POD_TTL_HOURS of 20 ms.
+    let config = config(dir.path(), &[("POD_TTL_HOURS", "0.0000056")]);
+    let backends = apna::app::Backends::new(
+        config,
+        store.clone(),
+        blobs.clone(),
+        provider.clone(),
+        Arc::new(apna::testing::model::NoModel),
+    );
+    let workflow = apna::workflow::LocalWorkflow::new(
+        store.clone(),
+        Arc::new(apna::tasks::TaskRouter::new(backends)),
+        [(apna::run::HIBERNATION, apna::server::HIBERNATION_ASL)],
+    )
+    .unwrap();
+    apna::workflow::Workflow::start(
+        &workflow,
+        apna::run::HIBERNATION,
+        "sweep",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    let exec = workflow.wait("sweep").await.unwrap().unwrap();
+    assert_eq!(
+        exec.status,
+        apna::domain::ExecutionStatus::Succeeded,
+        "{exec:?}"
+    );
+    let swept = exec.output.unwrap().to_string();
+    assert!(swept.contains(&idle.id), "{swept}");
+    assert!(
+        !swept.contains(&running.id) && !swept.contains(&fresh.id),
+        "{swept}"
+    );
     for (p, status) in [
         (&idle, ProjectStatus::Hibernated),
         (&running, ProjectStatus::Building),
@@ -487,7 +511,7 @@ async fn sweep_hibernates_idle_projects() {
 async fn corruption_is_detected() {
     let (blobs, dir) = fs_blobs().await;
     let store = memory_store().await;
-    let provider = Provider::new(Arc::new(Faults::default()));
+    let provider = FaultyProvider::new(Arc::new(Faults::default()));
     let project = ready_project(&*store).await;
     let sb = provider.get(&project.id);
     fill_app(&sb.inner, 6);
@@ -516,7 +540,7 @@ async fn corruption_is_detected() {
 async fn public_futures_are_send() {
     let (blobs, _dir) = fs_blobs().await;
     let store = memory_store().await;
-    let provider = Arc::new(Provider::new(Arc::new(Faults::default())));
+    let provider = Arc::new(FaultyProvider::new(Arc::new(Faults::default())));
     let project = ready_project(&*store).await;
     let sb = provider.get(&project.id);
     fill_app(&sb.inner, 7);
@@ -533,9 +557,6 @@ async fn public_futures_are_send() {
             .unwrap();
         version_diff(&*s, &*b, &id, 1).await.unwrap();
         restore_version(&*s, &*b, &sbx, &id, 1).await.unwrap();
-        sweep_idle(&*s, &*b, &*p, Duration::from_secs(3600), 5)
-            .await
-            .unwrap();
         hibernate_project(&*s, &*b, &*p, &id).await.unwrap();
         wake_project(&*s, &*b, &*p, &id).await.unwrap();
     })
@@ -561,7 +582,7 @@ async fn status_change_mid_hibernation_keeps_the_sandbox() {
     let faults = Arc::new(Faults::default());
     let blobs = FaultyBlobStore::new(inner, faults.clone());
     let store = memory_store().await;
-    let provider = Provider::new(faults);
+    let provider = FaultyProvider::new(faults);
     let project = ready_project(&*store).await;
     let sb = provider.get(&project.id);
     fill_app(&sb.inner, 8);
@@ -603,7 +624,7 @@ async fn status_change_mid_hibernation_keeps_the_sandbox() {
 async fn failed_projects_hibernate_and_wake_ready() {
     let (blobs, _dir) = fs_blobs().await;
     let store = memory_store().await;
-    let provider = Provider::new(Arc::new(Faults::default()));
+    let provider = FaultyProvider::new(Arc::new(Faults::default()));
     let project = ready_project(&*store).await;
     for (from, to) in [
         (ProjectStatus::Ready, ProjectStatus::Building),

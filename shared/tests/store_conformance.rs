@@ -1,14 +1,12 @@
 //! One conformance suite for every `Store` backend: the same assertions run
 //! against SQLite (file and memory) and PostgreSQL.
 
-mod services;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use apna::domain::{
     now, ContentBlock, Execution, ExecutionStatus, FileAction, FileDiff, NewMessage, Page, Project,
-    ProjectStatus, Role, Run, RunStatus, User,
+    ProjectStatus, Role, Run, RunEventKind, RunStatus, User,
 };
 use apna::store::{PostgresStore, SqliteStore, Store};
 use chrono::Duration;
@@ -21,7 +19,7 @@ async fn sqlite_file() -> (Arc<dyn Store>, tempfile::TempDir) {
 }
 
 async fn postgres() -> Option<Arc<dyn Store>> {
-    let url = services::postgres_url()?;
+    let url = apna::testing::services::postgres_url()?;
     Some(Arc::new(PostgresStore::connect(&url).await.unwrap()))
 }
 
@@ -241,7 +239,7 @@ async fn runs_and_events(store: &dyn Store) {
     let mut handles = Vec::new();
     for i in 0..20 {
         let ev = store
-            .append_event(&run.id, "text", &json!({ "i": i }))
+            .append_event(&run.id, RunEventKind::Text, &json!({ "i": i }))
             .await
             .unwrap();
         handles.push(ev.seq);
@@ -484,7 +482,7 @@ async fn populated_project(store: &dyn Store, p: &Project) -> String {
     let run = Run::new(&p.id, &p.owner, "make it");
     store.create_run(&run).await.unwrap();
     store
-        .append_event(&run.id, "status", &json!({}))
+        .append_event(&run.id, RunEventKind::Status, &json!({}))
         .await
         .unwrap();
     store

@@ -9,16 +9,12 @@
 use std::time::{Duration, Instant};
 
 use apna::agent::run_step;
+use apna::testing::bench::percentile;
 use apna_tests::agent_harness::AgentHarness;
 use apna_tests::mock_anthropic::{Script, Turn};
 use serde_json::json;
 
 const STEPS_PER_PROJECT: u32 = 10;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn script(projects: u32) -> Script {
     let mut turns = Vec::new();
@@ -75,12 +71,13 @@ async fn main() -> anyhow::Result<()> {
     );
     times.sort();
     let mean = times.iter().sum::<Duration>() / times.len() as u32;
+    let ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
     println!(
         "agent_step: {} steps ({} projects), p50 {:.2} ms, p95 {:.2} ms, mean {:.2} ms, max {:.2} ms",
         times.len(),
         projects,
-        percentile(&times, 0.50).as_secs_f64() * 1e3,
-        percentile(&times, 0.95).as_secs_f64() * 1e3,
+        percentile(&ms, 50.0),
+        percentile(&ms, 95.0),
         mean.as_secs_f64() * 1e3,
         times[times.len() - 1].as_secs_f64() * 1e3,
     );

@@ -12,8 +12,8 @@ use apna::agent::{
 };
 use apna::config::Config;
 use apna::domain::{ContentBlock, NewMessage, Project, Role, Run, User};
-use apna::sandbox::memory::MemorySandbox;
 use apna::store::{SqliteStore, Store};
+use apna::testing::memory::MemorySandbox;
 
 use crate::mock_anthropic::{MockAnthropic, Script};
 

@@ -6,12 +6,18 @@
 //! Errors are restJson1: `x-amzn-errortype` plus `{"message": …}`.
 
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::mock_anthropic::{sse_events, Fault};
+use crate::mock_anthropic::{
+    deliver, plan_and_record, sse_events, validate_request, Fault, MockHandle, Plan,
+    RecordedRequest,
+};
 
 /// The `anthropic_version` a Bedrock body must carry.
 pub const BEDROCK_VERSION: &str = "bedrock-2023-05-31";
@@ -118,5 +124,108 @@ pub fn fault(f: &Fault, stream: bool) -> Response {
             "InternalServerException",
             "The server encountered an internal error.",
         ),
+    }
+}
+
+/// `POST /model/{id}/invoke`.
+pub(crate) async fn invoke(
+    State(h): State<MockHandle>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    bedrock(h, model, headers, body, false).await
+}
+
+/// `POST /model/{id}/invoke-with-response-stream`.
+pub(crate) async fn invoke_stream(
+    State(h): State<MockHandle>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    bedrock(h, model, headers, body, true).await
+}
+
+/// Bedrock's InvokeModel: the Messages body without `model`/`stream` (the
+/// model is in the path), `anthropic_version` in the body, SigV4 auth.
+async fn bedrock(
+    h: MockHandle,
+    model: String,
+    headers: HeaderMap,
+    body: Bytes,
+    stream: bool,
+) -> Response {
+    let mut parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let signed = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
+    let version = parsed
+        .as_ref()
+        .and_then(|b| b["anthropic_version"].as_str())
+        .map(str::to_string);
+    let extraneous = parsed.as_ref().and_then(|b| {
+        ["model", "stream"]
+            .into_iter()
+            .find(|k| b.get(*k).is_some())
+    });
+    let mut record = RecordedRequest {
+        body: parsed.clone().unwrap_or(Value::Null),
+        has_api_key: signed,
+        anthropic_version: version.clone(),
+        stream,
+        outcome: String::new(),
+    };
+    let early = if !signed {
+        Some(error(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            "request is not SigV4-signed",
+        ))
+    } else if let Some(k) = extraneous {
+        Some(error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            &format!("extraneous key [{k}] is not permitted"),
+        ))
+    } else if version.as_deref() != Some(BEDROCK_VERSION) {
+        Some(error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "anthropic_version must be bedrock-2023-05-31",
+        ))
+    } else {
+        None
+    };
+    if let Some(resp) = early {
+        record.outcome = format!("invalid: HTTP {}", resp.status().as_u16());
+        h.lock().requests.push(record);
+        return resp;
+    }
+    if let Some(b) = parsed.as_mut() {
+        b["model"] = Value::String(model);
+        if let Err(why) = validate_request(b) {
+            record.outcome = "invalid: HTTP 400".into();
+            h.lock().requests.push(record);
+            return error(StatusCode::BAD_REQUEST, "ValidationException", &why);
+        }
+    }
+    let plan = plan_and_record(&h, record, parsed.as_ref());
+    match plan {
+        Plan::Invalid(_) => error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "malformed input request",
+        ),
+        Plan::Fault(f) => fault(&f, stream),
+        Plan::Answer { message, delay } => {
+            let message = deliver(message, delay).await;
+            if stream {
+                stream_response(stream_body(&message))
+            } else {
+                Json(message).into_response()
+            }
+        }
     }
 }

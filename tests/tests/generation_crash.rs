@@ -39,22 +39,10 @@ use apna_tests::mock_anthropic::{MockAnthropic, Script};
 
 const PROMPT: &str = "a crash test page";
 
-fn repo() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
+use apna::testing::fixtures::{repo_root as repo, server_config};
 
 fn config(data: &Path, mock: &str) -> Config {
-    let vars = [
-        ("APNA_DATA_DIR", data.display().to_string()),
-        (
-            "APNA_TEMPLATE_CACHE",
-            repo().join("target/apna-test-cache").display().to_string(),
-        ),
-        ("ANTHROPIC_BASE_URL", mock.to_string()),
-        ("ANTHROPIC_API_KEY", "test-key".to_string()),
-        ("PORT", "0".to_string()),
-    ];
-    Config::from_vars(vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()).unwrap()
+    server_config(data, mock, &[])
 }
 
 /// Server A, running in a runtime of its own until [`ServerA::crash`].
@@ -83,7 +71,7 @@ impl ServerA {
                     .await
                     .expect("server A");
                 let project = new_project(&server).await;
-                let run = apna::generation::start_run(&server.state, &project, PROMPT)
+                let run = apna::run::start_run(&server.state, &project, PROMPT)
                     .await
                     .expect("run starts");
                 (server, project.id, run.id)
@@ -125,7 +113,7 @@ impl ServerA {
 }
 
 async fn new_project(server: &LocalServer) -> Project {
-    let owner = apna::api::auth::LOCAL_USER;
+    let owner = apna::domain::LOCAL_USER;
     server
         .state
         .store
@@ -136,7 +124,7 @@ async fn new_project(server: &LocalServer) -> Project {
         })
         .await
         .unwrap();
-    let project = Project::new(owner, PROMPT, apna::api::projects::TEMPLATE);
+    let project = Project::new(owner, PROMPT, apna::domain::DEFAULT_TEMPLATE);
     server.state.store.create_project(&project).await.unwrap();
     project
 }
@@ -352,7 +340,7 @@ where
     let projects = b
         .state
         .store
-        .list_projects(apna::api::auth::LOCAL_USER, Page::new(100, 0))
+        .list_projects(apna::domain::LOCAL_USER, Page::new(100, 0))
         .await
         .unwrap();
     assert!(

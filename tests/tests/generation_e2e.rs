@@ -5,7 +5,6 @@
 //! reports it; the model fixes it; Verify passes; Finalize records a version;
 //! the project is `ready` and its preview serves the generated code.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,27 +13,14 @@ use apna::domain::{ProjectStatus, RunStatus};
 use apna::server::LocalServer;
 use apna_tests::mock_anthropic::{MockAnthropic, Script};
 
-fn repo() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
+use apna::testing::fixtures::{repo_root as repo, server_config};
 
 fn config(data: &std::path::Path, mock: &str) -> Config {
-    config_with(data, mock, &[])
+    server_config(data, mock, &[])
 }
 
 fn config_with(data: &std::path::Path, mock: &str, extra: &[(&str, &str)]) -> Config {
-    let mut vars = vec![
-        ("APNA_DATA_DIR", data.display().to_string()),
-        (
-            "APNA_TEMPLATE_CACHE",
-            repo().join("target/apna-test-cache").display().to_string(),
-        ),
-        ("ANTHROPIC_BASE_URL", mock.to_string()),
-        ("ANTHROPIC_API_KEY", "test-key".to_string()),
-        ("PORT", "0".to_string()),
-    ];
-    vars.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    Config::from_vars(vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()).unwrap()
+    server_config(data, mock, extra)
 }
 
 async fn build(config: Config) -> LocalServer {
@@ -87,7 +73,7 @@ async fn prompt_to_ready_with_a_fixed_typescript_error() {
     let sink = lines.clone();
     let run = tokio::time::timeout(
         Duration::from_secs(240),
-        apna::generation::generate(
+        apna::run::generate(
             &server.state,
             "a habit tracker with a dark theme",
             move |l| sink.lock().unwrap().push(l),
@@ -142,13 +128,7 @@ async fn prompt_to_ready_with_a_fixed_typescript_error() {
     assert_eq!(changed, ["src/App.tsx", "src/components/Habits.tsx"]);
 
     // The execution history shows each state in order.
-    let history = server
-        .state
-        .workflow()
-        .unwrap()
-        .history(&run.id)
-        .await
-        .unwrap();
+    let history = server.state.workflow.history(&run.id).await.unwrap();
     let entered: Vec<String> = history
         .iter()
         .filter(|h| h.event_type == "StateEntered")
@@ -210,7 +190,7 @@ async fn a_sandbox_that_dies_mid_run_is_rebuilt_with_the_runs_changes() {
     let sink = lines.clone();
     let state = server.state.clone();
     let generation = tokio::spawn(async move {
-        apna::generation::generate(&state, "a page with a note", move |l| {
+        apna::run::generate(&state, "a page with a note", move |l| {
             sink.lock().unwrap().push(l)
         })
         .await
@@ -304,10 +284,10 @@ async fn the_sweep_purges_deleted_projects_after_the_retention_period() {
     ))
     .await;
     let state = &server.state;
-    let gone = apna::generation::generate(state, "a page with a note", |_| {})
+    let gone = apna::run::generate(state, "a page with a note", |_| {})
         .await
         .unwrap();
-    let kept = apna::generation::generate(state, "another note", |_| {})
+    let kept = apna::run::generate(state, "another note", |_| {})
         .await
         .unwrap();
     let prefix = |id: &str| format!("projects/{id}/");
@@ -317,7 +297,7 @@ async fn the_sweep_purges_deleted_projects_after_the_retention_period() {
         .await
         .unwrap()
         .is_empty());
-    apna::lifecycle::remove_project(state, &gone.project_id)
+    apna::project::remove_sandbox(state, &gone.project_id)
         .await
         .unwrap();
     assert!(state
@@ -327,7 +307,7 @@ async fn the_sweep_purges_deleted_projects_after_the_retention_period() {
         .unwrap());
     tokio::time::sleep(Duration::from_millis(20)).await;
 
-    let workflow = state.workflow().unwrap();
+    let workflow = &state.workflow;
     workflow
         .start("hibernation", "sweep-1", serde_json::json!({}))
         .await

@@ -8,17 +8,17 @@
 //! * [`stream`]: the Messages API's server-sent events, assembled into a response.
 //! * [`pricing`]: dollars per token, per model.
 //! * [`tools`]: the eight tools and the [`tools::Toolbox`] that runs them.
-//! * [`diff`]: unified diffs and line counts for changed files.
 //! * [`prompt`]: the system prompt.
 //! * [`conversation`]: the conversation rebuilt from the store, repaired for the API.
 //! * [`safety`]: per-run budgets and repeated-failure detection.
 //! * [`step`]: [`run_step`], one idempotent agent step — the workflow's entry point.
+//! * [`checkpoint`]: the keys a step's progress is kept under, and reading them back.
 
 pub mod anthropic;
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
+pub mod checkpoint;
 pub mod conversation;
-pub mod diff;
 pub mod model;
 pub mod pricing;
 pub mod prompt;

@@ -1,9 +1,9 @@
 //! The model seam: what the agent sends a model and what comes back.
 //!
 //! [`Model`] is implemented by the Anthropic Messages client
-//! ([`super::anthropic`]); an Amazon Bedrock client can implement the same
-//! trait, because requests and responses here are provider-neutral (content
-//! blocks are the domain's [`ContentBlock`]).
+//! ([`super::anthropic`]) and by Claude on Amazon Bedrock (`super::bedrock`,
+//! feature `bedrock`): requests and responses here are provider-neutral
+//! (content blocks are the domain's [`ContentBlock`]).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -10,7 +10,7 @@ use crate::domain::Usage;
 pub struct Price {
     /// Uncached input.
     pub input: f64,
-    /// Output.
+    /// Generated output (thinking included).
     pub output: f64,
     /// Input written to the prompt cache (5-minute TTL).
     pub cache_write: f64,

@@ -2,13 +2,9 @@
 //! resulting messages and events persisted.
 //!
 //! A step is idempotent per (run id, step number), because Step Functions and
-//! the local interpreter both retry handlers. Progress is checkpointed with
-//! `Store::put_step_result` (first write wins):
-//!
-//! * `step:{n}:model` — the model's answer, stored before any tool runs, so a
-//!   retry never calls the model twice;
-//! * `step:{n}:tool:{tool_use_id}` — each tool's result, so no edit is applied twice;
-//! * `step:{n}:done` — the [`StepOutcome`], returned as-is by later retries.
+//! the local interpreter both retry handlers: the model's answer, each tool's
+//! result and the [`StepOutcome`] are checkpointed under the keys in
+//! [`super::checkpoint`].
 //!
 //! Messages are appended once (assistant + user-with-all-tool-results in one
 //! call); a retry recognises them by content before appending. The run's
@@ -20,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::Instrument;
 
+use super::checkpoint::StepKey;
 use super::conversation::{load_messages, text_of, to_model_messages};
 use super::model::{DeltaSender, Model, ModelRequest, ModelResponse};
 use super::pricing::cost_usd;
@@ -29,7 +26,7 @@ use super::safety::{
 };
 use super::tools::{ToolOutput, Toolbox};
 use crate::config::Config;
-use crate::domain::{ContentBlock, FileDiff, Message, NewMessage, Role, Usage};
+use crate::domain::{ContentBlock, FileDiff, Message, NewMessage, Role, RunEventKind, Usage};
 use crate::error::{Error, Result};
 use crate::sandbox::Sandbox;
 use crate::store::Store;
@@ -93,11 +90,6 @@ impl StepOutcome {
     }
 }
 
-/// The step-result key of `what` in step `step` (`step:{n}:model`, `step:{n}:tool:{id}`, …).
-pub fn key(step: u32, what: &str) -> String {
-    format!("step:{step}:{what}")
-}
-
 /// Runs step `step` (from 1) of run `run_id`. `user_text`, when given, is
 /// added to the conversation as a user message before the model call (the
 /// person's message on step 1, or Verify's diagnostics before a fix step);
@@ -137,12 +129,12 @@ async fn run_step_inner(
             deps.sandbox.project_id()
         )));
     }
-    if let Some(done) = store.get_step_result(run_id, &key(step, "done")).await? {
+    if let Some(done) = StepKey::Done(step).get(store, run_id).await? {
         return Ok(serde_json::from_value(done)?);
     }
 
     let mut messages = load_messages(store, project_id).await?;
-    let cached = store.get_step_result(run_id, &key(step, "model")).await?;
+    let cached = StepKey::Model(step).get(store, run_id).await?;
     let toolbox = Toolbox::standard();
     let (response, fresh): (ModelResponse, bool) = match cached {
         Some(v) => (serde_json::from_value(v)?, false),
@@ -216,8 +208,8 @@ async fn run_step_inner(
                 "model answered"
             );
             // First write wins: if a concurrent attempt stored an answer, use that one.
-            let stored = store
-                .put_step_result(run_id, &key(step, "model"), &serde_json::to_value(&resp)?)
+            let stored = StepKey::Model(step)
+                .put(store, run_id, &serde_json::to_value(&resp)?)
                 .await?;
             let theirs: ModelResponse = serde_json::from_value(stored)?;
             if theirs != resp {
@@ -231,7 +223,11 @@ async fn run_step_inner(
     let text = response.text();
     if fresh && !text.is_empty() {
         store
-            .append_event(run_id, "text", &json!({ "step": step, "text": text }))
+            .append_event(
+                run_id,
+                RunEventKind::Text,
+                &json!({ "step": step, "text": text }),
+            )
             .await?;
     }
 
@@ -250,8 +246,8 @@ async fn run_step_inner(
         let ContentBlock::ToolUse { id, name, input } = block else {
             continue;
         };
-        let tool_key = key(step, &format!("tool:{id}"));
-        let out: ToolOutput = match store.get_step_result(run_id, &tool_key).await? {
+        let tool_key = StepKey::Tool(step, id);
+        let out: ToolOutput = match tool_key.get(store, run_id).await? {
             Some(v) => serde_json::from_value(v)?,
             None => {
                 let out = if cut_off_tool == Some(id.as_str()) {
@@ -259,8 +255,8 @@ async fn run_step_inner(
                 } else {
                     toolbox.execute(deps.sandbox.as_ref(), name, input).await
                 };
-                let stored = store
-                    .put_step_result(run_id, &tool_key, &serde_json::to_value(&out)?)
+                let stored = tool_key
+                    .put(store, run_id, &serde_json::to_value(&out)?)
                     .await?;
                 let mut data = json!({
                     "step": step,
@@ -272,7 +268,9 @@ async fn run_step_inner(
                 if let Some(p) = &out.path {
                     data["path"] = Value::String(p.clone());
                 }
-                store.append_event(run_id, "tool", &data).await?;
+                store
+                    .append_event(run_id, RunEventKind::Tool, &data)
+                    .await?;
                 tracing::info!(tool = %name, is_error = out.is_error, summary = %out.summary, "tool ran");
                 serde_json::from_value(stored)?
             }
@@ -350,7 +348,7 @@ async fn run_step_inner(
         store
             .append_event(
                 run_id,
-                "usage",
+                RunEventKind::Usage,
                 &json!({
                     "step": step,
                     "usage": response.usage,
@@ -395,8 +393,8 @@ async fn finish(
     step: u32,
     outcome: StepOutcome,
 ) -> Result<StepOutcome> {
-    let stored = store
-        .put_step_result(run_id, &key(step, "done"), &serde_json::to_value(&outcome)?)
+    let stored = StepKey::Done(step)
+        .put(store, run_id, &serde_json::to_value(&outcome)?)
         .await?;
     Ok(serde_json::from_value(stored)?)
 }

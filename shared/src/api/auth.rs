@@ -16,8 +16,7 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::error::{Error, Result};
 
-/// The user id in single-user mode.
-pub const LOCAL_USER: &str = "local";
+pub use crate::domain::LOCAL_USER;
 
 /// The caller's user id, as validated by API Gateway (set by the Lambda adapter).
 #[derive(Debug, Clone)]

@@ -9,13 +9,12 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::app::AppState;
-use crate::domain::{is_valid_id, now, Message, Page, Project, ProjectStatus, Run, User};
+use crate::domain::{
+    is_valid_id, now, Message, Page, Project, ProjectStatus, Run, DEFAULT_TEMPLATE,
+};
 use crate::error::Error;
-use crate::generation::{finish_run, start_run, RunEnd};
+use crate::run::{cancel_run, create_and_start, start_run};
 use crate::sandbox::{FileEntry, ProjectPath};
-
-/// The only template so far.
-pub const TEMPLATE: &str = "vite-react";
 
 /// A project as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -200,43 +199,14 @@ pub async fn create_project(
     ApiJson(body): ApiJson<CreateProject>,
 ) -> ApiResult<(StatusCode, Json<Created>)> {
     let prompt = check_text("prompt", &body.prompt, state.config.max_prompt_chars)?;
-    let template = body.template.as_deref().unwrap_or(TEMPLATE);
-    if template != TEMPLATE {
+    let template = body.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
+    if template != DEFAULT_TEMPLATE {
         return Err(Error::InvalidInput(format!(
-            "unknown template {template:?}; available: {TEMPLATE}"
+            "unknown template {template:?}; available: {DEFAULT_TEMPLATE}"
         ))
         .into());
     }
-    if state.store.count_projects(&caller.0).await? >= state.config.max_projects_per_user {
-        return Err(Error::QuotaExceeded(format!(
-            "you have reached the limit of {} projects; delete one first",
-            state.config.max_projects_per_user
-        ))
-        .into());
-    }
-    state
-        .store
-        .upsert_user(&User {
-            id: caller.0.clone(),
-            email: None,
-            created_at: now(),
-        })
-        .await?;
-    let project = Project::new(&caller.0, &prompt, template);
-    state.store.create_project(&project).await?;
-    let run = match start_run(&state, &project, &prompt).await {
-        Ok(run) => run,
-        Err(e) => {
-            // A project whose first run never started is of no use to anyone.
-            let _ = state.store.soft_delete_project(&project.id).await;
-            return Err(e.into());
-        }
-    };
-    let project = state
-        .store
-        .get_project(&project.id)
-        .await?
-        .ok_or_else(|| Error::Internal("project vanished".into()))?;
+    let (project, run) = create_and_start(&state, &caller.0, &prompt, template).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Created {
@@ -278,7 +248,7 @@ pub async fn get_project(
     let project = owned_project(&state, &caller, &id).await?;
     state.store.touch_project(&id, now()).await?;
     if project.status == ProjectStatus::Hibernated {
-        crate::lifecycle::wake_in_background(&state, &id);
+        crate::project::wake_in_background(&state, &id);
     }
     Ok(Json(view(&state, project).await?))
 }
@@ -304,26 +274,9 @@ pub async fn delete_project(
     if let Some(run_id) = state.store.run_lock_holder(&id).await? {
         cancel_run(&state, &run_id).await?;
     }
-    crate::lifecycle::remove_project(&state, &id).await?;
+    crate::project::remove_sandbox(&state, &id).await?;
     state.store.soft_delete_project(&id).await?;
     Ok(Json(Deleted { deleted: true }))
-}
-
-/// Stops a run's workflow and ends it as cancelled.
-pub async fn cancel_run(state: &AppState, run_id: &str) -> Result<Run, Error> {
-    let run = state
-        .store
-        .get_run(run_id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("run {run_id} not found")))?;
-    if run.status.is_terminal() {
-        return Ok(run);
-    }
-    state
-        .workflow()?
-        .stop(run_id, "cancelled by the user")
-        .await?;
-    finish_run(state, run_id, RunEnd::Cancelled).await
 }
 
 /// Sends a chat message: starts a run that changes the app. 409 while another run is active.
@@ -385,7 +338,7 @@ pub async fn list_files(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<FileTree>> {
     owned_project(&state, &caller, &id).await?;
-    let files = crate::lifecycle::list_files(&state, &id).await?;
+    let files = crate::project::list_files(&state, &id).await?;
     Ok(Json(FileTree { files }))
 }
 
@@ -403,7 +356,7 @@ pub async fn read_file(
     if path.is_in_ignored_dir() {
         return Err(Error::NotFound(format!("{path} is not a source file")).into());
     }
-    let data = crate::lifecycle::read_file(&state, &id, &path).await?;
+    let data = crate::project::read_file(&state, &id, &path).await?;
     let size = data.len() as u64;
     let (content, binary) = match String::from_utf8(data) {
         Ok(s) => (s, false),

@@ -18,10 +18,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::{ApiPath, ApiQuery, ApiResult, ErrorBody};
-use super::projects::cancel_run;
 use crate::app::AppState;
 use crate::domain::{is_valid_id, Run, RunEvent};
 use crate::error::Error;
+use crate::run::cancel_run;
 use crate::store::Store;
 
 /// How often the event stream looks for new events.
@@ -98,7 +98,7 @@ pub async fn get_run(
 ) -> ApiResult<Json<RunView>> {
     let run = owned_run(&state, &caller, &id).await?;
     let history = state
-        .workflow()?
+        .workflow
         .history(&id)
         .await?
         .into_iter()
@@ -162,7 +162,7 @@ async fn long_poll(
     let deadline = Instant::now() + wait;
     loop {
         let events = store.list_events(run_id, after, 200).await?;
-        let ended = events.iter().any(|e| e.kind == "done");
+        let ended = events.iter().any(RunEvent::is_terminal);
         if !events.is_empty() || Instant::now() >= deadline {
             // A full batch may stop short of the `done` event: only an empty
             // batch of an ended run means there is nothing more to read.
@@ -205,7 +205,7 @@ fn event_stream(
             if let Some(ev) = c.buf.pop_front() {
                 let sse = Event::default()
                     .id(ev.seq.to_string())
-                    .event(ev.kind.clone())
+                    .event(ev.kind.as_str())
                     .json_data(&ev)
                     .unwrap_or_else(|_| Event::default().comment("unserialisable event"));
                 return Some((Ok(sse), c));
@@ -218,13 +218,15 @@ fn event_stream(
                     if let Some(e) = evs.last() {
                         c.last = e.seq;
                     }
-                    c.done = evs.iter().any(|e| e.kind == "done");
+                    c.done = evs.iter().any(RunEvent::is_terminal);
                     c.buf.extend(evs);
                 }
                 Ok(_) => tokio::time::sleep(POLL).await,
                 Err(e) => {
                     c.done = true;
-                    let sse = Event::default().event("error").data(e.to_string());
+                    let sse = Event::default()
+                        .event(crate::domain::RunEventKind::Error.as_str())
+                        .data(e.to_string());
                     return Some((Ok(sse), c));
                 }
             }

@@ -99,7 +99,7 @@ pub async fn download(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let project = owned_project(&state, &caller, &id).await?;
-    let tree = crate::lifecycle::current_tree(&state, &id).await?;
+    let tree = crate::project::current_tree(&state, &id).await?;
     if tree.files.is_empty() {
         return Err(Error::NotFound("the project has no files yet".into()).into());
     }

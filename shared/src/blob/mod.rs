@@ -30,7 +30,7 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 /// Size and checksum of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobMeta {
-    /// Key.
+    /// Where the object is stored (`projects/{id}/…`).
     pub key: String,
     /// Size in bytes.
     pub size: u64,

@@ -2,13 +2,12 @@
 //!
 //! [`Sandbox`] is the seam between the agent/workflow and the machine that hosts
 //! a project. `local` runs Vite as a supervised child process in a directory
-//! under `APNA_DATA_DIR`; a Kubernetes driver implements the same trait with a
-//! Pod (kube exec, pod logs). Every path crossing this seam is a [`ProjectPath`],
-//! already checked to stay inside the project root.
+//! under `APNA_DATA_DIR`; the in-memory double for tests is
+//! `crate::testing::memory`. Every path crossing this seam is a
+//! [`ProjectPath`], already checked to stay inside the project root.
 
 pub mod build_check;
 pub mod local;
-pub mod memory;
 pub mod path;
 
 use std::sync::Arc;

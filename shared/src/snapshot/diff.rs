@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::agent::diff::file_diff;
+use crate::diff::file_diff;
 use crate::domain::{FileAction, FileDiff};
 use crate::sandbox::{SourceFile, SourceTree};
 

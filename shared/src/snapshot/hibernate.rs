@@ -16,8 +16,6 @@
 //! from the template. A failure at steps 1–4 leaves the sandbox untouched and
 //! the status as it was.
 
-use std::time::Duration;
-
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -45,15 +43,6 @@ pub enum HibernateOutcome {
         /// Why.
         reason: String,
     },
-}
-
-/// One project of a [`sweep_idle`].
-#[derive(Debug)]
-pub struct SweepEntry {
-    /// The project.
-    pub project_id: String,
-    /// What happened to it.
-    pub result: Result<HibernateOutcome>,
 }
 
 /// Hibernates one project (see the module doc for the order of steps). An
@@ -149,29 +138,4 @@ async fn hibernate_locked(
     }
     sandbox.destroy().await?;
     Ok(HibernateOutcome::Hibernated { snapshot })
-}
-
-/// Hibernates up to `limit` projects idle for longer than `ttl` (oldest first),
-/// one at a time; one project's failure does not stop the others.
-pub async fn sweep_idle(
-    store: &dyn Store,
-    blobs: &dyn BlobStore,
-    sandboxes: &dyn SandboxProvider,
-    ttl: Duration,
-    limit: i64,
-) -> Result<Vec<SweepEntry>> {
-    let ttl = chrono::Duration::from_std(ttl)
-        .map_err(|_| Error::InvalidInput("idle TTL is too large".into()))?;
-    let idle = store
-        .idle_projects(crate::domain::now() - ttl, limit)
-        .await?;
-    let mut out = Vec::with_capacity(idle.len());
-    for p in idle {
-        let result = hibernate_project(store, blobs, sandboxes, &p.id).await;
-        out.push(SweepEntry {
-            project_id: p.id,
-            result,
-        });
-    }
-    Ok(out)
 }

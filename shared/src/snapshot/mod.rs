@@ -22,7 +22,7 @@
 //!
 //! Snapshots are never deleted while the project exists; a deleted project's
 //! whole `projects/{id}/` prefix goes when it is purged after the retention
-//! period ([`delete_project_blobs`], called by `lifecycle::purge_deleted`).
+//! period ([`delete_project_blobs`], called by `project::purge_deleted`).
 //!
 //! # Why content-addressed files rather than one tar.zst per snapshot
 //!
@@ -51,8 +51,9 @@
 //!   [`record_base`], [`get_base`], [`verify_snapshot`]: snapshots themselves.
 //! * [`diff_trees`], [`unified_diff`], [`zip_tree`]: showing and downloading trees.
 //! * [`record_version`], [`restore_version`], [`version_diff`]: versions.
-//! * [`hibernate_project`], [`sweep_idle`], [`wake_project`],
-//!   [`release_stale_lock`]: hibernation.
+//! * [`hibernate_project`], [`wake_project`], [`release_stale_lock`]:
+//!   hibernation (the sweep over idle projects is the hibernation state
+//!   machine, `statemachines/hibernation.asl.json`).
 //!
 //! [`Sandbox::export_source`]: crate::sandbox::Sandbox::export_source
 
@@ -72,7 +73,7 @@ pub use archive::{
 };
 pub use diff::{diff_trees, unified_diff};
 pub use download::zip_tree;
-pub use hibernate::{hibernate_project, sweep_idle, HibernateOutcome, SweepEntry};
+pub use hibernate::{hibernate_project, HibernateOutcome};
 pub use lock::{is_maintenance_holder, release_stale_lock, LOCK_TTL};
 pub use manifest::Manifest;
 pub use version::{record_version, restore_version, version_diff, VersionDiff};

@@ -16,17 +16,41 @@ use serde_json::Value;
 
 use crate::domain::{
     Execution, HistoryEvent, Message, NewMessage, Page, Project, ProjectStatus, Run, RunEvent,
-    User, Version,
+    RunEventKind, User, Version,
 };
 use crate::error::{Error, Result};
 
 pub use sql::{PostgresStore, SqliteStore};
 
+/// Workflow executions and their history: the part of the store the ASL
+/// interpreter uses, so it (and its tests) need nothing else.
+#[async_trait]
+pub trait ExecutionLog: Send + Sync {
+    /// Inserts an execution; `Conflict` if the id exists.
+    async fn create_execution(&self, exec: &Execution) -> Result<()>;
+    /// An execution by id.
+    async fn get_execution(&self, id: &str) -> Result<Option<Execution>>;
+    /// Overwrites status, output, error and checkpoint.
+    async fn update_execution(&self, exec: &Execution) -> Result<()>;
+    /// Executions still `RUNNING` (to resume after a restart).
+    async fn running_executions(&self) -> Result<Vec<Execution>>;
+    /// Appends a history event; returns it with its seq.
+    async fn append_history(
+        &self,
+        execution_id: &str,
+        event_type: &str,
+        state_name: Option<&str>,
+        data: &Value,
+    ) -> Result<HistoryEvent>;
+    /// An execution's history in order.
+    async fn list_history(&self, execution_id: &str) -> Result<Vec<HistoryEvent>>;
+}
+
 /// Everything Apna persists. Implementations are safe to share between tasks
 /// and processes (Lambdas): every operation that must be atomic is one
 /// statement or one transaction.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: ExecutionLog + Send + Sync {
     /// Backend name for health reports (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
     /// A cheap round trip, for `/healthz`.
@@ -95,7 +119,12 @@ pub trait Store: Send + Sync {
     async fn list_messages(&self, project_id: &str, page: Page) -> Result<Vec<Message>>;
 
     /// Appends an event to a run's stream; returns it with its seq.
-    async fn append_event(&self, run_id: &str, kind: &str, data: &Value) -> Result<RunEvent>;
+    async fn append_event(
+        &self,
+        run_id: &str,
+        kind: RunEventKind,
+        data: &Value,
+    ) -> Result<RunEvent>;
     /// A run's events with seq > `after`, in order, at most `limit`.
     async fn list_events(&self, run_id: &str, after: i64, limit: i64) -> Result<Vec<RunEvent>>;
 
@@ -118,25 +147,6 @@ pub trait Store: Send + Sync {
     async fn list_versions(&self, project_id: &str) -> Result<Vec<Version>>;
     /// One version.
     async fn get_version(&self, project_id: &str, number: i64) -> Result<Option<Version>>;
-
-    /// Inserts an execution; `Conflict` if the id exists.
-    async fn create_execution(&self, exec: &Execution) -> Result<()>;
-    /// An execution by id.
-    async fn get_execution(&self, id: &str) -> Result<Option<Execution>>;
-    /// Overwrites status, output, error and checkpoint.
-    async fn update_execution(&self, exec: &Execution) -> Result<()>;
-    /// Executions still `RUNNING` (to resume after a restart).
-    async fn running_executions(&self) -> Result<Vec<Execution>>;
-    /// Appends a history event; returns it with its seq.
-    async fn append_history(
-        &self,
-        execution_id: &str,
-        event_type: &str,
-        state_name: Option<&str>,
-        data: &Value,
-    ) -> Result<HistoryEvent>;
-    /// An execution's history in order.
-    async fn list_history(&self, execution_id: &str) -> Result<Vec<HistoryEvent>>;
 }
 
 /// Opens the store named by a URL: `sqlite://path` (created if missing) or `postgres://…`.

@@ -21,10 +21,11 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
 
-use super::Store;
+use super::{ExecutionLog, Store};
 use crate::domain::{
     from_millis, now, Execution, ExecutionStatus, FileDiff, HistoryEvent, Message, NewMessage,
-    Page, Project, ProjectStatus, Role, Run, RunEvent, RunStatus, Usage, User, Version,
+    Page, Project, ProjectStatus, Role, Run, RunEvent, RunEventKind, RunStatus, Usage, User,
+    Version,
 };
 use crate::error::{Error, Result};
 
@@ -214,7 +215,7 @@ macro_rules! sql_store {
                 Ok(RunEvent {
                     run_id: r.try_get("run_id")?,
                     seq: r.try_get("seq")?,
-                    kind: r.try_get("kind")?,
+                    kind: RunEventKind::parse(&r.try_get::<String, _>("kind")?)?,
                     data: from_json(&r.try_get::<String, _>("data")?)?,
                     created_at: from_millis(r.try_get("created_at")?),
                 })
@@ -678,7 +679,7 @@ macro_rules! sql_store {
                 rows.iter().map(Self::message).collect()
             }
 
-            async fn append_event(&self, run_id: &str, kind: &str, data: &Value) -> Result<RunEvent> {
+            async fn append_event(&self, run_id: &str, kind: RunEventKind, data: &Value) -> Result<RunEvent> {
                 let data = to_json(data)?;
                 let t = ms(now());
                 let row = retry_unique(|| {
@@ -688,7 +689,7 @@ macro_rules! sql_store {
                          WHERE run_id = $5 RETURNING *",
                     )
                     .bind(run_id)
-                    .bind(kind)
+                    .bind(kind.as_str())
                     .bind(&data)
                     .bind(t)
                     .bind(run_id)
@@ -787,7 +788,10 @@ macro_rules! sql_store {
                         .await?;
                 row.as_ref().map(Self::version).transpose()
             }
+        }
 
+        #[async_trait]
+        impl ExecutionLog for $store {
             async fn create_execution(&self, e: &Execution) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO executions (id, state_machine, status, input, output, error, \

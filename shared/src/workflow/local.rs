@@ -14,7 +14,7 @@ use super::asl::{Executor, StateMachine, StopSignal, TaskInvoker};
 use super::Workflow;
 use crate::domain::{Execution, ExecutionStatus, HistoryEvent};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::ExecutionLog;
 
 /// An execution this process is running.
 struct Running {
@@ -33,7 +33,7 @@ pub struct ResumeReport {
 
 /// Runs state machines in this process.
 pub struct LocalWorkflow {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ExecutionLog>,
     executor: Executor,
     machines: HashMap<String, Arc<StateMachine>>,
     running: Arc<Mutex<HashMap<String, Running>>>,
@@ -43,7 +43,7 @@ impl LocalWorkflow {
     /// A workflow backend for the given `(name, ASL JSON)` definitions (e.g.
     /// `("generation", include_str!(…))`); any definition error is returned here.
     pub fn new<'a>(
-        store: Arc<dyn Store>,
+        store: Arc<dyn ExecutionLog>,
         invoker: Arc<dyn TaskInvoker>,
         definitions: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self> {
@@ -58,7 +58,7 @@ impl LocalWorkflow {
 
     /// A workflow backend for already-parsed machines.
     pub fn with_machines(
-        store: Arc<dyn Store>,
+        store: Arc<dyn ExecutionLog>,
         invoker: Arc<dyn TaskInvoker>,
         machines: HashMap<String, Arc<StateMachine>>,
     ) -> Self {
@@ -68,12 +68,6 @@ impl LocalWorkflow {
             machines,
             running: Arc::new(Mutex::new(HashMap::new())),
         }
-    }
-
-    /// The loaded state machines by name (e.g. to check handlers with
-    /// [`super::asl::ResourceTable::check`]).
-    pub fn state_machines(&self) -> impl Iterator<Item = (&str, &StateMachine)> {
-        self.machines.iter().map(|(n, m)| (n.as_str(), m.as_ref()))
     }
 
     fn machine(&self, name: &str) -> Result<Arc<StateMachine>> {

@@ -1,13 +1,15 @@
 //! Generations as workflows: the seam between the API and whatever runs
 //! `statemachines/*.asl.json` — the built-in interpreter locally, AWS Step
 //! Functions in production.
+//!
+//! This module is the engine only: it knows state machines, executions and
+//! their history, not what a Task does. The handlers behind the Task states
+//! are in `crate::tasks`, handed to the interpreter as a [`TaskInvoker`].
 
 pub mod asl;
 pub mod local;
-pub mod revive;
 #[cfg(feature = "aws")]
 pub mod sfn;
-pub mod tasks;
 
 pub use asl::{StateMachine, TaskFailure, TaskInvoker};
 pub use local::LocalWorkflow;

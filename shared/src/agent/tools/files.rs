@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{object_schema, parse_input, source_path, PathInput, Tool, ToolOutput};
-use crate::agent::diff::file_diff;
 use crate::agent::model::ToolSpec;
+use crate::diff::file_diff;
 use crate::error::{Error, Result};
 use crate::sandbox::{ProjectPath, Sandbox};
 

@@ -4,8 +4,8 @@ use serde_json::json;
 
 use super::*;
 use crate::domain::FileAction;
-use crate::sandbox::memory::MemorySandbox;
 use crate::sandbox::ExecOutput;
+use crate::testing::memory::MemorySandbox;
 
 async fn call(sb: &MemorySandbox, name: &str, input: Value) -> ToolOutput {
     Toolbox::standard().execute(sb, name, &input).await

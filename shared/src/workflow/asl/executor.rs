@@ -24,7 +24,7 @@ use super::template::{apply, evaluate, merge_result, select};
 use super::{TaskFailure, TaskInvoker};
 use crate::domain::{self, Execution, ExecutionStatus};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::ExecutionLog;
 
 /// Asks a running execution to stop: takes effect between states, during
 /// waits and retry delays, and while awaiting a task (whose handler finishes
@@ -128,13 +128,13 @@ impl RunInfo {
 /// Runs executions of state machines against a store and a task invoker.
 #[derive(Clone)]
 pub struct Executor {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ExecutionLog>,
     invoker: Arc<dyn TaskInvoker>,
 }
 
 impl Executor {
     /// An executor recording into `store` and running tasks through `invoker`.
-    pub fn new(store: Arc<dyn Store>, invoker: Arc<dyn TaskInvoker>) -> Self {
+    pub fn new(store: Arc<dyn ExecutionLog>, invoker: Arc<dyn TaskInvoker>) -> Self {
         Executor { store, invoker }
     }
 

@@ -7,17 +7,16 @@
 //! * [`path`], [`template`], [`intrinsic`]: JSONPath, payload templates, `States.*` functions.
 //! * [`choice`]: Choice rules.
 //! * [`executor`]: runs a machine, records history and checkpoints in the store, resumes.
-//! * [`resources`]: [`ResourceTable`], a [`TaskInvoker`] mapping `Resource` strings to handlers.
 //!
 //! Tasks are delegated to a [`TaskInvoker`], which resolves `Resource` strings
-//! (`${AgentStepFunctionArn}`, Lambda ARNs) to step handlers.
+//! (`${AgentStepFunctionArn}`, Lambda ARNs) to handlers (`crate::tasks::TaskRouter`
+//! in `apna serve`).
 
 pub mod choice;
 pub mod definition;
 pub mod executor;
 pub mod intrinsic;
 pub mod path;
-pub mod resources;
 pub mod template;
 
 use async_trait::async_trait;
@@ -26,7 +25,6 @@ use serde_json::Value;
 
 pub use definition::{State, StateMachine, States};
 pub use executor::{Executor, StopSignal};
-pub use resources::ResourceTable;
 
 use crate::error::Error;
 

@@ -6,13 +6,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::agent::checkpoint::recorded_tool_calls;
 use crate::agent::conversation::load_messages;
-use crate::agent::step::key;
-use crate::agent::tools::{ToolOutput, Toolbox};
-use crate::agent::ModelResponse;
-use crate::app::AppState;
+use crate::agent::tools::Toolbox;
+use crate::app::Backends;
 use crate::domain::{ContentBlock, Role};
 use crate::error::Result;
+use crate::run::report_phase;
 use crate::sandbox::{Sandbox, SandboxState};
 
 /// Tools whose effects are replayed: everything that can change files.
@@ -36,7 +36,7 @@ pub struct Revived {
 /// `step` is the agent step about to run, whose tool calls may already have
 /// run (and been recorded) before a retry.
 pub async fn live_sandbox(
-    state: &AppState,
+    state: &Backends,
     project_id: &str,
     run_id: &str,
     step: Option<u32>,
@@ -61,7 +61,7 @@ pub async fn live_sandbox(
             String::new()
         }
     );
-    super::tasks::status_event(state, run_id, "sandbox", &message).await?;
+    report_phase(&*state.store, run_id, "sandbox", &message).await?;
     Ok(sandbox)
 }
 
@@ -70,7 +70,7 @@ pub async fn live_sandbox(
 /// those in the conversation, then those of `step` that ran before a retry
 /// but are not in the conversation yet.
 pub async fn revive(
-    state: &AppState,
+    state: &Backends,
     sandbox: &dyn Sandbox,
     run_id: &str,
     step: Option<u32>,
@@ -110,7 +110,14 @@ pub async fn revive(
         })
         .collect();
     if let Some(step) = step {
-        calls.extend(recorded_calls(state, run_id, step, &calls).await?);
+        // Ran before a retry: recorded, but not in the conversation yet.
+        let recorded = recorded_tool_calls(&*state.store, run_id, step).await?;
+        let fresh: Vec<_> = recorded
+            .into_iter()
+            .filter(|c| !c.output.is_error && !calls.iter().any(|(id, _, _)| *id == c.id))
+            .map(|c| (c.id, c.name, c.input))
+            .collect();
+        calls.extend(fresh);
     }
     let toolbox = Toolbox::standard();
     let mut revived = Revived {
@@ -130,43 +137,4 @@ pub async fn revive(
         }
     }
     Ok(revived)
-}
-
-/// Tool calls of `step` that ran successfully before a retry (their results
-/// are recorded) but are not among `known` (the conversation's).
-async fn recorded_calls(
-    state: &AppState,
-    run_id: &str,
-    step: u32,
-    known: &[(String, String, serde_json::Value)],
-) -> Result<Vec<(String, String, serde_json::Value)>> {
-    let Some(answer) = state
-        .store
-        .get_step_result(run_id, &key(step, "model"))
-        .await?
-    else {
-        return Ok(Vec::new());
-    };
-    let answer: ModelResponse = serde_json::from_value(answer)?;
-    let mut out = Vec::new();
-    for block in answer.content {
-        let ContentBlock::ToolUse { id, name, input } = block else {
-            continue;
-        };
-        if known.iter().any(|(k, _, _)| *k == id) {
-            continue;
-        }
-        let Some(result) = state
-            .store
-            .get_step_result(run_id, &key(step, &format!("tool:{id}")))
-            .await?
-        else {
-            continue;
-        };
-        let result: ToolOutput = serde_json::from_value(result)?;
-        if !result.is_error {
-            out.push((id, name, input));
-        }
-    }
-    Ok(out)
 }

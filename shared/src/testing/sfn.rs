@@ -5,8 +5,6 @@
 //! (it deep-copies the backend, executions and their locks included), hence
 //! moto's `x-moto-account-id` header on every request of a client.
 
-#![allow(dead_code)]
-
 use aws_sdk_sfn::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_sfn::config::{
     BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,

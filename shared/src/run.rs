@@ -1,31 +1,84 @@
 //! Runs from start to end, the same way from every entry point (API, CLI,
-//! workflow tasks): who may start one, what is written first, and how a run
-//! ends — succeeded, failed or cancelled — releasing the project's run lock.
+//! workflow tasks): who may start one, what is written first, how its
+//! progress is reported, and how it ends — succeeded, failed or cancelled —
+//! releasing the project's run lock.
+
+use std::time::Duration;
 
 use serde_json::json;
+use tracing::Instrument;
 
-use crate::app::AppState;
-use crate::domain::{now, ContentBlock, NewMessage, Project, ProjectStatus, Role, Run, RunStatus};
+use crate::app::{AppState, Backends};
+use crate::domain::{
+    now, ContentBlock, NewMessage, Project, ProjectStatus, Role, Run, RunEvent, RunEventKind,
+    RunStatus,
+};
 use crate::error::{Error, Result};
+use crate::project::move_project;
+use crate::store::Store;
 
-/// The state machine every generation runs.
-pub const STATE_MACHINE: &str = "generation";
+/// The state machine every generation runs (`statemachines/generation.asl.json`).
+pub const GENERATION: &str = "generation";
+/// The state machine the idle sweep runs (`statemachines/hibernation.asl.json`).
+pub const HIBERNATION: &str = "hibernation";
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEnd {
-    /// Finished; `summary` is the model's closing text.
+    /// Finished with the model's closing text.
     Succeeded {
-        /// Closing summary.
+        /// What the model said it did.
         summary: String,
     },
     /// Stopped by an error the person should see.
     Failed {
-        /// Why.
+        /// The reason, in words for the person.
         error: String,
     },
     /// Stopped by the person.
     Cancelled,
+}
+
+/// Reports that a running run entered `phase`, with a line for people.
+pub async fn report_phase(
+    store: &dyn Store,
+    run_id: &str,
+    phase: &str,
+    message: &str,
+) -> Result<()> {
+    store
+        .append_event(
+            run_id,
+            RunEventKind::Status,
+            &json!({ "status": "running", "phase": phase, "message": message }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Creates a project for `owner` and starts its first generation from
+/// `prompt`. A project whose first run could not start is deleted again: it
+/// would be of no use to anyone.
+pub async fn create_and_start(
+    state: &AppState,
+    owner: &str,
+    prompt: &str,
+    template: &str,
+) -> Result<(Project, Run)> {
+    let project = crate::project::create(state, owner, prompt, template).await?;
+    let run = match start_run(state, &project, prompt).await {
+        Ok(run) => run,
+        Err(e) => {
+            let _ = state.store.soft_delete_project(&project.id).await;
+            return Err(e);
+        }
+    };
+    let project = state
+        .store
+        .get_project(&project.id)
+        .await?
+        .ok_or_else(|| Error::Internal("project vanished".into()))?;
+    Ok((project, run))
 }
 
 /// Starts a generation for `message` on `project`: checks the caller's caps,
@@ -49,8 +102,7 @@ pub async fn start_run(state: &AppState, project: &Project, message: &str) -> Re
     }
     if project.status == ProjectStatus::Hibernated {
         // Wake first (restore + dependencies), so the run starts on the real tree.
-        crate::snapshot::wake_project(&*state.store, &*state.blobs, &*state.sandboxes, &project.id)
-            .await?;
+        crate::project::wake(state, &project.id).await?;
     }
     let run = Run::new(&project.id, &project.owner, message);
     if !state.store.acquire_run_lock(&project.id, &run.id).await? {
@@ -67,7 +119,6 @@ pub async fn start_run(state: &AppState, project: &Project, message: &str) -> Re
         ));
     }
     let span = tracing::info_span!("start_run", project_id = %project.id, run_id = %run.id);
-    let _guard = span.enter();
     let started = async {
         state.store.create_run(&run).await?;
         state
@@ -89,12 +140,16 @@ pub async fn start_run(state: &AppState, project: &Project, message: &str) -> Re
         state.store.touch_project(&project.id, now()).await?;
         state
             .store
-            .append_event(&run.id, "status", &json!({ "status": "queued" }))
+            .append_event(
+                &run.id,
+                RunEventKind::Status,
+                &json!({ "status": "queued" }),
+            )
             .await?;
         state
-            .workflow()?
+            .workflow
             .start(
-                STATE_MACHINE,
+                GENERATION,
                 &run.id,
                 json!({
                     "run_id": run.id,
@@ -104,9 +159,10 @@ pub async fn start_run(state: &AppState, project: &Project, message: &str) -> Re
             )
             .await
     }
+    .instrument(span.clone())
     .await;
     if let Err(e) = started {
-        tracing::error!(error = %e, "could not start the run");
+        span.in_scope(|| tracing::error!(error = %e, "could not start the run"));
         let _ = finish_run(
             state,
             &run.id,
@@ -121,42 +177,10 @@ pub async fn start_run(state: &AppState, project: &Project, message: &str) -> Re
     Ok(run)
 }
 
-/// Moves a project to `to` from whatever status it has now, if allowed.
-/// Returns the status it had. Retries when the status changes underneath.
-pub async fn move_project(
-    state: &AppState,
-    project_id: &str,
-    to: ProjectStatus,
-    error: Option<&str>,
-) -> Result<ProjectStatus> {
-    for _ in 0..5 {
-        let current = state
-            .store
-            .get_project(project_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("project {project_id} not found")))?
-            .status;
-        if current == to {
-            return Ok(current);
-        }
-        current.check_transition(to)?;
-        if state
-            .store
-            .set_project_status(project_id, current, to, error)
-            .await?
-        {
-            return Ok(current);
-        }
-    }
-    Err(Error::Conflict(format!(
-        "project {project_id} keeps changing status; try again"
-    )))
-}
-
 /// Ends a run: records the outcome, sets the project's status, releases the
 /// run lock and appends the `done` event last (so a client that sees it reads
 /// a consistent state). Ending an already-ended run does nothing.
-pub async fn finish_run(state: &AppState, run_id: &str, end: RunEnd) -> Result<Run> {
+pub async fn finish_run(state: &Backends, run_id: &str, end: RunEnd) -> Result<Run> {
     let mut run = state
         .store
         .get_run(run_id)
@@ -215,7 +239,7 @@ pub async fn finish_run(state: &AppState, run_id: &str, end: RunEnd) -> Result<R
         .store
         .append_event(
             run_id,
-            "done",
+            RunEventKind::Done,
             &json!({
                 "status": run.status,
                 "summary": run.summary,
@@ -226,48 +250,69 @@ pub async fn finish_run(state: &AppState, run_id: &str, end: RunEnd) -> Result<R
     Ok(run)
 }
 
-/// Creates a project for the single local user from `prompt`, runs its first
-/// generation to the end and reports each event through `progress` (the CLI's
-/// `apna generate`). Returns the finished run.
-pub async fn generate(state: &AppState, prompt: &str, progress: impl Fn(String)) -> Result<Run> {
-    let owner = crate::api::auth::LOCAL_USER;
-    state
+/// Stops a run's workflow and ends it as cancelled (an ended run is returned as is).
+pub async fn cancel_run(state: &AppState, run_id: &str) -> Result<Run> {
+    let run = state
         .store
-        .upsert_user(&crate::domain::User {
-            id: owner.to_string(),
-            email: None,
-            created_at: now(),
-        })
-        .await?;
-    let project = Project::new(owner, prompt, crate::api::projects::TEMPLATE);
-    state.store.create_project(&project).await?;
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("run {run_id} not found")))?;
+    if run.status.is_terminal() {
+        return Ok(run);
+    }
+    state.workflow.stop(run_id, "cancelled by the user").await?;
+    finish_run(state, run_id, RunEnd::Cancelled).await
+}
+
+/// Creates a project for the single local user from `prompt`, runs its first
+/// generation to the end and reports each event worth a line through
+/// `progress` (the CLI's `apna generate`). Returns the finished run.
+pub async fn generate(state: &AppState, prompt: &str, progress: impl Fn(String)) -> Result<Run> {
+    let (project, run) = create_and_start(
+        state,
+        crate::domain::LOCAL_USER,
+        prompt,
+        crate::domain::DEFAULT_TEMPLATE,
+    )
+    .await?;
     progress(format!("project {} created", project.id));
-    let run = start_run(state, &project, prompt).await?;
+    follow(&*state.store, &run.id, |ev| {
+        if let Some(line) = describe_event(ev) {
+            progress(line);
+        }
+    })
+    .await
+}
+
+/// Reads a run's events as they come, handing each to `on_event`, until its
+/// terminal event; returns the run as it ended.
+pub async fn follow(
+    store: &dyn Store,
+    run_id: &str,
+    mut on_event: impl FnMut(&RunEvent),
+) -> Result<Run> {
     let mut after = 0;
     loop {
-        let events = state.store.list_events(&run.id, after, 200).await?;
+        let events = store.list_events(run_id, after, 200).await?;
         for ev in &events {
             after = ev.seq;
-            if let Some(line) = describe_event(ev) {
-                progress(line);
-            }
+            on_event(ev);
         }
-        if events.iter().any(|e| e.kind == "done") {
+        if events.iter().any(RunEvent::is_terminal) {
             break;
         }
         if events.is_empty() {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    state
-        .store
-        .get_run(&run.id)
+    store
+        .get_run(run_id)
         .await?
         .ok_or_else(|| Error::Internal("run vanished".into()))
 }
 
 /// One line for a person reading a run's progress, or `None` for events not worth a line.
-pub fn describe_event(ev: &crate::domain::RunEvent) -> Option<String> {
+pub fn describe_event(ev: &RunEvent) -> Option<String> {
     let s = |k: &str| {
         ev.data
             .get(k)
@@ -275,16 +320,18 @@ pub fn describe_event(ev: &crate::domain::RunEvent) -> Option<String> {
             .unwrap_or("")
             .to_string()
     };
-    match ev.kind.as_str() {
-        "status" => Some(
+    match ev.kind {
+        RunEventKind::Status => Some(
             format!("· {}", s("message"))
                 .trim_end_matches(" ")
                 .to_string(),
         )
         .filter(|l| l != "·"),
-        "text" => Some(format!("agent: {}", s("text").trim())).filter(|l| l != "agent: "),
-        "tool" => Some(format!("  {}", s("summary"))),
-        "diagnostics" => {
+        RunEventKind::Text => {
+            Some(format!("agent: {}", s("text").trim())).filter(|l| l != "agent: ")
+        }
+        RunEventKind::Tool => Some(format!("  {}", s("summary"))),
+        RunEventKind::Diagnostics => {
             let n = ev
                 .data
                 .get("items")
@@ -296,13 +343,13 @@ pub fn describe_event(ev: &crate::domain::RunEvent) -> Option<String> {
                 format!("✗ build check found {n} problem(s)")
             })
         }
-        "done" => Some(format!(
+        RunEventKind::Done => Some(format!(
             "done: {}",
             ev.data
                 .get("status")
                 .and_then(|v| v.as_str())
                 .unwrap_or("?")
         )),
-        _ => None,
+        RunEventKind::Delta | RunEventKind::Usage | RunEventKind::Error => None,
     }
 }

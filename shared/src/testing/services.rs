@@ -4,8 +4,6 @@
 //! when the variable is unset; with `APNA_REQUIRE_SERVICES=1` (as `tests/run`
 //! sets) a missing service is a test failure instead, so CI never skips.
 
-#![allow(dead_code)]
-
 fn service(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
@@ -56,4 +54,9 @@ pub async fn fresh_postgres_url() -> Option<String> {
     let mut url = url::Url::parse(&base).expect("APNA_TEST_POSTGRES_URL is a URL");
     url.set_path(&name);
     Some(url.to_string())
+}
+
+/// Whether tests must not skip for a missing optional tool (`APNA_REQUIRE_SERVICES=1`).
+pub fn services_required() -> bool {
+    std::env::var("APNA_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }

@@ -1,15 +1,14 @@
 //! Shared by the sandbox and preview tests: the template installed once into
 //! `target/apna-test-cache`, a local provider on a temp dir, a preview proxy on
 //! a free port, and a tiny HTTP client that sets any Host header.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use apna::preview::{PreviewBackend, PreviewProxy};
-use apna::sandbox::local::template::bundled_template_dir;
-use apna::sandbox::local::{prepare_template, LocalOptions, LocalProvider, PreparedTemplate};
+use crate::preview::{PreviewBackend, PreviewProxy};
+use crate::sandbox::local::template::bundled_template_dir;
+use crate::sandbox::local::{prepare_template, LocalOptions, LocalProvider, PreparedTemplate};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
@@ -27,8 +26,8 @@ pub fn test_cache_dir() -> PathBuf {
 pub async fn template() -> PreparedTemplate {
     TEMPLATE
         .get_or_init(|| async {
-            let progress = |p: apna::sandbox::local::TemplateProgress| {
-                if !matches!(p, apna::sandbox::local::TemplateProgress::Output(_)) {
+            let progress = |p: crate::sandbox::local::TemplateProgress| {
+                if !matches!(p, crate::sandbox::local::TemplateProgress::Output(_)) {
                     eprintln!("template: {p:?}");
                 }
             };
@@ -49,7 +48,7 @@ pub async fn provider(data_dir: &Path, hmr_client_port: Option<u16>) -> LocalPro
         // APNA_TEST_NO_BWRAP=1 exercises the unsandboxed path on a machine with bwrap.
         isolation: std::env::var("APNA_TEST_NO_BWRAP")
             .is_ok_and(|v| v == "1")
-            .then_some(apna::sandbox::local::Isolation::None),
+            .then_some(crate::sandbox::local::Isolation::None),
     })
     .expect("provider")
 }
@@ -95,30 +94,4 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
 /// Whether tests must not skip for a missing optional tool.
 pub fn services_required() -> bool {
     std::env::var("APNA_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
-/// A count from the environment (bench settings), or `default`.
-pub fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// How many rounds a bench runs of ours and of the seed's approach, from
-/// `ours_var` / `seed_var`. `cargo test --all-targets` runs bench binaries
-/// without `--bench`: then it is a one-round smoke run of ours only (the
-/// seed's `npm install` needs the network).
-pub fn bench_rounds(ours_var: &str, ours: usize, seed_var: &str, seed: usize) -> (usize, usize) {
-    if std::env::args().any(|a| a == "--bench") {
-        (env_count(ours_var, ours).max(1), env_count(seed_var, seed))
-    } else {
-        (1, 0)
-    }
-}
-
-/// The `p`th percentile of sorted samples (nearest rank).
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }

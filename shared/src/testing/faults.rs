@@ -1,31 +1,23 @@
-//! Test doubles for the snapshot tests: a blob store and a sandbox that fail
-//! (or "crash") at the k-th call, a provider handing out one sandbox per
-//! project, and fixtures for stores, projects and trees.
-
-#![allow(dead_code)]
+//! Failures on demand: a blob store and a sandbox that fail (or "crash": the
+//! caller's future never resolves, as if the process died) at the k-th call,
+//! counted across both, with a log of the calls made.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-#[cfg(feature = "aws")]
-use apna::blob::S3BlobStore;
-use apna::blob::{BlobMeta, BlobStore, ByteStream, FsBlobStore};
-use apna::domain::{Project, ProjectStatus};
-use apna::error::{Error, Result};
-use apna::sandbox::memory::MemorySandbox;
-use apna::sandbox::{
-    ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxProvider, SandboxStatus,
-    SourceFile, SourceTree,
-};
-use apna::store::{SqliteStore, Store};
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-#[cfg(feature = "aws")]
-use super::services;
+use super::memory::MemorySandbox;
+use crate::blob::{BlobMeta, BlobStore, ByteStream};
+use crate::error::{Error, Result};
+use crate::sandbox::{
+    ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxProvider, SandboxStatus,
+    SourceTree,
+};
 
 /// How the armed call fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,15 +45,15 @@ impl Faults {
     /// Fails call number `at` (1-based, counted from now) with `mode`.
     pub fn arm(&self, at: usize, mode: Mode) {
         self.calls.store(0, Ordering::SeqCst);
-        self.log.lock().unwrap().clear();
-        *self.plan.lock().unwrap() = Some((at, mode));
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.plan.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, mode));
     }
 
     /// Counts from now without failing.
     pub fn disarm(&self) {
         self.calls.store(0, Ordering::SeqCst);
-        self.log.lock().unwrap().clear();
-        *self.plan.lock().unwrap() = None;
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.plan.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Calls made since the last arm/disarm.
@@ -71,7 +63,7 @@ impl Faults {
 
     /// The calls made since the last arm/disarm, by name.
     pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Resolves when an armed `Crash` is reached.
@@ -82,8 +74,11 @@ impl Faults {
     /// The armed mode if this call is the one to fail.
     fn next(&self, op: &str) -> Option<Mode> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        self.log.lock().unwrap().push(op.to_string());
-        match *self.plan.lock().unwrap() {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(op.to_string());
+        match *self.plan.lock().unwrap_or_else(|p| p.into_inner()) {
             Some((at, mode)) if at == n => Some(mode),
             _ => None,
         }
@@ -126,8 +121,11 @@ pub type PutHook = (String, futures::future::BoxFuture<'static, ()>);
 
 /// A blob store that passes every call through [`Faults`].
 pub struct FaultyBlobStore {
+    /// The store calls pass through to.
     pub inner: Arc<dyn BlobStore>,
+    /// Decides which call fails.
     pub faults: Arc<Faults>,
+    /// Run once before a matching put (see [`FaultyBlobStore::before_put`]).
     pub hooks: Mutex<Vec<PutHook>>,
 }
 
@@ -143,7 +141,10 @@ impl FaultyBlobStore {
 
     /// Runs `hook` just before the next put of a key ending with `suffix`.
     pub fn before_put(&self, suffix: &str, hook: futures::future::BoxFuture<'static, ()>) {
-        self.hooks.lock().unwrap().push((suffix.to_string(), hook));
+        self.hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((suffix.to_string(), hook));
     }
 }
 
@@ -157,7 +158,7 @@ impl BlobStore for FaultyBlobStore {
     }
     async fn put(&self, key: &str, data: Bytes) -> Result<BlobMeta> {
         let hook = {
-            let mut hooks = self.hooks.lock().unwrap();
+            let mut hooks = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
             let i = hooks.iter().position(|(s, _)| key.ends_with(s.as_str()));
             i.map(|i| hooks.remove(i).1)
         };
@@ -203,7 +204,9 @@ impl BlobStore for FaultyBlobStore {
 /// A [`MemorySandbox`] whose state-changing and exporting calls pass through [`Faults`].
 #[derive(Clone)]
 pub struct FaultySandbox {
+    /// The sandbox calls pass through to.
     pub inner: MemorySandbox,
+    /// Decides which call fails.
     pub faults: Arc<Faults>,
     imports: Arc<AtomicUsize>,
 }
@@ -309,14 +312,16 @@ impl Sandbox for FaultySandbox {
 }
 
 /// One [`FaultySandbox`] per project, created on first use, all sharing one [`Faults`].
-pub struct Provider {
+pub struct FaultyProvider {
+    /// Shared by every sandbox handed out.
     pub faults: Arc<Faults>,
     sandboxes: Mutex<HashMap<String, FaultySandbox>>,
 }
 
-impl Provider {
+impl FaultyProvider {
+    /// A provider whose sandboxes fail as `faults` is armed.
     pub fn new(faults: Arc<Faults>) -> Self {
-        Provider {
+        FaultyProvider {
             faults,
             sandboxes: Mutex::new(HashMap::new()),
         }
@@ -337,102 +342,11 @@ impl Provider {
     }
 }
 
-impl SandboxProvider for Provider {
+impl SandboxProvider for FaultyProvider {
     fn sandbox(&self, project_id: &str) -> Result<Arc<dyn Sandbox>> {
         Ok(Arc::new(self.get(project_id)))
     }
     fn backend(&self) -> &'static str {
         "faulty-memory"
     }
-}
-
-/// An in-memory SQLite store.
-pub async fn memory_store() -> Arc<dyn Store> {
-    Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap())
-}
-
-/// A blob store in a temporary directory (keep the guard alive).
-pub async fn fs_blobs() -> (Arc<dyn BlobStore>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let blobs = FsBlobStore::new(dir.path().join("blobs")).await.unwrap();
-    (Arc::new(blobs), dir)
-}
-
-/// An S3 blob store on moto, or `None` when `APNA_TEST_MOTO_URL` is unset.
-#[cfg(feature = "aws")]
-pub async fn s3_blobs() -> Option<Arc<dyn BlobStore>> {
-    let url = services::moto_url()?;
-    let store = S3BlobStore::connect("apna-snapshot-tests", "us-east-1", Some(&url))
-        .await
-        .unwrap();
-    // Tests run in parallel: create the bucket once, not in a race.
-    static BUCKET: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
-    let mut ready = BUCKET.lock().await;
-    if !*ready {
-        store.ensure_bucket().await.unwrap();
-        *ready = true;
-    }
-    Some(Arc::new(store))
-}
-
-/// A project in status `ready`.
-pub async fn ready_project(store: &dyn Store) -> Project {
-    let p = Project::new("local", "a habit tracker", "vite-react");
-    store.create_project(&p).await.unwrap();
-    for (from, to) in [
-        (ProjectStatus::Creating, ProjectStatus::Building),
-        (ProjectStatus::Building, ProjectStatus::Ready),
-    ] {
-        assert!(store
-            .set_project_status(&p.id, from, to, None)
-            .await
-            .unwrap());
-    }
-    store.get_project(&p.id).await.unwrap().unwrap()
-}
-
-/// The template's real `package.json`, so wake sees unchanged dependencies.
-pub fn template_package_json() -> String {
-    std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../images/preview/template/package.json"),
-    )
-    .unwrap()
-}
-
-/// Fills a sandbox with a realistic app: template files, generated components,
-/// a duplicate file, a binary asset, an empty file, and ignored build output.
-pub fn fill_app(sb: &MemorySandbox, seed: usize) {
-    for (path, body) in [
-        ("index.html", "<!doctype html>\n<div id=\"root\"></div>\n<script type=\"module\" src=\"/src/main.tsx\"></script>\n".to_string()),
-        ("package.json", template_package_json()),
-        ("src/main.tsx", "import { createRoot } from 'react-dom/client'\nimport App from './App'\ncreateRoot(document.getElementById('root')!).render(<App />)\n".to_string()),
-        ("src/App.tsx", format!("export default function App() {{\n  return <h1>App {seed}</h1>\n}}\n")),
-        ("src/index.css", "@import \"tailwindcss\";\n".to_string()),
-        ("src/copy-of-index.css", "@import \"tailwindcss\";\n".to_string()),
-        ("src/empty.ts", String::new()),
-        ("dist/index.js", "built".to_string()),
-        ("node_modules/react/index.js", "module.exports = {}".to_string()),
-    ] {
-        sb.put(path, &body);
-    }
-    for i in 0..6 {
-        sb.put(
-            &format!("src/components/Widget{i}.tsx"),
-            &format!(
-                "export function Widget{i}() {{\n  return <div className=\"p-{i}\">widget {i} of project {seed}</div>\n}}\n"
-            ),
-        );
-    }
-    let png: Vec<u8> = (0..300u32).map(|i| (i * 7 + seed as u32) as u8).collect();
-    let p = ProjectPath::parse("public/logo.png").unwrap();
-    futures::executor::block_on(sb.write_file(&p, &png)).unwrap();
-}
-
-/// A tree as (path, bytes) pairs for readable assertion failures.
-pub fn listing(tree: &SourceTree) -> Vec<(String, Vec<u8>)> {
-    tree.files
-        .iter()
-        .map(|f: &SourceFile| (f.path.clone(), f.data.clone()))
-        .collect()
 }

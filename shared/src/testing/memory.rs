@@ -1,17 +1,18 @@
 //! An in-memory [`Sandbox`] for tests: files in a map, a scripted dev-server
 //! log and a pluggable `exec`. It keeps a record of every write and command so
-//! tests can assert that an edit was applied exactly once.
+//! tests can assert that an edit was applied exactly once. [`MemoryProvider`]
+//! hands out one per project.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{
-    ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxState, SandboxStatus,
-    SourceFile, SourceTree,
-};
 use crate::error::{Error, Result};
+use crate::sandbox::{
+    ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxProvider, SandboxState,
+    SandboxStatus, SourceFile, SourceTree,
+};
 
 /// What `exec` answers for a command (tests install one to script `npm`/`tsc`).
 pub type ExecHandler = Arc<dyn Fn(&ExecRequest) -> ExecOutput + Send + Sync>;
@@ -311,5 +312,32 @@ mod tests {
             .unwrap();
         assert!(out.truncated && out.output.len() <= 11);
         assert_eq!(sb.commands(), vec!["ls"]);
+    }
+}
+
+/// Sandboxes kept in memory, one per project (with the template files), shared
+/// across handles.
+#[derive(Default)]
+pub struct MemoryProvider {
+    boxes: Mutex<HashMap<String, MemorySandbox>>,
+}
+
+impl MemoryProvider {
+    /// The concrete sandbox of a project, created on first use.
+    pub fn get(&self, id: &str) -> MemorySandbox {
+        let mut boxes = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
+        boxes
+            .entry(id.to_string())
+            .or_insert_with(|| MemorySandbox::with_template(id))
+            .clone()
+    }
+}
+
+impl SandboxProvider for MemoryProvider {
+    fn sandbox(&self, project_id: &str) -> Result<Arc<dyn Sandbox>> {
+        Ok(Arc::new(self.get(project_id)))
+    }
+    fn backend(&self) -> &'static str {
+        "memory"
     }
 }

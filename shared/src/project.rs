@@ -1,0 +1,216 @@
+//! A project's life outside its runs: creation (quotas and the owner's
+//! record), status moves, where its files are right now (its sandbox while
+//! awake, its latest snapshot while hibernated), waking, deleting and purging.
+
+use std::sync::Arc;
+
+use crate::app::Backends;
+use crate::domain::{now, Project, ProjectStatus, User};
+use crate::error::{Error, Result};
+use crate::sandbox::{FileEntry, ProjectPath, Sandbox, SandboxState, SourceTree};
+
+/// Creates a project for `owner` from `prompt`, within the owner's project
+/// quota; the owner's record is created on first use. No run is started.
+pub async fn create(
+    state: &Backends,
+    owner: &str,
+    prompt: &str,
+    template: &str,
+) -> Result<Project> {
+    if state.store.count_projects(owner).await? >= state.config.max_projects_per_user {
+        return Err(Error::QuotaExceeded(format!(
+            "you have reached the limit of {} projects; delete one first",
+            state.config.max_projects_per_user
+        )));
+    }
+    state
+        .store
+        .upsert_user(&User {
+            id: owner.to_string(),
+            email: None,
+            created_at: now(),
+        })
+        .await?;
+    let project = Project::new(owner, prompt, template);
+    state.store.create_project(&project).await?;
+    Ok(project)
+}
+
+/// A project that exists and is not deleted, or `NotFound`.
+pub async fn live(state: &Backends, project_id: &str) -> Result<Project> {
+    match state.store.get_project(project_id).await? {
+        Some(p) if p.deleted_at.is_none() => Ok(p),
+        _ => Err(Error::NotFound(format!("project {project_id} not found"))),
+    }
+}
+
+/// Moves a project to `to` from whatever status it has now, if allowed.
+/// Returns the status it had. Retries when the status changes underneath.
+pub async fn move_project(
+    state: &Backends,
+    project_id: &str,
+    to: ProjectStatus,
+    error: Option<&str>,
+) -> Result<ProjectStatus> {
+    for _ in 0..5 {
+        let current = state
+            .store
+            .get_project(project_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("project {project_id} not found")))?
+            .status;
+        if current == to {
+            return Ok(current);
+        }
+        current.check_transition(to)?;
+        if state
+            .store
+            .set_project_status(project_id, current, to, error)
+            .await?
+        {
+            return Ok(current);
+        }
+    }
+    Err(Error::Conflict(format!(
+        "project {project_id} keeps changing status; try again"
+    )))
+}
+
+/// The project's sandbox, when it has one (`None` while hibernated).
+async fn live_sandbox(state: &Backends, project_id: &str) -> Result<Option<Arc<dyn Sandbox>>> {
+    let sandbox = state.sandboxes.sandbox(project_id)?;
+    Ok((sandbox.status().await?.state != SandboxState::Missing).then_some(sandbox))
+}
+
+/// The project's current source: from its sandbox when it has one, else from
+/// the latest snapshot (hibernated projects).
+pub async fn current_tree(state: &Backends, project_id: &str) -> Result<SourceTree> {
+    if let Some(sandbox) = live_sandbox(state, project_id).await? {
+        return sandbox.export_source().await;
+    }
+    match crate::snapshot::get_latest(&*state.blobs, project_id).await? {
+        Some(key) => crate::snapshot::load_tree(&*state.blobs, &key).await,
+        None => Ok(SourceTree::default()),
+    }
+}
+
+/// The project's source files with sizes, without reading their contents:
+/// the sandbox's listing, or the latest snapshot's manifest.
+pub async fn list_files(state: &Backends, project_id: &str) -> Result<Vec<FileEntry>> {
+    if let Some(sandbox) = live_sandbox(state, project_id).await? {
+        return sandbox.list_files().await;
+    }
+    match crate::snapshot::get_latest(&*state.blobs, project_id).await? {
+        Some(key) => Ok(crate::snapshot::read_manifest(&*state.blobs, &key)
+            .await?
+            .files
+            .into_iter()
+            .map(|e| FileEntry {
+                path: e.path,
+                size: e.size,
+            })
+            .collect()),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// One source file: read from the sandbox, or from the latest snapshot.
+pub async fn read_file(state: &Backends, project_id: &str, path: &ProjectPath) -> Result<Vec<u8>> {
+    if let Some(sandbox) = live_sandbox(state, project_id).await? {
+        return sandbox.read_file(path).await;
+    }
+    current_tree(state, project_id)
+        .await?
+        .files
+        .into_iter()
+        .find(|f| f.path == path.as_str())
+        .map(|f| f.data)
+        .ok_or_else(|| Error::NotFound(format!("file {path} not found")))
+}
+
+/// Brings a hibernated project back from its latest snapshot into a fresh
+/// sandbox; a project that is awake gets its dev server (re)started.
+pub async fn wake(state: &Backends, project_id: &str) -> Result<()> {
+    let project = live(state, project_id).await?;
+    if project.status == ProjectStatus::Hibernated {
+        crate::snapshot::wake_project(&*state.store, &*state.blobs, &*state.sandboxes, project_id)
+            .await
+            .map(|_| ())
+    } else {
+        state
+            .sandboxes
+            .sandbox(project_id)?
+            .ensure()
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Starts waking a hibernated project without waiting for it.
+pub fn wake_in_background(state: &Backends, project_id: &str) {
+    let state = state.clone();
+    let project_id = project_id.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = crate::snapshot::wake_project(
+            &*state.store,
+            &*state.blobs,
+            &*state.sandboxes,
+            &project_id,
+        )
+        .await
+        {
+            tracing::warn!(project_id, error = %e, "wake failed");
+        }
+    });
+}
+
+/// Snapshots a project's sandbox (so a deleted project's last state is kept)
+/// and removes the sandbox.
+pub async fn remove_sandbox(state: &Backends, project_id: &str) -> Result<()> {
+    let sandbox = state.sandboxes.sandbox(project_id)?;
+    if sandbox.status().await?.state != SandboxState::Missing {
+        let snapshot = crate::snapshot::take_snapshot(&*state.blobs, &*sandbox).await?;
+        crate::snapshot::set_latest(&*state.blobs, project_id, &snapshot.key).await?;
+        sandbox.destroy().await?;
+    }
+    Ok(())
+}
+
+/// What [`purge_deleted`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PurgeReport {
+    /// Projects removed for good.
+    pub purged: Vec<String>,
+    /// Projects that could not be (they are tried again next time).
+    pub failed: Vec<String>,
+}
+
+/// Removes projects deleted longer than `APNA_DELETED_RETENTION_DAYS` ago:
+/// their sandbox if one is left, their snapshots, then their rows. Blobs go
+/// first, so a failure half-way leaves the project listed for the next sweep.
+pub async fn purge_deleted(state: &Backends, limit: i64) -> Result<PurgeReport> {
+    let before = now() - chrono::Duration::days(i64::from(state.config.deleted_retention_days));
+    let mut report = PurgeReport::default();
+    for id in state.store.deleted_projects(before, limit).await? {
+        let purge = async {
+            let sandbox = state.sandboxes.sandbox(&id)?;
+            if sandbox.status().await?.state != SandboxState::Missing {
+                sandbox.destroy().await?;
+            }
+            let blobs = crate::snapshot::delete_project_blobs(&*state.blobs, &id).await?;
+            state.store.purge_project(&id).await?;
+            Ok::<usize, Error>(blobs)
+        };
+        match purge.await {
+            Ok(blobs) => {
+                tracing::info!(project_id = %id, blobs, "purged a deleted project");
+                report.purged.push(id);
+            }
+            Err(e) => {
+                tracing::warn!(project_id = %id, error = %e, "could not purge a deleted project");
+                report.failed.push(id);
+            }
+        }
+    }
+    Ok(report)
+}
