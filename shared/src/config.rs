@@ -35,8 +35,15 @@ pub struct Config {
     pub port: u16,
     /// Where embedded backends keep their files (`APNA_DATA_DIR`, default `./.apna`).
     pub data_dir: PathBuf,
-    /// Store URL (`DATABASE_URL`, default `sqlite://{data_dir}/apna.db`).
+    /// Store URL (`DATABASE_URL`, default `sqlite://{data_dir}/apna.db`;
+    /// `postgres://…`, or `dynamodb://<table>` in a build with `--features dynamodb`).
     pub database_url: String,
+    /// DynamoDB endpoint override (`DYNAMODB_ENDPOINT`), e.g. dynalite; region
+    /// and credentials come from the usual AWS settings.
+    pub dynamodb_endpoint: Option<String>,
+    /// Days a run's events are kept before DynamoDB's TTL removes them
+    /// (`APNA_EVENT_RETENTION_DAYS`, default 30; 0 keeps them). The SQL stores keep them.
+    pub event_retention_days: u32,
     /// Most PostgreSQL connections per process (`APNA_DB_POOL_SIZE`, default 16; 1–2 on Lambda).
     pub db_pool_size: u32,
     /// Anthropic API key (`ANTHROPIC_API_KEY`); without it runs fail with a clear message.
@@ -123,6 +130,7 @@ impl std::fmt::Debug for Config {
             .field("bedrock_endpoint", &self.bedrock_endpoint)
             .field("s3_bucket", &self.s3_bucket)
             .field("s3_endpoint", &self.s3_endpoint)
+            .field("dynamodb_endpoint", &self.dynamodb_endpoint)
             .field("caddy_domain", &self.caddy_domain)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
             .finish_non_exhaustive()
@@ -165,22 +173,30 @@ impl Config {
         let data_dir = PathBuf::from(get("APNA_DATA_DIR").unwrap_or_else(|| ".apna".into()));
         let database_url = match get("DATABASE_URL") {
             Some(u) => {
-                let ok = u.starts_with("sqlite:")
-                    || ((u.starts_with("postgres://") || u.starts_with("postgresql://"))
-                        && url::Url::parse(&u).is_ok());
-                if !ok {
-                    return Err(Error::Config {
-                        var: "DATABASE_URL",
-                        message: format!(
-                            "{:?} is not a database URL; use postgres://user:pass@host/db or sqlite://path",
-                            redact_url(&u)
-                        ),
-                    });
+                if let Some(table) = crate::store::dynamodb_table(&u) {
+                    check_dynamodb_table(table)?;
+                } else {
+                    let ok = u.starts_with("sqlite:")
+                        || ((u.starts_with("postgres://") || u.starts_with("postgresql://"))
+                            && url::Url::parse(&u).is_ok());
+                    if !ok {
+                        return Err(Error::Config {
+                            var: "DATABASE_URL",
+                            message: format!(
+                                "{:?} is not a database URL; use postgres://user:pass@host/db, dynamodb://table or sqlite://path",
+                                redact_url(&u)
+                            ),
+                        });
+                    }
                 }
                 u
             }
             None => format!("sqlite://{}", data_dir.join("apna.db").display()),
         };
+        let dynamodb_endpoint = get("DYNAMODB_ENDPOINT");
+        if let Some(e) = &dynamodb_endpoint {
+            check_http_url("DYNAMODB_ENDPOINT", e)?;
+        }
         let anthropic_base_url = get("ANTHROPIC_BASE_URL")
             .unwrap_or_else(|| "https://api.anthropic.com".into())
             .trim_end_matches('/')
@@ -233,6 +249,12 @@ impl Config {
             bind: parse_or(&get("APNA_BIND"), "APNA_BIND", IpAddr::from([127, 0, 0, 1]))?,
             port: parse_or(&get("PORT"), "PORT", 3000u16)?,
             database_url,
+            dynamodb_endpoint,
+            event_retention_days: parse_or(
+                &get("APNA_EVENT_RETENTION_DAYS"),
+                "APNA_EVENT_RETENTION_DAYS",
+                30,
+            )?,
             db_pool_size: parse_or(&get("APNA_DB_POOL_SIZE"), "APNA_DB_POOL_SIZE", 16)?,
             anthropic_api_key: get("ANTHROPIC_API_KEY"),
             anthropic_model: get("ANTHROPIC_MODEL").unwrap_or_else(|| {
@@ -334,6 +356,30 @@ impl Config {
     }
 }
 
+/// A DynamoDB table name (3–255 of `A-Za-z0-9_.-`), in a build that has DynamoDB.
+fn check_dynamodb_table(table: &str) -> Result<()> {
+    if !cfg!(feature = "dynamodb") {
+        return Err(Error::Config {
+            var: "DATABASE_URL",
+            message: "DynamoDB needs a build with `--features dynamodb` (cargo run --release --features dynamodb -- serve)".into(),
+        });
+    }
+    let ok = (3..=255).contains(&table.len())
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config {
+            var: "DATABASE_URL",
+            message: format!(
+                "{table:?} is not a DynamoDB table name (3-255 letters, digits, _ - .)"
+            ),
+        })
+    }
+}
+
 fn check_http_url(var: &'static str, value: &str) -> Result<()> {
     match url::Url::parse(value) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
@@ -398,6 +444,61 @@ mod tests {
                 assert!(b.model_configured());
             }
             Err(e) => assert!(e.to_string().contains("--features bedrock"), "{e}"),
+        }
+    }
+
+    #[test]
+    fn dynamodb_urls_name_a_table() {
+        let c = Config::from_vars(vars(&[("DATABASE_URL", "dynamodb://apna-prod")]));
+        assert_eq!(c.is_ok(), cfg!(feature = "dynamodb"));
+        match c {
+            Ok(c) => {
+                assert_eq!(
+                    crate::store::dynamodb_table(&c.database_url),
+                    Some("apna-prod")
+                );
+                assert_eq!(c.dynamodb_endpoint, None);
+            }
+            Err(e) => assert!(e.to_string().contains("--features dynamodb"), "{e}"),
+        }
+        for bad in [
+            "dynamodb://",
+            "dynamodb://ab",
+            "dynamodb://a/b",
+            "dynamodb://sp ace",
+        ] {
+            let e = Config::from_vars(vars(&[("DATABASE_URL", bad)])).unwrap_err();
+            assert!(e.to_string().starts_with("DATABASE_URL:"), "{bad}: {e}");
+        }
+        let e = Config::from_vars(vars(&[("DYNAMODB_ENDPOINT", "localhost:8000")])).unwrap_err();
+        assert!(e.to_string().starts_with("DYNAMODB_ENDPOINT:"), "{e}");
+        let c = Config::from_vars(vars(&[("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000")])).unwrap();
+        assert_eq!(
+            c.dynamodb_endpoint.as_deref(),
+            Some("http://127.0.0.1:8000")
+        );
+    }
+
+    #[test]
+    fn event_retention_is_days_and_zero_keeps_events() {
+        let days = |v: &str| {
+            Config::from_vars(vars(&[("APNA_EVENT_RETENTION_DAYS", v)]))
+                .map(|c| c.event_retention_days)
+        };
+        assert_eq!(
+            Config::from_vars(HashMap::new())
+                .unwrap()
+                .event_retention_days,
+            30
+        );
+        assert_eq!(days("7").unwrap(), 7);
+        assert_eq!(days("0").unwrap(), 0);
+        for bad in ["-1", "1.5", "a week"] {
+            let e = days(bad).unwrap_err();
+            assert!(
+                e.to_string().starts_with("APNA_EVENT_RETENTION_DAYS:"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -77,8 +77,8 @@ impl SandboxProvider for NoSandboxes {
 /// The backends of a Lambda: store, blob store and model from the environment.
 pub async fn lambda_backends() -> Result<Backends> {
     let config = Config::from_env()?;
-    let store = crate::store::connect_with_pool(&config.database_url, config.db_pool_size).await?;
     let blobs = crate::blob::connect(&config).await?;
+    let store = crate::store::open(&config, blobs.clone()).await?;
     let model = crate::agent::model_from_config(&config).await?;
     Ok(Backends::new(
         config,

@@ -48,8 +48,8 @@ pub async fn build(
         });
     }
     tokio::fs::create_dir_all(&config.data_dir).await?;
-    let store = crate::store::connect_with_pool(&config.database_url, config.db_pool_size).await?;
     let blobs = crate::blob::connect(&config).await?;
+    let store = crate::store::open(&config, blobs.clone()).await?;
     let template = prepare_template(&config.template_dir, &config.template_cache, progress).await?;
     let sandboxes = Arc::new(LocalProvider::new(LocalOptions {
         data_dir: config.data_dir.clone(),

@@ -1,5 +1,5 @@
 //! One conformance suite for every `Store` backend: the same assertions run
-//! against SQLite (file and memory) and PostgreSQL.
+//! against SQLite (file and memory), PostgreSQL and DynamoDB (dynalite).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -598,6 +598,15 @@ async fn sqlite_memory_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_conformance() {
     if let Some(store) = postgres().await {
+        conformance(store).await;
+    }
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_conformance() {
+    let blobs = tempfile::tempdir().unwrap();
+    if let Some(store) = services::fresh_dynamodb(blobs.path()).await {
         conformance(store).await;
     }
 }

@@ -2,10 +2,14 @@
 //! step results (for idempotent handlers), run locks and workflow executions.
 //!
 //! [`Store`] has two SQL implementations generated from one body of queries
-//! (`sql.rs`): SQLite, the embedded default, and PostgreSQL for RDS. Both run
-//! versioned migrations at connect time and pass the same conformance suite
+//! (`sql.rs`): SQLite, the embedded default, and PostgreSQL for RDS; both run
+//! versioned migrations at connect time. The third is DynamoDB
+//! ([`dynamodb`], cargo feature `dynamodb`), the serverless deployment's
+//! database. All three pass the same conformance suite
 //! (`tests/store_conformance.rs` in this crate).
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 mod sql;
 
 use std::sync::Arc;
@@ -14,12 +18,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::blob::BlobStore;
+use crate::config::Config;
 use crate::domain::{
     Execution, HistoryEvent, Message, NewMessage, Page, Project, ProjectStatus, Run, RunEvent,
     RunEventKind, User, Version,
 };
 use crate::error::{Error, Result};
 
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::DynamoStore;
 pub use sql::{PostgresStore, SqliteStore};
 
 /// Workflow executions and their history: the part of the store the ASL
@@ -48,10 +56,10 @@ pub trait ExecutionLog: Send + Sync {
 
 /// Everything Apna persists. Implementations are safe to share between tasks
 /// and processes (Lambdas): every operation that must be atomic is one
-/// statement or one transaction.
+/// statement, one transaction or one conditional write.
 #[async_trait]
 pub trait Store: ExecutionLog + Send + Sync {
-    /// Backend name for health reports (`sqlite`, `postgres`).
+    /// Backend name for health reports (`sqlite`, `postgres`, `dynamodb`).
     fn backend(&self) -> &'static str;
     /// A cheap round trip, for `/healthz`.
     async fn ping(&self) -> Result<()>;
@@ -88,8 +96,11 @@ pub trait Store: ExecutionLog + Send + Sync {
     /// Ids of projects deleted before `before` (oldest first), due for purging.
     async fn deleted_projects(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<String>>;
     /// Removes a deleted project and everything recorded about it (runs,
-    /// events, step results, executions, messages, versions), in one
-    /// transaction; `false` if it is not deleted (or does not exist).
+    /// events, step results, executions, messages, versions, the project
+    /// itself last). Idempotent: if it stops part-way (a crash, a timeout) the
+    /// project is still deleted-and-due, and the next call removes the rest;
+    /// the SQL stores do it in one transaction. `false` if the project is not
+    /// deleted (or is already gone).
     async fn purge_project(&self, id: &str) -> Result<bool>;
 
     /// Takes the project's run lock for `run_id`. Atomic: of concurrent callers
@@ -149,7 +160,43 @@ pub trait Store: ExecutionLog + Send + Sync {
     async fn get_version(&self, project_id: &str, number: i64) -> Result<Option<Version>>;
 }
 
-/// Opens the store named by a URL: `sqlite://path` (created if missing) or `postgres://…`.
+/// Opens the store `DATABASE_URL` names. DynamoDB keeps items over its 400 KB
+/// item limit in `blobs`; the SQL stores have no such limit and ignore it.
+pub async fn open(config: &Config, blobs: Arc<dyn BlobStore>) -> Result<Arc<dyn Store>> {
+    if let Some(table) = dynamodb_table(&config.database_url) {
+        #[cfg(feature = "dynamodb")]
+        {
+            let options = dynamodb::DynamoOptions {
+                table: table.to_string(),
+                endpoint: config.dynamodb_endpoint.clone(),
+                event_retention_days: config.event_retention_days,
+            };
+            return Ok(Arc::new(DynamoStore::connect(options, blobs).await?));
+        }
+        #[cfg(not(feature = "dynamodb"))]
+        {
+            let _ = (table, blobs);
+            return Err(dynamodb_not_built());
+        }
+    }
+    connect_with_pool(&config.database_url, config.db_pool_size).await
+}
+
+/// The table of a `dynamodb://<table>` URL.
+pub fn dynamodb_table(url: &str) -> Option<&str> {
+    url.strip_prefix("dynamodb://")
+}
+
+#[cfg(not(feature = "dynamodb"))]
+fn dynamodb_not_built() -> Error {
+    Error::Config {
+        var: "DATABASE_URL",
+        message: "DynamoDB needs a build with `--features dynamodb`".into(),
+    }
+}
+
+/// Opens a SQL store named by a URL: `sqlite://path` (created if missing) or
+/// `postgres://…`. DynamoDB needs a blob store too: use [`open`].
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     connect_with_pool(url, 16).await
 }
@@ -160,10 +207,15 @@ pub async fn connect_with_pool(url: &str, pool: u32) -> Result<Arc<dyn Store>> {
         Ok(Arc::new(SqliteStore::connect(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::connect_with_pool(url, pool).await?))
+    } else if dynamodb_table(url).is_some() {
+        Err(Error::Config {
+            var: "DATABASE_URL",
+            message: "a DynamoDB store is opened with its blob store (store::open)".into(),
+        })
     } else {
         Err(Error::Config {
             var: "DATABASE_URL",
-            message: "expected sqlite://… or postgres://…".into(),
+            message: "expected sqlite://…, postgres://… or dynamodb://table".into(),
         })
     }
 }

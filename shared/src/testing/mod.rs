@@ -11,7 +11,7 @@
 //! * [`api`]: the API called in process, over a real store.
 //! * [`fixtures`]: configs, stores, blob stores, projects and source trees.
 //! * [`local`]: the real template installed once, local sandboxes, the preview proxy.
-//! * [`services`]: where the services `tests/run` starts are (PostgreSQL, moto).
+//! * [`services`]: where the services `tests/run` starts are (PostgreSQL, moto, dynalite).
 //! * `sfn` (feature `aws`): Step Functions clients for moto.
 //! * [`bench`]: what the benches share.
 

@@ -60,3 +60,45 @@ pub async fn fresh_postgres_url() -> Option<String> {
 pub fn services_required() -> bool {
     std::env::var("APNA_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
+
+/// DynamoDB emulator endpoint (dynalite, started by `tests/run`).
+pub fn dynamodb_url() -> Option<String> {
+    let url = service("APNA_TEST_DYNAMODB_URL")?;
+    // The AWS SDK signs every request; the emulator accepts any credentials.
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
+        if std::env::var(k).is_err() {
+            std::env::set_var(k, v);
+        }
+    }
+    Some(url)
+}
+
+/// A DynamoDB store on a new, empty table of the emulator, spilling large
+/// items to a blob directory under `blob_dir`; `None` as for [`dynamodb_url`].
+#[cfg(feature = "dynamodb")]
+pub async fn fresh_dynamodb(
+    blob_dir: &std::path::Path,
+) -> Option<std::sync::Arc<crate::store::DynamoStore>> {
+    use crate::store::dynamodb::{create_table, DynamoOptions, DynamoStore};
+    let endpoint = dynamodb_url()?;
+    let table = format!("apna-t-{}", uuid::Uuid::new_v4().simple());
+    let blobs = std::sync::Arc::new(crate::blob::FsBlobStore::new(blob_dir).await.unwrap());
+    let store = DynamoStore::connect(
+        DynamoOptions {
+            table: table.clone(),
+            endpoint: Some(endpoint),
+            event_retention_days: 30,
+        },
+        blobs,
+    )
+    .await
+    .unwrap();
+    create_table(store.client(), &table)
+        .await
+        .expect("create the test table");
+    Some(std::sync::Arc::new(store))
+}
