@@ -1,5 +1,6 @@
-//! The whole generation locally: mock model, local sandbox with Vite, SQLite,
-//! the built-in interpreter running `statemachines/generation.asl.json`.
+//! The whole generation locally: mock model, local sandbox with Vite, SQLite
+//! (and again with DynamoDB on the emulator), the built-in interpreter running
+//! `statemachines/generation.asl.json`.
 //!
 //! The scripted model writes a component with a TypeScript error; Verify
 //! reports it; the model fixes it; Verify passes; Finalize records a version;
@@ -21,6 +22,55 @@ fn config(data: &std::path::Path, mock: &str) -> Config {
 
 fn config_with(data: &std::path::Path, mock: &str, extra: &[(&str, &str)]) -> Config {
     server_config(data, mock, extra)
+}
+
+/// `DATABASE_URL` and `DYNAMODB_ENDPOINT` for a new table on the emulator
+/// `tests/run` starts; `None` (skipped) without it, a failure with
+/// `APNA_REQUIRE_SERVICES=1`.
+async fn dynamodb_vars() -> Option<Vec<(&'static str, String)>> {
+    let endpoint = match std::env::var("APNA_TEST_DYNAMODB_URL") {
+        Ok(v) if !v.is_empty() => v,
+        _ => {
+            assert_ne!(
+                std::env::var("APNA_REQUIRE_SERVICES").as_deref(),
+                Ok("1"),
+                "APNA_TEST_DYNAMODB_URL is not set but APNA_REQUIRE_SERVICES=1: start it with tests/run"
+            );
+            eprintln!("skipped: APNA_TEST_DYNAMODB_URL is not set (tests/run sets it)");
+            return None;
+        }
+    };
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ] {
+        if std::env::var_os(k).is_none() {
+            std::env::set_var(k, v);
+        }
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let table = format!("apna-e2e-{}-{nanos}", std::process::id());
+    let blobs = tempfile::tempdir().unwrap();
+    let store = apna::store::DynamoStore::connect(
+        apna::store::dynamodb::DynamoOptions {
+            table: table.clone(),
+            endpoint: Some(endpoint.clone()),
+            event_retention_days: 30,
+        },
+        Arc::new(apna::blob::FsBlobStore::new(blobs.path()).await.unwrap()),
+    )
+    .await
+    .unwrap();
+    apna::store::dynamodb::create_table(store.client(), &table)
+        .await
+        .unwrap();
+    Some(vec![
+        ("DATABASE_URL", format!("dynamodb://{table}")),
+        ("DYNAMODB_ENDPOINT", endpoint),
+    ])
 }
 
 async fn build(config: Config) -> LocalServer {
@@ -62,11 +112,32 @@ async fn preview_get(port: u16, project: &str, path: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn prompt_to_ready_with_a_fixed_typescript_error() {
+    prompt_to_ready(&[]).await;
+}
+
+/// The same generation with DynamoDB as the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prompt_to_ready_with_a_fixed_typescript_error_on_dynamodb() {
+    if let Some(vars) = dynamodb_vars().await {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        prompt_to_ready(&vars).await;
+    }
+}
+
+async fn prompt_to_ready(store_vars: &[(&str, &str)]) {
     let script =
         Script::from_file(repo().join("tests/fixtures/conversations/generation_e2e.json")).unwrap();
     let mock = MockAnthropic::start(script).await.unwrap();
     let data = tempfile::tempdir().unwrap();
-    let server = build(config(data.path(), &mock.url())).await;
+    let server = build(config_with(data.path(), &mock.url(), store_vars)).await;
+    assert_eq!(
+        server.state.store.backend(),
+        if store_vars.is_empty() {
+            "sqlite"
+        } else {
+            "dynamodb"
+        }
+    );
     let port = serve(&server).await;
 
     let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -273,16 +344,26 @@ async fn a_sandbox_that_dies_mid_run_is_rebuilt_with_the_runs_changes() {
 /// go; a project that is not deleted keeps everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sweep_purges_deleted_projects_after_the_retention_period() {
+    sweep_purges(&[]).await;
+}
+
+/// The same sweep with DynamoDB as the store (its purge is ordered, not one transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweep_purges_deleted_projects_on_dynamodb() {
+    if let Some(vars) = dynamodb_vars().await {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        sweep_purges(&vars).await;
+    }
+}
+
+async fn sweep_purges(store_vars: &[(&str, &str)]) {
     let script =
         Script::from_file(repo().join("tests/fixtures/conversations/sandbox_dies.json")).unwrap();
     let mock = MockAnthropic::start(script).await.unwrap();
     let data = tempfile::tempdir().unwrap();
-    let server = build(config_with(
-        data.path(),
-        &mock.url(),
-        &[("APNA_DELETED_RETENTION_DAYS", "0")],
-    ))
-    .await;
+    let mut vars = vec![("APNA_DELETED_RETENTION_DAYS", "0")];
+    vars.extend_from_slice(store_vars);
+    let server = build(config_with(data.path(), &mock.url(), &vars)).await;
     let state = &server.state;
     let gone = apna::run::generate(state, "a page with a note", |_| {})
         .await
