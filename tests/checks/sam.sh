@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The SAM template must pass cfn-lint and `sam validate --lint` (offline, with
-# dummy credentials), and must deploy what the code defines: one function per
-# Lambda binary in functions/Cargo.toml, every route of the API's route table
-# on the function that serves it (auth on all but the public three), and a
-# substitution for every ${…FunctionArn} in the state machines, each Lambda
-# ending before its Task state's TimeoutSeconds.
+# The SAM template must pass cfn-lint (with each DatabaseBackend) and `sam
+# validate --lint` (offline, with dummy credentials), and must deploy what the
+# code defines: one function per Lambda binary in functions/Cargo.toml, every
+# route of the API's route table on the function that serves it (auth on all
+# but the public three), a substitution for every ${…FunctionArn} in the state
+# machines, each Lambda ending before its Task state's TimeoutSeconds, and for
+# DatabaseBackend=dynamodb the table of infra/dynamodb-table.json with every
+# function allowed into it and no further.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 template=infra/template.yaml
@@ -17,7 +19,13 @@ export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
 export SAM_CLI_TELEMETRY=0
 
 cfn-lint "$template"
-echo "cfn-lint: $template ok"
+# Both database backends, with the parameters a deploy of each must give.
+required="JwtIssuer=https://issuer.example.com/ JwtAudience=apna"
+# shellcheck disable=SC2086
+cfn-lint "$template" --parameters DatabaseBackend=dynamodb $required
+# shellcheck disable=SC2086
+cfn-lint "$template" --parameters DatabaseBackend=postgres DatabaseUrlSecret=apna/database-url $required
+echo "cfn-lint: $template ok (DatabaseBackend dynamodb and postgres)"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -151,8 +159,69 @@ for f in sorted(Path("statemachines").glob("*.asl.json")):
     if f.resolve() not in seen_files:
         errors.append(f"{f} is not deployed")
 
+# 4. The database: a DynamoDB table matching infra/dynamodb-table.json, only
+#    with DatabaseBackend=dynamodb (the default), open to every function's role
+#    and scoped to the table and its indexes; otherwise the PostgreSQL URL.
+spec = json.loads(Path("infra/dynamodb-table.json").read_text())
+backend = t["Parameters"]["DatabaseBackend"]
+if backend.get("Default") != "dynamodb" or sorted(backend.get("AllowedValues", [])) != ["dynamodb", "postgres"]:
+    errors.append("DatabaseBackend: default dynamodb, allowed dynamodb | postgres")
+conditions = t["Conditions"]
+if conditions.get("UseDynamoDb") != ["DatabaseBackend", "dynamodb"]:
+    errors.append("condition UseDynamoDb must be DatabaseBackend == dynamodb")
+gated = sorted(k for k, v in resources.items() if v.get("Condition") == "UseDynamoDb")
+if gated != ["StoreTable", "StoreTablePolicy"]:
+    errors.append(f"resources only for DynamoDB should be StoreTable, StoreTablePolicy: {gated}")
+table = resources.get("StoreTable", {}).get("Properties", {})
+want_table = {
+    "BillingMode": "PAY_PER_REQUEST",
+    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+    "SSESpecification": {"SSEEnabled": True},
+    "TimeToLiveSpecification": {"AttributeName": spec["TimeToLiveAttribute"], "Enabled": True},
+    "KeySchema": spec["KeySchema"],
+}
+for k, v in want_table.items():
+    if table.get(k) != v:
+        errors.append(f"StoreTable.{k} is {table.get(k)}, should be {v}")
+attrs = lambda l: sorted((a["AttributeName"], a["AttributeType"]) for a in l)
+if attrs(table.get("AttributeDefinitions", [])) != attrs(spec["AttributeDefinitions"]):
+    errors.append("StoreTable.AttributeDefinitions differ from infra/dynamodb-table.json")
+index = lambda l: sorted(json.dumps(i, sort_keys=True) for i in l)
+if index(table.get("GlobalSecondaryIndexes", [])) != index(spec["GlobalSecondaryIndexes"]):
+    errors.append("StoreTable.GlobalSecondaryIndexes differ from infra/dynamodb-table.json")
+policy = resources.get("StoreTablePolicy", {}).get("Properties", {})
+roles = set(policy.get("Roles", []))
+for name in sorted(functions):
+    if f"{name}Role" not in roles:
+        errors.append(f"{name}: its role is not in StoreTablePolicy.Roles")
+for extra in sorted(roles - {f"{n}Role" for n in functions}):
+    errors.append(f"StoreTablePolicy.Roles: {extra} is no function's role")
+for statement in policy.get("PolicyDocument", {}).get("Statement", []):
+    if sorted(statement.get("Resource", [])) != sorted(["StoreTable.Arn", "${StoreTable.Arn}/index/*"]):
+        errors.append(f"StoreTablePolicy reaches beyond the table and its indexes: {statement.get('Resource')}")
+    if any(not a.startswith("dynamodb:") or a.endswith("*") or a in ("dynamodb:Scan", "dynamodb:DeleteTable") for a in statement.get("Action", [])):
+        errors.append(f"StoreTablePolicy actions: {statement.get('Action')}")
+
+def resolve(value, env):
+    """Evaluates !If (read as [condition, then, else]) for one parameter set."""
+    while isinstance(value, list) and len(value) == 3 and value[0] in env:
+        value = value[1] if env[value[0]] else value[2]
+    return value
+
+url = t["Globals"]["Function"]["Environment"]["Variables"]["DATABASE_URL"]
+rule = t["Rules"]["DatabaseIsConfigured"]
+for chosen in ("dynamodb", "postgres"):
+    env = {"UseDynamoDb": chosen == "dynamodb", "HasDatabaseUrlSecret": True}
+    got = resolve(url, env)
+    want = "dynamodb://${StoreTable}" if chosen == "dynamodb" else "{{resolve:secretsmanager:${DatabaseUrlSecret}}}"
+    if got != want:
+        errors.append(f"DatabaseBackend={chosen}: DATABASE_URL is {got}, should be {want}")
+if rule.get("RuleCondition") != ["DatabaseBackend", "postgres"]:
+    errors.append("rule DatabaseIsConfigured should apply only with DatabaseBackend=postgres")
+
 if errors:
     print("\n".join(f"template: {e}" for e in errors), file=sys.stderr)
     sys.exit(1)
-print(f"template: {len(functions)} functions, {len(have)} routes, {len(machines)} state machines match the code")
+print(f"template: {len(functions)} functions, {len(have)} routes, {len(machines)} state machines match the code; "
+      f"the DynamoDB table matches infra/dynamodb-table.json, all {len(functions)} roles may use it")
 PY
