@@ -143,12 +143,16 @@ pub struct Consumed {
     pub read: f64,
     /// Write capacity units (what the server reports: dynalite leaves out index writes).
     pub write: f64,
+    /// Conditional writes that did not apply. DynamoDB charges them like
+    /// writes (1 unit per KB of the item); dynalite reports nothing for them.
+    pub failed_conditions: u64,
 }
 
 #[derive(Default)]
 struct Meter {
     read_millis: AtomicU64,
     write_millis: AtomicU64,
+    failed_conditions: AtomicU64,
 }
 
 impl Meter {
@@ -162,6 +166,9 @@ impl Meter {
     }
     fn write(&self, c: Option<&ConsumedCapacity>) {
         Self::add(&self.write_millis, c);
+    }
+    fn failed_condition(&self) {
+        self.failed_conditions.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -286,6 +293,7 @@ impl DynamoStore {
         Consumed {
             read: self.meter.read_millis.load(Ordering::Relaxed) as f64 / 1000.0,
             write: self.meter.write_millis.load(Ordering::Relaxed) as f64 / 1000.0,
+            failed_conditions: self.meter.failed_conditions.load(Ordering::Relaxed),
         }
     }
 
@@ -516,7 +524,10 @@ impl DynamoStore {
                 self.meter.write(r.consumed_capacity.as_ref());
                 Ok(true)
             }
-            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) if condition_failed(&e) => {
+                self.meter.failed_condition();
+                Ok(false)
+            }
             Err(e) => Err(store_err("put", &e)),
         }
     }
@@ -541,7 +552,10 @@ impl DynamoStore {
                 self.meter.write(r.consumed_capacity.as_ref());
                 Ok(true)
             }
-            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) if condition_failed(&e) => {
+                self.meter.failed_condition();
+                Ok(false)
+            }
             Err(e) => Err(store_err("update", &e)),
         }
     }
@@ -836,7 +850,10 @@ impl Store for DynamoStore {
                 self.meter.write(r.consumed_capacity.as_ref());
                 Ok(true)
             }
-            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) if condition_failed(&e) => {
+                self.meter.failed_condition();
+                Ok(false)
+            }
             Err(e) => Err(store_err("put lock", &e)),
         }
     }
@@ -858,7 +875,10 @@ impl Store for DynamoStore {
                 self.meter.write(r.consumed_capacity.as_ref());
                 Ok(true)
             }
-            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) if condition_failed(&e) => {
+                self.meter.failed_condition();
+                Ok(false)
+            }
             Err(e) => Err(store_err("delete lock", &e)),
         }
     }
