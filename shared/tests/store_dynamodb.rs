@@ -283,7 +283,7 @@ async fn a_purge_cut_short_is_finished_by_the_next_call() {
             .unwrap();
         assert_eq!(
             due,
-            [gone.id.clone()],
+            std::slice::from_ref(&gone.id),
             "a half-purged project is still due (k={k})"
         );
 
