@@ -27,7 +27,7 @@ fn config_with(data: &std::path::Path, mock: &str, extra: &[(&str, &str)]) -> Co
 /// `DATABASE_URL` and `DYNAMODB_ENDPOINT` for a new table on the emulator
 /// `tests/run` starts; `None` (skipped) without it, a failure with
 /// `APNA_REQUIRE_SERVICES=1`.
-async fn dynamodb_vars() -> Option<Vec<(&'static str, String)>> {
+fn dynamodb_vars() -> Option<Vec<(&'static str, String)>> {
     let endpoint = match std::env::var("APNA_TEST_DYNAMODB_URL") {
         Ok(v) if !v.is_empty() => v,
         _ => {
@@ -53,20 +53,7 @@ async fn dynamodb_vars() -> Option<Vec<(&'static str, String)>> {
         .unwrap()
         .as_nanos();
     let table = format!("apna-e2e-{}-{nanos}", std::process::id());
-    let blobs = tempfile::tempdir().unwrap();
-    let store = apna::store::DynamoStore::connect(
-        apna::store::dynamodb::DynamoOptions {
-            table: table.clone(),
-            endpoint: Some(endpoint.clone()),
-            event_retention_days: 30,
-        },
-        Arc::new(apna::blob::FsBlobStore::new(blobs.path()).await.unwrap()),
-    )
-    .await
-    .unwrap();
-    apna::store::dynamodb::create_table(store.client(), &table)
-        .await
-        .unwrap();
+    // `apna serve` creates the table on the emulator (DYNAMODB_ENDPOINT) when it starts.
     Some(vec![
         ("DATABASE_URL", format!("dynamodb://{table}")),
         ("DYNAMODB_ENDPOINT", endpoint),
@@ -118,7 +105,7 @@ async fn prompt_to_ready_with_a_fixed_typescript_error() {
 /// The same generation with DynamoDB as the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn prompt_to_ready_with_a_fixed_typescript_error_on_dynamodb() {
-    if let Some(vars) = dynamodb_vars().await {
+    if let Some(vars) = dynamodb_vars() {
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         prompt_to_ready(&vars).await;
     }
@@ -350,7 +337,7 @@ async fn the_sweep_purges_deleted_projects_after_the_retention_period() {
 /// The same sweep with DynamoDB as the store (its purge is ordered, not one transaction).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sweep_purges_deleted_projects_on_dynamodb() {
-    if let Some(vars) = dynamodb_vars().await {
+    if let Some(vars) = dynamodb_vars() {
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         sweep_purges(&vars).await;
     }

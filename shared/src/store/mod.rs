@@ -171,7 +171,12 @@ pub async fn open(config: &Config, blobs: Arc<dyn BlobStore>) -> Result<Arc<dyn 
                 endpoint: config.dynamodb_endpoint.clone(),
                 event_retention_days: config.event_retention_days,
             };
-            return Ok(Arc::new(DynamoStore::connect(options, blobs).await?));
+            let store = DynamoStore::connect(options, blobs).await?;
+            // An emulator starts empty; on AWS the table is the stack's.
+            if config.dynamodb_endpoint.is_some() {
+                store.ensure_table().await?;
+            }
+            return Ok(Arc::new(store));
         }
         #[cfg(not(feature = "dynamodb"))]
         {

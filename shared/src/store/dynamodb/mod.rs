@@ -71,6 +71,10 @@
 //!   finished by the next call (`purge`).
 //! - Run events carry `expires_at` (TTL, `APNA_EVENT_RETENTION_DAYS`), so old
 //!   progress streams expire without a sweep.
+//! - Paging: event `after` and message offsets are sort-key ranges (the
+//!   numbers are dense); project and run lists read offset + limit index
+//!   entries, following `LastEvaluatedKey`, and drop the first `offset`
+//!   (bounded by the per-user project cap).
 //! - `touch_project` records activity at most once a minute: a write that
 //!   moves `last_active` rewrites two index entries, and reading a project
 //!   touches it.
@@ -275,6 +279,28 @@ impl DynamoStore {
             table: options.table,
             event_retention_days: options.event_retention_days,
             meter: Meter::default(),
+        }
+    }
+
+    /// Creates the table if it does not exist (emulators and tests; a
+    /// deployment's table comes from the SAM template).
+    pub async fn ensure_table(&self) -> Result<()> {
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                tracing::info!(table = %self.table, "creating the DynamoDB table");
+                create_table(&self.client, &self.table).await
+            }
+            Err(e) => Err(store_err("describe table", &e)),
         }
     }
 
