@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use apna::blob::FsBlobStore;
 use apna::domain::{
     ContentBlock, FileAction, FileDiff, NewMessage, Page, Project, ProjectStatus, Role, Run,
-    RunStatus, User,
+    RunEventKind, RunStatus, User,
 };
 use apna::store::dynamodb::{
     create_table, DynamoOptions, BY_OWNER, BY_PROJECT, BY_SPENDER, BY_STATE,
@@ -150,7 +150,11 @@ async fn create_project(store: &dyn Store, owner: &str) -> apna::Result<(Project
         .touch_project(&project.id, apna::domain::now())
         .await?;
     store
-        .append_event(&run.id, "status", &json!({ "status": "queued" }))
+        .append_event(
+            &run.id,
+            RunEventKind::Status,
+            &json!({ "status": "queued" }),
+        )
         .await?;
     view(store, &project.id).await?;
     Ok((project, run))
@@ -198,14 +202,14 @@ async fn agent_step(store: &dyn Store, f: &mut Fixture, tool: bool) -> apna::Res
     store
         .append_event(
             &run_id,
-            "delta",
+            RunEventKind::Delta,
             &json!({ "text": "Writing the habit list." }),
         )
         .await?;
     store
         .append_event(
             &run_id,
-            "text",
+            RunEventKind::Text,
             &json!({ "step": step, "text": "Writing the habit list." }),
         )
         .await?;
@@ -222,7 +226,7 @@ async fn agent_step(store: &dyn Store, f: &mut Fixture, tool: bool) -> apna::Res
         let output = json!({ "content": format!("wrote src/Habits{step}.tsx ({} bytes)", code.len()), "is_error": false });
         store.put_step_result(&run_id, &tool_key, &output).await?;
         store
-            .append_event(&run_id, "tool", &json!({ "step": step, "name": "write_file", "path": format!("src/Habits{step}.tsx"), "ok": true }))
+            .append_event(&run_id, RunEventKind::Tool, &json!({ "step": step, "name": "write_file", "path": format!("src/Habits{step}.tsx"), "ok": true }))
             .await?;
         batch[0].tool_calls = vec![
             json!({ "tool": "write_file", "input": { "path": format!("src/Habits{step}.tsx") }, "output": "ok" }),
@@ -261,7 +265,7 @@ async fn agent_step(store: &dyn Store, f: &mut Fixture, tool: bool) -> apna::Res
     store
         .append_event(
             &run_id,
-            "usage",
+            RunEventKind::Usage,
             &json!({ "step": step, "cost_usd": run.cost_usd }),
         )
         .await?;
@@ -282,7 +286,7 @@ async fn verify(store: &dyn Store, f: &Fixture, attempt: u32, ok: bool) -> apna:
     store
         .append_event(
             &f.run.id,
-            "status",
+            RunEventKind::Status,
             &json!({ "phase": "verify", "text": "Checking the build" }),
         )
         .await?;
@@ -294,7 +298,7 @@ async fn verify(store: &dyn Store, f: &Fixture, attempt: u32, ok: bool) -> apna:
     store
         .append_event(
             &f.run.id,
-            "diagnostics",
+            RunEventKind::Diagnostics,
             &json!({ "ok": ok, "items": items }),
         )
         .await?;
@@ -327,7 +331,7 @@ async fn generation(store: &dyn Store, owner: &str) -> apna::Result<()> {
     // Init and EnsureSandbox: a status event each; the browser polls events.
     for phase in ["init", "sandbox"] {
         store
-            .append_event(&f.run.id, "status", &json!({ "phase": phase }))
+            .append_event(&f.run.id, RunEventKind::Status, &json!({ "phase": phase }))
             .await?;
     }
     for (tool, check) in [
@@ -366,7 +370,11 @@ async fn generation(store: &dyn Store, owner: &str) -> apna::Result<()> {
         .await?;
     store.release_run_lock(&f.project.id, &f.run.id).await?;
     store
-        .append_event(&f.run.id, "done", &json!({ "status": "succeeded" }))
+        .append_event(
+            &f.run.id,
+            RunEventKind::Done,
+            &json!({ "status": "succeeded" }),
+        )
         .await?;
     store.list_events(&f.run.id, 0, 200).await?;
     let _ = &f.owner;
@@ -383,7 +391,7 @@ async fn call(store: &dyn Store, c: Call, f: &mut Fixture) -> apna::Result<()> {
             store
                 .append_event(
                     &f.run.id,
-                    "delta",
+                    RunEventKind::Delta,
                     &json!({ "text": "const [habits, setHabits] = useState<Habit[]>([])\n" }),
                 )
                 .await?;

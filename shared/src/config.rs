@@ -173,7 +173,7 @@ impl Config {
         let data_dir = PathBuf::from(get("APNA_DATA_DIR").unwrap_or_else(|| ".apna".into()));
         let database_url = match get("DATABASE_URL") {
             Some(u) => {
-                if let Some(table) = crate::store::dynamodb_table(&u) {
+                if let Some(table) = dynamodb_table(&u) {
                     check_dynamodb_table(table)?;
                 } else {
                     let ok = u.starts_with("sqlite:")
@@ -356,6 +356,11 @@ impl Config {
     }
 }
 
+/// The table of a `dynamodb://<table>` URL.
+pub fn dynamodb_table(url: &str) -> Option<&str> {
+    url.strip_prefix("dynamodb://")
+}
+
 /// A DynamoDB table name (3–255 of `A-Za-z0-9_.-`), in a build that has DynamoDB.
 fn check_dynamodb_table(table: &str) -> Result<()> {
     if !cfg!(feature = "dynamodb") {
@@ -453,10 +458,7 @@ mod tests {
         assert_eq!(c.is_ok(), cfg!(feature = "dynamodb"));
         match c {
             Ok(c) => {
-                assert_eq!(
-                    crate::store::dynamodb_table(&c.database_url),
-                    Some("apna-prod")
-                );
+                assert_eq!(dynamodb_table(&c.database_url), Some("apna-prod"));
                 assert_eq!(c.dynamodb_endpoint, None);
             }
             Err(e) => assert!(e.to_string().contains("--features dynamodb"), "{e}"),

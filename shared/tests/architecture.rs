@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules, from the bottom up.
 const LAYERS: &[&str] = &[
-    "error", "config", "domain", "diff", "store", "blob", "sandbox", "snapshot", "agent",
+    "error", "config", "domain", "diff", "blob", "store", "sandbox", "snapshot", "agent",
     "workflow", "app", "project", "run", "tasks", "preview", "api", "server", "lambda", "testing",
 ];
 

@@ -606,7 +606,7 @@ async fn postgres_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamodb_conformance() {
     let blobs = tempfile::tempdir().unwrap();
-    if let Some(store) = services::fresh_dynamodb(blobs.path()).await {
+    if let Some(store) = apna::testing::services::fresh_dynamodb(blobs.path()).await {
         conformance(store).await;
     }
 }

@@ -4,16 +4,15 @@
 //! call, concurrent appends stay dense and in order for a poller, and run
 //! events carry their TTL. Each test gets a fresh table on the emulator.
 
-mod services;
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use apna::domain::{
     now, ContentBlock, Execution, ExecutionStatus, NewMessage, Page, Project, Role, Run,
+    RunEventKind,
 };
 use apna::store::dynamodb::PurgeProgress;
-use apna::store::{DynamoStore, Store};
+use apna::store::{DynamoStore, ExecutionLog, Store};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
 
@@ -83,7 +82,7 @@ async fn populated(store: &DynamoStore, owner: &str) -> (Project, BTreeSet<Strin
         partitions.insert(format!("EXEC#{}", run.id));
         for i in 0..3 {
             store
-                .append_event(&run.id, "text", &json!({ "i": i }))
+                .append_event(&run.id, RunEventKind::Text, &json!({ "i": i }))
                 .await
                 .unwrap();
         }
@@ -140,7 +139,7 @@ async fn populated(store: &DynamoStore, owner: &str) -> (Project, BTreeSet<Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_megabyte_message_and_step_result_spill_and_go_with_the_project() {
     let blob_dir = tempfile::tempdir().unwrap();
-    let Some(store) = services::fresh_dynamodb(blob_dir.path()).await else {
+    let Some(store) = apna::testing::services::fresh_dynamodb(blob_dir.path()).await else {
         return;
     };
     let p = Project::new("alice", "a big app", "vite-react");
@@ -224,7 +223,10 @@ async fn a_megabyte_message_and_step_result_spill_and_go_with_the_project() {
 
     // A large event spills too.
     let big = json!({ "log": mb });
-    let ev = store.append_event(&run.id, "tool", &big).await.unwrap();
+    let ev = store
+        .append_event(&run.id, RunEventKind::Tool, &big)
+        .await
+        .unwrap();
     assert_eq!(
         store.list_events(&run.id, 0, 10).await.unwrap()[ev.seq as usize - 1].data,
         big
@@ -243,7 +245,7 @@ async fn a_megabyte_message_and_step_result_spill_and_go_with_the_project() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_purge_cut_short_is_finished_by_the_next_call() {
     let blob_dir = tempfile::tempdir().unwrap();
-    let Some(store) = services::fresh_dynamodb(blob_dir.path()).await else {
+    let Some(store) = apna::testing::services::fresh_dynamodb(blob_dir.path()).await else {
         return;
     };
     let (kept, kept_partitions) = populated(&store, "bob").await;
@@ -309,7 +311,7 @@ async fn a_purge_cut_short_is_finished_by_the_next_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_appends_are_dense_and_a_poller_never_misses_one() {
     let blob_dir = tempfile::tempdir().unwrap();
-    let Some(store) = services::fresh_dynamodb(blob_dir.path()).await else {
+    let Some(store) = apna::testing::services::fresh_dynamodb(blob_dir.path()).await else {
         return;
     };
     let store: Arc<DynamoStore> = store;
@@ -340,7 +342,7 @@ async fn concurrent_appends_are_dense_and_a_poller_never_misses_one() {
                 let mut seqs = Vec::new();
                 for i in 0..EACH {
                     let e = store
-                        .append_event(&run_id, "delta", &json!({ "w": w, "i": i }))
+                        .append_event(&run_id, RunEventKind::Delta, &json!({ "w": w, "i": i }))
                         .await
                         .unwrap();
                     seqs.push(e.seq);
@@ -424,11 +426,11 @@ async fn concurrent_appends_are_dense_and_a_poller_never_misses_one() {
 #[tokio::test]
 async fn run_events_carry_their_expiry() {
     let blob_dir = tempfile::tempdir().unwrap();
-    let Some(store) = services::fresh_dynamodb(blob_dir.path()).await else {
+    let Some(store) = apna::testing::services::fresh_dynamodb(blob_dir.path()).await else {
         return;
     };
     let ev = store
-        .append_event("run-ttl", "status", &json!({}))
+        .append_event("run-ttl", RunEventKind::Status, &json!({}))
         .await
         .unwrap();
     let item = store

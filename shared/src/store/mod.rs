@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::blob::BlobStore;
-use crate::config::Config;
+use crate::config::{dynamodb_table, Config};
 use crate::domain::{
     Execution, HistoryEvent, Message, NewMessage, Page, Project, ProjectStatus, Run, RunEvent,
     RunEventKind, User, Version,
@@ -185,11 +185,6 @@ pub async fn open(config: &Config, blobs: Arc<dyn BlobStore>) -> Result<Arc<dyn 
         }
     }
     connect_with_pool(&config.database_url, config.db_pool_size).await
-}
-
-/// The table of a `dynamodb://<table>` URL.
-pub fn dynamodb_table(url: &str) -> Option<&str> {
-    url.strip_prefix("dynamodb://")
 }
 
 #[cfg(not(feature = "dynamodb"))]

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::domain::{
     from_millis, ContentBlock, Execution, ExecutionStatus, FileDiff, HistoryEvent, Message,
-    Project, ProjectStatus, Role, Run, RunEvent, RunStatus, Usage, User, Version,
+    Project, ProjectStatus, Role, Run, RunEvent, RunEventKind, RunStatus, Usage, User, Version,
 };
 use crate::error::{Error, Result};
 
@@ -363,7 +363,7 @@ pub(super) fn event_from(item: &Item) -> Result<RunEvent> {
     Ok(RunEvent {
         run_id: item.get_s("run_id")?.to_string(),
         seq: item.get_i64("seq")?,
-        kind: item.get_s("kind")?.to_string(),
+        kind: RunEventKind::parse(item.get_s("kind")?)?,
         data: item.get_json("data")?,
         created_at: item.get_time("created_at")?,
     })

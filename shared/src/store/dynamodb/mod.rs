@@ -101,11 +101,11 @@ use serde_json::Value;
 
 use self::item::*;
 use self::overflow::Overflow;
-use super::Store;
+use super::{ExecutionLog, Store};
 use crate::blob::BlobStore;
 use crate::domain::{
     now, Execution, ExecutionStatus, FileDiff, HistoryEvent, Message, NewMessage, Page, Project,
-    ProjectStatus, Run, RunEvent, User, Version,
+    ProjectStatus, Run, RunEvent, RunEventKind, User, Version,
 };
 use crate::error::{Error, Result};
 
@@ -1087,11 +1087,16 @@ impl Store for DynamoStore {
         Ok(out)
     }
 
-    async fn append_event(&self, run_id: &str, kind: &str, data: &Value) -> Result<RunEvent> {
+    async fn append_event(
+        &self,
+        run_id: &str,
+        kind: RunEventKind,
+        data: &Value,
+    ) -> Result<RunEvent> {
         let t = now();
         let mut body = HashMap::from([
             ("run_id".to_string(), s(run_id)),
-            ("kind".to_string(), s(kind)),
+            ("kind".to_string(), s(kind.as_str())),
             ("data".to_string(), json(data)?),
             ("created_at".to_string(), ms(t)),
         ]);
@@ -1104,7 +1109,7 @@ impl Store for DynamoStore {
         Ok(RunEvent {
             run_id: run_id.to_string(),
             seq,
-            kind: kind.to_string(),
+            kind,
             data: data.clone(),
             created_at: t,
         })
@@ -1207,7 +1212,10 @@ impl Store for DynamoStore {
             .map(version_from)
             .transpose()
     }
+}
 
+#[async_trait]
+impl ExecutionLog for DynamoStore {
     async fn create_execution(&self, exec: &Execution) -> Result<()> {
         if self.put_new(execution_item(exec)?).await? {
             Ok(())
