@@ -1,7 +1,7 @@
 //! `run_command` for local sandboxes: `sh -c` in the project root, with a
 //! timeout that kills the whole process group and output capped with a marker.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,20 +33,20 @@ impl Capture {
     }
 }
 
-/// The process groups of commands still running, per project: destroying a
-/// sandbox ends them first (a cancelled run's build may still be writing into
-/// the directory being removed), as deleting a pod would.
+/// The process groups of one workspace's commands still running: destroying
+/// a sandbox ends them first (a cancelled run's build may still be writing
+/// into the directory being removed), as deleting a pod would.
 #[derive(Default)]
-pub struct RunningCommands(Mutex<HashMap<String, HashSet<u32>>>);
+pub struct RunningCommands(Mutex<HashSet<u32>>);
 
 impl RunningCommands {
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, HashSet<u32>>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut HashSet<u32>) -> T) -> T {
         f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Kills every command running in `project_id`'s sandbox; returns how many.
-    pub fn kill_all(&self, project_id: &str) -> usize {
-        let pids = self.with(|m| m.remove(project_id)).unwrap_or_default();
+    /// Kills every running command; returns how many.
+    pub fn kill_all(&self) -> usize {
+        let pids = self.with(std::mem::take);
         for pid in &pids {
             kill_group(*pid);
         }
@@ -58,34 +58,22 @@ impl RunningCommands {
 /// caller gave up on it) kills what is left of its process group.
 struct Registration<'a> {
     running: &'a RunningCommands,
-    project_id: &'a str,
     pid: u32,
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        let was_running = self.running.with(|m| {
-            let Some(set) = m.get_mut(self.project_id) else {
-                return false;
-            };
-            let found = set.remove(&self.pid);
-            if set.is_empty() {
-                m.remove(self.project_id);
-            }
-            found
-        });
-        if was_running {
+        if self.running.with(|set| set.remove(&self.pid)) {
             kill_group(self.pid);
         }
     }
 }
 
-/// Runs `req` for the project described by `spec`.
+/// Runs `req` in the workspace described by `spec`.
 pub async fn run(
     isolation: &Isolation,
     spec: &ProcessSpec<'_>,
     running: &RunningCommands,
-    project_id: &str,
     req: &ExecRequest,
 ) -> Result<ExecOutput> {
     if req.command.trim().is_empty() {
@@ -106,12 +94,8 @@ pub async fn run(
         .map_err(|e| Error::Sandbox(format!("could not start the command: {e}")))?;
     let pid = child.id();
     let registration = pid.map(|pid| {
-        running.with(|m| m.entry(project_id.to_string()).or_default().insert(pid));
-        Registration {
-            running,
-            project_id,
-            pid,
-        }
+        running.with(|set| set.insert(pid));
+        Registration { running, pid }
     });
     let cap = Arc::new(Mutex::new(Capture {
         buf: Vec::new(),

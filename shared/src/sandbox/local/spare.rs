@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use super::process::Isolation;
 use super::supervisor::Supervisor;
-use super::{materialize, Inner};
+use super::workspace::materialize;
+use super::Inner;
 use crate::sandbox::SandboxState;
 
 /// Directory-name prefix of spares under `projects/` (never a valid project id).
@@ -63,7 +64,7 @@ impl SpareSlot {
 
 fn usable(inner: &Inner) -> bool {
     inner.spare.enabled.load(Ordering::SeqCst)
-        && matches!(inner.isolation, Isolation::Bubblewrap { .. })
+        && matches!(inner.toolchain.isolation(), Isolation::Bubblewrap { .. })
 }
 
 /// Removes spares and half-created projects left by a previous process.
@@ -108,14 +109,18 @@ pub(super) fn refill(inner: &Arc<Inner>) {
             let inner = inner.clone();
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
-                materialize(&inner.template.files, &inner.node_modules, &staging, &dir)
+                let tc = &inner.toolchain;
+                materialize(tc.template_files(), tc.node_modules(), &staging, &dir)
             })
             .await
         };
         match made {
             Ok(Ok(())) if usable(&inner) => {
-                let sup =
-                    Supervisor::start(inner.vite_spec("spare", dir.clone(), log_file.clone()));
+                let sup = Supervisor::start(inner.toolchain.vite_spec(
+                    "spare",
+                    dir.clone(),
+                    log_file.clone(),
+                ));
                 *inner.spare.spare.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(Spare { dir, log_file, sup });
             }

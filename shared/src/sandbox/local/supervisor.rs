@@ -41,10 +41,37 @@ pub struct ViteSpec {
     pub private_dirs: Vec<PathBuf>,
     /// Log file.
     pub log_file: PathBuf,
-    /// Port the browser uses for HMR (the proxy's), passed as `APNA_HMR_CLIENT_PORT`.
-    pub hmr_client_port: Option<u16>,
+    /// Where Vite listens and what it is told about the proxy in front of it.
+    pub server: DevServerOptions,
     /// Isolation to use.
     pub isolation: Isolation,
+}
+
+/// Where a dev server listens; the same for every project of one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevServerOptions {
+    /// Interface Vite binds: `127.0.0.1` locally, `0.0.0.0` in a pod (Caddy reaches it through the Service).
+    pub host: String,
+    /// A fixed port (5173 in a pod); `None` picks a free loopback port on every start.
+    pub port: Option<u16>,
+    /// Port the browser uses for HMR (the proxy's), passed as `APNA_HMR_CLIENT_PORT`.
+    pub hmr_client_port: Option<u16>,
+    /// Extra arguments for Vite. In a pod `node_modules` is on a read-only
+    /// file system, where Vite's default config loader cannot write its
+    /// bundled config (EROFS), so sandboxd passes `--configLoader runner`.
+    pub vite_args: Vec<String>,
+}
+
+impl DevServerOptions {
+    /// A free loopback port per start (local mode).
+    pub fn loopback(hmr_client_port: Option<u16>) -> DevServerOptions {
+        DevServerOptions {
+            host: "127.0.0.1".into(),
+            port: None,
+            hmr_client_port,
+            vite_args: Vec::new(),
+        }
+    }
 }
 
 struct Shared {
@@ -231,12 +258,15 @@ async fn run_once(
     shared: &Arc<Mutex<Shared>>,
     cancel: &CancellationToken,
 ) -> Result<std::process::ExitStatus> {
-    let port = free_port()?;
+    let port = match spec.server.port {
+        Some(p) => p,
+        None => free_port()?,
+    };
     let mut env = vec![
         ("PORT", port.to_string()),
-        ("HOST", "127.0.0.1".to_string()),
+        ("HOST", spec.server.host.clone()),
     ];
-    if let Some(p) = spec.hmr_client_port {
+    if let Some(p) = spec.server.hmr_client_port {
         env.push(("APNA_HMR_CLIENT_PORT", p.to_string()));
     }
     let vite = spec
@@ -254,7 +284,9 @@ async fn run_once(
     // Vite's default config loader bundles vite.config.ts into
     // node_modules/.vite-temp (a private tmpfs under bubblewrap). It costs
     // ~100 ms less CPU per start than `--configLoader runner` (440 vs 550 ms).
-    let mut cmd = project_command(&spec.isolation, &proc_spec, "node", &[&vite]);
+    let mut args = vec![vite.as_ref()];
+    args.extend(spec.server.vite_args.iter().map(String::as_str));
+    let mut cmd = project_command(&spec.isolation, &proc_spec, "node", &args);
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

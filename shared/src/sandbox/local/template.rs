@@ -140,6 +140,30 @@ pub async fn prepare_template(
     })
 }
 
+/// A template whose dependencies are already installed in its own
+/// `node_modules` (the preview image's `/opt/apna/template`, baked at build
+/// time): no `npm ci`, and nothing written.
+pub async fn installed_template(template_dir: &Path) -> Result<PreparedTemplate> {
+    let node_modules = template_dir.join("node_modules");
+    if !tokio::fs::metadata(node_modules.join("vite/package.json"))
+        .await
+        .is_ok_and(|m| m.is_file())
+    {
+        return Err(Error::Sandbox(format!(
+            "template {} has no installed dependencies (node_modules/vite is missing)",
+            template_dir.display()
+        )));
+    }
+    let mut h = Sha256::new();
+    h.update(tokio::fs::read(template_dir.join("package-lock.json")).await?);
+    h.update(tokio::fs::read(template_dir.join("package.json")).await?);
+    Ok(PreparedTemplate {
+        files: read_template_files(template_dir).await?,
+        node_modules,
+        hash: hex::encode(h.finalize())[..16].to_string(),
+    })
+}
+
 async fn run_npm_ci(dir: &Path, progress: &(dyn Fn(TemplateProgress) + Send + Sync)) -> Result<()> {
     let mut child = Command::new("npm")
         .args([

@@ -1,0 +1,545 @@
+//! One project directory and its dev server: what the local driver keeps per
+//! project, and what `apna sandboxd` serves in a pod.
+//!
+//! A [`Workspace`] is a whole [`Sandbox`] on its own: file access with the
+//! symlink checks of `files`, commands (`command`), Vite supervised by
+//! `supervisor`, export and import. What differs between the two hosts is
+//! carried by [`Toolchain`] (isolation, where Vite listens, where the
+//! template's dependencies are) and [`RootKind`] (whether the directory itself
+//! may be created and removed, or is a volume's mount point). The local driver
+//! adds only what needs many projects: the warm spare and the project table.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tracing::Instrument;
+
+use super::command::{self, RunningCommands};
+use super::files;
+use super::process::{Isolation, ProcessSpec};
+use super::supervisor::{DevServerOptions, Supervisor, ViteSpec};
+use super::template::{self, PreparedTemplate, VITE_TEMP_DIR};
+use crate::error::{Error, Result};
+use crate::sandbox::{
+    ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxState, SandboxStatus,
+    SourceTree,
+};
+
+/// What every workspace of one host shares: the template, its installed
+/// dependencies, the isolation and the dev server's settings.
+#[derive(Debug)]
+pub struct Toolchain {
+    template: SourceTree,
+    node_modules: PathBuf,
+    private_dirs: Vec<PathBuf>,
+    hidden_dir: PathBuf,
+    isolation: Isolation,
+    dev_server: DevServerOptions,
+}
+
+impl Toolchain {
+    /// `hidden_dir` is hidden from project processes under bubblewrap (the
+    /// data dir: other projects, the database).
+    pub fn new(
+        template: PreparedTemplate,
+        hidden_dir: PathBuf,
+        isolation: Isolation,
+        dev_server: DevServerOptions,
+    ) -> Result<Toolchain> {
+        let node_modules = std::fs::canonicalize(&template.node_modules).map_err(|e| {
+            Error::Sandbox(format!(
+                "template dependencies missing at {} (run prepare_template first): {e}",
+                template.node_modules.display()
+            ))
+        })?;
+        // Under bubblewrap Vite's bundled config goes to a private tmpfs
+        // mounted over this directory, so it must exist in the cache.
+        let private_dirs = match isolation {
+            Isolation::Bubblewrap { .. } => {
+                let vite_temp = node_modules.join(VITE_TEMP_DIR);
+                std::fs::create_dir_all(&vite_temp)?;
+                vec![vite_temp]
+            }
+            Isolation::None => Vec::new(),
+        };
+        Ok(Toolchain {
+            template: template.files,
+            node_modules,
+            private_dirs,
+            hidden_dir,
+            isolation,
+            dev_server,
+        })
+    }
+
+    /// The isolation in use.
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
+    }
+
+    /// The template's source files.
+    pub fn template_files(&self) -> &SourceTree {
+        &self.template
+    }
+
+    /// The template's installed `node_modules` (canonical).
+    pub fn node_modules(&self) -> &Path {
+        &self.node_modules
+    }
+
+    /// How to (re)start the dev server of the workspace at `project_dir`.
+    pub fn vite_spec(&self, project_id: &str, project_dir: PathBuf, log_file: PathBuf) -> ViteSpec {
+        ViteSpec {
+            project_id: project_id.to_string(),
+            project_dir,
+            hidden_dir: self.hidden_dir.clone(),
+            read_only_dirs: vec![self.node_modules.clone()],
+            private_dirs: self.private_dirs.clone(),
+            log_file,
+            server: self.dev_server.clone(),
+            isolation: self.isolation.clone(),
+        }
+    }
+
+    fn process_spec<'a>(&'a self, root: &'a Path, env: &'a [(&'a str, String)]) -> ProcessSpec<'a> {
+        ProcessSpec {
+            project_dir: root,
+            hidden_dir: &self.hidden_dir,
+            read_only_dirs: std::slice::from_ref(&self.node_modules),
+            private_dirs: &self.private_dirs,
+            env,
+        }
+    }
+}
+
+/// Whether a workspace may create and remove its directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootKind {
+    /// The directory is the workspace's own (local mode): created by renaming
+    /// a finished staging directory, so a half-made project never looks
+    /// complete, and removed on destroy.
+    Owned,
+    /// The directory is a volume's mount point (a pod's PVC): it always
+    /// exists, is seeded in place (`package.json` written last, as the
+    /// marker of a complete seed) and only emptied on destroy.
+    Mounted,
+}
+
+/// One project's directory, dev server and running commands.
+pub struct Workspace {
+    id: String,
+    root: PathBuf,
+    log_file: PathBuf,
+    kind: RootKind,
+    toolchain: Arc<Toolchain>,
+    supervisor: Mutex<Option<Arc<Supervisor>>>,
+    commands: RunningCommands,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Workspace {
+    /// A workspace at `root` (canonical, or for [`RootKind::Owned`] a
+    /// not-yet-existing child of a canonical directory) whose dev server logs
+    /// to `log_file`. Nothing is created until [`Sandbox::ensure`] or an import.
+    pub fn new(
+        project_id: &str,
+        root: PathBuf,
+        log_file: PathBuf,
+        kind: RootKind,
+        toolchain: Arc<Toolchain>,
+    ) -> Workspace {
+        Workspace {
+            id: project_id.to_string(),
+            root,
+            log_file,
+            kind,
+            toolchain,
+            supervisor: Mutex::new(None),
+            commands: RunningCommands::default(),
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The project's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The dev server's log file.
+    pub fn log_file(&self) -> &Path {
+        &self.log_file
+    }
+
+    /// The shared settings.
+    pub fn toolchain(&self) -> &Toolchain {
+        &self.toolchain
+    }
+
+    /// Whether the project's files are in place (its `package.json` exists).
+    pub fn exists(&self) -> bool {
+        self.root.join("package.json").is_file()
+    }
+
+    /// The dev server's pid, when one is supervised.
+    pub fn dev_server_pid(&self) -> Option<u32> {
+        self.supervisor().and_then(|s| s.pid())
+    }
+
+    /// Serialises ensure, import and destroy of this workspace.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.lock.lock().await
+    }
+
+    fn supervisor(&self) -> Option<Arc<Supervisor>> {
+        self.supervisor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Makes `sup` this workspace's dev server (the local warm spare, adopted).
+    pub fn adopt_supervisor(&self, sup: Arc<Supervisor>) {
+        *self.supervisor.lock().unwrap_or_else(|p| p.into_inner()) = Some(sup);
+    }
+
+    /// Creates the files from the template when missing. The caller holds [`Workspace::lock`].
+    pub async fn create_from_template(&self) -> Result<()> {
+        if self.exists() {
+            return Ok(());
+        }
+        let toolchain = self.toolchain.clone();
+        let root = self.root.clone();
+        match self.kind {
+            RootKind::Owned => {
+                let parent = root
+                    .parent()
+                    .ok_or_else(|| Error::Internal("workspace root has no parent".into()))?;
+                let staging =
+                    parent.join(format!(".{}.creating-{}", self.id, rand::random::<u32>()));
+                blocking(move || {
+                    materialize(
+                        &toolchain.template,
+                        &toolchain.node_modules,
+                        &staging,
+                        &root,
+                    )
+                })
+                .await
+            }
+            RootKind::Mounted => {
+                blocking(move || seed_in_place(&toolchain.template, &toolchain.node_modules, &root))
+                    .await
+            }
+        }
+    }
+
+    /// Creates the files if missing and starts the dev server unless it runs.
+    /// The caller holds [`Workspace::lock`].
+    pub async fn ensure_locked(&self) -> Result<SandboxStatus> {
+        self.create_from_template().await?;
+        if let Some(s) = self.supervisor() {
+            if s.is_active() {
+                return Ok(s.status());
+            }
+            s.stop().await;
+        }
+        let sup = Supervisor::start(self.toolchain.vite_spec(
+            &self.id,
+            self.root.clone(),
+            self.log_file.clone(),
+        ));
+        let status = sup.status();
+        self.adopt_supervisor(sup);
+        tracing::info!(project_id = %self.id, "dev server starting");
+        Ok(status)
+    }
+
+    /// Stops everything and removes the files. The caller holds [`Workspace::lock`].
+    pub async fn destroy_locked(&self) -> Result<()> {
+        self.stop().await?;
+        let killed = self.commands.kill_all();
+        if killed > 0 {
+            tracing::info!(project_id = %self.id, killed, "ended running commands");
+        }
+        let root = self.root.clone();
+        let log = self.log_file.clone();
+        let kind = self.kind;
+        blocking(move || {
+            // A process killed just now may still have a write in flight
+            // (ENOTEMPTY): try again briefly.
+            let mut attempt = 0;
+            loop {
+                let removed = match kind {
+                    // remove_dir_all does not follow symlinks: the shared cache is safe.
+                    RootKind::Owned => std::fs::remove_dir_all(&root),
+                    RootKind::Mounted => empty_dir(&root),
+                };
+                match removed {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(_) if attempt < 10 => {
+                        attempt += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let _ = std::fs::remove_file(log);
+            Ok(())
+        })
+        .await
+    }
+
+    fn require_exists(&self) -> Result<()> {
+        if self.exists() {
+            Ok(())
+        } else {
+            Err(Error::NotReady(format!(
+                "the sandbox of project {} does not exist yet; it is created when the project starts",
+                self.id
+            )))
+        }
+    }
+
+    async fn in_root<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Path) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let root = self.root.clone();
+        blocking(move || f(&root)).await
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("file task: {e}")))?
+}
+
+/// Removes everything inside `dir`, keeping `dir` (a mount point).
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the template's files under the canonical directory `dir`, setting
+/// the executable bit where the template has it; `package.json` last.
+fn write_template(template: &SourceTree, dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let (last, first): (Vec<_>, Vec<_>) = template
+        .files
+        .iter()
+        .partition(|f| f.path == "package.json");
+    for f in first.into_iter().chain(last) {
+        let p = ProjectPath::parse(&f.path)?;
+        files::write(dir, &p, &f.data)?;
+        if f.executable {
+            std::fs::set_permissions(dir.join(p.as_str()), std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the template (sources + `node_modules` link) into `staging`, then
+/// renames it to `dest` (blocking). `dest` must not exist or be incomplete.
+pub(super) fn materialize(
+    template: &SourceTree,
+    node_modules: &Path,
+    staging: &Path,
+    dest: &Path,
+) -> Result<()> {
+    let res = (|| -> Result<()> {
+        std::fs::create_dir_all(staging)?;
+        let st = std::fs::canonicalize(staging)?;
+        write_template(template, &st)?;
+        std::os::unix::fs::symlink(node_modules, st.join("node_modules"))?;
+        if dest.exists() {
+            // A directory without package.json: an interrupted import. Replace it.
+            std::fs::remove_dir_all(dest)?;
+        }
+        std::fs::rename(&st, dest)?;
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_dir_all(staging);
+    }
+    res
+}
+
+/// Seeds an existing directory (a volume) from the template: the
+/// `node_modules` link unless something is there, then the files, with
+/// `package.json` last so an interrupted seed is redone on the next start.
+/// Files the template does not have are left alone.
+fn seed_in_place(template: &SourceTree, node_modules: &Path, root: &Path) -> Result<()> {
+    let link = root.join("node_modules");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink(node_modules, &link)?;
+    }
+    write_template(template, root)
+}
+
+/// Whether a shell command runs a package manager that may change `node_modules`.
+fn touches_node_modules(command: &str) -> bool {
+    command
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .any(|w| matches!(w, "npm" | "pnpm" | "yarn" | "bun"))
+}
+
+#[async_trait]
+impl Sandbox for Workspace {
+    fn project_id(&self) -> &str {
+        &self.id
+    }
+
+    async fn ensure(&self) -> Result<SandboxStatus> {
+        let _guard = self.lock().await;
+        self.ensure_locked().await
+    }
+
+    async fn status(&self) -> Result<SandboxStatus> {
+        if !self.exists() {
+            return Ok(SandboxStatus {
+                state: SandboxState::Missing,
+                preview_addr: None,
+                detail: None,
+            });
+        }
+        match self.supervisor() {
+            Some(s) if s.is_active() => Ok(s.status()),
+            Some(s) => {
+                let st = s.status();
+                Ok(SandboxStatus {
+                    state: if st.state == SandboxState::Crashed {
+                        SandboxState::Crashed
+                    } else {
+                        SandboxState::Stopped
+                    },
+                    preview_addr: None,
+                    detail: st.detail,
+                })
+            }
+            None => Ok(SandboxStatus {
+                state: SandboxState::Stopped,
+                preview_addr: None,
+                detail: None,
+            }),
+        }
+    }
+
+    async fn read_file(&self, path: &ProjectPath) -> Result<Vec<u8>> {
+        self.require_exists()?;
+        let p = path.clone();
+        let allow = vec![self.toolchain.node_modules.clone()];
+        self.in_root(move |root| files::read(root, &p, &allow))
+            .await
+    }
+
+    async fn write_file(&self, path: &ProjectPath, data: &[u8]) -> Result<()> {
+        self.require_exists()?;
+        let p = path.clone();
+        let data = data.to_vec();
+        self.in_root(move |root| files::write(root, &p, &data))
+            .await
+    }
+
+    async fn delete_file(&self, path: &ProjectPath) -> Result<bool> {
+        self.require_exists()?;
+        let p = path.clone();
+        self.in_root(move |root| files::delete(root, &p)).await
+    }
+
+    async fn list_files(&self) -> Result<Vec<FileEntry>> {
+        self.require_exists()?;
+        self.in_root(files::list_entries).await
+    }
+
+    async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput> {
+        self.require_exists()?;
+        if touches_node_modules(&req.command) {
+            template::detach_node_modules(&self.root).await?;
+        }
+        let env = [];
+        let span = tracing::info_span!("exec", project_id = %self.id);
+        command::run(
+            &self.toolchain.isolation,
+            &self.toolchain.process_spec(&self.root, &env),
+            &self.commands,
+            req,
+        )
+        .instrument(span)
+        .await
+    }
+
+    async fn logs(&self, lines: usize) -> Result<String> {
+        if let Some(s) = self.supervisor() {
+            return Ok(s.tail(lines));
+        }
+        match tokio::fs::read(&self.log_file).await {
+            Ok(data) => {
+                let text = String::from_utf8_lossy(&data);
+                let all: Vec<&str> = text.lines().collect();
+                let start = all.len().saturating_sub(lines);
+                let mut out = all[start..].join("\n");
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                Ok(out)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn stop(&self) -> Result<()> {
+        let sup = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(s) = sup {
+            s.stop().await;
+            tracing::info!(project_id = %self.id, "dev server stopped");
+        }
+        Ok(())
+    }
+
+    async fn destroy(&self) -> Result<()> {
+        let _guard = self.lock().await;
+        self.destroy_locked().await
+    }
+
+    async fn export_source(&self) -> Result<SourceTree> {
+        self.require_exists()?;
+        self.in_root(files::export).await
+    }
+
+    async fn import_source(&self, tree: &SourceTree) -> Result<()> {
+        let _guard = self.lock().await;
+        self.create_from_template().await?;
+        let imported = tree.clone();
+        self.in_root(move |root| files::import(root, &imported))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_manager_commands_are_detected() {
+        assert!(touches_node_modules("npm install zod"));
+        assert!(touches_node_modules("cd x && pnpm add y"));
+        assert!(!touches_node_modules("ls -la src"));
+        assert!(!touches_node_modules("cat npm-debug.txt"));
+    }
+}
