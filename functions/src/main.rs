@@ -1,5 +1,7 @@
 //! `apna`: the command line for local use.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -37,6 +39,53 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Serve one project's workspace over HTTP (the entrypoint of a sandbox pod).
+    Sandboxd(SandboxdArgs),
+}
+
+/// `apna sandboxd`: flags with environment fallbacks. The token is read from
+/// `APNA_SANDBOXD_TOKEN` only (a flag would show in `ps`).
+#[derive(clap::Args)]
+struct SandboxdArgs {
+    /// The project's files (the pod's volume); seeded from the template when empty.
+    #[arg(long, env = "APNA_WORKSPACE", default_value = "/workspace")]
+    workspace: PathBuf,
+    /// The template with its node_modules installed.
+    #[arg(long, env = "APNA_TEMPLATE_DIR", default_value = "/opt/apna/template")]
+    template: PathBuf,
+    /// Address of the sandboxd API.
+    #[arg(long, env = "APNA_SANDBOXD_LISTEN", default_value = "0.0.0.0:7070")]
+    listen: SocketAddr,
+    /// Address Vite listens on (port 0: a free port on every start).
+    #[arg(long, env = "APNA_DEV_SERVER_ADDR", default_value = "0.0.0.0:5173")]
+    dev_server: SocketAddr,
+    /// Port the browser's HMR socket uses (443 behind Caddy).
+    #[arg(long, env = "APNA_HMR_CLIENT_PORT")]
+    hmr_client_port: Option<u16>,
+    /// Writable scratch for the dev server's log.
+    #[arg(
+        long,
+        env = "APNA_SANDBOXD_STATE_DIR",
+        default_value = "/tmp/apna-sandboxd"
+    )]
+    state_dir: PathBuf,
+}
+
+async fn sandboxd(args: SandboxdArgs) -> anyhow::Result<()> {
+    let opts = apna::sandbox::sandboxd::SandboxdOptions {
+        workspace: args.workspace,
+        template: args.template,
+        listen: args.listen,
+        dev_server: args.dev_server,
+        hmr_client_port: args.hmr_client_port,
+        state_dir: args.state_dir,
+        token: apna::sandbox::sandboxd::token_from_env()?,
+        project_id: std::env::var("APNA_PROJECT_ID")
+            .ok()
+            .filter(|v| !v.is_empty()),
+    };
+    apna::sandbox::sandboxd::run(opts, shutdown_signal()).await?;
+    Ok(())
 }
 
 /// Logs to stderr; `RUST_LOG` overrides `default` (e.g. `apna=debug`).
@@ -142,33 +191,45 @@ async fn generate(config: Config, prompt: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The default log filter.
+const LOG_DEFAULT: &str = "info,sqlx=warn,tower_http=warn,aws_config=warn";
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    // `generate` prints its own progress lines; only problems are logged.
+    init_tracing(match command {
+        Command::Generate { .. } => "warn",
+        _ => LOG_DEFAULT,
+    });
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Token { user, hours } => {
+            let secret = config.jwt_secret.as_deref().ok_or_else(|| {
+                anyhow::anyhow!("APNA_JWT_SECRET: set it to sign tokens (and start apna serve with the same value)")
+            })?;
+            println!("{}", apna::api::auth::issue_token(secret, &user, hours)?);
+            Ok(())
+        }
+        Command::Generate { prompt } => generate(config, &prompt).await,
+        Command::Openapi => {
+            print!("{}", apna::api::openapi::document());
+            Ok(())
+        }
+        Command::Sandboxd(args) => sandboxd(args).await,
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = async {
-        let config = Config::from_env()?;
-        // `generate` prints its own progress lines; only problems are logged.
-        init_tracing(match cli.command {
-            Command::Generate { .. } => "warn",
-            _ => "info,sqlx=warn,tower_http=warn,aws_config=warn",
-        });
-        match cli.command {
-            Command::Serve => serve(config).await,
-            Command::Token { user, hours } => {
-                let secret = config.jwt_secret.as_deref().ok_or_else(|| {
-                    anyhow::anyhow!("APNA_JWT_SECRET: set it to sign tokens (and start apna serve with the same value)")
-                })?;
-                println!("{}", apna::api::auth::issue_token(secret, &user, hours)?);
-                Ok(())
-            }
-            Command::Generate { prompt } => generate(config, &prompt).await,
-            Command::Openapi => {
-                print!("{}", apna::api::openapi::document());
-                Ok(())
-            }
+    let result = match cli.command {
+        // A pod's entrypoint: none of `apna serve`'s settings apply.
+        Command::Sandboxd(args) => {
+            init_tracing(LOG_DEFAULT);
+            sandboxd(args).await
         }
-    }
-    .await;
+        other => run(other).await,
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -2,13 +2,18 @@
 //!
 //! [`Sandbox`] is the seam between the agent/workflow and the machine that hosts
 //! a project. `local` runs Vite as a supervised child process in a directory
-//! under `APNA_DATA_DIR`; the in-memory double for tests is
+//! under `APNA_DATA_DIR`; in a pod, [`sandboxd`] serves one such workspace over
+//! HTTP and [`remote::RemoteSandbox`] is its client, which a Kubernetes driver
+//! wraps with the pod's lifecycle; the in-memory double for tests is
 //! `crate::testing::memory`. Every path crossing this seam is a
 //! [`ProjectPath`], already checked to stay inside the project root.
 
 pub mod build_check;
 pub mod local;
 pub mod path;
+pub mod remote;
+pub mod sandboxd;
+pub mod source_tar;
 
 use std::sync::Arc;
 use std::time::Duration;

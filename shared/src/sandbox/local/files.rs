@@ -240,9 +240,9 @@ pub fn export(root: &Path) -> Result<SourceTree> {
     Ok(SourceTree { files })
 }
 
-/// Replaces the source tree: removes listed files that `tree` lacks, writes the rest.
-pub fn import(root: &Path, tree: &SourceTree) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+/// Checks every path of a tree to import (what [`import`] refuses, refused
+/// before anything is written or sent).
+pub fn check_import(tree: &SourceTree) -> Result<Vec<(ProjectPath, &SourceFile)>> {
     let mut parsed = Vec::with_capacity(tree.files.len());
     for f in &tree.files {
         let p = ProjectPath::parse(&f.path)?;
@@ -254,6 +254,13 @@ pub fn import(root: &Path, tree: &SourceTree) -> Result<()> {
         }
         parsed.push((p, f));
     }
+    Ok(parsed)
+}
+
+/// Replaces the source tree: removes listed files that `tree` lacks, writes the rest.
+pub fn import(root: &Path, tree: &SourceTree) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let parsed = check_import(tree)?;
     let keep: std::collections::HashSet<&str> = parsed.iter().map(|(p, _)| p.as_str()).collect();
     for (rel, full, _) in list(root)? {
         if !keep.contains(rel.as_str()) {

@@ -256,6 +256,11 @@ impl Workspace {
         Ok(status)
     }
 
+    /// Kills every command still running here; returns how many.
+    pub fn kill_commands(&self) -> usize {
+        self.commands.kill_all()
+    }
+
     /// Stops everything and removes the files. The caller holds [`Workspace::lock`].
     pub async fn destroy_locked(&self) -> Result<()> {
         self.stop().await?;
