@@ -1,0 +1,861 @@
+//! The sandbox conformance suite: one set of cases, run against the local
+//! driver and against `RemoteSandbox` talking to a real `apna sandboxd`
+//! process on loopback (this crate builds the binary, hence the suite lives
+//! here). Each case is written once in `cases` and instantiated per driver
+//! by `conformance!`, so both must give the same results; the one known
+//! difference (isolation: bubblewrap locally when installed, none in sandboxd,
+//! as in a pod) is outside what these cases observe.
+//!
+//! Plus what only sandboxd has: the token on every route but `/healthz`, and
+//! every path check of the local driver made again over raw HTTP, where no
+//! `ProjectPath` has checked the path first.
+
+#[path = "../../shared/tests/sandbox_support/mod.rs"]
+mod sandbox_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use apna::sandbox::local::command::TRUNCATION_MARKER;
+use apna::sandbox::local::files::MAX_FILE_BYTES;
+use apna::sandbox::local::wait_ready;
+use apna::sandbox::remote::{DirectTransport, RemoteSandbox, TOKEN_ENV, TOKEN_HEADER};
+use apna::sandbox::{ExecRequest, ProjectPath, Sandbox, SandboxState, SourceFile, SourceTree};
+use apna::Error;
+use sandbox_support::{get, provider, template};
+
+/// A sandbox under test, the host path of its files, and what keeps it alive.
+pub struct Subject {
+    sandbox: Arc<dyn Sandbox>,
+    root: PathBuf,
+    _keep: Box<dyn Send + Sync>,
+}
+
+fn p(s: &str) -> ProjectPath {
+    ProjectPath::parse(s).unwrap()
+}
+
+fn exec(cmd: &str) -> ExecRequest {
+    ExecRequest {
+        command: cmd.into(),
+        timeout: Duration::from_secs(30),
+        max_output: 64 * 1024,
+    }
+}
+
+/// The local driver: a provider on a temp dir (bubblewrap when installed).
+async fn local(id: &str) -> Subject {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    let sb = provider.local(id).unwrap();
+    let root = sb.root().to_path_buf();
+    struct Keep {
+        provider: apna::sandbox::local::LocalProvider,
+        _data: tempfile::TempDir,
+    }
+    impl Drop for Keep {
+        fn drop(&mut self) {
+            // Dev servers are children of this process; stop them with the test.
+            let provider = self.provider.clone();
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Runtime::new()
+                    .unwrap()
+                    .block_on(provider.stop_all())
+            })
+            .join();
+        }
+    }
+    Subject {
+        sandbox: Arc::new(sb),
+        root,
+        _keep: Box::new(Keep {
+            provider,
+            _data: data,
+        }),
+    }
+}
+
+/// A running `apna sandboxd`; dropping it sends SIGTERM (so it stops Vite,
+/// which lives in its own process group) and waits.
+pub struct Daemon {
+    child: Child,
+    pub addr: std::net::SocketAddr,
+    pub token: String,
+    pub root: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling a child this test started.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `apna sandboxd` on a fresh workspace, with the template's sources
+/// and the test cache's installed `node_modules` laid out as in the image.
+pub async fn start_daemon(id: &str) -> Daemon {
+    let tpl = template().await;
+    let dir = tempfile::tempdir().unwrap();
+    let template_dir = dir.path().join("template");
+    for f in &tpl.files.files {
+        let full = template_dir.join(&f.path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, &f.data).unwrap();
+    }
+    std::os::unix::fs::symlink(&tpl.node_modules, template_dir.join("node_modules")).unwrap();
+    let workspace = dir.path().join("workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    let root = std::fs::canonicalize(&workspace).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let token = format!("tok-{}-{}", std::process::id(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_apna"))
+        .arg("sandboxd")
+        .arg("--workspace")
+        .arg(&workspace)
+        .arg("--template")
+        .arg(&template_dir)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--dev-server")
+        .arg("127.0.0.1:0")
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env(TOKEN_ENV, &token)
+        .env("APNA_PROJECT_ID", id)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start apna sandboxd");
+    let mut daemon = Daemon {
+        child,
+        addr,
+        token,
+        root,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            panic!("apna sandboxd exited: {status}");
+        }
+        if let Ok(r) = reqwest::get(format!("http://{addr}/healthz")).await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sandboxd never answered /healthz"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon
+}
+
+/// `RemoteSandbox` over loopback HTTP to a real `apna sandboxd` process. The
+/// daemon seeds its workspace and starts Vite on start (a pod is a ready
+/// project); `destroy` first gives the cases the local driver's starting
+/// point, a project that does not exist yet.
+async fn remote(id: &str) -> Subject {
+    let daemon = start_daemon(id).await;
+    let transport = DirectTransport::new(&format!("http://{}", daemon.addr)).unwrap();
+    let sb = RemoteSandbox::new(id, Arc::new(transport), daemon.token.clone());
+    sb.destroy().await.unwrap();
+    Subject {
+        sandbox: Arc::new(sb),
+        root: daemon.root.clone(),
+        _keep: Box::new(daemon),
+    }
+}
+
+/// The cases, each given a sandbox that does not exist yet.
+mod cases {
+    use super::*;
+
+    /// A tree sorted by path, as an export gives it.
+    fn tree(files: &[(&str, &[u8], bool)]) -> SourceTree {
+        let mut t = SourceTree {
+            files: files
+                .iter()
+                .map(|(path, data, executable)| SourceFile {
+                    path: path.to_string(),
+                    data: data.to_vec(),
+                    executable: *executable,
+                })
+                .collect(),
+        };
+        t.files.sort_by(|a, b| a.path.cmp(&b.path));
+        t
+    }
+
+    pub async fn files_keep_every_byte_and_paths_stay_literal(s: Subject) {
+        let sb = &s.sandbox;
+        let id = sb.project_id().to_string();
+        assert_eq!(sb.status().await.unwrap().state, SandboxState::Missing);
+        let e = sb.read_file(&p("src/App.tsx")).await.unwrap_err();
+        assert!(matches!(e, Error::NotReady(_)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("the sandbox of project {id} does not exist yet; it is created when the project starts")
+        );
+        sb.import_source(&template().await.files).await.unwrap();
+
+        // Every byte value, an empty file, and the largest file allowed.
+        let all: Vec<u8> = (0..=255u8).cycle().take(256 * 3).collect();
+        sb.write_file(&p("bin/all.bin"), &all).await.unwrap();
+        assert_eq!(sb.read_file(&p("bin/all.bin")).await.unwrap(), all);
+        sb.write_file(&p("bin/empty"), b"").await.unwrap();
+        assert_eq!(sb.read_file(&p("bin/empty")).await.unwrap(), b"");
+        let big: Vec<u8> = (0..MAX_FILE_BYTES as usize)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        sb.write_file(&p("bin/big.bin"), &big).await.unwrap();
+        let back = sb.read_file(&p("bin/big.bin")).await.unwrap();
+        assert!(back == big, "8 MiB file changed in transit");
+        let mut over = big;
+        over.push(0);
+        let e = sb.write_file(&p("bin/over.bin"), &over).await.unwrap_err();
+        assert!(matches!(e, Error::TooLarge(_)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} bytes is over the {MAX_FILE_BYTES} byte file limit",
+                over.len()
+            )
+        );
+
+        // Shell-looking names are names: nothing runs, the file is where it says.
+        let odd = [
+            "src/with space.ts",
+            "src/it's \"quoted\".ts",
+            "src/$(touch pwned).ts",
+            "src/`touch pwned2`;x.ts",
+            "src/a&b|c>d<e.ts",
+            "src/100% ?#[x].ts",
+            "src/ünï-cødé ✓.ts",
+            "src/-rf",
+        ];
+        for (i, name) in odd.iter().enumerate() {
+            sb.write_file(&p(name), format!("// {i}\n").as_bytes())
+                .await
+                .unwrap();
+            assert_eq!(
+                sb.read_file(&p(name)).await.unwrap(),
+                format!("// {i}\n").as_bytes(),
+                "{name}"
+            );
+            assert!(
+                s.root.join(name).is_file(),
+                "{name} not at its literal path"
+            );
+        }
+        assert!(!s.root.join("pwned").exists() && !s.root.join("src/pwned").exists());
+        assert!(!s.root.join("pwned2").exists() && !s.root.join("src/pwned2").exists());
+        let listed: Vec<String> = sb
+            .list_files()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        for name in odd {
+            assert!(listed.contains(&name.to_string()), "{name} not listed");
+        }
+        assert!(listed.contains(&"package.json".to_string()));
+        assert!(listed.iter().all(|f| !f.starts_with("node_modules")));
+        let big_entry = sb
+            .list_files()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|f| f.path == "bin/big.bin")
+            .unwrap();
+        assert_eq!(big_entry.size, MAX_FILE_BYTES);
+
+        // Errors keep their kind and words.
+        let e = sb.read_file(&p("src/nope.ts")).await.unwrap_err();
+        assert!(matches!(e, Error::NotFound(_)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "src/nope.ts does not exist; use list_files to see the project's files"
+        );
+        let e = sb.read_file(&p("src")).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+        assert!(e.to_string().contains("it is a directory"), "{e}");
+        let e = sb
+            .write_file(&p("node_modules/vite/x.js"), b"x")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+        let pkg = sb
+            .read_file(&p("node_modules/vite/package.json"))
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&pkg).contains("\"name\": \"vite\""));
+        assert!(sb.delete_file(&p("src/$(touch pwned).ts")).await.unwrap());
+        assert!(!sb.delete_file(&p("src/$(touch pwned).ts")).await.unwrap());
+        let e = sb.delete_file(&p("src")).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+    }
+
+    pub async fn symlink_escapes_are_refused(s: Subject) {
+        let sb = &s.sandbox;
+        sb.import_source(&template().await.files).await.unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        let out = sb
+            .exec(&exec(&format!(
+                "ln -s '{0}' esc && ln -s '{0}/secret' leak && ln -s src inner",
+                outside.path().display()
+            )))
+            .await
+            .unwrap();
+        assert_eq!(out.exit_code, Some(0), "{}", out.output);
+        for path in ["esc/secret", "leak", "esc/new.txt"] {
+            let results = [
+                sb.read_file(&p(path)).await.map(|_| ()),
+                sb.write_file(&p(path), b"pwned").await,
+                sb.delete_file(&p(path)).await.map(|_| ()),
+            ];
+            for r in results {
+                let e = r.unwrap_err();
+                assert!(matches!(e, Error::InvalidInput(_)), "{path}: {e}");
+                assert!(e.to_string().contains("outside the project"), "{path}: {e}");
+            }
+        }
+        let e = sb
+            .write_file(&p("esc/deep/new.txt"), b"x")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+            "s"
+        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+        // A link that stays inside works; links are never listed or exported.
+        sb.write_file(&p("inner/via-link.ts"), b"1").await.unwrap();
+        assert_eq!(sb.read_file(&p("src/via-link.ts")).await.unwrap(), b"1");
+        let tree = sb.export_source().await.unwrap();
+        assert!(tree.files.iter().all(|f| !f.path.starts_with("esc")
+            && f.path != "leak"
+            && !f.path.starts_with("inner/")));
+    }
+
+    pub async fn exec_reports_exit_codes_timeouts_and_truncation(s: Subject) {
+        let sb = &s.sandbox;
+        sb.import_source(&template().await.files).await.unwrap();
+        let out = sb
+            .exec(&exec("echo hi; echo err >&2; exit 3"))
+            .await
+            .unwrap();
+        assert_eq!(out.exit_code, Some(3));
+        assert!(
+            out.output.contains("hi") && out.output.contains("err"),
+            "{}",
+            out.output
+        );
+        assert!(!out.truncated && !out.timed_out);
+        let out = sb.exec(&exec("pwd; ls package.json")).await.unwrap();
+        assert_eq!(out.exit_code, Some(0), "{}", out.output);
+
+        let out = sb
+            .exec(&ExecRequest {
+                command: "yes | head -c 100000".into(),
+                timeout: Duration::from_secs(10),
+                max_output: 1000,
+            })
+            .await
+            .unwrap();
+        assert!(out.truncated);
+        assert_eq!(out.output.len(), 1000 + TRUNCATION_MARKER.len());
+        assert!(out.output.ends_with(TRUNCATION_MARKER));
+
+        let marker = format!("{}", 31_000 + std::process::id() % 1000);
+        let started = Instant::now();
+        let out = sb
+            .exec(&ExecRequest {
+                command: format!("sleep {marker} & sleep {marker}; echo never"),
+                timeout: Duration::from_secs(1),
+                max_output: 1000,
+            })
+            .await
+            .unwrap();
+        assert!(out.timed_out && out.exit_code.is_none(), "{out:?}");
+        assert!(!out.output.contains("never"));
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
+        let left = Command::new("sh")
+            .args(["-c", &format!("pgrep -f '^sleep {marker}$' || true")])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+            "a background process survived the timeout"
+        );
+
+        for bad in [
+            ExecRequest {
+                command: "  ".into(),
+                ..exec("")
+            },
+            ExecRequest {
+                timeout: Duration::ZERO,
+                ..exec("true")
+            },
+        ] {
+            let e = sb.exec(&bad).await.unwrap_err();
+            assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+        }
+        // Neither the server's environment nor sandboxd's token reach a command.
+        let out = sb.exec(&exec("env")).await.unwrap();
+        assert!(
+            !out.output
+                .lines()
+                .any(|l| l.starts_with("CARGO") || l.starts_with(TOKEN_ENV)),
+            "{}",
+            out.output
+        );
+    }
+
+    pub async fn export_import_leaves_unchanged_files_untouched(s: Subject) {
+        let sb = &s.sandbox;
+        let base = tree(&[
+            ("package.json", b"{\"name\":\"x\"}\n", false),
+            ("src/keep.ts", b"export const k = 1;\n", false),
+            ("src/change.ts", b"export const c = 1;\n", false),
+            ("src/gone.ts", b"export const g = 1;\n", false),
+            ("run.sh", b"#!/bin/sh\necho run\n", true),
+            (
+                "src/all bytes.bin",
+                &(0..=255u8).collect::<Vec<u8>>(),
+                false,
+            ),
+        ]);
+        sb.import_source(&base).await.unwrap();
+        let exported = sb.export_source().await.unwrap();
+        assert_eq!(exported, base, "export is not what was imported");
+        let out = sb.exec(&exec("./run.sh")).await.unwrap();
+        assert_eq!(out.output.trim(), "run", "executable bit lost");
+
+        let mtime = |rel: &str| -> SystemTime {
+            std::fs::metadata(s.root.join(rel))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        let before: Vec<SystemTime> =
+            ["package.json", "src/keep.ts", "run.sh", "src/all bytes.bin"]
+                .iter()
+                .map(|f| mtime(f))
+                .collect();
+        let change_before = mtime("src/change.ts");
+        std::thread::sleep(Duration::from_millis(20));
+
+        let mut next = base.clone();
+        next.files.retain(|f| f.path != "src/gone.ts");
+        for f in &mut next.files {
+            if f.path == "src/change.ts" {
+                f.data = b"export const c = 2;\n".to_vec();
+            }
+        }
+        next.files.push(SourceFile {
+            path: "src/new dir/new.ts".into(),
+            data: b"export {}\n".to_vec(),
+            executable: false,
+        });
+        next.files.sort_by(|a, b| a.path.cmp(&b.path));
+        sb.import_source(&next).await.unwrap();
+        let after: Vec<SystemTime> = ["package.json", "src/keep.ts", "run.sh", "src/all bytes.bin"]
+            .iter()
+            .map(|f| mtime(f))
+            .collect();
+        assert_eq!(before, after, "an unchanged file was rewritten");
+        assert_ne!(change_before, mtime("src/change.ts"));
+        assert_eq!(sb.export_source().await.unwrap(), next);
+        let e = sb.read_file(&p("src/gone.ts")).await.unwrap_err();
+        assert!(matches!(e, Error::NotFound(_)), "{e}");
+
+        // A bad tree is refused whole, before anything changes.
+        for bad in ["../evil.ts", "node_modules/x.js", "/abs.ts"] {
+            let mut t = next.clone();
+            t.files.push(SourceFile {
+                path: bad.into(),
+                data: b"x".to_vec(),
+                executable: false,
+            });
+            let e = sb.import_source(&t).await.unwrap_err();
+            assert!(matches!(e, Error::InvalidInput(_)), "{bad}: {e}");
+        }
+        assert_eq!(sb.export_source().await.unwrap(), next);
+    }
+
+    pub async fn the_dev_server_serves_the_template_logs_and_stops(s: Subject) {
+        let sb = &s.sandbox;
+        let st = sb.ensure().await.unwrap();
+        assert!(
+            matches!(st.state, SandboxState::Starting | SandboxState::Ready),
+            "{st:?}"
+        );
+        let st = wait_ready(sb.as_ref(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let addr: std::net::SocketAddr = st.preview_addr.clone().unwrap().parse().unwrap();
+        let (status, body) = get(addr, "p.localhost", "/").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("/src/main.tsx"), "{body}");
+        let (status, body) = get(addr, "p.localhost", "/src/App.tsx").await;
+        assert_eq!(status, 200, "{body}");
+        // ensure on a running sandbox changes nothing.
+        assert_eq!(sb.ensure().await.unwrap().state, SandboxState::Ready);
+        let logs = sb.logs(100).await.unwrap();
+        assert!(logs.contains("ready in"), "{logs}");
+        assert!(sb.logs(1).await.unwrap().lines().count() <= 1);
+
+        sb.stop().await.unwrap();
+        let st = sb.status().await.unwrap();
+        assert_eq!(st.state, SandboxState::Stopped, "{st:?}");
+        assert!(st.preview_addr.is_none());
+        assert!(
+            sb.logs(100).await.unwrap().contains("ready in"),
+            "log kept after stop"
+        );
+        sb.ensure().await.unwrap();
+        wait_ready(sb.as_ref(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        sb.destroy().await.unwrap();
+        assert_eq!(sb.status().await.unwrap().state, SandboxState::Missing);
+        assert!(
+            template()
+                .await
+                .node_modules
+                .join("vite/package.json")
+                .is_file(),
+            "destroy touched the template's dependencies"
+        );
+    }
+
+    pub async fn destroy_ends_a_running_command(s: Subject) {
+        let sb = s.sandbox.clone();
+        sb.import_source(&template().await.files).await.unwrap();
+        let busy = {
+            let sb = sb.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let out = sb
+                    .exec(&exec(
+                        "mkdir -p out && i=0; while true; do i=$((i+1)); echo $i > out/f$((i % 50)); done",
+                    ))
+                    .await;
+                (out, started.elapsed())
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !s.root.join("out/f1").exists() {
+            assert!(Instant::now() < deadline, "the command never wrote");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sb.destroy().await.unwrap();
+        assert_eq!(sb.status().await.unwrap().state, SandboxState::Missing);
+        let (out, took) = busy.await.unwrap();
+        let out = out.unwrap();
+        assert!(!out.timed_out && out.exit_code.is_none(), "{out:?}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!s.root.join("out").exists(), "a killed command wrote again");
+        assert!(!s.root.join("package.json").exists());
+        // And the project comes back from the template.
+        sb.ensure().await.unwrap();
+        assert!(s.root.join("package.json").is_file());
+        sb.stop().await.unwrap();
+    }
+}
+
+/// One test per case and driver: `local::NAME` and `remote::NAME`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod local_driver {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    cases::$case(local(concat!("loc-", stringify!($case)).replace('_', "-").as_str()).await).await;
+                }
+            )*
+        }
+        mod remote_sandboxd {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    cases::$case(remote(concat!("rem-", stringify!($case)).replace('_', "-").as_str()).await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    files_keep_every_byte_and_paths_stay_literal,
+    symlink_escapes_are_refused,
+    exec_reports_exit_codes_timeouts_and_truncation,
+    export_import_leaves_unchanged_files_untouched,
+    the_dev_server_serves_the_template_logs_and_stops,
+    destroy_ends_a_running_command,
+);
+
+/// Every route of sandboxd, as (method, path-and-query).
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/status"),
+    ("POST", "/v1/ensure"),
+    ("GET", "/v1/files"),
+    ("GET", "/v1/file?path=package.json"),
+    ("PUT", "/v1/file?path=x.txt"),
+    ("DELETE", "/v1/file?path=x.txt"),
+    ("POST", "/v1/exec"),
+    ("GET", "/v1/logs?lines=5"),
+    ("POST", "/v1/stop"),
+    ("POST", "/v1/destroy"),
+    ("GET", "/v1/source"),
+    ("PUT", "/v1/source"),
+    ("GET", "/v1/no-such-route"),
+    ("GET", "/"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxd_needs_its_token_on_every_route_but_healthz() {
+    let d = start_daemon("auth-check").await;
+    let client = reqwest::Client::new();
+    let before = std::fs::read(d.root.join("package.json")).unwrap();
+    let wrong_same_length: String = d.token.chars().rev().collect();
+    for (method, uri) in ROUTES {
+        for token in [
+            None,
+            Some("wrong"),
+            Some(wrong_same_length.as_str()),
+            Some(""),
+        ] {
+            let mut req =
+                client.request(method.parse().unwrap(), format!("http://{}{uri}", d.addr));
+            if let Some(t) = token {
+                req = req.header(TOKEN_HEADER, t);
+            }
+            // The token must not be accepted from Authorization either.
+            req = req.header("authorization", format!("Bearer {}", d.token));
+            let resp = req.body("x").send().await.unwrap();
+            assert_eq!(resp.status(), 401, "{method} {uri} with {token:?}");
+            let v: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "unauthorized", "{v}");
+        }
+    }
+    let r = client
+        .get(format!("http://{}/healthz", d.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok");
+    // Nothing those requests asked for happened.
+    assert_eq!(std::fs::read(d.root.join("package.json")).unwrap(), before);
+    assert!(!d.root.join("x.txt").exists());
+    let ok = client
+        .get(format!("http://{}/v1/status", d.addr))
+        .header(TOKEN_HEADER, &d.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let unknown = client
+        .get(format!("http://{}/v1/no-such-route", d.addr))
+        .header(TOKEN_HEADER, &d.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    // A RemoteSandbox with a wrong token gets a sandbox error, not the caller's 401.
+    let transport = Arc::new(DirectTransport::new(&format!("http://{}", d.addr)).unwrap());
+    let wrong = RemoteSandbox::new("auth-check", transport, "nope".into());
+    let e = wrong.status().await.unwrap_err();
+    assert!(matches!(e, Error::Sandbox(_)), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_path_check_holds_over_raw_http() {
+    let d = start_daemon("path-check").await;
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "s").unwrap();
+    std::os::unix::fs::symlink(outside.path(), d.root.join("esc")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), d.root.join("leak")).unwrap();
+    let client = reqwest::Client::new();
+    let send = |method: &str, query: &str, body: &'static [u8]| {
+        client
+            .request(
+                method.parse().unwrap(),
+                format!("http://{}/v1/file?{query}", d.addr),
+            )
+            .header(TOKEN_HEADER, &d.token)
+            .body(body)
+            .send()
+    };
+    // Raw, percent-encoded query values: no ProjectPath has checked them.
+    let refused = [
+        "path=..%2F..%2Fetc%2Fpasswd",
+        "path=src%2F..%2F..%2Fx",
+        "path=%2Fetc%2Fpasswd",
+        "path=%2F%2Fetc%2Fpasswd",
+        "path=a%00b",
+        "path=a%0Ab",
+        "path=a%1Bb",
+        "path=a%5Cb",
+        "path=~%2Fx",
+        "path=C:%2Fx",
+        "path=.",
+        "path=",
+        "path=esc%2Fsecret",
+        "path=leak",
+        "path=esc%2Fnew.txt",
+        "path=.%2Fesc%2F..%2Fesc%2Fsecret",
+        "nopath=x",
+    ];
+    for q in refused {
+        for method in ["GET", "PUT", "DELETE"] {
+            let resp = send(method, q, b"pwned").await.unwrap();
+            assert_eq!(resp.status(), 400, "{method} ?{q}");
+            let v: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "invalid_input", "{method} ?{q}: {v}");
+        }
+    }
+    for q in [
+        "path=node_modules%2Fvite%2Fx.js",
+        "path=.git%2Fconfig",
+        "path=dist%2Fa.js",
+    ] {
+        let resp = send("PUT", q, b"x").await.unwrap();
+        assert_eq!(resp.status(), 400, "PUT ?{q}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+        "s"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+    assert!(!Path::new("/etc/x").exists());
+
+    // A well-formed path with `+` and `%` round-trips literally.
+    let resp = send("PUT", "path=src%2Fa%2Bb%2520c.ts", b"lit")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        std::fs::read(d.root.join("src/a+b%20c.ts")).unwrap(),
+        b"lit"
+    );
+
+    // Oversized and malformed bodies get JSON errors and change nothing.
+    let big = vec![b'x'; MAX_FILE_BYTES as usize + 1];
+    let resp = client
+        .put(format!("http://{}/v1/file?path=big.bin", d.addr))
+        .header(TOKEN_HEADER, &d.token)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert!(!d.root.join("big.bin").exists());
+    for (uri, body, status) in [
+        ("/v1/exec", &b"{not json"[..], 400),
+        ("/v1/exec", &b"{\"command\":\"true\"}"[..], 400),
+    ] {
+        let resp = client
+            .post(format!("http://{}{uri}", d.addr))
+            .header(TOKEN_HEADER, &d.token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{uri}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_input", "{v}");
+    }
+    // A tar with a link, a `..` path or garbage is refused before anything is written.
+    let mut link = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    link.append_link(&mut h, "evil", outside.path()).unwrap();
+    let mut dotdot = tar::Header::new_gnu();
+    dotdot.set_size(1);
+    dotdot.set_mode(0o644);
+    let name = b"../escaped.txt";
+    dotdot.as_old_mut().name[..name.len()].copy_from_slice(name);
+    dotdot.set_cksum();
+    let mut raw = dotdot.as_bytes().to_vec();
+    raw.extend_from_slice(&[b'x'; 512]);
+    raw.extend_from_slice(&[0; 1024]);
+    for body in [link.into_inner().unwrap(), raw, vec![7u8; 2000]] {
+        let resp = client
+            .put(format!("http://{}/v1/source", d.addr))
+            .header(TOKEN_HEADER, &d.token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+    }
+    assert!(
+        d.root.join("package.json").is_file(),
+        "a refused import changed the tree"
+    );
+    assert!(!d.root.join("evil").exists());
+    assert!(!d.root.parent().unwrap().join("escaped.txt").exists());
+}
+
+#[tokio::test]
+async fn an_unreachable_sandboxd_is_not_ready() {
+    let port = free_port();
+    let transport = Arc::new(DirectTransport::new(&format!("http://127.0.0.1:{port}")).unwrap());
+    let sb = RemoteSandbox::new("gone", transport, "t".into());
+    let e = sb.status().await.unwrap_err();
+    assert!(matches!(e, Error::NotReady(_)), "{e}");
+    let e = sb.read_file(&p("a.ts")).await.unwrap_err();
+    assert!(matches!(e, Error::NotReady(_)), "{e}");
+}
+
+#[test]
+fn sandboxd_refuses_to_start_without_a_token() {
+    let out = Command::new(env!("CARGO_BIN_EXE_apna"))
+        .arg("sandboxd")
+        .env_remove(TOKEN_ENV)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(TOKEN_ENV), "{err}");
+}
