@@ -223,6 +223,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        // As a container's first process: reap orphans, forward signals, and
+        // run the real sandboxd as the only child (see `pid1`).
+        Command::Sandboxd(_) if apna::sandbox::pid1::is_init() => {
+            return match apna::sandbox::pid1::run_as_init() {
+                Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+                Err(e) => {
+                    eprintln!("apna: sandboxd as PID 1: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         // A pod's entrypoint: none of `apna serve`'s settings apply.
         Command::Sandboxd(args) => {
             init_tracing(LOG_DEFAULT);

@@ -859,3 +859,140 @@ fn sandboxd_refuses_to_start_without_a_token() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(TOKEN_ENV), "{err}");
 }
+
+/// `(pid, state)` of every process whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        if fields.next().and_then(|s| s.parse::<u32>().ok()) == Some(parent) {
+            out.push((pid, state));
+        }
+    }
+    out
+}
+
+/// In a pod sandboxd is PID 1: orphans of commands are reaped (no zombies
+/// pile up) and SIGTERM reaches the real server, which stops Vite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_pid_1_sandboxd_reaps_orphans_and_forwards_sigterm() {
+    let probe = Command::new("unshare")
+        .args(["-fp", "--mount-proc", "true"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(
+            !sandbox_support::services_required(),
+            "unshare -fp (root, util-linux) is required (APNA_REQUIRE_SERVICES=1)"
+        );
+        eprintln!("skipped: cannot make a PID namespace here");
+        return;
+    }
+    let tpl = template().await;
+    let dir = tempfile::tempdir().unwrap();
+    let template_dir = dir.path().join("template");
+    for f in &tpl.files.files {
+        let full = template_dir.join(&f.path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, &f.data).unwrap();
+    }
+    std::os::unix::fs::symlink(&tpl.node_modules, template_dir.join("node_modules")).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let unshare = Command::new("unshare")
+        .args([
+            "-fp",
+            "--mount-proc",
+            env!("CARGO_BIN_EXE_apna"),
+            "sandboxd",
+        ])
+        .arg("--workspace")
+        .arg(dir.path().join("workspace"))
+        .arg("--template")
+        .arg(&template_dir)
+        .args(["--listen", &addr, "--dev-server", "127.0.0.1:0"])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env(TOKEN_ENV, "pid1-token")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    /// Ends the namespace (its PID 1 first) however the test ends.
+    struct Reap(Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            for (pid, _) in children_of(self.0.id()) {
+                // SAFETY: signalling a process this test started.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut unshare = Reap(unshare);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let init = loop {
+        if let [(pid, _)] = children_of(unshare.0.id())[..] {
+            if reqwest::get(format!("http://{addr}/healthz")).await.is_ok() {
+                break pid;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sandboxd in a PID namespace never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let transport = Arc::new(DirectTransport::new(&format!("http://{addr}")).unwrap());
+    let sb = RemoteSandbox::new("pid1", transport, "pid1-token".into());
+    wait_ready(&sb, Duration::from_secs(60)).await.unwrap();
+    for _ in 0..3 {
+        let out = sb
+            .exec(&exec("sleep 100 & sleep 101 & echo hi"))
+            .await
+            .unwrap();
+        assert_eq!(out.output.trim(), "hi");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kids = children_of(init);
+    assert_eq!(
+        kids.len(),
+        1,
+        "PID 1 has children besides sandboxd: {kids:?}"
+    );
+    assert_ne!(kids[0].1, 'Z');
+    let server = kids[0].0;
+    let vite: Vec<u32> = children_of(server).into_iter().map(|(p, _)| p).collect();
+    assert!(!vite.is_empty(), "no dev server under sandboxd");
+
+    // SAFETY: signalling a process this test started (in its namespace).
+    unsafe {
+        libc::kill(init as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = unshare.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop sandboxd");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    for pid in vite {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "Vite {pid} outlived sandboxd"
+        );
+    }
+}

@@ -15,7 +15,8 @@
 //! * [`diff`]: a file's change as a unified diff and line counts.
 //! * [`store`]: durable state behind `trait Store` (SQLite | PostgreSQL).
 //! * [`blob`]: object storage behind `trait BlobStore` (disk | S3).
-//! * [`sandbox`]: a project's files and dev server behind `trait Sandbox` (local processes).
+//! * [`sandbox`]: a project's files and dev server behind `trait Sandbox` (local processes;
+//!   in a pod, `apna sandboxd` serving one workspace and `RemoteSandbox` its client).
 //! * [`snapshot`]: source-only snapshots, versions, hibernation and wake.
 //! * [`agent`]: the model client behind `trait Model`, the tools, one agent step.
 //! * [`workflow`]: the engine running `statemachines/*.asl.json` behind

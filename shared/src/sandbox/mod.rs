@@ -11,6 +11,7 @@
 pub mod build_check;
 pub mod local;
 pub mod path;
+pub mod pid1;
 pub mod remote;
 pub mod sandboxd;
 pub mod source_tar;
