@@ -1,0 +1,224 @@
+//! `apna sandboxd` over loopback HTTP against the in-process local driver,
+//! side by side in one run: p50/p95 of reading 1 KiB, writing 1 KiB and
+//! 1 MiB, `exec true`, and export + import of the template.
+//!
+//! Both sides are the same `Workspace` code with the same isolation (none:
+//! sandboxd has no bubblewrap in a pod), so the difference is what the HTTP
+//! hop costs: `RemoteSandbox` → `DirectTransport` (reqwest) → TCP on
+//! 127.0.0.1 → sandboxd's axum router → the workspace. The server runs in
+//! this process on its own runtime thread pool (the wire, the serialisation
+//! and the tar are the same as with the binary; a separate process would add
+//! only scheduling). With bubblewrap installed, one more row gives the local
+//! driver's default `exec true` for reference.
+//!
+//! Run: `cargo bench -p apna --bench sandboxd` (`APNA_BENCH_ROUNDS`, default
+//! 200 for files, a quarter of that for exec and export + import).
+
+#[path = "../tests/sandbox_support/mod.rs"]
+mod sandbox_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apna::sandbox::local::{Isolation, LocalOptions, LocalProvider};
+use apna::sandbox::remote::{DirectTransport, RemoteSandbox};
+use apna::sandbox::sandboxd::{self, SandboxdOptions};
+use apna::sandbox::{ExecRequest, ProjectPath, Sandbox};
+use sandbox_support::{bench_rounds, percentile, template};
+
+/// p50 and p95 in milliseconds of `rounds` runs of `op`.
+async fn measure<F, Fut>(rounds: usize, mut op: F) -> (f64, f64)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    // One unmeasured round warms connections and caches.
+    op(usize::MAX).await;
+    let mut samples = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let started = Instant::now();
+        op(i).await;
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    (percentile(&samples, 50.0), percentile(&samples, 95.0))
+}
+
+/// Every measured operation against one sandbox: (name, p50, p95).
+async fn run_all(sb: Arc<dyn Sandbox>, rounds: usize) -> Vec<(&'static str, f64, f64)> {
+    let tpl = template().await.files;
+    sb.import_source(&tpl).await.unwrap();
+    let small = vec![b'k'; 1024];
+    let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let path = ProjectPath::parse("src/bench.txt").unwrap();
+    let big_path = ProjectPath::parse("src/bench-big.bin").unwrap();
+    sb.write_file(&path, &small).await.unwrap();
+    let few = (rounds / 4).max(1);
+    let mut out = Vec::new();
+
+    let (p50, p95) = measure(rounds, |_| {
+        let sb = sb.clone();
+        let path = path.clone();
+        async move {
+            assert_eq!(sb.read_file(&path).await.unwrap().len(), 1024);
+        }
+    })
+    .await;
+    out.push(("read 1 KiB", p50, p95));
+    let (p50, p95) = measure(rounds, |_| {
+        let sb = sb.clone();
+        let path = path.clone();
+        let data = small.clone();
+        async move { sb.write_file(&path, &data).await.unwrap() }
+    })
+    .await;
+    out.push(("write 1 KiB", p50, p95));
+    let (p50, p95) = measure(few, |_| {
+        let sb = sb.clone();
+        let path = big_path.clone();
+        let data = big.clone();
+        async move { sb.write_file(&path, &data).await.unwrap() }
+    })
+    .await;
+    out.push(("write 1 MiB", p50, p95));
+    let (p50, p95) = measure(few, |_| {
+        let sb = sb.clone();
+        async move {
+            let o = sb
+                .exec(&ExecRequest {
+                    command: "true".into(),
+                    timeout: Duration::from_secs(10),
+                    max_output: 1024,
+                })
+                .await
+                .unwrap();
+            assert_eq!(o.exit_code, Some(0));
+        }
+    })
+    .await;
+    out.push(("exec `true`", p50, p95));
+    sb.delete_file(&big_path).await.unwrap();
+    sb.delete_file(&path).await.unwrap();
+    let (p50, p95) = measure(few, |_| {
+        let sb = sb.clone();
+        async move {
+            let tree = sb.export_source().await.unwrap();
+            sb.import_source(&tree).await.unwrap();
+        }
+    })
+    .await;
+    out.push(("export + import (template)", p50, p95));
+    out
+}
+
+/// sandboxd on a free loopback port, on its own runtime (as a separate
+/// server would be), serving a workspace laid out as in the image.
+fn start_sandboxd(dir: &std::path::Path, token: &str) -> std::net::SocketAddr {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tpl = rt.block_on(template());
+    let template_dir = dir.join("template");
+    for f in &tpl.files.files {
+        let full = template_dir.join(&f.path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, &f.data).unwrap();
+    }
+    std::os::unix::fs::symlink(&tpl.node_modules, template_dir.join("node_modules")).unwrap();
+    let opts = SandboxdOptions {
+        workspace: dir.join("workspace"),
+        template: template_dir,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        dev_server: "127.0.0.1:0".parse().unwrap(),
+        hmr_client_port: None,
+        state_dir: dir.join("state"),
+        token: token.into(),
+        project_id: Some("bench".into()),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let ws = sandboxd::open_workspace(&opts).await.unwrap();
+            let listener = tokio::net::TcpListener::bind(opts.listen).await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, sandboxd::router(ws, &opts.token))
+                .await
+                .unwrap();
+        })
+    });
+    rx.recv().unwrap()
+}
+
+fn main() {
+    let (rounds, _) = bench_rounds("APNA_BENCH_ROUNDS", 200, "APNA_BENCH_UNUSED", 0);
+    let dir = tempfile::tempdir().unwrap();
+    let token = "bench-token";
+    let addr = start_sandboxd(dir.path(), token);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let data = dir.path().join("local");
+        let local = LocalProvider::new(LocalOptions {
+            data_dir: data.clone(),
+            template: template().await,
+            hmr_client_port: None,
+            isolation: Some(Isolation::None),
+        })
+        .unwrap();
+        local.set_warm_spare(false).await;
+        let transport = DirectTransport::new(&format!("http://{addr}")).unwrap();
+        let remote: Arc<dyn Sandbox> =
+            Arc::new(RemoteSandbox::new("bench", Arc::new(transport), token.into()));
+        let local_rows = run_all(Arc::new(local.local("bench-local").unwrap()), rounds).await;
+        let remote_rows = run_all(remote, rounds).await;
+        println!(
+            "\nsandboxd over loopback vs the in-process local driver ({rounds} rounds; {} for 1 MiB, exec, export + import)\n",
+            (rounds / 4).max(1)
+        );
+        println!("| operation | local p50 | local p95 | sandboxd p50 | sandboxd p95 | sandboxd p50 − local p50 |");
+        println!("|---|---|---|---|---|---|");
+        for (l, r) in local_rows.iter().zip(&remote_rows) {
+            println!(
+                "| {} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | +{:.3} ms |",
+                l.0,
+                l.1,
+                l.2,
+                r.1,
+                r.2,
+                r.1 - l.1
+            );
+        }
+        if matches!(Isolation::detect(), Isolation::Bubblewrap { .. }) {
+            let bw = LocalProvider::new(LocalOptions {
+                data_dir: dir.path().join("local-bwrap"),
+                template: template().await,
+                hmr_client_port: None,
+                isolation: None,
+            })
+            .unwrap();
+            bw.set_warm_spare(false).await;
+            let sb = Arc::new(bw.local("bench-bwrap").unwrap());
+            sb.import_source(&template().await.files).await.unwrap();
+            let (p50, p95) = measure((rounds / 4).max(1), |_| {
+                let sb = sb.clone();
+                async move {
+                    sb.exec(&ExecRequest {
+                        command: "true".into(),
+                        timeout: Duration::from_secs(10),
+                        max_output: 1024,
+                    })
+                    .await
+                    .unwrap();
+                }
+            })
+            .await;
+            println!("\nreference: local driver's default `exec true` under bubblewrap: p50 {p50:.3} ms, p95 {p95:.3} ms");
+        }
+        local.stop_all().await;
+    });
+}
