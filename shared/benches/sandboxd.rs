@@ -26,88 +26,100 @@ use apna::sandbox::sandboxd::{self, SandboxdOptions};
 use apna::sandbox::{ExecRequest, ProjectPath, Sandbox};
 use sandbox_support::{bench_rounds, percentile, template};
 
-/// p50 and p95 in milliseconds of `rounds` runs of `op`.
-async fn measure<F, Fut>(rounds: usize, mut op: F) -> (f64, f64)
+/// p50 and p95 in milliseconds of `rounds` runs of `op` on each sandbox,
+/// interleaved (alternating which goes first) so that load from elsewhere on
+/// the machine falls on both alike.
+async fn compare<F, Fut>(rounds: usize, sbs: &[Arc<dyn Sandbox>; 2], op: F) -> [(f64, f64); 2]
 where
-    F: FnMut(usize) -> Fut,
+    F: Fn(Arc<dyn Sandbox>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     // One unmeasured round warms connections and caches.
-    op(usize::MAX).await;
-    let mut samples = Vec::with_capacity(rounds);
-    for i in 0..rounds {
-        let started = Instant::now();
-        op(i).await;
-        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    for sb in sbs {
+        op(sb.clone()).await;
     }
-    samples.sort_by(|a, b| a.total_cmp(b));
-    (percentile(&samples, 50.0), percentile(&samples, 95.0))
+    let mut samples = [Vec::with_capacity(rounds), Vec::with_capacity(rounds)];
+    for i in 0..rounds {
+        let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+        for k in order {
+            let started = Instant::now();
+            op(sbs[k].clone()).await;
+            samples[k].push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    samples.map(|mut v| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        (percentile(&v, 50.0), percentile(&v, 95.0))
+    })
 }
 
-/// Every measured operation against one sandbox: (name, p50, p95).
-async fn run_all(sb: Arc<dyn Sandbox>, rounds: usize) -> Vec<(&'static str, f64, f64)> {
+fn exec_true() -> ExecRequest {
+    ExecRequest {
+        command: "true".into(),
+        timeout: Duration::from_secs(10),
+        max_output: 1024,
+    }
+}
+
+/// Every measured operation on both sandboxes: (name, [local, sandboxd]).
+async fn run_all(
+    sbs: [Arc<dyn Sandbox>; 2],
+    rounds: usize,
+) -> Vec<(&'static str, [(f64, f64); 2])> {
     let tpl = template().await.files;
-    sb.import_source(&tpl).await.unwrap();
-    let small = vec![b'k'; 1024];
-    let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
     let path = ProjectPath::parse("src/bench.txt").unwrap();
     let big_path = ProjectPath::parse("src/bench-big.bin").unwrap();
-    sb.write_file(&path, &small).await.unwrap();
+    let small = Arc::new(vec![b'k'; 1024]);
+    let big: Arc<Vec<u8>> = Arc::new((0..1024 * 1024).map(|i| (i % 251) as u8).collect());
+    for sb in &sbs {
+        sb.import_source(&tpl).await.unwrap();
+        sb.write_file(&path, &small).await.unwrap();
+    }
     let few = (rounds / 4).max(1);
     let mut out = Vec::new();
-
-    let (p50, p95) = measure(rounds, |_| {
-        let sb = sb.clone();
-        let path = path.clone();
-        async move {
-            assert_eq!(sb.read_file(&path).await.unwrap().len(), 1024);
-        }
-    })
-    .await;
-    out.push(("read 1 KiB", p50, p95));
-    let (p50, p95) = measure(rounds, |_| {
-        let sb = sb.clone();
-        let path = path.clone();
-        let data = small.clone();
-        async move { sb.write_file(&path, &data).await.unwrap() }
-    })
-    .await;
-    out.push(("write 1 KiB", p50, p95));
-    let (p50, p95) = measure(few, |_| {
-        let sb = sb.clone();
-        let path = big_path.clone();
-        let data = big.clone();
-        async move { sb.write_file(&path, &data).await.unwrap() }
-    })
-    .await;
-    out.push(("write 1 MiB", p50, p95));
-    let (p50, p95) = measure(few, |_| {
-        let sb = sb.clone();
-        async move {
-            let o = sb
-                .exec(&ExecRequest {
-                    command: "true".into(),
-                    timeout: Duration::from_secs(10),
-                    max_output: 1024,
-                })
-                .await
-                .unwrap();
-            assert_eq!(o.exit_code, Some(0));
-        }
-    })
-    .await;
-    out.push(("exec `true`", p50, p95));
-    sb.delete_file(&big_path).await.unwrap();
-    sb.delete_file(&path).await.unwrap();
-    let (p50, p95) = measure(few, |_| {
-        let sb = sb.clone();
-        async move {
+    let p = &path;
+    out.push((
+        "read 1 KiB",
+        compare(rounds, &sbs, |sb| async move {
+            assert_eq!(sb.read_file(p).await.unwrap().len(), 1024);
+        })
+        .await,
+    ));
+    let data = &small;
+    out.push((
+        "write 1 KiB",
+        compare(rounds, &sbs, |sb| async move {
+            sb.write_file(p, data).await.unwrap()
+        })
+        .await,
+    ));
+    let (bp, data) = (&big_path, &big);
+    out.push((
+        "write 1 MiB",
+        compare(few, &sbs, |sb| async move {
+            sb.write_file(bp, data).await.unwrap()
+        })
+        .await,
+    ));
+    out.push((
+        "exec `true`",
+        compare(few, &sbs, |sb| async move {
+            assert_eq!(sb.exec(&exec_true()).await.unwrap().exit_code, Some(0));
+        })
+        .await,
+    ));
+    for sb in &sbs {
+        sb.delete_file(&big_path).await.unwrap();
+        sb.delete_file(&path).await.unwrap();
+    }
+    out.push((
+        "export + import (template)",
+        compare(few, &sbs, |sb| async move {
             let tree = sb.export_source().await.unwrap();
             sb.import_source(&tree).await.unwrap();
-        }
-    })
-    .await;
-    out.push(("export + import (template)", p50, p95));
+        })
+        .await,
+    ));
     out
 }
 
@@ -174,23 +186,21 @@ fn main() {
         let transport = DirectTransport::new(&format!("http://{addr}")).unwrap();
         let remote: Arc<dyn Sandbox> =
             Arc::new(RemoteSandbox::new("bench", Arc::new(transport), token.into()));
-        let local_rows = run_all(Arc::new(local.local("bench-local").unwrap()), rounds).await;
-        let remote_rows = run_all(remote, rounds).await;
+        let rows = run_all([Arc::new(local.local("bench-local").unwrap()), remote], rounds).await;
         println!(
             "\nsandboxd over loopback vs the in-process local driver ({rounds} rounds; {} for 1 MiB, exec, export + import)\n",
             (rounds / 4).max(1)
         );
         println!("| operation | local p50 | local p95 | sandboxd p50 | sandboxd p95 | sandboxd p50 − local p50 |");
         println!("|---|---|---|---|---|---|");
-        for (l, r) in local_rows.iter().zip(&remote_rows) {
+        for (name, [l, r]) in &rows {
             println!(
-                "| {} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | +{:.3} ms |",
+                "| {name} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | {:+.3} ms |",
                 l.0,
                 l.1,
-                l.2,
+                r.0,
                 r.1,
-                r.2,
-                r.1 - l.1
+                r.0 - l.0
             );
         }
         if matches!(Isolation::detect(), Isolation::Bubblewrap { .. }) {
@@ -202,19 +212,10 @@ fn main() {
             })
             .unwrap();
             bw.set_warm_spare(false).await;
-            let sb = Arc::new(bw.local("bench-bwrap").unwrap());
+            let sb: Arc<dyn Sandbox> = Arc::new(bw.local("bench-bwrap").unwrap());
             sb.import_source(&template().await.files).await.unwrap();
-            let (p50, p95) = measure((rounds / 4).max(1), |_| {
-                let sb = sb.clone();
-                async move {
-                    sb.exec(&ExecRequest {
-                        command: "true".into(),
-                        timeout: Duration::from_secs(10),
-                        max_output: 1024,
-                    })
-                    .await
-                    .unwrap();
-                }
+            let [(p50, p95), _] = compare((rounds / 4).max(1), &[sb.clone(), sb], |sb| async move {
+                sb.exec(&exec_true()).await.unwrap();
             })
             .await;
             println!("\nreference: local driver's default `exec true` under bubblewrap: p50 {p50:.3} ms, p95 {p95:.3} ms");
