@@ -1,7 +1,7 @@
 //! The sandbox conformance suite: one set of cases, run against the local
 //! driver and against `RemoteSandbox` talking to a real `apna sandboxd`
 //! process on loopback (this crate builds the binary, hence the suite lives
-//! here). Each case is written once in `cases` and instantiated per driver
+//! here, with the library's fixtures from `apna::testing`). Each case is written once in `cases` and instantiated per driver
 //! by `conformance!`, so both must give the same results; the one known
 //! difference (isolation: bubblewrap locally when installed, none in sandboxd,
 //! as in a pod) is outside what these cases observe.
@@ -9,9 +9,6 @@
 //! Plus what only sandboxd has: the token on every route but `/healthz`, and
 //! every path check of the local driver made again over raw HTTP, where no
 //! `ProjectPath` has checked the path first.
-
-#[path = "../../shared/tests/sandbox_support/mod.rs"]
-mod sandbox_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,8 +20,9 @@ use apna::sandbox::local::files::MAX_FILE_BYTES;
 use apna::sandbox::local::wait_ready;
 use apna::sandbox::remote::{DirectTransport, RemoteSandbox, TOKEN_ENV, TOKEN_HEADER};
 use apna::sandbox::{ExecRequest, ProjectPath, Sandbox, SandboxState, SourceFile, SourceTree};
+use apna::testing::local::{get, provider, template};
+use apna::testing::services::services_required;
 use apna::Error;
-use sandbox_support::{get, provider, template};
 
 /// A sandbox under test, the host path of its files, and what keeps it alive.
 pub struct Subject {
@@ -891,7 +889,7 @@ async fn as_pid_1_sandboxd_reaps_orphans_and_forwards_sigterm() {
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
         assert!(
-            !sandbox_support::services_required(),
+            !services_required(),
             "unshare -fp (root, util-linux) is required (APNA_REQUIRE_SERVICES=1)"
         );
         eprintln!("skipped: cannot make a PID namespace here");

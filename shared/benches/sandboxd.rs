@@ -14,9 +14,6 @@
 //! Run: `cargo bench -p apna --bench sandboxd` (`APNA_BENCH_ROUNDS`, default
 //! 200 for files, a quarter of that for exec and export + import).
 
-#[path = "../tests/sandbox_support/mod.rs"]
-mod sandbox_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +21,8 @@ use apna::sandbox::local::{Isolation, LocalOptions, LocalProvider};
 use apna::sandbox::remote::{DirectTransport, RemoteSandbox};
 use apna::sandbox::sandboxd::{self, SandboxdOptions};
 use apna::sandbox::{ExecRequest, ProjectPath, Sandbox};
-use sandbox_support::{bench_rounds, percentile, template};
+use apna::testing::bench::{bench_rounds, percentile};
+use apna::testing::local::template;
 
 /// p50 and p95 in milliseconds of `rounds` runs of `op` on each sandbox,
 /// interleaved (alternating which goes first) so that load from elsewhere on

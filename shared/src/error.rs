@@ -85,6 +85,26 @@ impl Error {
         }
     }
 
+    /// The one HTTP status this kind of error answers with (the API's and sandboxd's).
+    pub fn http_status(&self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Model(_) | Error::Blob(_) | Error::Store(_) | Error::Sandbox(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            Error::Config { .. } | Error::Workflow(_) | Error::Io(_) | Error::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
     /// Whether retrying the same operation later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(

@@ -37,23 +37,9 @@ impl From<Error> for ApiError {
     }
 }
 
-/// The HTTP status for an error.
+/// The HTTP status for an error (see [`Error::http_status`]).
 pub fn status_of(e: &Error) -> StatusCode {
-    match e {
-        Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
-        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::Conflict(_) => StatusCode::CONFLICT,
-        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
-        Error::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Model(_) | Error::Blob(_) | Error::Store(_) | Error::Sandbox(_) => {
-            StatusCode::BAD_GATEWAY
-        }
-        Error::Config { .. } | Error::Workflow(_) | Error::Io(_) | Error::Internal(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-    }
+    e.http_status()
 }
 
 impl IntoResponse for ApiError {

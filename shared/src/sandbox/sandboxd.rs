@@ -37,7 +37,6 @@ use super::local::template::installed_template;
 use super::local::workspace::{RootKind, Toolchain, Workspace};
 use super::remote::{Deleted, ExecBody, WireError, TOKEN_ENV, TOKEN_HEADER};
 use super::source_tar::{self, MAX_SOURCE_BYTES};
-use crate::api::error::status_of;
 use crate::error::{Error, Result};
 use crate::sandbox::{ExecRequest, ProjectPath, Sandbox};
 
@@ -217,8 +216,9 @@ impl From<Error> for DaemonError {
 
 impl IntoResponse for DaemonError {
     fn into_response(self) -> Response {
-        let status = status_of(&self.0);
-        if status.is_server_error() {
+        let status = self.0.http_status();
+        // NotReady (no project yet) is an answer, not a fault.
+        if status.is_server_error() && !matches!(self.0, Error::NotReady(_)) {
             tracing::warn!(error = %self.0, "sandboxd request failed");
         }
         (status, Json(WireError::from_error(&self.0))).into_response()
