@@ -38,6 +38,17 @@
 //! server's proxy when the pod is gone or starting: 404, 429, 502, 503, 504)
 //! becomes [`Error::NotReady`], as do refused connections and timeouts, so
 //! the workflow's retries wait for the pod.
+//!
+//! # Differences from the local driver
+//!
+//! The conformance suite (`functions/tests/sandbox_conformance.rs`) runs the
+//! same cases on both and they agree. What differs by design: a new pod's
+//! sandboxd seeds its empty volume and starts Vite at once (a local project
+//! exists only after `ensure` or an import); commands run without bubblewrap
+//! (the pod is the isolation); `preview_addr` is Vite's address inside the pod
+//! (`127.0.0.1:5173`), which the kube driver replaces with its Service; one
+//! request returns at most 10,000 log lines and 16 MiB of command output, and
+//! an import carries at most 256 MiB.
 
 use std::sync::Arc;
 use std::time::Duration;
