@@ -26,6 +26,25 @@ pub enum ModelProvider {
     Bedrock,
 }
 
+/// Where project sandboxes run (`APNA_SANDBOX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxBackend {
+    /// A directory and a Vite process per project on this machine (the default).
+    Local,
+    /// A Pod + PVC + Service per project on Kubernetes (needs `--features kube`).
+    Kube,
+}
+
+/// How the backend reaches a pod's `apna sandboxd` (`APNA_KUBE_TRANSPORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeTransport {
+    /// Through the API server's `pods/proxy` subresource: needs nothing but
+    /// the API endpoint (works from a Lambda outside the VPC). The default.
+    Proxy,
+    /// Straight to the pod IP on sandboxd's port (the caller must be inside the cluster network).
+    Direct,
+}
+
 /// All settings.
 #[derive(Clone)]
 pub struct Config {
@@ -63,12 +82,24 @@ pub struct Config {
     pub s3_region: String,
     /// S3-compatible endpoint (`S3_ENDPOINT`), e.g. MinIO, R2 or moto.
     pub s3_endpoint: Option<String>,
-    /// Kubeconfig path (`KUBE_CONFIG_PATH`).
+    /// Where sandboxes run (`APNA_SANDBOX`: `local`, the default, or `kube`).
+    pub sandbox: SandboxBackend,
+    /// Kubeconfig path (`KUBE_CONFIG_PATH`); unset means `KUBECONFIG`,
+    /// `~/.kube/config` or the in-cluster service account, in that order.
     pub kube_config_path: Option<PathBuf>,
     /// Namespace for project pods (`KUBE_NAMESPACE`, default `apna`).
     pub kube_namespace: String,
-    /// Sandbox image (`CONTAINER_IMAGE`).
+    /// Sandbox image (`CONTAINER_IMAGE`; by digest in production).
     pub container_image: String,
+    /// Storage class of the project volumes (`KUBE_STORAGE_CLASS`; unset = the cluster default).
+    pub kube_storage_class: Option<String>,
+    /// EKS cluster whose endpoint and token the driver gets from AWS
+    /// (`EKS_CLUSTER_NAME`; needs the `eks` feature). Unset: the kubeconfig.
+    pub eks_cluster_name: Option<String>,
+    /// Ready template pods kept for new projects to adopt (`APNA_WARM_PODS`, default 0).
+    pub warm_pods: u32,
+    /// How the backend reaches sandboxd in a pod (`APNA_KUBE_TRANSPORT`: `proxy`, the default, or `direct`).
+    pub kube_transport: KubeTransport,
     /// Wildcard preview domain (`CADDY_DOMAIN`); unset means `{id}.localhost:{PORT}`.
     pub caddy_domain: Option<String>,
     /// How often idle projects are swept (`CLEANUP_INTERVAL_MINUTES`, default 10).
@@ -132,6 +163,9 @@ impl std::fmt::Debug for Config {
             .field("s3_endpoint", &self.s3_endpoint)
             .field("dynamodb_endpoint", &self.dynamodb_endpoint)
             .field("caddy_domain", &self.caddy_domain)
+            .field("sandbox", &self.sandbox)
+            .field("kube_namespace", &self.kube_namespace)
+            .field("eks_cluster_name", &self.eks_cluster_name)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
             .finish_non_exhaustive()
     }
@@ -232,6 +266,56 @@ impl Config {
         if let Some(e) = &s3_endpoint {
             check_http_url("S3_ENDPOINT", e)?;
         }
+        let sandbox = match get("APNA_SANDBOX").as_deref() {
+            None | Some("local") => SandboxBackend::Local,
+            Some("kube") if cfg!(feature = "kube") => SandboxBackend::Kube,
+            Some("kube") => {
+                return Err(Error::Config {
+                    var: "APNA_SANDBOX",
+                    message: "kube needs a build with `--features kube` (cargo run --release --features kube -- serve)".into(),
+                })
+            }
+            Some(other) => {
+                return Err(Error::Config {
+                    var: "APNA_SANDBOX",
+                    message: format!("{other:?} is not a sandbox backend; use local or kube"),
+                })
+            }
+        };
+        let kube_transport = match get("APNA_KUBE_TRANSPORT").as_deref() {
+            None | Some("proxy") => KubeTransport::Proxy,
+            Some("direct") => KubeTransport::Direct,
+            Some(other) => {
+                return Err(Error::Config {
+                    var: "APNA_KUBE_TRANSPORT",
+                    message: format!("{other:?} is not a transport; use proxy or direct"),
+                })
+            }
+        };
+        let eks_cluster_name = get("EKS_CLUSTER_NAME");
+        if eks_cluster_name.is_some() && !cfg!(feature = "eks") {
+            return Err(Error::Config {
+                var: "EKS_CLUSTER_NAME",
+                message: "EKS authentication needs a build with `--features eks`".into(),
+            });
+        }
+        let kube_namespace = get("KUBE_NAMESPACE").unwrap_or_else(|| "apna".into());
+        if !is_dns_label(&kube_namespace) {
+            return Err(Error::Config {
+                var: "KUBE_NAMESPACE",
+                message: format!("{kube_namespace:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"),
+            });
+        }
+        let kube_storage_class = get("KUBE_STORAGE_CLASS");
+        if let Some(c) = &kube_storage_class {
+            let ok = c.len() <= 253 && c.split('.').all(is_dns_label);
+            if !ok {
+                return Err(Error::Config {
+                    var: "KUBE_STORAGE_CLASS",
+                    message: format!("{c:?} is not a storage class name"),
+                });
+            }
+        }
         if let Some(d) = get("CADDY_DOMAIN") {
             let ok = d.split('.').all(|l| {
                 !l.is_empty()
@@ -270,10 +354,15 @@ impl Config {
             s3_bucket: get("S3_BUCKET"),
             s3_region: get("S3_REGION").unwrap_or_else(|| "us-east-1".into()),
             s3_endpoint,
+            sandbox,
             kube_config_path: get("KUBE_CONFIG_PATH").map(PathBuf::from),
-            kube_namespace: get("KUBE_NAMESPACE").unwrap_or_else(|| "apna".into()),
+            kube_namespace,
             container_image: get("CONTAINER_IMAGE")
                 .unwrap_or_else(|| "ghcr.io/apna-dev/preview:latest".into()),
+            kube_storage_class,
+            eks_cluster_name,
+            warm_pods: parse_or(&get("APNA_WARM_PODS"), "APNA_WARM_PODS", 0)?,
+            kube_transport,
             caddy_domain: get("CADDY_DOMAIN"),
             cleanup_interval: Duration::from_secs_f64(
                 positive(
@@ -383,6 +472,15 @@ fn check_dynamodb_table(table: &str) -> Result<()> {
             ),
         })
     }
+}
+
+/// An RFC 1123 label: what Kubernetes accepts as a namespace or a name segment.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 fn check_http_url(var: &'static str, value: &str) -> Result<()> {
@@ -501,6 +599,66 @@ mod tests {
                 e.to_string().starts_with("APNA_EVENT_RETENTION_DAYS:"),
                 "{bad}: {e}"
             );
+        }
+    }
+
+    #[test]
+    fn kube_settings() {
+        let c = Config::from_vars(HashMap::new()).unwrap();
+        assert_eq!(c.sandbox, SandboxBackend::Local);
+        assert_eq!(c.kube_namespace, "apna");
+        assert_eq!(c.kube_storage_class, None);
+        assert_eq!(c.eks_cluster_name, None);
+        assert_eq!(c.warm_pods, 0);
+        assert_eq!(c.kube_transport, KubeTransport::Proxy);
+
+        // kube only in builds with the feature, with a message saying how.
+        let kube = Config::from_vars(vars(&[
+            ("APNA_SANDBOX", "kube"),
+            ("KUBE_NAMESPACE", "previews"),
+            ("KUBE_STORAGE_CLASS", "gp3.encrypted"),
+            ("APNA_WARM_PODS", "2"),
+            ("APNA_KUBE_TRANSPORT", "direct"),
+            ("CONTAINER_IMAGE", "registry.example/preview@sha256:abc"),
+        ]));
+        match kube {
+            Ok(k) => {
+                assert!(cfg!(feature = "kube"));
+                assert_eq!(k.sandbox, SandboxBackend::Kube);
+                assert_eq!(k.kube_namespace, "previews");
+                assert_eq!(k.kube_storage_class.as_deref(), Some("gp3.encrypted"));
+                assert_eq!(k.warm_pods, 2);
+                assert_eq!(k.kube_transport, KubeTransport::Direct);
+                assert_eq!(k.container_image, "registry.example/preview@sha256:abc");
+            }
+            Err(e) => {
+                assert!(!cfg!(feature = "kube"));
+                assert!(e.to_string().contains("--features kube"), "{e}");
+            }
+        }
+        let eks = Config::from_vars(vars(&[("EKS_CLUSTER_NAME", "apna")]));
+        assert_eq!(eks.is_ok(), cfg!(feature = "eks"));
+        if let Ok(c) = eks {
+            assert_eq!(c.eks_cluster_name.as_deref(), Some("apna"));
+        }
+
+        for (var, value) in [
+            ("APNA_SANDBOX", "docker"),
+            ("APNA_KUBE_TRANSPORT", "ssh"),
+            ("APNA_WARM_PODS", "-1"),
+            ("APNA_WARM_PODS", "two"),
+            ("KUBE_NAMESPACE", "Apna"),
+            ("KUBE_NAMESPACE", "-apna"),
+            ("KUBE_NAMESPACE", "a.b"),
+            ("KUBE_STORAGE_CLASS", "gp3 fast"),
+        ] {
+            match Config::from_vars(vars(&[(var, value)])) {
+                Err(Error::Config { var: v, message }) => {
+                    assert_eq!(v, var, "{message}");
+                    assert!(!message.is_empty());
+                }
+                other => panic!("{var}={value}: {:?}", other.map(|_| ())),
+            }
         }
     }
 

@@ -9,6 +9,8 @@
 //! [`ProjectPath`], already checked to stay inside the project root.
 
 pub mod build_check;
+#[cfg(feature = "kube")]
+pub mod kube;
 pub mod local;
 pub mod path;
 pub mod pid1;
@@ -142,4 +144,9 @@ pub trait SandboxProvider: Send + Sync {
     fn sandbox(&self, project_id: &str) -> Result<Arc<dyn Sandbox>>;
     /// Backend name for health reports (`local`, `kube`).
     fn backend(&self) -> &'static str;
+    /// Tops up what the backend keeps ready for new projects (the kube warm
+    /// pods); the hibernation sweep calls it. Nothing to do by default.
+    fn replenish(&self) -> futures::future::BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -1,0 +1,829 @@
+//! Sandboxes on Kubernetes: per project a Pod running `apna sandboxd` (the
+//! image of `images/preview/`), a PersistentVolumeClaim holding the workspace,
+//! a ClusterIP Service `project-{id}` (Caddy's upstream) and a Secret with
+//! sandboxd's token. Any cluster a kubeconfig (or the in-cluster service
+//! account) reaches works; on EKS the endpoint and token come from AWS
+//! (`eks`, feature `eks`).
+//!
+//! The driver owns only the lifecycle: everything else (files, exec, logs,
+//! export/import) goes to sandboxd through a [`RemoteSandbox`], reached via the
+//! API server's `pods/proxy` ([`KubeProxyTransport`], the default) or the pod
+//! IP. Objects are created with server-side apply (field manager `apna`), so a
+//! retried step changes nothing, and are found by the label
+//! `apna.dev/project={id}` rather than by name: a project that adopted a warm
+//! pod (`warm`) keeps that pod's name, volume and Secret.
+//!
+//! | state    | what the API server has                                     |
+//! |----------|-------------------------------------------------------------|
+//! | Missing  | no pod, no volume (never created, or hibernated)            |
+//! | Stopped  | a volume, no live pod                                        |
+//! | Starting | a pod not Ready yet (scheduling, pulling, Vite starting)     |
+//! | Ready    | a Ready pod; `preview_addr` = the Service's DNS name :5173   |
+//! | Crashed  | a pod in CrashLoopBackOff (or failed), with the reason      |
+//!
+//! Handlers are stateless: every handle re-reads what it needs. The only
+//! per-process memory is a cache of the pod's name and token per project,
+//! dropped whenever sandboxd stops answering or refuses the token.
+//!
+//! Kubernetes API requests per operation (counted by the tests' mock API
+//! server; see BENCHMARKS.md): `status` 1 (2 when there is no pod), `ensure`
+//! on a running sandbox 1 (a list, no writes), `ensure` of a new project 7,
+//! `stop` 1, `destroy` 4.
+
+mod api_error;
+#[cfg(feature = "eks")]
+pub mod eks;
+mod objects;
+mod pod_state;
+mod proxy;
+mod warm;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::config::{Config, KubeTransport};
+use crate::error::{Error, Result};
+use crate::sandbox::remote::{
+    DirectTransport, RemoteSandbox, SandboxdTransport, SANDBOXD_PORT, TOKEN_ENV,
+};
+use crate::sandbox::{
+    ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxProvider, SandboxState,
+    SandboxStatus, SourceTree,
+};
+use api_error::Call;
+use objects::Names;
+pub use proxy::KubeProxyTransport;
+
+/// The field manager of every server-side apply.
+const FIELD_MANAGER: &str = "apna";
+
+/// Settings for [`KubeProvider`].
+#[derive(Debug, Clone)]
+pub struct KubeOptions {
+    /// Namespace of the project objects (`KUBE_NAMESPACE`).
+    pub namespace: String,
+    /// The sandbox image (`CONTAINER_IMAGE`).
+    pub image: String,
+    /// Storage class of project volumes (`KUBE_STORAGE_CLASS`; `None` = the cluster default).
+    pub storage_class: Option<String>,
+    /// Warm pods to keep (`APNA_WARM_PODS`).
+    pub warm_pods: u32,
+    /// How sandboxd is reached.
+    pub transport: KubeTransport,
+    /// How long a file operation waits for a starting pod's sandboxd before `NotReady`.
+    pub ready_wait: Duration,
+}
+
+impl KubeOptions {
+    /// The options `config` names.
+    pub fn from_config(config: &Config) -> KubeOptions {
+        KubeOptions {
+            namespace: config.kube_namespace.clone(),
+            image: config.container_image.clone(),
+            storage_class: config.kube_storage_class.clone(),
+            warm_pods: config.warm_pods,
+            transport: config.kube_transport,
+            ready_wait: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Hands out [`KubeSandbox`]es; cheap to clone.
+#[derive(Clone)]
+pub struct KubeProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: kube::Client,
+    opts: KubeOptions,
+    /// Per project: the sandboxd client of its current pod.
+    remotes: Mutex<HashMap<String, Arc<RemoteSandbox>>>,
+}
+
+impl KubeProvider {
+    /// A provider over `client` (tests pass a mock API server's).
+    pub fn new(client: kube::Client, opts: KubeOptions) -> KubeProvider {
+        KubeProvider {
+            inner: Arc::new(Inner {
+                client,
+                opts,
+                remotes: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Connects as `config` says: EKS (`EKS_CLUSTER_NAME`), else
+    /// `KUBE_CONFIG_PATH`, else `KUBECONFIG` / `~/.kube/config` / in-cluster.
+    pub async fn connect(config: &Config) -> Result<KubeProvider> {
+        let opts = KubeOptions::from_config(config);
+        // rustls needs one process-wide crypto provider when several are compiled in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        #[cfg(feature = "eks")]
+        if let Some(cluster) = &config.eks_cluster_name {
+            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let client = eks::client(&sdk, cluster, &opts.namespace).await?;
+            return Ok(KubeProvider::new(client, opts));
+        }
+        let kube_config = match &config.kube_config_path {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Config {
+                    var: "KUBE_CONFIG_PATH",
+                    message: format!("cannot read {}: {e}", path.display()),
+                })?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(|e| Error::Config {
+                        var: "KUBE_CONFIG_PATH",
+                        message: format!("{}: {e}", path.display()),
+                    })?
+            }
+            None => kube::Config::infer().await.map_err(|e| Error::Config {
+                var: "KUBE_CONFIG_PATH",
+                message: format!(
+                    "no Kubernetes configuration found (set KUBE_CONFIG_PATH or KUBECONFIG, or run in a cluster): {e}"
+                ),
+            })?,
+        };
+        let client = kube::Client::try_from(kube_config)
+            .map_err(|e| Error::Sandbox(format!("kubernetes client: {e}")))?;
+        Ok(KubeProvider::new(client, opts))
+    }
+
+    /// The concrete sandbox for a project.
+    pub fn kube(&self, project_id: &str) -> Result<KubeSandbox> {
+        Ok(KubeSandbox {
+            names: Names::project(project_id)?,
+            id: project_id.to_string(),
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// Brings the warm pool to `APNA_WARM_PODS` ready pods: removes warm pods
+    /// that crashed and starts the missing ones. Returns how many it started.
+    /// Run by the hibernation sweep (and after a create adopts a warm pod).
+    pub async fn replenish_warm_pods(&self) -> Result<usize> {
+        warm::replenish(&self.inner).await
+    }
+}
+
+impl SandboxProvider for KubeProvider {
+    fn sandbox(&self, project_id: &str) -> Result<Arc<dyn Sandbox>> {
+        Ok(Arc::new(self.kube(project_id)?))
+    }
+
+    fn backend(&self) -> &'static str {
+        "kube"
+    }
+
+    fn replenish(&self) -> futures::future::BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.inner.opts.warm_pods > 0 {
+                self.replenish_warm_pods().await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Inner {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.opts.namespace)
+    }
+
+    fn call<'a>(&'a self, verb: &'a str, resource: &'a str, name: &'a str) -> Call<'a> {
+        Call {
+            verb,
+            resource,
+            name,
+            namespace: &self.opts.namespace,
+        }
+    }
+
+    /// Lists objects of kind `K` matching a label selector.
+    async fn list<K>(&self, resource: &str, selector: &str) -> Result<Vec<K>>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        self.api::<K>()
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map(|l| l.items)
+            .map_err(|e| api_error::map(e, self.call("list", resource, selector)))
+    }
+
+    /// Server-side apply of `obj` (field manager `apna`, taking over fields).
+    async fn apply<K>(&self, resource: &str, obj: &K) -> Result<K>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        self.api::<K>()
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(obj),
+            )
+            .await
+            .map_err(|e| api_error::map(e, self.call("patch", resource, &name)))
+    }
+
+    /// A JSON merge patch (labels, owner references) of one object.
+    async fn merge<K>(&self, resource: &str, name: &str, patch: serde_json::Value) -> Result<K>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        self.api::<K>()
+            .patch(name, &params, &Patch::Merge(patch))
+            .await
+            .map_err(|e| api_error::map(e, self.call("patch", resource, name)))
+    }
+
+    /// Deletes every object of kind `K` matching a selector.
+    async fn delete_all<K>(&self, resource: &str, selector: &str) -> Result<()>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        self.api::<K>()
+            .delete_collection(&DeleteParams::background(), &ListParams::default().labels(selector))
+            .await
+            .map(|_| ())
+            .map_err(|e| api_error::map(e, self.call("deletecollection", resource, selector)))
+    }
+
+    /// Deletes one object; one that is already gone is fine.
+    async fn delete<K>(&self, resource: &str, name: &str) -> Result<()>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        match self
+            .api::<K>()
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(api_error::map(e, self.call("delete", resource, name))),
+        }
+    }
+
+    /// Creates the sandboxd token Secret `name`; one that already exists is kept
+    /// (its token is what the pod reads, so it must never change).
+    async fn create_secret(
+        &self,
+        name: &str,
+        labels: std::collections::BTreeMap<String, String>,
+        owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+    ) -> Result<()> {
+        let mut secret = objects::secret(name, &self.opts.namespace, labels, &new_token());
+        secret.metadata.owner_references = owner.map(|o| vec![o]);
+        match self
+            .api::<Secret>()
+            .create(&PostParams::default(), &secret)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(api_error::map(e, self.call("create", "secrets", name))),
+        }
+    }
+
+    fn cached(&self, project_id: &str) -> Option<Arc<RemoteSandbox>> {
+        self.remotes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(project_id)
+            .cloned()
+    }
+
+    fn forget(&self, project_id: &str) {
+        self.remotes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(project_id);
+    }
+}
+
+/// A new sandboxd token: 256 random bits, hex.
+fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// The Secret a pod reads its token from.
+fn token_secret(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == objects::CONTAINER)?
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == TOKEN_ENV)?
+        .value_from
+        .as_ref()?
+        .secret_key_ref
+        .as_ref()
+        .map(|s| s.name.as_str())
+}
+
+/// The PVC a pod mounts as its workspace.
+fn workspace_claim(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()?
+        .volumes
+        .as_ref()?
+        .iter()
+        .find(|v| v.name == "workspace")?
+        .persistent_volume_claim
+        .as_ref()
+        .map(|p| p.claim_name.as_str())
+}
+
+fn name_of(meta: &kube::api::ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or_default()
+}
+
+fn has_label(meta: &kube::api::ObjectMeta, key: &str) -> bool {
+    meta.labels.as_ref().is_some_and(|l| l.contains_key(key))
+}
+
+/// One project's sandbox on Kubernetes.
+#[derive(Clone)]
+pub struct KubeSandbox {
+    id: String,
+    names: Names,
+    inner: Arc<Inner>,
+}
+
+impl KubeSandbox {
+    fn selector(&self) -> String {
+        objects::project_selector(&self.id)
+    }
+
+    /// `project-{id}.{ns}.svc.cluster.local:5173`: where Caddy reaches the preview.
+    fn preview_addr(&self) -> String {
+        format!(
+            "{}.{}.svc.cluster.local:{}",
+            self.names.base,
+            self.inner.opts.namespace,
+            objects::VITE_PORT
+        )
+    }
+
+    async fn pods(&self) -> Result<Vec<Pod>> {
+        self.inner.list::<Pod>("pods", &self.selector()).await
+    }
+
+    async fn volumes(&self) -> Result<Vec<PersistentVolumeClaim>> {
+        self.inner
+            .list::<PersistentVolumeClaim>("persistentvolumeclaims", &self.selector())
+            .await
+    }
+
+    fn live_pod(pods: Vec<Pod>) -> Option<Pod> {
+        pods.into_iter()
+            .find(|p| !pod_state::terminating(&p.metadata))
+    }
+
+    fn status_of(&self, pod: &Pod) -> SandboxStatus {
+        pod_state::from_pod(pod, &self.preview_addr())
+    }
+
+    /// The token Secret's name: the project's (adopted warm Secrets keep their
+    /// name), created now if there is none.
+    async fn secret_name(&self) -> Result<String> {
+        let existing = self
+            .inner
+            .list::<Secret>("secrets", &self.selector())
+            .await?;
+        if let Some(s) = existing.first() {
+            return Ok(name_of(&s.metadata).to_string());
+        }
+        let name = self.names.secret();
+        self.inner
+            .create_secret(&name, objects::project_labels(&self.id), None)
+            .await?;
+        Ok(name)
+    }
+
+    /// Creates what is missing of Secret, PVC, Service and Pod (in that order:
+    /// a pod implies the rest exist). `claim` is the project's live volume.
+    async fn create(&self, claim: Option<String>) -> Result<SandboxStatus> {
+        let inner = &self.inner;
+        let secret = self.secret_name().await?;
+        let claim = match claim {
+            Some(c) => c,
+            None => {
+                let pvc = objects::pvc(
+                    &self.names.base,
+                    &inner.opts,
+                    objects::project_labels(&self.id),
+                );
+                inner.apply("persistentvolumeclaims", &pvc).await?;
+                self.names.base.clone()
+            }
+        };
+        let svc = objects::service(&self.names, &self.id, &inner.opts.namespace);
+        inner.apply::<Service>("services", &svc).await?;
+        let pod = objects::pod(
+            &inner.opts,
+            objects::PodSpecInput {
+                name: &self.names.base,
+                labels: objects::project_pod_labels(&self.id),
+                claim: &claim,
+                secret: &secret,
+                log_id: &self.id,
+            },
+        );
+        let pod = inner.apply("pods", &pod).await?;
+        tracing::info!(project_id = %self.id, pod = %self.names.base, "sandbox pod created");
+        Ok(self.status_of(&pod))
+    }
+
+    /// sandboxd's client for the project's pod, waiting (up to `ready_wait`)
+    /// for a starting pod. A stopped sandbox is started; a missing one is
+    /// created only when `create` (import, which restores into a new sandbox).
+    async fn remote(&self, create: bool) -> Result<Arc<RemoteSandbox>> {
+        if let Some(r) = self.inner.cached(&self.id) {
+            return Ok(r);
+        }
+        let deadline = Instant::now() + self.inner.opts.ready_wait;
+        let mut last = None;
+        loop {
+            match Self::live_pod(self.pods().await?) {
+                Some(pod) if pod_state::running(&pod) => {
+                    let ready = self.status_of(&pod).state == SandboxState::Ready;
+                    let remote = self.connect(&pod, ready, deadline).await?;
+                    self.inner
+                        .remotes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(self.id.clone(), remote.clone());
+                    return Ok(remote);
+                }
+                Some(pod) => {
+                    let st = self.status_of(&pod);
+                    if st.state == SandboxState::Crashed {
+                        return Err(Error::NotReady(format!(
+                            "the sandbox of project {} crashed: {}",
+                            self.id,
+                            st.detail.unwrap_or_default()
+                        )));
+                    }
+                    last = st.detail;
+                }
+                None => {
+                    let kept = self
+                        .volumes()
+                        .await?
+                        .iter()
+                        .any(|v| !pod_state::terminating(&v.metadata));
+                    if !kept && !create {
+                        return Err(Error::NotReady(format!(
+                            "the sandbox of project {} does not exist yet; it is created when the project starts",
+                            self.id
+                        )));
+                    }
+                    self.ensure().await?;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::NotReady(format!(
+                    "the sandbox pod of project {} is not running after {:?}{}",
+                    self.id,
+                    self.inner.opts.ready_wait,
+                    last.map(|d| format!(" ({d})")).unwrap_or_default()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Reads the pod's token and builds its sandboxd client; unless the pod is
+    /// Ready (Vite answering, so sandboxd is up), waits for sandboxd's `/healthz`.
+    async fn connect(
+        &self,
+        pod: &Pod,
+        ready: bool,
+        deadline: Instant,
+    ) -> Result<Arc<RemoteSandbox>> {
+        let inner = &self.inner;
+        let pod_name = name_of(&pod.metadata);
+        let secret_name = token_secret(pod).ok_or_else(|| {
+            Error::Sandbox(format!("pod {pod_name} has no {TOKEN_ENV} from a Secret"))
+        })?;
+        let secret = inner
+            .api::<Secret>()
+            .get(secret_name)
+            .await
+            .map_err(|e| api_error::map(e, inner.call("get", "secrets", secret_name)))?;
+        let token = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(objects::TOKEN_KEY))
+            .and_then(|t| String::from_utf8(t.0.clone()).ok())
+            .ok_or_else(|| Error::Sandbox(format!("Secret {secret_name} has no token")))?;
+        let transport: Arc<dyn SandboxdTransport> = match inner.opts.transport {
+            KubeTransport::Proxy => Arc::new(KubeProxyTransport::new(
+                inner.client.clone(),
+                &inner.opts.namespace,
+                pod_name,
+            )),
+            KubeTransport::Direct => {
+                let ip = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.pod_ip.as_deref())
+                    .ok_or_else(|| Error::NotReady(format!("pod {pod_name} has no IP yet")))?;
+                let host = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_string()
+                };
+                Arc::new(DirectTransport::new(&format!(
+                    "http://{host}:{SANDBOXD_PORT}"
+                ))?)
+            }
+        };
+        if !ready {
+            wait_healthz(&*transport, pod_name, deadline).await?;
+        }
+        Ok(Arc::new(RemoteSandbox::new(&self.id, transport, token)))
+    }
+
+    /// Runs `op` on sandboxd. A refused token means the pod was replaced by a
+    /// new one with a new Secret: look again once. Unreachable: forget the pod.
+    async fn with_remote<T, F, Fut>(&self, create: bool, op: F) -> Result<T>
+    where
+        F: Fn(Arc<RemoteSandbox>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let remote = self.remote(create).await?;
+        match op(remote).await {
+            Err(Error::Unauthorized(_)) => {
+                self.inner.forget(&self.id);
+                let remote = self.remote(create).await?;
+                match op(remote).await {
+                    Err(Error::Unauthorized(m)) => {
+                        self.inner.forget(&self.id);
+                        Err(Error::Sandbox(format!(
+                            "sandboxd of project {} refused its token: {m}",
+                            self.id
+                        )))
+                    }
+                    other => other,
+                }
+            }
+            Err(e @ Error::NotReady(_)) => {
+                self.inner.forget(&self.id);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// The last lines of a crashed container's previous run (`pods/log`).
+    async fn previous_logs(&self, pod: &Pod, lines: usize) -> Result<String> {
+        let name = name_of(&pod.metadata);
+        let params = LogParams {
+            container: Some(objects::CONTAINER.into()),
+            previous: true,
+            tail_lines: Some(i64::try_from(lines).unwrap_or(i64::MAX)),
+            ..Default::default()
+        };
+        match self.inner.api::<Pod>().logs(name, &params).await {
+            Ok(text) => Ok(text),
+            // No previous container (it never ran): nothing to show.
+            Err(kube::Error::Api(s)) if s.code == 400 || s.code == 404 => Ok(String::new()),
+            Err(e) => Err(api_error::map(e, self.inner.call("get", "pods/log", name))),
+        }
+    }
+}
+
+/// Polls sandboxd's unauthenticated `/healthz` until it answers 200.
+async fn wait_healthz(
+    transport: &dyn SandboxdTransport,
+    pod: &str,
+    deadline: Instant,
+) -> Result<()> {
+    loop {
+        let req = http::Request::get("/healthz")
+            .body(bytes::Bytes::new())
+            .map_err(|e| Error::Internal(format!("healthz request: {e}")))?;
+        let why = match transport.send(req).await {
+            Ok(res) if res.status().is_success() => return Ok(()),
+            Ok(res) => format!("answered {}", res.status()),
+            Err(Error::NotReady(m)) => m,
+            Err(e) => return Err(e),
+        };
+        if Instant::now() >= deadline {
+            return Err(Error::NotReady(format!(
+                "sandboxd in pod {pod} is not answering yet: {why}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[async_trait]
+impl Sandbox for KubeSandbox {
+    fn project_id(&self) -> &str {
+        &self.id
+    }
+
+    async fn ensure(&self) -> Result<SandboxStatus> {
+        let pods = self.pods().await?;
+        let dying_pod = pods
+            .iter()
+            .any(|p| pod_state::terminating(&p.metadata) && name_of(&p.metadata) == self.names.base);
+        if let Some(pod) = Self::live_pod(pods) {
+            if has_label(&pod.metadata, objects::ADOPTING_LABEL) {
+                return warm::finish_adoption(self, &pod).await;
+            }
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            if !matches!(phase, Some("Failed" | "Succeeded")) {
+                return Ok(self.status_of(&pod));
+            }
+            // Evicted or otherwise finished: it will not run again.
+            let name = name_of(&pod.metadata).to_string();
+            self.inner.delete::<Pod>("pods", &name).await?;
+            self.inner.forget(&self.id);
+            return Ok(SandboxStatus {
+                state: SandboxState::Starting,
+                preview_addr: None,
+                detail: Some(format!("replacing pod {name}, which ended")),
+            });
+        }
+        if dying_pod {
+            return Ok(SandboxStatus {
+                state: SandboxState::Starting,
+                preview_addr: None,
+                detail: Some("waiting for the previous pod to stop".into()),
+            });
+        }
+        let volumes = self.volumes().await?;
+        let claim = volumes
+            .iter()
+            .find(|v| !pod_state::terminating(&v.metadata))
+            .map(|v| name_of(&v.metadata).to_string());
+        if claim.is_none() {
+            if volumes.iter().any(|v| name_of(&v.metadata) == self.names.base) {
+                return Ok(SandboxStatus {
+                    state: SandboxState::Starting,
+                    preview_addr: None,
+                    detail: Some("waiting for the previous volume to be deleted".into()),
+                });
+            }
+            if self.inner.opts.warm_pods > 0 {
+                if let Some(status) = warm::adopt(self).await? {
+                    return Ok(status);
+                }
+            }
+        }
+        self.create(claim).await
+    }
+
+    async fn status(&self) -> Result<SandboxStatus> {
+        if let Some(pod) = Self::live_pod(self.pods().await?) {
+            return Ok(self.status_of(&pod));
+        }
+        let kept = self
+            .volumes()
+            .await?
+            .iter()
+            .any(|v| !pod_state::terminating(&v.metadata));
+        Ok(pod_state::without_pod(kept))
+    }
+
+    async fn read_file(&self, path: &ProjectPath) -> Result<Vec<u8>> {
+        self.with_remote(false, |r| async move { r.read_file(path).await })
+            .await
+    }
+
+    async fn write_file(&self, path: &ProjectPath, data: &[u8]) -> Result<()> {
+        self.with_remote(false, |r| async move { r.write_file(path, data).await })
+            .await
+    }
+
+    async fn delete_file(&self, path: &ProjectPath) -> Result<bool> {
+        self.with_remote(false, |r| async move { r.delete_file(path).await })
+            .await
+    }
+
+    async fn list_files(&self) -> Result<Vec<FileEntry>> {
+        self.with_remote(false, |r| async move { r.list_files().await })
+            .await
+    }
+
+    async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput> {
+        let span = tracing::info_span!("exec", project_id = %self.id);
+        self.with_remote(false, |r| async move { r.exec(req).await })
+            .instrument(span)
+            .await
+    }
+
+    async fn logs(&self, lines: usize) -> Result<String> {
+        match Self::live_pod(self.pods().await?) {
+            None => Ok(String::new()),
+            Some(pod) if pod_state::running(&pod) => {
+                self.with_remote(false, |r| async move { r.logs(lines).await })
+                    .await
+            }
+            Some(pod) => {
+                let restarted = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.restart_count > 0));
+                if restarted {
+                    self.previous_logs(&pod, lines).await
+                } else {
+                    Ok(self.status_of(&pod).detail.unwrap_or_default())
+                }
+            }
+        }
+    }
+
+    async fn stop(&self) -> Result<()> {
+        self.inner.forget(&self.id);
+        self.inner
+            .delete_all::<Pod>("pods", &self.selector())
+            .await?;
+        tracing::info!(project_id = %self.id, "sandbox pod deleted (volume kept)");
+        Ok(())
+    }
+
+    async fn destroy(&self) -> Result<()> {
+        self.inner.forget(&self.id);
+        let selector = self.selector();
+        self.inner.delete_all::<Pod>("pods", &selector).await?;
+        self.inner
+            .delete::<Service>("services", &self.names.base)
+            .await?;
+        self.inner
+            .delete_all::<PersistentVolumeClaim>("persistentvolumeclaims", &selector)
+            .await?;
+        self.inner
+            .delete_all::<Secret>("secrets", &selector)
+            .await?;
+        tracing::info!(project_id = %self.id, "sandbox destroyed (pod, volume, service, secret)");
+        Ok(())
+    }
+
+    async fn export_source(&self) -> Result<SourceTree> {
+        self.with_remote(false, |r| async move { r.export_source().await })
+            .await
+    }
+
+    async fn import_source(&self, tree: &SourceTree) -> Result<()> {
+        self.with_remote(true, |r| async move { r.import_source(tree).await })
+            .await
+    }
+}
