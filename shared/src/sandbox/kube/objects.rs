@@ -362,6 +362,163 @@ pub fn pod(opts: &KubeOptions, input: PodSpecInput<'_>) -> Pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::kube::fixtures;
+
+    fn project_pod() -> Pod {
+        pod(
+            &fixtures::options(),
+            PodSpecInput {
+                name: "project-abc123",
+                labels: project_pod_labels("abc123"),
+                claim: "project-abc123",
+                secret: "project-abc123-sandboxd",
+                log_id: "abc123",
+            },
+        )
+    }
+
+    /// Every control of the "restricted" Pod Security Standard (and the
+    /// "baseline" ones it includes), checked on the generated pod.
+    #[test]
+    fn the_pod_meets_the_restricted_pod_security_standard() {
+        let pod = project_pod();
+        let spec = pod.spec.as_ref().unwrap();
+        let psc = spec.security_context.as_ref().unwrap();
+        // Baseline: host namespaces, host ports, hostPath, privileged, added capabilities.
+        assert_ne!(spec.host_network, Some(true));
+        assert_ne!(spec.host_pid, Some(true));
+        assert_ne!(spec.host_ipc, Some(true));
+        assert!(psc.windows_options.is_none(), "no HostProcess");
+        assert!(psc.sysctls.is_none(), "no sysctls");
+        assert!(psc.se_linux_options.is_none(), "no custom SELinux type");
+        assert!(spec.init_containers.is_none() && spec.ephemeral_containers.is_none());
+        // Restricted: volume types.
+        for v in spec.volumes.as_ref().unwrap() {
+            let allowed = v.persistent_volume_claim.is_some()
+                || v.empty_dir.is_some()
+                || v.config_map.is_some()
+                || v.secret.is_some()
+                || v.projected.is_some()
+                || v.downward_api.is_some()
+                || v.csi.is_some()
+                || v.ephemeral.is_some();
+            assert!(allowed && v.host_path.is_none(), "volume {}", v.name);
+        }
+        // Restricted: non-root and seccomp at the pod level.
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_ne!(psc.run_as_user, Some(0));
+        assert_eq!(psc.run_as_user, Some(1000));
+        assert_eq!(psc.fs_group, Some(1000));
+        assert_eq!(
+            psc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        assert_eq!(spec.containers.len(), 1);
+        for c in &spec.containers {
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(sc.privileged, Some(false));
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+            assert_eq!(sc.run_as_non_root, Some(true));
+            assert_ne!(sc.run_as_user, Some(0));
+            assert_eq!(
+                sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+                Some("RuntimeDefault")
+            );
+            let caps = sc.capabilities.as_ref().unwrap();
+            assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+            assert!(caps.add.is_none(), "no capabilities added");
+            assert!(sc.proc_mount.is_none() && sc.windows_options.is_none());
+            assert!(c.ports.iter().flatten().all(|p| p.host_port.is_none()));
+            // Beyond the standard: a read-only root filesystem with writable
+            // workspace, /tmp and HOME only.
+            assert_eq!(sc.read_only_root_filesystem, Some(true));
+            let mounts: Vec<&str> = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .map(|m| m.mount_path.as_str())
+                .collect();
+            assert_eq!(mounts, ["/workspace", "/tmp", "/home/apna"]);
+            // Only Vite's and sandboxd's ports.
+            let ports: Vec<i32> = c.ports.iter().flatten().map(|p| p.container_port).collect();
+            assert_eq!(ports, [5173, 7070]);
+        }
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(spec.enable_service_links, Some(false));
+    }
+
+    /// Dumps the generated objects and validates them with `kubernetes-validate`
+    /// (strict, Kubernetes 1.35), which `tests/run` installs.
+    #[test]
+    fn generated_objects_pass_kubernetes_validate() {
+        let opts = fixtures::options();
+        let names = Names::project("abc123").unwrap();
+        let objects = [
+            ("pod.json", serde_json::to_value(project_pod()).unwrap()),
+            (
+                "pvc.json",
+                serde_json::to_value(pvc(&names.base, &opts, project_labels("abc123"))).unwrap(),
+            ),
+            (
+                "service.json",
+                serde_json::to_value(service(&names, "abc123", &opts.namespace)).unwrap(),
+            ),
+            (
+                "secret.json",
+                serde_json::to_value(secret(
+                    &names.secret(),
+                    &opts.namespace,
+                    project_labels("abc123"),
+                    "0123abcd",
+                ))
+                .unwrap(),
+            ),
+            (
+                "pvc-default-class.json",
+                serde_json::to_value(pvc(
+                    "warm-00000000",
+                    &KubeOptions {
+                        storage_class: None,
+                        ..opts.clone()
+                    },
+                    warm_labels(),
+                ))
+                .unwrap(),
+            ),
+        ];
+        let dir = std::env::var_os("APNA_KUBE_MANIFEST_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("apna-kube-{}", std::process::id())));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut files = vec![];
+        for (name, value) in objects {
+            assert!(value["apiVersion"].is_string() && value["kind"].is_string(), "{name}");
+            let path = dir.join(name);
+            std::fs::write(&path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+            files.push(path);
+        }
+        let out = match std::process::Command::new("kubernetes-validate")
+            .args(["--strict", "--kubernetes-version", "1.35.0"])
+            .args(&files)
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) if std::env::var("APNA_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+                panic!("kubernetes-validate not runnable ({e}); tests/run installs it")
+            }
+            Err(e) => {
+                eprintln!("skipped: kubernetes-validate not runnable ({e}); the objects are in {dir:?}");
+                return;
+            }
+        };
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "kubernetes-validate:\n{text}");
+        assert_eq!(text.matches(" passed for resource ").count(), files.len(), "{text}");
+    }
 
     #[test]
     fn names_are_dns1035_labels() {
