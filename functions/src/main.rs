@@ -149,7 +149,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await;
     // Dev servers are children of this process: stop them with it.
-    server.sandboxes.stop_all().await;
+    server.stop_sandboxes().await;
     served?;
     Ok(())
 }
@@ -174,7 +174,7 @@ async fn shutdown_signal() {
 async fn generate(config: Config, prompt: &str) -> anyhow::Result<()> {
     let server = apna::server::build(config, &template_progress()).await?;
     let run = apna::run::generate(&server.state, prompt, |line| println!("{line}")).await;
-    server.sandboxes.stop_all().await;
+    server.stop_sandboxes().await;
     let run = run?;
     // The dev server stopped with this process: the preview needs `apna serve`.
     println!(

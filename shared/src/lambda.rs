@@ -18,8 +18,9 @@ use serde_json::Value;
 
 use crate::api::auth::{GatewayCaller, RequireGatewayCaller};
 use crate::app::{AppState, Backends};
-use crate::config::Config;
+use crate::config::{Config, SandboxBackend};
 use crate::error::{Error, Result};
+use crate::sandbox::kube::KubeProvider;
 use crate::sandbox::{Sandbox, SandboxProvider};
 use crate::workflow::asl::TaskFailure;
 use crate::workflow::sfn::StepFunctionsWorkflow;
@@ -57,15 +58,14 @@ pub fn endpoint_app(name: &str, state: AppState) -> Result<Router> {
     )
 }
 
-/// Sandboxes for Lambda: the Kubernetes driver is not part of this build, so
-/// endpoints that need a sandbox answer 503 with this reason instead of
-/// pretending to work.
+/// Sandboxes for a Lambda deployed without `APNA_SANDBOX=kube`: endpoints
+/// that need a sandbox answer 503 with this reason instead of pretending to work.
 struct NoSandboxes;
 
 impl SandboxProvider for NoSandboxes {
     fn sandbox(&self, _project_id: &str) -> Result<Arc<dyn Sandbox>> {
         Err(Error::NotReady(
-            "sandboxes are not available in this deployment: the Kubernetes (EKS) sandbox driver is not built yet"
+            "sandboxes are not configured in this deployment: set APNA_SANDBOX=kube and EKS_CLUSTER_NAME (the SandboxCluster parameter of infra/template.yaml)"
                 .into(),
         ))
     }
@@ -74,19 +74,19 @@ impl SandboxProvider for NoSandboxes {
     }
 }
 
-/// The backends of a Lambda: store, blob store and model from the environment.
+/// The backends of a Lambda: store, blob store and model from the
+/// environment; sandboxes on Kubernetes with `APNA_SANDBOX=kube` (EKS with
+/// `EKS_CLUSTER_NAME`).
 pub async fn lambda_backends() -> Result<Backends> {
     let config = Config::from_env()?;
     let blobs = crate::blob::connect(&config).await?;
     let store = crate::store::open(&config, blobs.clone()).await?;
     let model = crate::agent::model_from_config(&config).await?;
-    Ok(Backends::new(
-        config,
-        store,
-        blobs,
-        Arc::new(NoSandboxes),
-        model,
-    ))
+    let sandboxes: Arc<dyn SandboxProvider> = match config.sandbox {
+        SandboxBackend::Kube => Arc::new(KubeProvider::connect(&config).await?),
+        SandboxBackend::Local => Arc::new(NoSandboxes),
+    };
+    Ok(Backends::new(config, store, blobs, sandboxes, model))
 }
 
 /// The API's state for a Lambda: its backends, and Step Functions as the

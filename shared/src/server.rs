@@ -8,9 +8,10 @@ use axum::Router;
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::app::{AppState, Backends};
-use crate::config::Config;
+use crate::config::{Config, SandboxBackend};
 use crate::error::{Error, Result};
 use crate::preview::{PreviewProxy, StorePreviewBackend};
+use crate::sandbox::SandboxProvider;
 use crate::sandbox::local::{prepare_template, LocalOptions, LocalProvider, TemplateProgress};
 use crate::tasks::TaskRouter;
 use crate::workflow::local::LocalWorkflow;
@@ -28,8 +29,18 @@ pub struct LocalServer {
     pub workflow: Arc<LocalWorkflow>,
     /// The HTTP app: API, UI and preview proxy.
     pub router: Router,
-    /// The local sandboxes (to stop their dev servers on shutdown).
-    pub sandboxes: Arc<LocalProvider>,
+    /// The local sandboxes (to stop their dev servers on shutdown); `None`
+    /// with `APNA_SANDBOX=kube`, whose pods outlive the process.
+    pub sandboxes: Option<Arc<LocalProvider>>,
+}
+
+impl LocalServer {
+    /// Stops the dev servers this process started (local sandboxes only).
+    pub async fn stop_sandboxes(&self) {
+        if let Some(local) = &self.sandboxes {
+            local.stop_all().await;
+        }
+    }
 }
 
 /// Connects the backends, prepares the template (reporting progress), starts
@@ -50,15 +61,9 @@ pub async fn build(
     tokio::fs::create_dir_all(&config.data_dir).await?;
     let blobs = crate::blob::connect(&config).await?;
     let store = crate::store::open(&config, blobs.clone()).await?;
-    let template = prepare_template(&config.template_dir, &config.template_cache, progress).await?;
-    let sandboxes = Arc::new(LocalProvider::new(LocalOptions {
-        data_dir: config.data_dir.clone(),
-        template,
-        hmr_client_port: Some(config.port),
-        isolation: None,
-    })?);
+    let (provider, local) = sandboxes(&config, progress).await?;
     let model = crate::agent::model_from_config(&config).await?;
-    let backends = Backends::new(config, store.clone(), blobs, sandboxes.clone(), model);
+    let backends = Backends::new(config, store.clone(), blobs, provider, model);
     let workflow = Arc::new(LocalWorkflow::new(
         store,
         Arc::new(TaskRouter::new(backends.clone())),
@@ -75,8 +80,39 @@ pub async fn build(
         state,
         workflow,
         router,
-        sandboxes,
+        sandboxes: local,
     })
+}
+
+/// The sandboxes `APNA_SANDBOX` names: local (the template prepared first) or
+/// Kubernetes (the template is in the image).
+async fn sandboxes(
+    config: &Config,
+    progress: &(dyn Fn(TemplateProgress) + Send + Sync),
+) -> Result<(Arc<dyn SandboxProvider>, Option<Arc<LocalProvider>>)> {
+    match config.sandbox {
+        #[cfg(feature = "kube")]
+        SandboxBackend::Kube => {
+            let kube = crate::sandbox::kube::KubeProvider::connect(config).await?;
+            Ok((Arc::new(kube), None))
+        }
+        #[cfg(not(feature = "kube"))]
+        SandboxBackend::Kube => Err(Error::Config {
+            var: "APNA_SANDBOX",
+            message: "kube needs a build with `--features kube`".into(),
+        }),
+        SandboxBackend::Local => {
+            let template =
+                prepare_template(&config.template_dir, &config.template_cache, progress).await?;
+            let local = Arc::new(LocalProvider::new(LocalOptions {
+                data_dir: config.data_dir.clone(),
+                template,
+                hmr_client_port: Some(config.port),
+                isolation: None,
+            })?);
+            Ok((local.clone(), Some(local)))
+        }
+    }
 }
 
 /// API + UI, with preview hosts dispatched to the preview proxy first.

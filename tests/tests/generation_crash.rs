@@ -77,7 +77,7 @@ impl ServerA {
                 (server, project.id, run.id)
             });
             ready_tx
-                .send((project_id, run_id, server.sandboxes.clone()))
+                .send((project_id, run_id, server.sandboxes.clone().expect("local sandboxes")))
                 .unwrap();
             let _ = crash_rx.recv();
             // Every task of A is dropped where it stands; blocking threads get
@@ -327,7 +327,7 @@ where
         .unwrap();
     let run = b.state.store.get_run(&run_id).await.unwrap().unwrap();
     let history = b.workflow.history(&run_id).await.unwrap();
-    b.sandboxes.stop_all().await;
+    b.stop_sandboxes().await;
 
     assert_eq!(
         run.status,
@@ -401,6 +401,8 @@ where
         .collect();
     let app = std::fs::read_to_string(
         b.sandboxes
+            .as_ref()
+            .expect("local sandboxes")
             .local(&project_id)
             .unwrap()
             .root()

@@ -323,7 +323,7 @@ async fn a_sandbox_that_dies_mid_run_is_rebuilt_with_the_runs_changes() {
     let (status, body) = preview_get(port, &project_id, "/src/Note.tsx").await;
     assert_eq!(status, 200);
     assert!(body.contains("revived note"), "{body}");
-    server.sandboxes.stop_all().await;
+    server.stop_sandboxes().await;
 }
 
 /// The hibernation sweep purges projects deleted longer ago than the
@@ -443,5 +443,5 @@ async fn sweep_purges(store_vars: &[(&str, &str)]) {
         .await
         .unwrap()
         .is_empty());
-    server.sandboxes.stop_all().await;
+    server.stop_sandboxes().await;
 }

@@ -9,6 +9,11 @@ use crate::error::{Error, Result};
 /// Projects idle for longer than `POD_TTL_HOURS`, as Map items.
 pub(super) async fn list_idle_projects(input: Value, state: &Backends) -> Result<Value> {
     let limit = input.get("limit").and_then(Value::as_i64).unwrap_or(100);
+    // The sweep also tops up pre-started sandboxes (kube warm pods); a failure
+    // there must not stop hibernation.
+    if let Err(e) = state.sandboxes.replenish().await {
+        tracing::warn!(error = %e, "could not replenish warm sandboxes");
+    }
     let ttl = chrono::Duration::from_std(state.config.pod_ttl)
         .map_err(|e| Error::Internal(format!("POD_TTL_HOURS: {e}")))?;
     let idle = state
