@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The preview router's Caddyfile must parse and validate.
+# The preview router's Caddyfile must validate, and real Caddy running it on
+# loopback must route exactly the project hosts (tests/checks/caddy_routing.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-CADDY_DOMAIN=preview.example.com APNA_API_UPSTREAM=127.0.0.1:3000 caddy validate --config Caddyfile --adapter caddyfile 2>&1 | tail -n 3
+CADDY_DOMAIN=preview.example.com APNA_API_ORIGIN=https://api.example.com caddy validate --config Caddyfile --adapter caddyfile 2>&1 | tail -n 1
+python3 tests/checks/caddy_routing.py
