@@ -45,6 +45,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -115,7 +116,31 @@ struct Inner {
     client: kube::Client,
     opts: KubeOptions,
     /// Per project: the sandboxd client of its current pod.
-    remotes: Mutex<HashMap<String, Arc<RemoteSandbox>>>,
+    remotes: Mutex<HashMap<String, Arc<Connection>>>,
+}
+
+/// A project's sandboxd client, and whether sandboxd has refused its token
+/// (the pod was replaced by one with a new Secret).
+struct Connection {
+    remote: Arc<RemoteSandbox>,
+    refused: Arc<AtomicBool>,
+}
+
+/// A transport that notes when sandboxd answers 401.
+struct Watched {
+    inner: Arc<dyn SandboxdTransport>,
+    refused: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl SandboxdTransport for Watched {
+    async fn send(&self, req: http::Request<bytes::Bytes>) -> Result<http::Response<bytes::Bytes>> {
+        let res = self.inner.send(req).await?;
+        if res.status() == http::StatusCode::UNAUTHORIZED {
+            self.refused.store(true, Ordering::SeqCst);
+        }
+        Ok(res)
+    }
 }
 
 impl KubeProvider {
@@ -334,7 +359,7 @@ impl Inner {
         }
     }
 
-    fn cached(&self, project_id: &str) -> Option<Arc<RemoteSandbox>> {
+    fn cached(&self, project_id: &str) -> Option<Arc<Connection>> {
         self.remotes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -490,7 +515,7 @@ impl KubeSandbox {
     /// sandboxd's client for the project's pod, waiting (up to `ready_wait`)
     /// for a starting pod. A stopped sandbox is started; a missing one is
     /// created only when `create` (import, which restores into a new sandbox).
-    async fn remote(&self, create: bool) -> Result<Arc<RemoteSandbox>> {
+    async fn remote(&self, create: bool) -> Result<Arc<Connection>> {
         if let Some(r) = self.inner.cached(&self.id) {
             return Ok(r);
         }
@@ -553,7 +578,7 @@ impl KubeSandbox {
         pod: &Pod,
         ready: bool,
         deadline: Instant,
-    ) -> Result<Arc<RemoteSandbox>> {
+    ) -> Result<Arc<Connection>> {
         let inner = &self.inner;
         let pod_name = name_of(&pod.metadata);
         let secret_name = token_secret(pod).ok_or_else(|| {
@@ -595,31 +620,35 @@ impl KubeSandbox {
         if !ready {
             wait_healthz(&*transport, pod_name, deadline).await?;
         }
-        Ok(Arc::new(RemoteSandbox::new(&self.id, transport, token)))
+        let refused = Arc::new(AtomicBool::new(false));
+        let watched = Arc::new(Watched {
+            inner: transport,
+            refused: refused.clone(),
+        });
+        Ok(Arc::new(Connection {
+            remote: Arc::new(RemoteSandbox::new(&self.id, watched, token)),
+            refused,
+        }))
     }
 
     /// Runs `op` on sandboxd. A refused token means the pod was replaced by a
-    /// new one with a new Secret: look again once. Unreachable: forget the pod.
+    /// new one with a new Secret (a 401 means sandboxd did nothing): look
+    /// again, once. Unreachable: forget the pod, the caller retries later.
     async fn with_remote<T, F, Fut>(&self, create: bool, op: F) -> Result<T>
     where
         F: Fn(Arc<RemoteSandbox>) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let remote = self.remote(create).await?;
-        match op(remote).await {
-            Err(Error::Unauthorized(_)) => {
+        let conn = self.remote(create).await?;
+        match op(conn.remote.clone()).await {
+            Err(_) if conn.refused.load(Ordering::SeqCst) => {
                 self.inner.forget(&self.id);
-                let remote = self.remote(create).await?;
-                match op(remote).await {
-                    Err(Error::Unauthorized(m)) => {
-                        self.inner.forget(&self.id);
-                        Err(Error::Sandbox(format!(
-                            "sandboxd of project {} refused its token: {m}",
-                            self.id
-                        )))
-                    }
-                    other => other,
+                let conn = self.remote(create).await?;
+                let again = op(conn.remote.clone()).await;
+                if again.is_err() && conn.refused.load(Ordering::SeqCst) {
+                    self.inner.forget(&self.id);
                 }
+                again
             }
             Err(e @ Error::NotReady(_)) => {
                 self.inner.forget(&self.id);

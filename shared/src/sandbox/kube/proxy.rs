@@ -8,7 +8,10 @@ use http_body_util::BodyExt;
 
 use super::api_error::{self, Call};
 use crate::error::{Error, Result};
-use crate::sandbox::remote::{SandboxdTransport, SANDBOXD_PORT};
+use crate::sandbox::remote::{RequestTimeout, SandboxdTransport, SANDBOXD_PORT};
+
+/// How long a request waits for its answer when it does not say (`RequestTimeout`).
+const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `SandboxdTransport` over `/api/v1/namespaces/{ns}/pods/{pod}:7070/proxy`.
 pub struct KubeProxyTransport {
@@ -73,6 +76,10 @@ impl SandboxdTransport for KubeProxyTransport {
     async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
         let (parts, body) = req.into_parts();
         let verb = verb(&parts.method);
+        let timeout = parts
+            .extensions
+            .get::<RequestTimeout>()
+            .map_or(DEFAULT_TIMEOUT, |t| t.0);
         let path = parts
             .uri
             .path_and_query()
@@ -87,22 +94,33 @@ impl SandboxdTransport for KubeProxyTransport {
         let out = out
             .body(kube::client::Body::from(body))
             .map_err(|e| Error::Internal(format!("pods/proxy request: {e}")))?;
-        let res = self
-            .client
-            .send(out)
+        let exchange = async {
+            let res = self
+                .client
+                .send(out)
+                .await
+                .map_err(|e| api_error::map(e, self.call(verb)))?;
+            let (parts, body) = res.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| {
+                    Error::NotReady(format!(
+                        "sandboxd in pod {} stopped answering: {e}",
+                        self.pod
+                    ))
+                })?
+                .to_bytes();
+            Ok::<_, Error>((parts, body))
+        };
+        let (parts, body) = tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|e| api_error::map(e, self.call(verb)))?;
-        let (parts, body) = res.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| {
+            .map_err(|_| {
                 Error::NotReady(format!(
-                    "sandboxd in pod {} stopped answering: {e}",
+                    "sandboxd in pod {} did not answer within {timeout:?}",
                     self.pod
                 ))
-            })?
-            .to_bytes();
+            })??;
         if !parts.status.is_success() {
             if let Some(status) = api_server_status(&body) {
                 let code = if status.code == 0 {
