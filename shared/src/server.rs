@@ -11,8 +11,8 @@ use crate::app::{AppState, Backends};
 use crate::config::{Config, SandboxBackend};
 use crate::error::{Error, Result};
 use crate::preview::{PreviewProxy, StorePreviewBackend};
-use crate::sandbox::SandboxProvider;
 use crate::sandbox::local::{prepare_template, LocalOptions, LocalProvider, TemplateProgress};
+use crate::sandbox::SandboxProvider;
 use crate::tasks::TaskRouter;
 use crate::workflow::local::LocalWorkflow;
 

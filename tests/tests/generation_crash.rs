@@ -77,7 +77,11 @@ impl ServerA {
                 (server, project.id, run.id)
             });
             ready_tx
-                .send((project_id, run_id, server.sandboxes.clone().expect("local sandboxes")))
+                .send((
+                    project_id,
+                    run_id,
+                    server.sandboxes.clone().expect("local sandboxes"),
+                ))
                 .unwrap();
             let _ = crash_rx.recv();
             // Every task of A is dropped where it stands; blocking threads get

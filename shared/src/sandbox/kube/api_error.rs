@@ -106,10 +106,7 @@ mod tests {
     #[test]
     fn other_failures_are_sandbox_errors() {
         for code in [400, 410, 422] {
-            assert!(
-                matches!(map(api(code), CALL), Error::Sandbox(_)),
-                "{code}"
-            );
+            assert!(matches!(map(api(code), CALL), Error::Sandbox(_)), "{code}");
         }
         let timeout = kube::Error::Service("deadline has elapsed".into());
         assert!(matches!(map(timeout, CALL), Error::NotReady(_)));

@@ -70,7 +70,9 @@ pub async fn describe_cluster(eks: &aws_sdk_eks::Client, name: &str) -> Result<C
         .certificate_authority()
         .and_then(|c| c.data())
         .filter(|d| !d.is_empty())
-        .ok_or_else(|| Error::Sandbox(format!("EKS cluster {name} has no certificate authority")))?;
+        .ok_or_else(|| {
+            Error::Sandbox(format!("EKS cluster {name} has no certificate authority"))
+        })?;
     Ok(Cluster {
         endpoint: endpoint.to_string(),
         certificate_authority: ca.to_string(),
@@ -81,9 +83,10 @@ impl Cluster {
     /// A kube client configuration for this cluster: its endpoint, trusting
     /// only its CA, without credentials (the token is added per request).
     pub fn kube_config(&self, namespace: &str) -> Result<kube::Config> {
-        let url: http::Uri = self.endpoint.parse().map_err(|e| {
-            Error::Sandbox(format!("EKS endpoint {:?}: {e}", self.endpoint))
-        })?;
+        let url: http::Uri = self
+            .endpoint
+            .parse()
+            .map_err(|e| Error::Sandbox(format!("EKS endpoint {:?}: {e}", self.endpoint)))?;
         let pem = base64::engine::general_purpose::STANDARD
             .decode(self.certificate_authority.trim())
             .map_err(|e| Error::Sandbox(format!("EKS certificate authority is not base64: {e}")))?;
@@ -230,7 +233,11 @@ impl AsyncPredicate<Request<Body>> for BearerToken {
 }
 
 /// A kube client for EKS cluster `cluster` with the credentials and region of `sdk`.
-pub async fn client(sdk: &aws_config::SdkConfig, cluster: &str, namespace: &str) -> Result<kube::Client> {
+pub async fn client(
+    sdk: &aws_config::SdkConfig,
+    cluster: &str,
+    namespace: &str,
+) -> Result<kube::Client> {
     let region = sdk
         .region()
         .ok_or_else(|| Error::Config {
@@ -322,7 +329,10 @@ mod tests {
                 certificate_authority: bad.into(),
                 ..cluster.clone()
             };
-            assert!(matches!(c.kube_config("apna"), Err(Error::Sandbox(_))), "{bad}");
+            assert!(
+                matches!(c.kube_config("apna"), Err(Error::Sandbox(_))),
+                "{bad}"
+            );
         }
     }
 }

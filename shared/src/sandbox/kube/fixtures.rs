@@ -26,6 +26,70 @@ pub const NAME: &str = "project-abc123";
 /// A sandboxd token.
 pub const TOKEN: &str = "5f0e1d2c3b4a59687766554433221100ffeeddccbbaa99887766554433221100";
 
+/// The driver's Role (`infra/k8s/rbac.yaml`, checked equal by a test): the
+/// mock API server refuses any request these rules do not allow, as RBAC would.
+pub const DRIVER_RULES: &[(&str, &[&str])] = &[
+    (
+        "pods",
+        &["list", "create", "patch", "delete", "deletecollection"],
+    ),
+    ("pods/proxy", &["get", "create", "update", "delete"]),
+    ("pods/log", &["get"]),
+    ("services", &["create", "patch", "delete"]),
+    (
+        "persistentvolumeclaims",
+        &["list", "create", "patch", "deletecollection"],
+    ),
+    (
+        "secrets",
+        &["get", "list", "create", "patch", "deletecollection"],
+    ),
+];
+
+/// The (resource, verb) pairs RBAC checks for a request, as the API server
+/// derives them (server-side apply also needs `create` when it creates).
+pub fn rbac_of(
+    method: &Method,
+    path: &str,
+    content_type: Option<&str>,
+) -> Vec<(String, &'static str)> {
+    let rest = path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .strip_prefix(&format!("/api/v1/namespaces/{NS}/"))
+        .unwrap_or_else(|| panic!("not a namespaced core path: {path}"));
+    let parts: Vec<&str> = rest.splitn(4, '/').collect();
+    let by_method = |m: &Method| match *m {
+        Method::GET => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "unknown",
+    };
+    match parts.as_slice() {
+        [resource] => {
+            let verb = match *method {
+                Method::GET => "list",
+                Method::POST => "create",
+                Method::DELETE => "deletecollection",
+                _ => "unknown",
+            };
+            vec![(resource.to_string(), verb)]
+        }
+        [resource, _name] => {
+            let mut v = vec![(resource.to_string(), by_method(method))];
+            if content_type == Some("application/apply-patch+yaml") {
+                v.push((resource.to_string(), "create"));
+            }
+            v
+        }
+        [resource, _name, sub, ..] => vec![(format!("{resource}/{sub}"), by_method(method))],
+        _ => panic!("unexpected path {path}"),
+    }
+}
+
 /// The driver's options in tests: no warm pods unless a test sets some.
 pub fn options() -> KubeOptions {
     KubeOptions {
@@ -236,6 +300,19 @@ impl ApiServer {
                     .unwrap_or_else(|| panic!("{what} never came"));
                 let (parts, body) = req.into_parts();
                 let uri = parts.uri.to_string();
+                let content_type = parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok());
+                for (resource, verb) in rbac_of(&parts.method, &uri, content_type) {
+                    let allowed = DRIVER_RULES
+                        .iter()
+                        .any(|(r, verbs)| *r == resource && verbs.contains(&verb));
+                    assert!(
+                        allowed,
+                        "{what}: the Role does not allow {verb} {resource} ({uri})"
+                    );
+                }
                 assert_eq!(parts.method, ex.method, "{what}: method of {uri}");
                 match &ex.uri {
                     UriMatch::Exact(u) => assert_eq!(&uri, u, "{what}: path and query"),
@@ -483,7 +560,10 @@ pub enum PodPhase {
 /// A pod as the API server returns it: `manifest` plus uid, resource version
 /// and a status for `phase`.
 pub fn pod_in(mut manifest: Value, phase: PodPhase) -> Value {
-    let name = manifest["metadata"]["name"].as_str().unwrap_or("x").to_string();
+    let name = manifest["metadata"]["name"]
+        .as_str()
+        .unwrap_or("x")
+        .to_string();
     manifest["metadata"]["uid"] = json!(format!("uid-{name}"));
     manifest["metadata"]["resourceVersion"] = json!("41");
     manifest["metadata"]["creationTimestamp"] = json!("2026-01-02T03:04:05Z");
@@ -552,7 +632,10 @@ pub fn terminating(mut obj: Value) -> Value {
 
 /// An object as stored: `manifest` with uid and resource version.
 pub fn stored(mut manifest: Value) -> Value {
-    let name = manifest["metadata"]["name"].as_str().unwrap_or("x").to_string();
+    let name = manifest["metadata"]["name"]
+        .as_str()
+        .unwrap_or("x")
+        .to_string();
     manifest["metadata"]["uid"] = json!(format!("uid-{name}"));
     manifest["metadata"]["resourceVersion"] = json!("41");
     manifest

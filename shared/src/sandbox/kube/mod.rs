@@ -312,7 +312,10 @@ impl Inner {
         K::DynamicType: Default,
     {
         self.api::<K>()
-            .delete_collection(&DeleteParams::background(), &ListParams::default().labels(selector))
+            .delete_collection(
+                &DeleteParams::background(),
+                &ListParams::default().labels(selector),
+            )
             .await
             .map(|_| ())
             .map_err(|e| api_error::map(e, self.call("deletecollection", resource, selector)))
@@ -573,12 +576,7 @@ impl KubeSandbox {
 
     /// Reads the pod's token and builds its sandboxd client; unless the pod is
     /// Ready (Vite answering, so sandboxd is up), waits for sandboxd's `/healthz`.
-    async fn connect(
-        &self,
-        pod: &Pod,
-        ready: bool,
-        deadline: Instant,
-    ) -> Result<Arc<Connection>> {
+    async fn connect(&self, pod: &Pod, ready: bool, deadline: Instant) -> Result<Arc<Connection>> {
         let inner = &self.inner;
         let pod_name = name_of(&pod.metadata);
         let secret_name = token_secret(pod).ok_or_else(|| {
@@ -709,9 +707,9 @@ impl Sandbox for KubeSandbox {
 
     async fn ensure(&self) -> Result<SandboxStatus> {
         let pods = self.pods().await?;
-        let dying_pod = pods
-            .iter()
-            .any(|p| pod_state::terminating(&p.metadata) && name_of(&p.metadata) == self.names.base);
+        let dying_pod = pods.iter().any(|p| {
+            pod_state::terminating(&p.metadata) && name_of(&p.metadata) == self.names.base
+        });
         if let Some(pod) = Self::live_pod(pods) {
             if has_label(&pod.metadata, objects::ADOPTING_LABEL) {
                 return warm::finish_adoption(self, &pod).await;
@@ -743,7 +741,10 @@ impl Sandbox for KubeSandbox {
             .find(|v| !pod_state::terminating(&v.metadata))
             .map(|v| name_of(&v.metadata).to_string());
         if claim.is_none() {
-            if volumes.iter().any(|v| name_of(&v.metadata) == self.names.base) {
+            if volumes
+                .iter()
+                .any(|v| name_of(&v.metadata) == self.names.base)
+            {
                 return Ok(SandboxStatus {
                     state: SandboxState::Starting,
                     preview_addr: None,

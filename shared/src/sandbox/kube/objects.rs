@@ -488,11 +488,16 @@ mod tests {
         ];
         let dir = std::env::var_os("APNA_KUBE_MANIFEST_DIR")
             .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("apna-kube-{}", std::process::id())));
+            .unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("apna-kube-{}", std::process::id()))
+            });
         std::fs::create_dir_all(&dir).unwrap();
         let mut files = vec![];
         for (name, value) in objects {
-            assert!(value["apiVersion"].is_string() && value["kind"].is_string(), "{name}");
+            assert!(
+                value["apiVersion"].is_string() && value["kind"].is_string(),
+                "{name}"
+            );
             let path = dir.join(name);
             std::fs::write(&path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
             files.push(path);
@@ -507,7 +512,9 @@ mod tests {
                 panic!("kubernetes-validate not runnable ({e}); tests/run installs it")
             }
             Err(e) => {
-                eprintln!("skipped: kubernetes-validate not runnable ({e}); the objects are in {dir:?}");
+                eprintln!(
+                    "skipped: kubernetes-validate not runnable ({e}); the objects are in {dir:?}"
+                );
                 return;
             }
         };
@@ -517,7 +524,11 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(out.status.success(), "kubernetes-validate:\n{text}");
-        assert_eq!(text.matches(" passed for resource ").count(), files.len(), "{text}");
+        assert_eq!(
+            text.matches(" passed for resource ").count(),
+            files.len(),
+            "{text}"
+        );
     }
 
     #[test]

@@ -128,7 +128,11 @@ impl SandboxdTransport for KubeProxyTransport {
                 } else {
                     status.code
                 };
-                return Err(api_error::from_status(code, &status.message, self.call(verb)));
+                return Err(api_error::from_status(
+                    code,
+                    &status.message,
+                    self.call(verb),
+                ));
             }
         }
         Ok(http::Response::from_parts(parts, body))

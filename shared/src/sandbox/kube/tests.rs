@@ -44,11 +44,9 @@ fn secrets(items: Vec<serde_json::Value>) -> Exchange {
 
 fn apply_project_objects() -> Vec<Exchange> {
     vec![
-        apply(PVCS, NAME, pvc_manifest(NAME, project_labels()))
-            .reply(201, project_pvc()),
+        apply(PVCS, NAME, pvc_manifest(NAME, project_labels())).reply(201, project_pvc()),
         apply("services", NAME, service_manifest()).reply(201, stored(service_manifest())),
-        apply("pods", NAME, project_pod_manifest())
-            .reply(201, project_pod(PodPhase::Pending)),
+        apply("pods", NAME, project_pod_manifest()).reply(201, project_pod(PodPhase::Pending)),
     ]
 }
 
@@ -63,7 +61,10 @@ async fn ensure_creates_a_new_project() {
             &format!("{NAME}-sandboxd"),
             project_labels(),
         ))
-        .reply(201, secret_with_token(&format!("{NAME}-sandboxd"), project_labels())),
+        .reply(
+            201,
+            secret_with_token(&format!("{NAME}-sandboxd"), project_labels()),
+        ),
     ];
     script.extend(apply_project_objects());
     let server = server.run(script);
@@ -235,7 +236,10 @@ async fn destroy_deletes_everything_and_404_is_done() {
     let (sb, server) = sandbox();
     let server = server.run(vec![
         delete_collection("pods", PROJECT_SELECTOR).reply(200, list_of("Pod", vec![])),
-        delete("services", NAME).reply(404, status(404, "NotFound", "services \"project-abc123\" not found")),
+        delete("services", NAME).reply(
+            404,
+            status(404, "NotFound", "services \"project-abc123\" not found"),
+        ),
         delete_collection(PVCS, PROJECT_SELECTOR)
             .reply(200, list_of("PersistentVolumeClaim", vec![project_pvc()])),
         delete_collection("secrets", PROJECT_SELECTOR).reply(200, list_of("Secret", vec![])),
@@ -263,8 +267,10 @@ fn finish_adoption(suffix: &str) -> Vec<Exchange> {
     let mut adopted = warm_pod(suffix, PodPhase::Ready);
     adopted["metadata"]["labels"] = project_pod_labels();
     vec![
-        merge("secrets", &format!("{warm}-sandboxd"), to_project.clone())
-            .reply(200, secret_with_token(&format!("{warm}-sandboxd"), project_labels())),
+        merge("secrets", &format!("{warm}-sandboxd"), to_project.clone()).reply(
+            200,
+            secret_with_token(&format!("{warm}-sandboxd"), project_labels()),
+        ),
         merge(PVCS, &warm, to_project).reply(200, stored(pvc_manifest(&warm, project_labels()))),
         apply("services", NAME, service_manifest()).reply(201, stored(service_manifest())),
         merge(
@@ -296,8 +302,7 @@ fn claim(suffix: &str) -> Exchange {
 
 /// The exchanges that start one new warm pod set (random name).
 fn start_warm() -> Vec<Exchange> {
-    const WARM_APPLY: &str =
-        r"^/api/v1/namespaces/apna/(pods|persistentvolumeclaims)/warm-[0-9a-f]{8}\?&force=true&fieldManager=apna$";
+    const WARM_APPLY: &str = r"^/api/v1/namespaces/apna/(pods|persistentvolumeclaims)/warm-[0-9a-f]{8}\?&force=true&fieldManager=apna$";
     let mut pod = apply("pods", "warm-x", json!(null)).uri_pattern(WARM_APPLY);
     pod.body = BodyMatch::Redacted(warm_pod_manifest_marker(), redact_warm_name);
     let mut secret = create_secret(json!(null));
@@ -306,7 +311,10 @@ fn start_warm() -> Vec<Exchange> {
     pvc.body = BodyMatch::Redacted(warm_pvc_marker(), redact_warm_name);
     vec![
         pod.reply(201, warm_pod("00000000", PodPhase::Pending)),
-        secret.reply(201, secret_with_token("warm-00000000-sandboxd", warm_labels())),
+        secret.reply(
+            201,
+            secret_with_token("warm-00000000-sandboxd", warm_labels()),
+        ),
         pvc.reply(201, stored(pvc_manifest("warm-00000000", warm_labels()))),
     ]
 }
@@ -403,10 +411,7 @@ async fn a_warm_pod_claimed_by_another_create_is_skipped() {
                 ],
             ),
         ),
-        claim("22222222").reply(
-            409,
-            status(409, "Conflict", "the object has been modified"),
-        ),
+        claim("22222222").reply(409, status(409, "Conflict", "the object has been modified")),
         claim("11111111").reply(200, {
             let mut p = warm_pod("11111111", PodPhase::Running);
             p["metadata"]["labels"] = project_pod_labels();
@@ -438,8 +443,14 @@ async fn an_empty_pool_is_filled_and_the_project_created_as_usual() {
     script.extend(start_warm());
     script.extend([
         secrets(vec![]),
-        create_secret(secret_manifest(&format!("{NAME}-sandboxd"), project_labels()))
-            .reply(201, secret_with_token(&format!("{NAME}-sandboxd"), project_labels())),
+        create_secret(secret_manifest(
+            &format!("{NAME}-sandboxd"),
+            project_labels(),
+        ))
+        .reply(
+            201,
+            secret_with_token(&format!("{NAME}-sandboxd"), project_labels()),
+        ),
     ]);
     script.extend(apply_project_objects());
     let server = server.run(script);
@@ -601,16 +612,32 @@ async fn logs_of_a_crashing_container_come_from_pods_log() {
 async fn api_errors_map_to_error_kinds() {
     type Check = fn(&Error) -> bool;
     let cases: [(u16, &str, Check); 6] = [
-        (403, "Forbidden", |e| matches!(e, Error::Sandbox(m) if m.contains("refused to list pods in namespace apna"))),
-        (401, "Unauthorized", |e| matches!(e, Error::Sandbox(m) if m.contains("refused to list pods"))),
+        (
+            403,
+            "Forbidden",
+            |e| matches!(e, Error::Sandbox(m) if m.contains("refused to list pods in namespace apna")),
+        ),
+        (
+            401,
+            "Unauthorized",
+            |e| matches!(e, Error::Sandbox(m) if m.contains("refused to list pods")),
+        ),
         (429, "TooManyRequests", |e| matches!(e, Error::NotReady(_))),
         (500, "InternalError", |e| matches!(e, Error::NotReady(_))),
-        (503, "ServiceUnavailable", |e| matches!(e, Error::NotReady(_))),
-        (422, "Invalid", |e| matches!(e, Error::Sandbox(m) if m.contains("rejected list pods"))),
+        (503, "ServiceUnavailable", |e| {
+            matches!(e, Error::NotReady(_))
+        }),
+        (
+            422,
+            "Invalid",
+            |e| matches!(e, Error::Sandbox(m) if m.contains("rejected list pods")),
+        ),
     ];
     for (code, reason, check) in cases {
         let (sb, server) = sandbox();
-        let server = server.run(vec![list("pods", PROJECT_SELECTOR).reply(code, status(code, reason, "nope"))]);
+        let server = server.run(vec![
+            list("pods", PROJECT_SELECTOR).reply(code, status(code, reason, "nope"))
+        ]);
         let e = sb.ensure().await.unwrap_err();
         assert!(check(&e), "{code}: {e:?}");
         server.await.unwrap();
@@ -652,11 +679,17 @@ async fn the_proxy_transport_adds_its_base_and_maps_api_server_answers() {
         .header(TOKEN_HEADER, TOKEN)
         .reply(200, json!({ "exit_code": 0 })),
         // sandboxd's own errors pass through untouched...
-        proxy(Method::GET, NAME, "/v1/files/missing")
-            .reply(404, json!({ "error": { "code": "not_found", "message": "no such file" } })),
+        proxy(Method::GET, NAME, "/v1/files/missing").reply(
+            404,
+            json!({ "error": { "code": "not_found", "message": "no such file" } }),
+        ),
         // ...the API server's are mapped.
-        proxy(Method::GET, NAME, "/v1/files/x").reply(404, status(404, "NotFound", "pods \"project-abc123\" not found")),
-        proxy(Method::DELETE, NAME, "/v1/files/x").reply(403, status(403, "Forbidden", "cannot delete pods/proxy")),
+        proxy(Method::GET, NAME, "/v1/files/x").reply(
+            404,
+            status(404, "NotFound", "pods \"project-abc123\" not found"),
+        ),
+        proxy(Method::DELETE, NAME, "/v1/files/x")
+            .reply(403, status(403, "Forbidden", "cannot delete pods/proxy")),
     ]);
     let req = http::Request::post("/v1/exec?timeout=5")
         .header(TOKEN_HEADER, TOKEN)
@@ -669,8 +702,13 @@ async fn the_proxy_transport_adds_its_base_and_maps_api_server_answers() {
     let get = |p: &str| http::Request::get(p).body(bytes::Bytes::new()).unwrap();
     let res = t.send(get("/v1/files/missing")).await.unwrap();
     assert_eq!(res.status(), 404);
-    assert!(matches!(t.send(get("/v1/files/x")).await, Err(Error::NotReady(_))));
-    let del = http::Request::delete("/v1/files/x").body(bytes::Bytes::new()).unwrap();
+    assert!(matches!(
+        t.send(get("/v1/files/x")).await,
+        Err(Error::NotReady(_))
+    ));
+    let del = http::Request::delete("/v1/files/x")
+        .body(bytes::Bytes::new())
+        .unwrap();
     match t.send(del).await {
         Err(Error::Sandbox(m)) => assert!(m.contains("refused to delete pods/proxy"), "{m}"),
         other => panic!("{other:?}"),
@@ -693,4 +731,113 @@ fn ids_that_are_not_dns_labels_are_refused() {
         );
     }
     assert_eq!(provider.backend(), "kube");
+}
+
+/// The Role in `infra/k8s/rbac.yaml` is exactly `DRIVER_RULES`, which the mock
+/// API server enforces on every request of these tests.
+#[test]
+fn the_role_in_infra_k8s_is_what_the_driver_needs() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/k8s/rbac.yaml");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+            path,
+        ])
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        other if std::env::var("APNA_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("python3 with PyYAML is needed (tests/run installs it): {other:?}")
+        }
+        other => {
+            eprintln!("skipped: python3 with PyYAML not available: {other:?}");
+            return;
+        }
+    };
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let role = docs.iter().find(|d| d["kind"] == "Role").expect("a Role");
+    assert_eq!(role["metadata"]["name"], "apna-sandbox-driver");
+    let mut got = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        assert_eq!(rule["apiGroups"], json!([""]));
+        for r in rule["resources"].as_array().unwrap() {
+            for v in rule["verbs"].as_array().unwrap() {
+                got.insert((
+                    r.as_str().unwrap().to_string(),
+                    v.as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    let want: std::collections::BTreeSet<(String, String)> = DRIVER_RULES
+        .iter()
+        .flat_map(|(r, verbs)| verbs.iter().map(move |v| (r.to_string(), v.to_string())))
+        .collect();
+    assert_eq!(got, want);
+    let binding = docs
+        .iter()
+        .find(|d| d["kind"] == "RoleBinding")
+        .expect("a RoleBinding");
+    assert_eq!(binding["subjects"][0]["name"], "apna:sandbox-driver");
+    assert_eq!(binding["roleRef"]["name"], "apna-sandbox-driver");
+}
+
+#[test]
+fn rbac_verbs_follow_the_request() {
+    let cases = [
+        (
+            Method::GET,
+            "/api/v1/namespaces/apna/pods?&labelSelector=x",
+            None,
+            vec![("pods", "list")],
+        ),
+        (
+            Method::GET,
+            "/api/v1/namespaces/apna/secrets/s",
+            None,
+            vec![("secrets", "get")],
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/namespaces/apna/pods/p?&force=true&fieldManager=apna",
+            Some("application/apply-patch+yaml"),
+            vec![("pods", "patch"), ("pods", "create")],
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/namespaces/apna/pods/p?&fieldManager=apna",
+            Some("application/merge-patch+json"),
+            vec![("pods", "patch")],
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/namespaces/apna/pods?&labelSelector=x",
+            None,
+            vec![("pods", "deletecollection")],
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/namespaces/apna/services/s?",
+            None,
+            vec![("services", "delete")],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/namespaces/apna/pods/p:7070/proxy/v1/file?path=a",
+            None,
+            vec![("pods/proxy", "update")],
+        ),
+        (
+            Method::GET,
+            "/api/v1/namespaces/apna/pods/p/log?&previous=true",
+            None,
+            vec![("pods/log", "get")],
+        ),
+    ];
+    for (m, path, ct, want) in cases {
+        let got = rbac_of(&m, path, ct);
+        let want: Vec<(String, &str)> = want.into_iter().map(|(r, v)| (r.to_string(), v)).collect();
+        assert_eq!(got, want, "{m} {path}");
+    }
 }

@@ -44,9 +44,7 @@ fn ready(pod: &Pod) -> bool {
 /// Gives project `sb` a warm pod, if there is one; tops the pool up after.
 pub(super) async fn adopt(sb: &KubeSandbox) -> Result<Option<SandboxStatus>> {
     let inner = &sb.inner;
-    let pool = inner
-        .list::<Pod>("pods", &objects::warm_selector())
-        .await?;
+    let pool = inner.list::<Pod>("pods", &objects::warm_selector()).await?;
     let mut candidates: Vec<&Pod> = pool.iter().filter(|p| usable(p)).collect();
     // Ready ones first, then the oldest (closest to ready).
     candidates.sort_by_key(|p| {
@@ -184,15 +182,10 @@ async fn start(inner: &Inner, n: usize) -> Result<usize> {
 /// Removes crashed or stale warm pods (their Secret and PVC follow) and starts
 /// enough new ones to have `APNA_WARM_PODS`.
 pub(super) async fn replenish(inner: &Inner) -> Result<usize> {
-    let pool = inner
-        .list::<Pod>("pods", &objects::warm_selector())
-        .await?;
+    let pool = inner.list::<Pod>("pods", &objects::warm_selector()).await?;
     let now = k8s_openapi::jiff::Timestamp::now();
     let mut healthy = 0usize;
-    for pod in pool
-        .iter()
-        .filter(|p| !pod_state::terminating(&p.metadata))
-    {
+    for pod in pool.iter().filter(|p| !pod_state::terminating(&p.metadata)) {
         let stale = !ready(pod)
             && pod
                 .metadata
