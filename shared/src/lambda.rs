@@ -83,7 +83,7 @@ pub async fn lambda_backends() -> Result<Backends> {
     let store = crate::store::open(&config, blobs.clone()).await?;
     let model = crate::agent::model_from_config(&config).await?;
     let sandboxes: Arc<dyn SandboxProvider> = match config.sandbox {
-        SandboxBackend::Kube => Arc::new(KubeProvider::connect(&config).await?),
+        SandboxBackend::Kube => Arc::new(KubeProvider::from_config(&config)),
         SandboxBackend::Local => Arc::new(NoSandboxes),
     };
     Ok(Backends::new(config, store, blobs, sandboxes, model))

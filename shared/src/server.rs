@@ -93,7 +93,8 @@ async fn sandboxes(
     match config.sandbox {
         #[cfg(feature = "kube")]
         SandboxBackend::Kube => {
-            let kube = crate::sandbox::kube::KubeProvider::connect(config).await?;
+            let kube = crate::sandbox::kube::KubeProvider::from_config(config);
+            kube.connect().await?;
             Ok((Arc::new(kube), None))
         }
         #[cfg(not(feature = "kube"))]

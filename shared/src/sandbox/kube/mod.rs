@@ -113,7 +113,11 @@ pub struct KubeProvider {
 }
 
 struct Inner {
-    client: kube::Client,
+    /// The API client, made on first use (a Lambda that never touches a
+    /// sandbox never calls DescribeCluster).
+    client: tokio::sync::OnceCell<kube::Client>,
+    /// What to connect with, for a provider made by [`KubeProvider::from_config`].
+    config: Option<Config>,
     opts: KubeOptions,
     /// Per project: the sandboxd client of its current pod.
     remotes: Mutex<HashMap<String, Arc<Connection>>>,
@@ -148,48 +152,29 @@ impl KubeProvider {
     pub fn new(client: kube::Client, opts: KubeOptions) -> KubeProvider {
         KubeProvider {
             inner: Arc::new(Inner {
-                client,
+                client: tokio::sync::OnceCell::new_with(Some(client)),
+                config: None,
                 opts,
                 remotes: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// Connects as `config` says: EKS (`EKS_CLUSTER_NAME`), else
-    /// `KUBE_CONFIG_PATH`, else `KUBECONFIG` / `~/.kube/config` / in-cluster.
-    pub async fn connect(config: &Config) -> Result<KubeProvider> {
-        let opts = KubeOptions::from_config(config);
-        // rustls needs one process-wide crypto provider when several are compiled in.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        #[cfg(feature = "eks")]
-        if let Some(cluster) = &config.eks_cluster_name {
-            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let client = eks::client(&sdk, cluster, &opts.namespace).await?;
-            return Ok(KubeProvider::new(client, opts));
+    /// A provider that connects as `config` says when first used.
+    pub fn from_config(config: &Config) -> KubeProvider {
+        KubeProvider {
+            inner: Arc::new(Inner {
+                client: tokio::sync::OnceCell::new(),
+                config: Some(config.clone()),
+                opts: KubeOptions::from_config(config),
+                remotes: Mutex::new(HashMap::new()),
+            }),
         }
-        let kube_config = match &config.kube_config_path {
-            Some(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Config {
-                    var: "KUBE_CONFIG_PATH",
-                    message: format!("cannot read {}: {e}", path.display()),
-                })?;
-                kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                    .await
-                    .map_err(|e| Error::Config {
-                        var: "KUBE_CONFIG_PATH",
-                        message: format!("{}: {e}", path.display()),
-                    })?
-            }
-            None => kube::Config::infer().await.map_err(|e| Error::Config {
-                var: "KUBE_CONFIG_PATH",
-                message: format!(
-                    "no Kubernetes configuration found (set KUBE_CONFIG_PATH or KUBECONFIG, or run in a cluster): {e}"
-                ),
-            })?,
-        };
-        let client = kube::Client::try_from(kube_config)
-            .map_err(|e| Error::Sandbox(format!("kubernetes client: {e}")))?;
-        Ok(KubeProvider::new(client, opts))
+    }
+
+    /// Connects now (`apna serve` checks its configuration at startup).
+    pub async fn connect(&self) -> Result<()> {
+        self.inner.client().await.map(|_| ())
     }
 
     /// The concrete sandbox for a project.
@@ -229,12 +214,24 @@ impl SandboxProvider for KubeProvider {
 }
 
 impl Inner {
-    fn api<K>(&self) -> Api<K>
+    async fn client(&self) -> Result<kube::Client> {
+        self.client
+            .get_or_try_init(|| async {
+                match &self.config {
+                    Some(config) => connect(config).await,
+                    None => Err(Error::Internal("kube provider without a client".into())),
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    async fn api<K>(&self) -> Result<Api<K>>
     where
         K: kube::Resource<Scope = NamespaceResourceScope>,
         K::DynamicType: Default,
     {
-        Api::namespaced(self.client.clone(), &self.opts.namespace)
+        Ok(Api::namespaced(self.client().await?, &self.opts.namespace))
     }
 
     fn call<'a>(&'a self, verb: &'a str, resource: &'a str, name: &'a str) -> Call<'a> {
@@ -256,6 +253,7 @@ impl Inner {
         K::DynamicType: Default,
     {
         self.api::<K>()
+            .await?
             .list(&ListParams::default().labels(selector))
             .await
             .map(|l| l.items)
@@ -274,6 +272,7 @@ impl Inner {
     {
         let name = obj.meta().name.clone().unwrap_or_default();
         self.api::<K>()
+            .await?
             .patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
@@ -297,6 +296,7 @@ impl Inner {
             ..Default::default()
         };
         self.api::<K>()
+            .await?
             .patch(name, &params, &Patch::Merge(patch))
             .await
             .map_err(|e| api_error::map(e, self.call("patch", resource, name)))
@@ -312,6 +312,7 @@ impl Inner {
         K::DynamicType: Default,
     {
         self.api::<K>()
+            .await?
             .delete_collection(
                 &DeleteParams::background(),
                 &ListParams::default().labels(selector),
@@ -332,6 +333,7 @@ impl Inner {
     {
         match self
             .api::<K>()
+            .await?
             .delete(name, &DeleteParams::background())
             .await
         {
@@ -353,6 +355,7 @@ impl Inner {
         secret.metadata.owner_references = owner.map(|o| vec![o]);
         match self
             .api::<Secret>()
+            .await?
             .create(&PostParams::default(), &secret)
             .await
         {
@@ -376,6 +379,40 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner())
             .remove(project_id);
     }
+}
+
+/// Connects as `config` says: EKS (`EKS_CLUSTER_NAME`), else
+/// `KUBE_CONFIG_PATH`, else `KUBECONFIG` / `~/.kube/config` / in-cluster.
+async fn connect(config: &Config) -> Result<kube::Client> {
+    // rustls needs one process-wide crypto provider when several are compiled in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    #[cfg(feature = "eks")]
+    if let Some(cluster) = &config.eks_cluster_name {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        return eks::client(&sdk, cluster, &config.kube_namespace).await;
+    }
+    let kube_config = match &config.kube_config_path {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Config {
+                var: "KUBE_CONFIG_PATH",
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| Error::Config {
+                    var: "KUBE_CONFIG_PATH",
+                    message: format!("{}: {e}", path.display()),
+                })?
+        }
+        None => kube::Config::infer().await.map_err(|e| Error::Config {
+            var: "KUBE_CONFIG_PATH",
+            message: format!(
+                "no Kubernetes configuration found (set KUBE_CONFIG_PATH or KUBECONFIG, or run in a cluster): {e}"
+            ),
+        })?,
+    };
+    kube::Client::try_from(kube_config)
+        .map_err(|e| Error::Sandbox(format!("kubernetes client: {e}")))
 }
 
 /// A new sandboxd token: 256 random bits, hex.
@@ -584,6 +621,7 @@ impl KubeSandbox {
         })?;
         let secret = inner
             .api::<Secret>()
+            .await?
             .get(secret_name)
             .await
             .map_err(|e| api_error::map(e, inner.call("get", "secrets", secret_name)))?;
@@ -595,7 +633,7 @@ impl KubeSandbox {
             .ok_or_else(|| Error::Sandbox(format!("Secret {secret_name} has no token")))?;
         let transport: Arc<dyn SandboxdTransport> = match inner.opts.transport {
             KubeTransport::Proxy => Arc::new(KubeProxyTransport::new(
-                inner.client.clone(),
+                inner.client().await?,
                 &inner.opts.namespace,
                 pod_name,
             )),
@@ -665,7 +703,7 @@ impl KubeSandbox {
             tail_lines: Some(i64::try_from(lines).unwrap_or(i64::MAX)),
             ..Default::default()
         };
-        match self.inner.api::<Pod>().logs(name, &params).await {
+        match self.inner.api::<Pod>().await?.logs(name, &params).await {
             Ok(text) => Ok(text),
             // No previous container (it never ran): nothing to show.
             Err(kube::Error::Api(s)) if s.code == 400 || s.code == 404 => Ok(String::new()),

@@ -96,6 +96,7 @@ async fn claim(sb: &KubeSandbox, pod: &Pod) -> Result<Option<Pod>> {
     match sb
         .inner
         .api::<Pod>()
+        .await?
         .patch(name, &params, &Patch::Merge(patch))
         .await
     {
