@@ -174,7 +174,7 @@ pub struct TokenSource {
     credentials: SharedCredentialsProvider,
     region: String,
     cluster: String,
-    current: Mutex<Option<(String, std::time::Instant)>>,
+    current: Mutex<Option<(String, SystemTime)>>,
 }
 
 impl TokenSource {
@@ -190,24 +190,30 @@ impl TokenSource {
 
     /// The current token, minted again when it is older than 10 minutes.
     pub async fn token(&self) -> Result<String> {
+        self.token_at(SystemTime::now()).await
+    }
+
+    async fn token_at(&self, now: SystemTime) -> Result<String> {
         if let Some((t, minted)) = self
             .current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
         {
-            if minted.elapsed() < REFRESH_AFTER {
+            let age = now.duration_since(*minted).unwrap_or(REFRESH_AFTER);
+            if age < REFRESH_AFTER {
                 return Ok(t.clone());
             }
         }
+        // Credentials are asked for each time: the provider caches them and
+        // refreshes a role's session before it expires.
         let creds = self
             .credentials
             .provide_credentials()
             .await
             .map_err(|e| Error::Sandbox(format!("AWS credentials for EKS: {e}")))?;
-        let t = token(&creds, &self.region, &self.cluster, SystemTime::now())?;
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((t.clone(), std::time::Instant::now()));
+        let t = token(&creds, &self.region, &self.cluster, now)?;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((t.clone(), now));
         Ok(t)
     }
 }
@@ -251,18 +257,24 @@ pub async fn client(
     })?;
     let description = describe_cluster(&aws_sdk_eks::Client::new(sdk), cluster).await?;
     let config = description.kube_config(namespace)?;
+    let tokens = Arc::new(TokenSource::new(credentials, &region, cluster));
+    let client = client_with(&config, tokens)?;
+    tracing::info!(cluster, endpoint = %description.endpoint, "connected to EKS");
+    Ok(client)
+}
+
+/// A kube client for `config` whose requests carry `tokens`' current token.
+fn client_with(config: &kube::Config, tokens: Arc<TokenSource>) -> Result<kube::Client> {
     let https = config
         .rustls_https_connector()
-        .map_err(|e| Error::Sandbox(format!("TLS for EKS {cluster}: {e}")))?;
+        .map_err(|e| Error::Sandbox(format!("TLS for {}: {e}", config.cluster_url)))?;
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build(https);
-    let source = Arc::new(TokenSource::new(credentials, &region, cluster));
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
-        .layer(tower::filter::AsyncFilterLayer::new(BearerToken(source)))
+        .layer(tower::filter::AsyncFilterLayer::new(BearerToken(tokens)))
         .service(http);
-    tracing::info!(cluster, endpoint = %description.endpoint, "connected to EKS");
-    Ok(kube::Client::new(service, namespace))
+    Ok(kube::Client::new(service, config.default_namespace.clone()))
 }
 
 #[cfg(test)]
@@ -303,6 +315,113 @@ mod tests {
             assert_eq!(String::from_utf8(url).unwrap(), c.url);
             assert_eq!(got, c.token);
         }
+    }
+
+    #[tokio::test]
+    async fn tokens_are_reused_for_ten_minutes_then_minted_again() {
+        let creds = Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+        let source = TokenSource::new(SharedCredentialsProvider::new(creds), "eu-west-1", "apna");
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_323_045);
+        let first = source.token_at(t0).await.unwrap();
+        assert!(first.starts_with(TOKEN_PREFIX));
+        let url = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(first.trim_start_matches(TOKEN_PREFIX))
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(url.starts_with(
+            "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"
+        ));
+        assert!(url.contains("&X-Amz-Expires=60&X-Amz-SignedHeaders=host%3Bx-k8s-aws-id&"));
+        assert!(url.contains("&X-Amz-Date=20260102T030405Z&"));
+        let later = source
+            .token_at(t0 + Duration::from_secs(9 * 60))
+            .await
+            .unwrap();
+        assert_eq!(later, first);
+        let renewed = source
+            .token_at(t0 + Duration::from_secs(10 * 60))
+            .await
+            .unwrap();
+        assert_ne!(renewed, first);
+        assert_eq!(
+            source
+                .token_at(t0 + Duration::from_secs(12 * 60))
+                .await
+                .unwrap(),
+            renewed
+        );
+    }
+
+    /// Every API request carries the current token (a loopback API server
+    /// records the header).
+    #[tokio::test]
+    async fn api_requests_carry_the_bearer_token() {
+        use k8s_openapi::api::core::v1::Pod;
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/api/v1/namespaces/apna/pods",
+            axum::routing::get(move |headers: http::HeaderMap| {
+                let record = record.clone();
+                async move {
+                    let auth = headers
+                        .get(http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    record.lock().unwrap().push(auth);
+                    axum::Json(serde_json::json!({
+                        "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []
+                    }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        config.default_namespace = "apna".into();
+        let creds = Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            Some("session".into()),
+            None,
+            "test",
+        );
+        let tokens = Arc::new(TokenSource::new(
+            SharedCredentialsProvider::new(creds),
+            "eu-west-1",
+            "apna",
+        ));
+        let client = client_with(&config, tokens).unwrap();
+        let pods: kube::Api<Pod> = kube::Api::default_namespaced(client);
+        for _ in 0..2 {
+            assert!(pods
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty());
+        }
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0], seen[1], "one token for both requests");
+        let token = seen[0].strip_prefix("Bearer ").expect("a bearer token");
+        let url = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token.trim_start_matches(TOKEN_PREFIX))
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            url.contains("X-Amz-SignedHeaders=host%3Bx-k8s-aws-id"),
+            "{url}"
+        );
+        assert!(url.contains("X-Amz-Security-Token=session"), "{url}");
     }
 
     #[test]
