@@ -76,7 +76,7 @@ impl SandboxProvider for NoSandboxes {
 
 /// The backends of a Lambda: store, blob store and model from the
 /// environment; sandboxes on Kubernetes with `APNA_SANDBOX=kube` (EKS with
-/// `EKS_CLUSTER_NAME`).
+/// `EKS_CLUSTER_NAME`), connected on first use.
 pub async fn lambda_backends() -> Result<Backends> {
     let config = Config::from_env()?;
     let blobs = crate::blob::connect(&config).await?;

@@ -85,7 +85,8 @@ pub async fn build(
 }
 
 /// The sandboxes `APNA_SANDBOX` names: local (the template prepared first) or
-/// Kubernetes (the template is in the image).
+/// Kubernetes (the template is in the image; connected now, so a wrong
+/// kubeconfig stops startup).
 async fn sandboxes(
     config: &Config,
     progress: &(dyn Fn(TemplateProgress) + Send + Sync),

@@ -3,13 +3,11 @@
 //! a clear error. (The token itself is checked against botocore in
 //! `sandbox::kube::eks::tests`.)
 
-mod services;
-
 use apna::error::Error;
 use apna::sandbox::kube::eks::describe_cluster;
+use apna::testing::services::moto_url;
 use aws_sdk_eks::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_eks::types::VpcConfigRequest;
-use services::moto_url;
 
 fn client(url: &str) -> aws_sdk_eks::Client {
     let conf = aws_sdk_eks::Config::builder()
