@@ -31,6 +31,8 @@
 //! `stop` 1, `destroy` 4.
 
 mod api_error;
+mod cluster;
+mod connection;
 #[cfg(feature = "eks")]
 pub mod eks;
 mod objects;
@@ -44,12 +46,8 @@ mod fixtures;
 mod tests;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
@@ -61,14 +59,13 @@ use tracing::Instrument;
 
 use crate::config::{Config, KubeTransport};
 use crate::error::{Error, Result};
-use crate::sandbox::remote::{
-    DirectTransport, RemoteSandbox, SandboxdTransport, SANDBOXD_PORT, TOKEN_ENV,
-};
+use crate::sandbox::remote::TOKEN_ENV;
 use crate::sandbox::{
     ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxProvider, SandboxState,
     SandboxStatus, SourceTree,
 };
 use api_error::Call;
+use connection::Connection;
 use objects::Names;
 pub use proxy::KubeProxyTransport;
 
@@ -121,30 +118,6 @@ struct Inner {
     opts: KubeOptions,
     /// Per project: the sandboxd client of its current pod.
     remotes: Mutex<HashMap<String, Arc<Connection>>>,
-}
-
-/// A project's sandboxd client, and whether sandboxd has refused its token
-/// (the pod was replaced by one with a new Secret).
-struct Connection {
-    remote: Arc<RemoteSandbox>,
-    refused: Arc<AtomicBool>,
-}
-
-/// A transport that notes when sandboxd answers 401.
-struct Watched {
-    inner: Arc<dyn SandboxdTransport>,
-    refused: Arc<AtomicBool>,
-}
-
-#[async_trait]
-impl SandboxdTransport for Watched {
-    async fn send(&self, req: http::Request<bytes::Bytes>) -> Result<http::Response<bytes::Bytes>> {
-        let res = self.inner.send(req).await?;
-        if res.status() == http::StatusCode::UNAUTHORIZED {
-            self.refused.store(true, Ordering::SeqCst);
-        }
-        Ok(res)
-    }
 }
 
 impl KubeProvider {
@@ -218,7 +191,7 @@ impl Inner {
         self.client
             .get_or_try_init(|| async {
                 match &self.config {
-                    Some(config) => connect(config).await,
+                    Some(config) => cluster::connect(config).await,
                     None => Err(Error::Internal("kube provider without a client".into())),
                 }
             })
@@ -364,55 +337,6 @@ impl Inner {
             Err(e) => Err(api_error::map(e, self.call("create", "secrets", name))),
         }
     }
-
-    fn cached(&self, project_id: &str) -> Option<Arc<Connection>> {
-        self.remotes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(project_id)
-            .cloned()
-    }
-
-    fn forget(&self, project_id: &str) {
-        self.remotes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(project_id);
-    }
-}
-
-/// Connects as `config` says: EKS (`EKS_CLUSTER_NAME`), else
-/// `KUBE_CONFIG_PATH`, else `KUBECONFIG` / `~/.kube/config` / in-cluster.
-async fn connect(config: &Config) -> Result<kube::Client> {
-    // rustls needs one process-wide crypto provider when several are compiled in.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    #[cfg(feature = "eks")]
-    if let Some(cluster) = &config.eks_cluster_name {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        return eks::client(&sdk, cluster, &config.kube_namespace).await;
-    }
-    let kube_config = match &config.kube_config_path {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Config {
-                var: "KUBE_CONFIG_PATH",
-                message: format!("cannot read {}: {e}", path.display()),
-            })?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(|e| Error::Config {
-                    var: "KUBE_CONFIG_PATH",
-                    message: format!("{}: {e}", path.display()),
-                })?
-        }
-        None => kube::Config::infer().await.map_err(|e| Error::Config {
-            var: "KUBE_CONFIG_PATH",
-            message: format!(
-                "no Kubernetes configuration found (set KUBE_CONFIG_PATH or KUBECONFIG, or run in a cluster): {e}"
-            ),
-        })?,
-    };
-    kube::Client::try_from(kube_config)
-        .map_err(|e| Error::Sandbox(format!("kubernetes client: {e}")))
 }
 
 /// A new sandboxd token: 256 random bits, hex.
@@ -552,148 +476,6 @@ impl KubeSandbox {
         Ok(self.status_of(&pod))
     }
 
-    /// sandboxd's client for the project's pod, waiting (up to `ready_wait`)
-    /// for a starting pod. A stopped sandbox is started; a missing one is
-    /// created only when `create` (import, which restores into a new sandbox).
-    async fn remote(&self, create: bool) -> Result<Arc<Connection>> {
-        if let Some(r) = self.inner.cached(&self.id) {
-            return Ok(r);
-        }
-        let deadline = Instant::now() + self.inner.opts.ready_wait;
-        let mut last = None;
-        loop {
-            match Self::live_pod(self.pods().await?) {
-                Some(pod) if pod_state::running(&pod) => {
-                    let ready = self.status_of(&pod).state == SandboxState::Ready;
-                    let remote = self.connect(&pod, ready, deadline).await?;
-                    self.inner
-                        .remotes
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(self.id.clone(), remote.clone());
-                    return Ok(remote);
-                }
-                Some(pod) => {
-                    let st = self.status_of(&pod);
-                    if st.state == SandboxState::Crashed {
-                        return Err(Error::NotReady(format!(
-                            "the sandbox of project {} crashed: {}",
-                            self.id,
-                            st.detail.unwrap_or_default()
-                        )));
-                    }
-                    last = st.detail;
-                }
-                None => {
-                    let kept = self
-                        .volumes()
-                        .await?
-                        .iter()
-                        .any(|v| !pod_state::terminating(&v.metadata));
-                    if !kept && !create {
-                        return Err(Error::NotReady(format!(
-                            "the sandbox of project {} does not exist yet; it is created when the project starts",
-                            self.id
-                        )));
-                    }
-                    self.ensure().await?;
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::NotReady(format!(
-                    "the sandbox pod of project {} is not running after {:?}{}",
-                    self.id,
-                    self.inner.opts.ready_wait,
-                    last.map(|d| format!(" ({d})")).unwrap_or_default()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    /// Reads the pod's token and builds its sandboxd client; unless the pod is
-    /// Ready (Vite answering, so sandboxd is up), waits for sandboxd's `/healthz`.
-    async fn connect(&self, pod: &Pod, ready: bool, deadline: Instant) -> Result<Arc<Connection>> {
-        let inner = &self.inner;
-        let pod_name = name_of(&pod.metadata);
-        let secret_name = token_secret(pod).ok_or_else(|| {
-            Error::Sandbox(format!("pod {pod_name} has no {TOKEN_ENV} from a Secret"))
-        })?;
-        let secret = inner
-            .api::<Secret>()
-            .await?
-            .get(secret_name)
-            .await
-            .map_err(|e| api_error::map(e, inner.call("get", "secrets", secret_name)))?;
-        let token = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(objects::TOKEN_KEY))
-            .and_then(|t| String::from_utf8(t.0.clone()).ok())
-            .ok_or_else(|| Error::Sandbox(format!("Secret {secret_name} has no token")))?;
-        let transport: Arc<dyn SandboxdTransport> = match inner.opts.transport {
-            KubeTransport::Proxy => Arc::new(KubeProxyTransport::new(
-                inner.client().await?,
-                &inner.opts.namespace,
-                pod_name,
-            )),
-            KubeTransport::Direct => {
-                let ip = pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.pod_ip.as_deref())
-                    .ok_or_else(|| Error::NotReady(format!("pod {pod_name} has no IP yet")))?;
-                let host = if ip.contains(':') {
-                    format!("[{ip}]")
-                } else {
-                    ip.to_string()
-                };
-                Arc::new(DirectTransport::new(&format!(
-                    "http://{host}:{SANDBOXD_PORT}"
-                ))?)
-            }
-        };
-        if !ready {
-            wait_healthz(&*transport, pod_name, deadline).await?;
-        }
-        let refused = Arc::new(AtomicBool::new(false));
-        let watched = Arc::new(Watched {
-            inner: transport,
-            refused: refused.clone(),
-        });
-        Ok(Arc::new(Connection {
-            remote: Arc::new(RemoteSandbox::new(&self.id, watched, token)),
-            refused,
-        }))
-    }
-
-    /// Runs `op` on sandboxd. A refused token means the pod was replaced by a
-    /// new one with a new Secret (a 401 means sandboxd did nothing): look
-    /// again, once. Unreachable: forget the pod, the caller retries later.
-    async fn with_remote<T, F, Fut>(&self, create: bool, op: F) -> Result<T>
-    where
-        F: Fn(Arc<RemoteSandbox>) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let conn = self.remote(create).await?;
-        match op(conn.remote.clone()).await {
-            Err(_) if conn.refused.load(Ordering::SeqCst) => {
-                self.inner.forget(&self.id);
-                let conn = self.remote(create).await?;
-                let again = op(conn.remote.clone()).await;
-                if again.is_err() && conn.refused.load(Ordering::SeqCst) {
-                    self.inner.forget(&self.id);
-                }
-                again
-            }
-            Err(e @ Error::NotReady(_)) => {
-                self.inner.forget(&self.id);
-                Err(e)
-            }
-            other => other,
-        }
-    }
-
     /// The last lines of a crashed container's previous run (`pods/log`).
     async fn previous_logs(&self, pod: &Pod, lines: usize) -> Result<String> {
         let name = name_of(&pod.metadata);
@@ -709,31 +491,6 @@ impl KubeSandbox {
             Err(kube::Error::Api(s)) if s.code == 400 || s.code == 404 => Ok(String::new()),
             Err(e) => Err(api_error::map(e, self.inner.call("get", "pods/log", name))),
         }
-    }
-}
-
-/// Polls sandboxd's unauthenticated `/healthz` until it answers 200.
-async fn wait_healthz(
-    transport: &dyn SandboxdTransport,
-    pod: &str,
-    deadline: Instant,
-) -> Result<()> {
-    loop {
-        let req = http::Request::get("/healthz")
-            .body(bytes::Bytes::new())
-            .map_err(|e| Error::Internal(format!("healthz request: {e}")))?;
-        let why = match transport.send(req).await {
-            Ok(res) if res.status().is_success() => return Ok(()),
-            Ok(res) => format!("answered {}", res.status()),
-            Err(Error::NotReady(m)) => m,
-            Err(e) => return Err(e),
-        };
-        if Instant::now() >= deadline {
-            return Err(Error::NotReady(format!(
-                "sandboxd in pod {pod} is not answering yet: {why}"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
