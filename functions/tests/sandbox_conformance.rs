@@ -994,3 +994,209 @@ async fn as_pid_1_sandboxd_reaps_orphans_and_forwards_sigterm() {
         );
     }
 }
+
+/// The kube driver end to end, short of a cluster: `KubeSandbox` connects with
+/// a kubeconfig to a stand-in API server on loopback that lists one Ready pod,
+/// serves its token Secret, and implements `pods/proxy` by forwarding to a real
+/// `apna sandboxd` (dropping `Authorization`, as the API server does). File
+/// operations, exec, logs and export/import then cross the whole client stack:
+/// kube-rs, the proxy path, the token header, sandboxd's wire format.
+mod kube_driver {
+    use super::*;
+    use apna::config::Config;
+    use apna::sandbox::kube::KubeProvider;
+    use axum::body::Bytes;
+    use axum::extract::{Path as UrlPath, Request, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Stand {
+        daemon_addr: std::net::SocketAddr,
+        token: String,
+        id: String,
+        api_requests: AtomicUsize,
+        http: reqwest::Client,
+    }
+
+    fn authorized(headers: &HeaderMap) -> bool {
+        headers.get("authorization").and_then(|v| v.to_str().ok())
+            == Some("Bearer kubeconfig-token")
+    }
+
+    async fn list_pods(State(s): State<Arc<Stand>>, headers: HeaderMap) -> Response {
+        assert!(authorized(&headers));
+        s.api_requests.fetch_add(1, Ordering::SeqCst);
+        let name = format!("project-{}", s.id);
+        axum::Json(json!({
+            "apiVersion": "v1", "kind": "PodList", "metadata": {},
+            "items": [{
+                "metadata": { "name": name, "namespace": "apna", "labels": { "apna.dev/project": s.id } },
+                "spec": { "containers": [{
+                    "name": "sandbox",
+                    "env": [{ "name": TOKEN_ENV, "valueFrom": { "secretKeyRef": { "name": format!("{name}-sandboxd"), "key": "token" } } }]
+                }] },
+                "status": {
+                    "phase": "Running", "podIP": "127.0.0.1",
+                    "conditions": [{ "type": "Ready", "status": "True" }],
+                    "containerStatuses": [{
+                        "name": "sandbox", "ready": true, "restartCount": 0, "image": "i", "imageID": "",
+                        "state": { "running": {} }
+                    }]
+                }
+            }]
+        }))
+        .into_response()
+    }
+
+    async fn get_secret(State(s): State<Arc<Stand>>, headers: HeaderMap) -> Response {
+        assert!(authorized(&headers));
+        s.api_requests.fetch_add(1, Ordering::SeqCst);
+        let token = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &s.token);
+        axum::Json(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": format!("project-{}-sandboxd", s.id), "namespace": "apna" },
+            "data": { "token": token }
+        }))
+        .into_response()
+    }
+
+    async fn proxy(
+        State(s): State<Arc<Stand>>,
+        UrlPath((pod, rest)): UrlPath<(String, String)>,
+        req: Request,
+    ) -> Response {
+        assert_eq!(pod, format!("project-{}:7070", s.id));
+        assert!(authorized(req.headers()));
+        let query = req
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        let method = req.method().clone();
+        let mut headers = req.headers().clone();
+        headers.remove("authorization");
+        headers.remove("host");
+        let body: Bytes = axum::body::to_bytes(req.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let res = s
+            .http
+            .request(method, format!("http://{}/{rest}{query}", s.daemon_addr))
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(res.status().as_u16()).unwrap();
+        let headers = res.headers().clone();
+        let body = res.bytes().await.unwrap();
+        let mut out = (status, body).into_response();
+        if let Some(ct) = headers.get("content-type") {
+            out.headers_mut().insert("content-type", ct.clone());
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kube_sandbox_through_pods_proxy_to_a_real_sandboxd() {
+        let id = "kube-e2e";
+        let daemon = start_daemon(id).await;
+        let stand = Arc::new(Stand {
+            daemon_addr: daemon.addr,
+            token: daemon.token.clone(),
+            id: id.into(),
+            api_requests: AtomicUsize::new(0),
+            http: reqwest::Client::new(),
+        });
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/namespaces/apna/pods",
+                axum::routing::get(list_pods),
+            )
+            .route(
+                "/api/v1/namespaces/apna/secrets/{name}",
+                axum::routing::get(get_secret),
+            )
+            .route(
+                "/api/v1/namespaces/apna/pods/{pod}/proxy/{*rest}",
+                axum::routing::any(proxy),
+            )
+            .with_state(stand.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: c\n  cluster:\n    server: http://{api}\ncontexts:\n- name: t\n  context: {{cluster: c, user: u, namespace: apna}}\nusers:\n- name: u\n  user: {{token: kubeconfig-token}}\n"
+            ),
+        )
+        .unwrap();
+        let config = Config::from_vars(
+            [
+                ("APNA_SANDBOX", "kube"),
+                ("KUBE_NAMESPACE", "apna"),
+                ("KUBE_CONFIG_PATH", kubeconfig.to_str().unwrap()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        )
+        .unwrap();
+        let provider = KubeProvider::from_config(&config);
+        provider.connect().await.unwrap();
+        let sb = provider.kube(id).unwrap();
+
+        let bytes: Vec<u8> = (0..=255u8).collect();
+        let odd = p("dir with space/$(touch pwned) 'q'.bin");
+        sb.write_file(&odd, &bytes).await.unwrap();
+        assert_eq!(sb.read_file(&odd).await.unwrap(), bytes);
+        assert_eq!(
+            std::fs::read(daemon.root.join(odd.as_str())).unwrap(),
+            bytes
+        );
+        assert!(!daemon.root.join("pwned").exists());
+        let listed = sb.list_files().await.unwrap();
+        assert!(listed
+            .iter()
+            .any(|f| f.path == odd.as_str() && f.size == 256));
+        assert!(matches!(
+            sb.read_file(&p("missing.txt")).await,
+            Err(Error::NotFound(_))
+        ));
+        let out = sb.exec(&exec("printf hi; exit 3")).await.unwrap();
+        assert_eq!((out.exit_code, out.output.as_str()), (Some(3), "hi"));
+        let mut tree = sb.export_source().await.unwrap();
+        assert!(tree.files.iter().any(|f| f.path == "package.json"));
+        tree.files.push(SourceFile {
+            path: "src/extra.ts".into(),
+            data: b"export const x = 1;\n".to_vec(),
+            executable: false,
+        });
+        tree.files.sort_by(|a, b| a.path.cmp(&b.path));
+        sb.import_source(&tree).await.unwrap();
+        assert_eq!(
+            sb.read_file(&p("src/extra.ts")).await.unwrap(),
+            b"export const x = 1;\n"
+        );
+        sb.logs(20).await.unwrap();
+        assert!(sb.delete_file(&odd).await.unwrap());
+
+        // One lookup of the pod and its token, and one more look at the pod by
+        // `logs` (a crashed container's come from pods/log); everything else
+        // went through pods/proxy.
+        assert_eq!(stand.api_requests.load(Ordering::SeqCst), 3);
+        let status = sb.status().await.unwrap();
+        assert_eq!(status.state, SandboxState::Ready);
+        assert_eq!(
+            status.preview_addr.as_deref(),
+            Some("project-kube-e2e.apna.svc.cluster.local:5173")
+        );
+        drop(daemon);
+    }
+}
