@@ -139,8 +139,19 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Step Functions state machine ARNs by name (`generation` from
     /// `GENERATION_STATE_MACHINE_ARN`, `hibernation` from
-    /// `HIBERNATION_STATE_MACHINE_ARN`); empty outside AWS.
+    /// `HIBERNATION_STATE_MACHINE_ARN`, `publish` from
+    /// `PUBLISH_STATE_MACHINE_ARN`); empty outside AWS.
     pub state_machine_arns: Vec<(String, String)>,
+    /// Domain published sites are served under, `{slug}.{apps_domain}`
+    /// (`APNA_APPS_DOMAIN`, default `apps.localhost`).
+    pub apps_domain: String,
+    /// Extra host names serving a site, host → slug (`APNA_SITE_HOSTS`,
+    /// `shop.example.com=my-shop,…`): custom domains for `apna serve`.
+    pub site_hosts: Vec<(String, String)>,
+    /// Whether Git pushes may go to `http://` and to loopback or private
+    /// addresses (`APNA_GIT_ALLOW_PRIVATE_REMOTES=1`; for tests and private
+    /// networks: otherwise only `https://` to public addresses).
+    pub git_allow_private_remotes: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -329,6 +340,32 @@ impl Config {
                 });
             }
         }
+        let apps_domain = get("APNA_APPS_DOMAIN")
+            .map(|d| d.to_ascii_lowercase())
+            .unwrap_or_else(|| "apps.localhost".into());
+        if !is_domain(&apps_domain) {
+            return Err(Error::Config {
+                var: "APNA_APPS_DOMAIN",
+                message: format!("{apps_domain:?} is not a domain name like apps.example.com"),
+            });
+        }
+        let mut site_hosts = Vec::new();
+        for pair in get("APNA_SITE_HOSTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (host, slug) = pair
+                .split_once('=')
+                .map(|(h, s)| (h.trim().to_ascii_lowercase(), s.trim().to_string()))
+                .filter(|(h, s)| is_domain(h) && !s.is_empty())
+                .ok_or_else(|| Error::Config {
+                    var: "APNA_SITE_HOSTS",
+                    message: format!("{pair:?} is not host=slug (e.g. shop.example.com=my-shop)"),
+                })?;
+            site_hosts.push((host, slug));
+        }
         Ok(Config {
             bind: parse_or(&get("APNA_BIND"), "APNA_BIND", IpAddr::from([127, 0, 0, 1]))?,
             port: parse_or(&get("PORT"), "PORT", 3000u16)?,
@@ -406,6 +443,7 @@ impl Config {
             state_machine_arns: [
                 ("generation", "GENERATION_STATE_MACHINE_ARN"),
                 ("hibernation", "HIBERNATION_STATE_MACHINE_ARN"),
+                ("publish", "PUBLISH_STATE_MACHINE_ARN"),
             ]
             .into_iter()
             .filter_map(|(name, var)| get(var).map(|arn| (name.to_string(), arn)))
@@ -429,11 +467,28 @@ impl Config {
             template_cache: get("APNA_TEMPLATE_CACHE")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| data_dir.join("template-cache")),
+            apps_domain,
+            site_hosts,
+            git_allow_private_remotes: parse_or(
+                &get("APNA_GIT_ALLOW_PRIVATE_REMOTES").map(|v| (v == "1" || v == "true").to_string()),
+                "APNA_GIT_ALLOW_PRIVATE_REMOTES",
+                false,
+            )?,
             web_dir: get("APNA_WEB_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web"))),
             data_dir,
         })
+    }
+
+    /// The public URL of a site published under `slug`: plain HTTP with the
+    /// port on a `localhost` domain (`apna serve`), HTTPS otherwise (CloudFront).
+    pub fn site_url(&self, slug: &str) -> String {
+        if self.apps_domain == "localhost" || self.apps_domain.ends_with(".localhost") {
+            format!("http://{slug}.{}:{}/", self.apps_domain, self.port)
+        } else {
+            format!("https://{slug}.{}/", self.apps_domain)
+        }
     }
 
     /// The public URL of a project's preview.
@@ -482,6 +537,11 @@ fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// Whether `d` is a lower-case DNS name of at least two labels.
+fn is_domain(d: &str) -> bool {
+    d.len() <= 253 && d.split('.').count() >= 2 && d.split('.').all(is_dns_label)
 }
 
 fn check_http_url(var: &'static str, value: &str) -> Result<()> {

@@ -582,6 +582,56 @@ pub struct Version {
     pub created_at: DateTime<Utc>,
 }
 
+/// A project's published site: what serves now and what is being published.
+///
+/// The site's files live in the blob store (see `publish`); this row says
+/// which version serves under which slug, and holds at most one publish in
+/// progress (`job`), so two publishes of one project cannot interleave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Site {
+    /// Project.
+    pub project_id: String,
+    /// The slug the site serves under; `None` when not published.
+    pub slug: Option<String>,
+    /// The version that serves.
+    pub version: Option<i64>,
+    /// The deploy (build output) that serves.
+    pub deploy_id: Option<String>,
+    /// When the serving version was published.
+    pub published_at: Option<DateTime<Utc>>,
+    /// The publish in progress (its workflow execution name), if any.
+    pub job: Option<String>,
+    /// The version the publish in progress will serve.
+    pub pending_version: Option<i64>,
+    /// The slug the publish in progress will serve under.
+    pub pending_slug: Option<String>,
+    /// When the publish in progress started.
+    pub pending_since: Option<DateTime<Utc>>,
+    /// Why the last publish failed (cleared by the next success).
+    pub last_error: Option<String>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Site {
+    /// A project's site before its first publish.
+    pub fn new(project_id: &str) -> Self {
+        Site {
+            project_id: project_id.to_string(),
+            slug: None,
+            version: None,
+            deploy_id: None,
+            published_at: None,
+            job: None,
+            pending_version: None,
+            pending_slug: None,
+            pending_since: None,
+            last_error: None,
+            updated_at: now(),
+        }
+    }
+}
+
 /// Status of a workflow execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

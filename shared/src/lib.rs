@@ -23,9 +23,11 @@
 //!   `trait Workflow` (built-in interpreter | Step Functions).
 //! * [`app`]: the backends every handler gets, and the API's state (backends + workflow).
 //! * [`project`]: a project's life outside runs: create, status, files, wake, delete, purge.
+//! * [`publish`]: a version published as a static site: slugs, build, deploys, the flip.
 //! * [`run`]: a run's start, progress events and end, the same from every entry point.
 //! * [`tasks`]: the handlers behind the state machines' Task states.
 //! * [`preview`]: the host-based preview proxy, WebSocket HMR included.
+//! * [`site`]: published sites served from the blob store by `apna serve`.
 //! * [`api`]: the HTTP API, its auth, errors and OpenAPI document.
 //! * [`server`]: `apna serve` assembled; `lambda` (feature `lambda`): the same handlers on AWS Lambda.
 //! * `testing` (feature `testing`): every test double and fixture, in one place.
@@ -42,9 +44,11 @@ pub mod error;
 pub mod lambda;
 pub mod preview;
 pub mod project;
+pub mod publish;
 pub mod run;
 pub mod sandbox;
 pub mod server;
+pub mod site;
 pub mod snapshot;
 pub mod store;
 pub mod tasks;

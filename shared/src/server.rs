@@ -11,6 +11,7 @@ use crate::app::{AppState, Backends};
 use crate::config::{Config, SandboxBackend};
 use crate::error::{Error, Result};
 use crate::preview::{PreviewProxy, StorePreviewBackend};
+use crate::site::SiteServer;
 use crate::sandbox::local::{prepare_template, LocalOptions, LocalProvider, TemplateProgress};
 use crate::sandbox::SandboxProvider;
 use crate::tasks::TaskRouter;
@@ -20,6 +21,8 @@ use crate::workflow::local::LocalWorkflow;
 pub const GENERATION_ASL: &str = include_str!("../../statemachines/generation.asl.json");
 /// The hibernation state machine, as committed.
 pub const HIBERNATION_ASL: &str = include_str!("../../statemachines/hibernation.asl.json");
+/// The publish state machine, as committed.
+pub const PUBLISH_ASL: &str = include_str!("../../statemachines/publish.asl.json");
 
 /// A running local deployment's parts.
 pub struct LocalServer {
@@ -70,6 +73,7 @@ pub async fn build(
         [
             (crate::run::GENERATION, GENERATION_ASL),
             (crate::run::HIBERNATION, HIBERNATION_ASL),
+            (crate::publish::PUBLISH, PUBLISH_ASL),
         ],
     )?);
     let state = AppState::new(backends, workflow.clone());
@@ -130,10 +134,42 @@ pub fn app_router(state: AppState) -> Router {
     let api = crate::api::routes()
         .route("/api/{*rest}", axum::routing::any(crate::api::not_found))
         .fallback_service(web);
-    crate::api::with_middleware(api, state).layer(axum::middleware::from_fn_with_state(
-        proxy,
-        crate::preview::route_preview,
-    ))
+    let sites = SiteServer::new(
+        state.blobs.clone(),
+        state.config.apps_domain.clone(),
+        state.config.site_hosts.clone(),
+    );
+    // Site hosts are checked first: `{slug}.apps.localhost` is also a
+    // subdomain of `localhost`, which the preview proxy would claim.
+    crate::api::with_middleware(api, state)
+        .layer(axum::middleware::from_fn_with_state(
+            proxy,
+            crate::preview::route_preview,
+        ))
+        .layer(axum::middleware::from_fn_with_state(sites, route_site))
+}
+
+/// Middleware sending published sites' hosts to the [`SiteServer`] (compressed
+/// when the client accepts gzip or brotli) and everything else on.
+async fn route_site(
+    axum::extract::State(sites): axum::extract::State<SiteServer>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tower::ServiceExt;
+    if !sites.wants(&req) {
+        return next.run(req).await;
+    }
+    let service = tower::ServiceBuilder::new()
+        .layer(tower_http::compression::CompressionLayer::new())
+        .service_fn(move |req: axum::extract::Request| {
+            let sites = sites.clone();
+            async move { Ok::<_, std::convert::Infallible>(sites.handle(req).await) }
+        });
+    match service.oneshot(req).await {
+        Ok(resp) => resp.map(axum::body::Body::new),
+        Err(never) => match never {},
+    }
 }
 
 /// Sweeps idle projects into hibernation every `CLEANUP_INTERVAL_MINUTES`,

@@ -3,7 +3,7 @@
 //!
 //! * [`error`]: the JSON error shape and status mapping.
 //! * [`auth`]: who is calling (API Gateway claims, HS256 tokens, or single-user).
-//! * [`projects`], [`runs`], [`versions`], [`health`]: the handlers.
+//! * [`projects`], [`runs`], [`versions`], [`publish`], [`health`]: the handlers.
 //! * [`openapi`]: the OpenAPI 3.1 document generated from the handlers.
 
 pub mod auth;
@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod openapi;
 pub mod projects;
+pub mod publish;
 pub mod runs;
 pub mod versions;
 
@@ -160,6 +161,21 @@ pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
             "api-download",
             "/api/projects/{id}/download",
             get(versions::download),
+        ),
+        (
+            "api-publish",
+            "/api/projects/{id}/publish",
+            post(publish::publish),
+        ),
+        (
+            "api-get-publish",
+            "/api/projects/{id}/publish",
+            get(publish::get_publish),
+        ),
+        (
+            "api-unpublish",
+            "/api/projects/{id}/publish",
+            delete(publish::unpublish),
         ),
     ]
 }

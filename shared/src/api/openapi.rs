@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{error, health, projects, runs, versions, ClientConfig};
+use super::{error, health, projects, publish, runs, versions, ClientConfig};
 use crate::domain;
 
 /// The API description.
@@ -12,7 +12,7 @@ use crate::domain;
 #[openapi(
     info(
         title = "Apna API",
-        description = "Self-hostable AI app builder: projects, chat runs, files, versions."
+        description = "Self-hostable AI app builder: projects, chat runs, files, versions, published sites."
     ),
     paths(
         health::healthz,
@@ -33,6 +33,9 @@ use crate::domain;
         versions::version_diff,
         versions::restore_version,
         versions::download,
+        publish::publish,
+        publish::get_publish,
+        publish::unpublish,
     ),
     components(schemas(
         error::ErrorBody,
@@ -58,6 +61,9 @@ use crate::domain;
         versions::VersionList,
         versions::VersionDiffView,
         versions::Restored,
+        publish::PublishBody,
+        publish::SiteStatus,
+        publish::SiteView,
         domain::Project,
         domain::ProjectStatus,
         domain::Run,

@@ -275,6 +275,8 @@ pub async fn delete_project(
         cancel_run(&state, &run_id).await?;
     }
     crate::project::remove_sandbox(&state, &id).await?;
+    // A deleted project's site stops serving and its address is freed now.
+    crate::publish::unpublish(&state, &id, true).await?;
     state.store.soft_delete_project(&id).await?;
     Ok(Json(Deleted { deleted: true }))
 }

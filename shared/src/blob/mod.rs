@@ -38,6 +38,15 @@ pub struct BlobMeta {
     pub sha256: String,
 }
 
+/// The HTTP headers an object is served with from behind a CDN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHeaders {
+    /// `Content-Type`.
+    pub content_type: String,
+    /// `Cache-Control`.
+    pub cache_control: String,
+}
+
 /// Object storage.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
@@ -48,6 +57,14 @@ pub trait BlobStore: Send + Sync {
     /// Stores `data` under `key`, replacing any object there. Verifies the
     /// stored bytes against their SHA-256 and returns the metadata.
     async fn put(&self, key: &str, data: Bytes) -> Result<BlobMeta>;
+    /// Stores `data` like [`BlobStore::put`], with the headers a CDN in front
+    /// of the bucket serves it with (published sites). S3 keeps them with the
+    /// object; the disk store has nowhere to keep them, and `apna serve`
+    /// works them out from the key when it serves the file.
+    async fn put_served(&self, key: &str, data: Bytes, headers: &ObjectHeaders) -> Result<BlobMeta> {
+        let _ = headers;
+        self.put(key, data).await
+    }
     /// Stores a stream under `key` without holding it all in memory.
     async fn put_stream(&self, key: &str, data: ByteStream) -> Result<BlobMeta>;
     /// Reads a whole object; `NotFound` if absent.

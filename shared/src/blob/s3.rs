@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::{check_key, BlobMeta, BlobStore, ByteStream};
+use super::{check_key, BlobMeta, BlobStore, ByteStream, ObjectHeaders};
 use crate::error::{Error, Result};
 
 /// Parts of a multipart upload (S3's minimum part size is 5 MiB).
@@ -146,7 +146,12 @@ impl S3BlobStore {
         }
     }
 
-    async fn put_single(&self, key: &str, data: Bytes) -> Result<BlobMeta> {
+    async fn put_single(
+        &self,
+        key: &str,
+        data: Bytes,
+        headers: Option<&ObjectHeaders>,
+    ) -> Result<BlobMeta> {
         let digest = Sha256::digest(&data);
         let hex_sha = hex::encode(digest);
         let size = data.len() as u64;
@@ -157,6 +162,8 @@ impl S3BlobStore {
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(digest))
             .metadata(SHA_META, &hex_sha)
+            .set_content_type(headers.map(|h| h.content_type.clone()))
+            .set_cache_control(headers.map(|h| h.cache_control.clone()))
             .body(S3Body::from(data))
             .send()
             .await
@@ -299,7 +306,12 @@ impl BlobStore for S3BlobStore {
 
     async fn put(&self, key: &str, data: Bytes) -> Result<BlobMeta> {
         check_key(key)?;
-        self.put_single(key, data).await
+        self.put_single(key, data, None).await
+    }
+
+    async fn put_served(&self, key: &str, data: Bytes, headers: &ObjectHeaders) -> Result<BlobMeta> {
+        check_key(key)?;
+        self.put_single(key, data, Some(headers)).await
     }
 
     async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<BlobMeta> {
@@ -309,7 +321,7 @@ impl BlobStore for S3BlobStore {
         while first.len() < PART_SIZE {
             match data.next().await {
                 Some(chunk) => first.extend_from_slice(&chunk?),
-                None => return self.put_single(key, first.freeze()).await,
+                None => return self.put_single(key, first.freeze(), None).await,
             }
         }
         self.put_multipart(key, first.freeze(), data).await

@@ -21,6 +21,9 @@ pub const MAX_DIAGNOSTICS: usize = 50;
 /// Build output goes here (inside the project, git-ignored, not watched by Vite).
 pub const BUILD_OUT_DIR: &str = ".apna-build";
 
+// The check builds into `.apna-build/check`, not the whole folder, because
+// `--emptyOutDir` would otherwise wipe a publish staged beside it.
+
 /// Which check found a problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -61,7 +64,7 @@ pub struct BuildReport {
 
 const TSC: &str = "node_modules/.bin/tsc --noEmit -p tsconfig.json --pretty false";
 const VITE_BUILD: &str =
-    "node node_modules/vite/bin/vite.js build --configLoader runner --outDir .apna-build --emptyOutDir --logLevel warn";
+    "node node_modules/vite/bin/vite.js build --configLoader runner --outDir .apna-build/check --emptyOutDir --logLevel warn";
 
 /// Type-checks and builds the project, and reads fresh dev-server errors.
 pub async fn check_build(sandbox: &dyn Sandbox) -> Result<BuildReport> {

@@ -1,5 +1,6 @@
 //! Durable state: users, projects, messages, runs and their events, versions,
-//! step results (for idempotent handlers), run locks and workflow executions.
+//! step results (for idempotent handlers), run locks, workflow executions and
+//! published sites with their slugs.
 //!
 //! [`Store`] has two SQL implementations generated from one body of queries
 //! (`sql.rs`): SQLite, the embedded default, and PostgreSQL for RDS; both run
@@ -22,7 +23,7 @@ use crate::blob::BlobStore;
 use crate::config::{dynamodb_table, Config};
 use crate::domain::{
     Execution, HistoryEvent, Message, NewMessage, Page, Project, ProjectStatus, Run, RunEvent,
-    RunEventKind, User, Version,
+    RunEventKind, Site, User, Version,
 };
 use crate::error::{Error, Result};
 
@@ -158,6 +159,20 @@ pub trait Store: ExecutionLog + Send + Sync {
     async fn list_versions(&self, project_id: &str) -> Result<Vec<Version>>;
     /// One version.
     async fn get_version(&self, project_id: &str, number: i64) -> Result<Option<Version>>;
+
+    /// A project's site, if it was ever published.
+    async fn get_site(&self, project_id: &str) -> Result<Option<Site>>;
+    /// Writes `site` if the stored row's publish in progress is `expected_job`
+    /// (a missing row counts as having none): compare-and-set, so of two
+    /// publishes started at once only one proceeds. Returns whether it wrote.
+    async fn save_site(&self, site: &Site, expected_job: Option<&str>) -> Result<bool>;
+    /// Claims `slug` for `project_id`. Atomic across users: `false` when
+    /// another project holds it; `true` when it was free or already this project's.
+    async fn claim_slug(&self, slug: &str, project_id: &str) -> Result<bool>;
+    /// Frees `slug` if `project_id` holds it; returns whether it did.
+    async fn release_slug(&self, slug: &str, project_id: &str) -> Result<bool>;
+    /// The project holding `slug`, if any.
+    async fn slug_owner(&self, slug: &str) -> Result<Option<String>>;
 }
 
 /// Opens the store `DATABASE_URL` names. DynamoDB keeps items over its 400 KB

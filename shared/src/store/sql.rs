@@ -24,7 +24,7 @@ use sqlx::{PgPool, Row, SqlitePool};
 use super::{ExecutionLog, Store};
 use crate::domain::{
     from_millis, now, Execution, ExecutionStatus, FileDiff, HistoryEvent, Message, NewMessage,
-    Page, Project, ProjectStatus, Role, Run, RunEvent, RunEventKind, RunStatus, Usage, User,
+    Page, Project, ProjectStatus, Role, Run, RunEvent, RunEventKind, RunStatus, Site, Usage, User,
     Version,
 };
 use crate::error::{Error, Result};
@@ -169,6 +169,25 @@ macro_rules! sql_store {
                     updated_at: from_millis(r.try_get("updated_at")?),
                     last_active: from_millis(r.try_get("last_active")?),
                     deleted_at: r.try_get::<Option<i64>, _>("deleted_at")?.map(from_millis),
+                })
+            }
+
+            fn site(r: &$row) -> Result<Site> {
+                let time = |col: &str| -> Result<Option<DateTime<Utc>>> {
+                    Ok(r.try_get::<Option<i64>, _>(col)?.map(from_millis))
+                };
+                Ok(Site {
+                    project_id: r.try_get("project_id")?,
+                    slug: r.try_get("slug")?,
+                    version: r.try_get("version")?,
+                    deploy_id: r.try_get("deploy_id")?,
+                    published_at: time("published_at")?,
+                    job: r.try_get("job")?,
+                    pending_version: r.try_get("pending_version")?,
+                    pending_slug: r.try_get("pending_slug")?,
+                    pending_since: time("pending_since")?,
+                    last_error: r.try_get("last_error")?,
+                    updated_at: from_millis(r.try_get("updated_at")?),
                 })
             }
 
@@ -471,6 +490,8 @@ macro_rules! sql_store {
                     "DELETE FROM messages WHERE project_id = $1",
                     "DELETE FROM versions WHERE project_id = $1",
                     "DELETE FROM run_locks WHERE project_id = $1",
+                    "DELETE FROM sites WHERE project_id = $1",
+                    "DELETE FROM slugs WHERE project_id = $1",
                 ] {
                     sqlx::query(sql).bind(id).execute(&mut *tx).await?;
                 }
@@ -787,6 +808,75 @@ macro_rules! sql_store {
                         .fetch_optional(&self.pool)
                         .await?;
                 row.as_ref().map(Self::version).transpose()
+            }
+
+            async fn get_site(&self, project_id: &str) -> Result<Option<Site>> {
+                let row = sqlx::query("SELECT * FROM sites WHERE project_id = $1")
+                    .bind(project_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::site).transpose()
+            }
+
+            async fn save_site(&self, s: &Site, expected_job: Option<&str>) -> Result<bool> {
+                // A NULL job compares as '' so one statement covers both cases.
+                let res = sqlx::query(
+                    "INSERT INTO sites (project_id, slug, version, deploy_id, published_at, job, \
+                     pending_version, pending_slug, pending_since, last_error, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (project_id) DO UPDATE SET slug = excluded.slug, \
+                     version = excluded.version, deploy_id = excluded.deploy_id, \
+                     published_at = excluded.published_at, job = excluded.job, \
+                     pending_version = excluded.pending_version, pending_slug = excluded.pending_slug, \
+                     pending_since = excluded.pending_since, last_error = excluded.last_error, \
+                     updated_at = excluded.updated_at \
+                     WHERE COALESCE(sites.job, '') = $12",
+                )
+                .bind(&s.project_id)
+                .bind(&s.slug)
+                .bind(s.version)
+                .bind(&s.deploy_id)
+                .bind(s.published_at.map(ms))
+                .bind(&s.job)
+                .bind(s.pending_version)
+                .bind(&s.pending_slug)
+                .bind(s.pending_since.map(ms))
+                .bind(&s.last_error)
+                .bind(ms(s.updated_at))
+                .bind(expected_job.unwrap_or(""))
+                .execute(&self.pool)
+                .await?;
+                Ok(res.rows_affected() == 1)
+            }
+
+            async fn claim_slug(&self, slug: &str, project_id: &str) -> Result<bool> {
+                sqlx::query(
+                    "INSERT INTO slugs (slug, project_id, claimed_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (slug) DO NOTHING",
+                )
+                .bind(slug)
+                .bind(project_id)
+                .bind(ms(now()))
+                .execute(&self.pool)
+                .await?;
+                Ok(self.slug_owner(slug).await?.as_deref() == Some(project_id))
+            }
+
+            async fn release_slug(&self, slug: &str, project_id: &str) -> Result<bool> {
+                let res = sqlx::query("DELETE FROM slugs WHERE slug = $1 AND project_id = $2")
+                    .bind(slug)
+                    .bind(project_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(res.rows_affected() == 1)
+            }
+
+            async fn slug_owner(&self, slug: &str) -> Result<Option<String>> {
+                let row = sqlx::query("SELECT project_id FROM slugs WHERE slug = $1")
+                    .bind(slug)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.try_get("project_id")).transpose()?)
             }
         }
 

@@ -12,11 +12,13 @@
 //! * [`verify`]: Verify (the build check; its findings feed the next step).
 //! * [`finish`]: Finalize (a version, then the run's end) and MarkFailed.
 //! * [`sweep`]: ListIdleProjects, HibernateProject, PurgeDeleted.
+//! * [`publish`]: BuildSite, ActivateSite, PublishFailed.
 //! * [`revive`]: a sandbox lost mid-run rebuilt before the next task uses it.
 
 mod agent;
 pub mod checkpoint;
 mod finish;
+mod publish;
 pub mod revive;
 mod sandbox;
 mod sweep;
@@ -41,6 +43,9 @@ pub const TASKS: &[&str] = &[
     "ListIdleProjects",
     "HibernateProject",
     "PurgeDeleted",
+    "BuildSite",
+    "ActivateSite",
+    "PublishFailed",
 ];
 
 /// The task name behind a Resource: `${AgentStepFunctionArn}` → `AgentStep`,
@@ -66,6 +71,9 @@ pub async fn run_task(name: &str, input: Value, state: &Backends) -> Result<Valu
         "ListIdleProjects" => sweep::list_idle_projects(input, state).await,
         "HibernateProject" => sweep::hibernate_project(input, state).await,
         "PurgeDeleted" => sweep::purge_deleted(input, state).await,
+        "BuildSite" => publish::build_site(input, state).await,
+        "ActivateSite" => publish::activate_site(input, state).await,
+        "PublishFailed" => publish::publish_failed(input, state).await,
         other => Err(Error::Workflow(format!("no task named {other:?}"))),
     }
 }

@@ -70,6 +70,11 @@ impl MemorySandbox {
             .insert(path.to_string(), contents.as_bytes().to_vec());
     }
 
+    /// Removes every file whose path starts with `prefix` (not recorded).
+    pub fn remove_prefix(&self, prefix: &str) {
+        self.lock().files.retain(|p, _| !p.starts_with(prefix));
+    }
+
     /// A file's contents as text, if it exists.
     pub fn file(&self, path: &str) -> Option<String> {
         self.lock()

@@ -12,6 +12,7 @@
 //! * [`fixtures`]: configs, stores, blob stores, projects and source trees.
 //! * [`local`]: the real template installed once, local sandboxes, the preview proxy.
 //! * [`services`]: where the services `tests/run` starts are (PostgreSQL, moto, dynalite).
+//! * [`site`]: a fake `vite build` for publishing, and requests to published sites.
 //! * `sfn` (feature `aws`): Step Functions clients for moto.
 //! * [`bench`]: what the benches share.
 
@@ -26,6 +27,7 @@ pub mod local;
 pub mod memory;
 pub mod model;
 pub mod services;
+pub mod site;
 #[cfg(feature = "aws")]
 pub mod sfn;
 pub mod workflow;
