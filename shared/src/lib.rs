@@ -24,6 +24,7 @@
 //! * [`app`]: the backends every handler gets, and the API's state (backends + workflow).
 //! * [`project`]: a project's life outside runs: create, status, files, wake, delete, purge.
 //! * [`publish`]: a version published as a static site: slugs, build, deploys, the flip.
+//! * `git` (feature `git`): versions as Git commits, a bundle, pushes over HTTPS.
 //! * [`run`]: a run's start, progress events and end, the same from every entry point.
 //! * [`tasks`]: the handlers behind the state machines' Task states.
 //! * [`preview`]: the host-based preview proxy, WebSocket HMR included.
@@ -40,6 +41,8 @@ pub mod config;
 pub mod diff;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "git")]
+pub mod git;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod preview;

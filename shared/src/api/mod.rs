@@ -3,11 +3,12 @@
 //!
 //! * [`error`]: the JSON error shape and status mapping.
 //! * [`auth`]: who is calling (API Gateway claims, HS256 tokens, or single-user).
-//! * [`projects`], [`runs`], [`versions`], [`publish`], [`health`]: the handlers.
+//! * [`projects`], [`runs`], [`versions`], [`publish`], [`git`], [`health`]: the handlers.
 //! * [`openapi`]: the OpenAPI 3.1 document generated from the handlers.
 
 pub mod auth;
 pub mod error;
+pub mod git;
 pub mod health;
 pub mod openapi;
 pub mod projects;
@@ -177,6 +178,8 @@ pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
             "/api/projects/{id}/publish",
             delete(publish::unpublish),
         ),
+        ("api-git-bundle", "/api/projects/{id}/git", get(git::bundle)),
+        ("api-git-push", "/api/projects/{id}/git/push", post(git::push)),
     ]
 }
 

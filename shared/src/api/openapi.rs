@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{error, health, projects, publish, runs, versions, ClientConfig};
+use super::{error, git, health, projects, publish, runs, versions, ClientConfig};
 use crate::domain;
 
 /// The API description.
@@ -12,7 +12,7 @@ use crate::domain;
 #[openapi(
     info(
         title = "Apna API",
-        description = "Self-hostable AI app builder: projects, chat runs, files, versions, published sites."
+        description = "Self-hostable AI app builder: projects, chat runs, files, versions, published sites, Git."
     ),
     paths(
         health::healthz,
@@ -36,6 +36,8 @@ use crate::domain;
         publish::publish,
         publish::get_publish,
         publish::unpublish,
+        git::bundle,
+        git::push,
     ),
     components(schemas(
         error::ErrorBody,
@@ -64,6 +66,8 @@ use crate::domain;
         publish::PublishBody,
         publish::SiteStatus,
         publish::SiteView,
+        git::PushBody,
+        git::Pushed,
         domain::Project,
         domain::ProjectStatus,
         domain::Run,

@@ -104,8 +104,24 @@ pub async fn download(
         return Err(Error::NotFound("the project has no files yet".into()).into());
     }
     let zip = crate::snapshot::zip_tree(&tree)?;
-    let name: String = project
-        .name
+    let name = file_name(&project.name);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.zip\""),
+            ),
+        ],
+        zip,
+    )
+        .into_response())
+}
+
+/// A project name as a download's file name: lower-case ASCII words joined by
+/// hyphens (`apna-app` when nothing is left).
+pub fn file_name(project_name: &str) -> String {
+    let name = project_name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -119,20 +135,9 @@ pub async fn download(
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join("-");
-    let name = if name.is_empty() {
+    if name.is_empty() {
         "apna-app".to_string()
     } else {
         name
-    };
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/zip".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}.zip\""),
-            ),
-        ],
-        zip,
-    )
-        .into_response())
+    }
 }

@@ -236,7 +236,7 @@ pub async fn load_tree(blobs: &dyn BlobStore, key: &str) -> Result<SourceTree> {
 }
 
 /// Reads some files of a snapshot (all of them for [`load_tree`]).
-pub(crate) async fn load_entries(
+pub async fn load_entries(
     blobs: &dyn BlobStore,
     project_id: &str,
     entries: &[ManifestEntry],
