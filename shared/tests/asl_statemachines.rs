@@ -11,10 +11,15 @@ use serde_json::{json, Value};
 
 const GENERATION: &str = include_str!("../../statemachines/generation.asl.json");
 const HIBERNATION: &str = include_str!("../../statemachines/hibernation.asl.json");
+const PUBLISH: &str = include_str!("../../statemachines/publish.asl.json");
 
 #[test]
 fn repository_state_machines_load() {
-    for (name, json) in [("generation", GENERATION), ("hibernation", HIBERNATION)] {
+    for (name, json) in [
+        ("generation", GENERATION),
+        ("hibernation", HIBERNATION),
+        ("publish", PUBLISH),
+    ] {
         StateMachine::parse(json).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
@@ -132,4 +137,52 @@ async fn generation_failure_is_marked_and_fails_the_execution() {
         1,
         "Apna.Model is not retried"
     );
+}
+
+/// The publish machine: BuildSite's deploy reaches ActivateSite; a failure in
+/// either ends in PublishFailed with the job, the deploy (or null) and the error.
+#[tokio::test(start_paused = true)]
+async fn publish_builds_then_activates_and_fails_into_publish_failed() {
+    let input = json!({"project_id": "p-1", "job": "publish-1", "version": 2, "slug": "my-app"});
+    for fail_at in [None, Some("${BuildSiteFunctionArn}"), Some("${ActivateSiteFunctionArn}")] {
+        let invoker = ScriptInvoker::new(move |resource, input, _| {
+            Box::pin(async move {
+                if Some(resource.as_str()) == fail_at {
+                    return Err(TaskFailure::new("Apna.InvalidInput", "the app does not build"));
+                }
+                Ok(match resource.as_str() {
+                    "${BuildSiteFunctionArn}" => json!({"deploy_id": "v2-0a1b2c3d"}),
+                    "${ActivateSiteFunctionArn}" => {
+                        assert_eq!(input["deploy_id"], "v2-0a1b2c3d");
+                        json!({"slug": input["slug"]})
+                    }
+                    "${PublishFailedFunctionArn}" => {
+                        assert_eq!(input["job"], "publish-1");
+                        assert_eq!(input["error"]["Error"], "Apna.InvalidInput");
+                        let want = if fail_at == Some("${BuildSiteFunctionArn}") {
+                            Value::Null
+                        } else {
+                            json!("v2-0a1b2c3d")
+                        };
+                        assert_eq!(input["deploy_id"], want);
+                        json!({})
+                    }
+                    other => return Err(TaskFailure::new("Test.Unexpected", other.to_string())),
+                })
+            })
+        });
+        let (exec, history) = run_paused(PUBLISH, input.clone(), invoker).await;
+        let states = entered(&history);
+        match fail_at {
+            None => {
+                assert_eq!(exec.status, ExecutionStatus::Succeeded, "{:?}", exec.error);
+                assert_eq!(states, ["Init", "BuildSite", "ActivateSite", "Done"]);
+            }
+            Some(_) => {
+                assert_eq!(exec.status, ExecutionStatus::Failed);
+                assert_eq!(states.last().map(String::as_str), Some("Failed"));
+                assert!(states.contains(&"PublishFailed".to_string()), "{states:?}");
+            }
+        }
+    }
 }

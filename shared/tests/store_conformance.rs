@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use apna::domain::{
     now, ContentBlock, Execution, ExecutionStatus, FileAction, FileDiff, NewMessage, Page, Project,
-    ProjectStatus, Role, Run, RunEventKind, RunStatus, User,
+    ProjectStatus, Role, Run, RunEventKind, RunStatus, Site, User,
 };
 use apna::store::{PostgresStore, SqliteStore, Store};
 use chrono::Duration;
@@ -37,7 +37,64 @@ async fn conformance(store: Arc<dyn Store>) {
     versions(store.clone()).await;
     executions(&*store).await;
     idle(&*store).await;
+    sites(store.clone()).await;
     purge(&*store).await;
+}
+
+/// Site rows are compare-and-set on the publish in progress, and a slug is
+/// held by one project at a time however many try at once.
+async fn sites(store: Arc<dyn Store>) {
+    let p = format!("site-{}", uuid::Uuid::new_v4());
+    assert_eq!(store.get_site(&p).await.unwrap(), None);
+    let mut site = Site::new(&p);
+    site.job = Some("job-1".into());
+    site.pending_version = Some(3);
+    site.pending_slug = Some("pending".into());
+    site.pending_since = Some(now());
+    // A missing row counts as having no job: only `None` may create it.
+    assert!(!store.save_site(&site, Some("job-0")).await.unwrap());
+    assert!(store.save_site(&site, None).await.unwrap());
+    assert_eq!(store.get_site(&p).await.unwrap().as_ref(), Some(&site));
+    // A second publish cannot take over a running one.
+    let mut other = site.clone();
+    other.job = Some("job-2".into());
+    assert!(!store.save_site(&other, None).await.unwrap());
+    assert!(!store.save_site(&other, Some("job-0")).await.unwrap());
+    // The holder finishes.
+    let mut live = Site::new(&p);
+    live.slug = Some("live-slug".into());
+    live.version = Some(3);
+    live.deploy_id = Some("v3-0a1b2c3d".into());
+    live.published_at = Some(now());
+    live.last_error = Some("an earlier failure".into());
+    assert!(store.save_site(&live, Some("job-1")).await.unwrap());
+    assert_eq!(store.get_site(&p).await.unwrap().as_ref(), Some(&live));
+    assert!(store.save_site(&other, None).await.unwrap());
+
+    let slug = format!("s-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let claims: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            let slug = slug.clone();
+            let owner = format!("{p}-{i}");
+            tokio::spawn(async move { (owner.clone(), store.claim_slug(&slug, &owner).await.unwrap()) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for c in claims {
+        let (owner, won) = c.await.unwrap();
+        if won {
+            winners.push(owner);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let winner = &winners[0];
+    assert_eq!(store.slug_owner(&slug).await.unwrap().as_deref(), Some(winner.as_str()));
+    assert!(store.claim_slug(&slug, winner).await.unwrap(), "re-claiming is fine");
+    assert!(!store.release_slug(&slug, "someone-else").await.unwrap());
+    assert!(store.release_slug(&slug, winner).await.unwrap());
+    assert_eq!(store.slug_owner(&slug).await.unwrap(), None);
+    assert!(store.claim_slug(&slug, "someone-else").await.unwrap());
 }
 
 async fn users(store: &dyn Store) {
@@ -544,8 +601,14 @@ async fn purge(store: &dyn Store) {
     assert!(due(now() + Duration::seconds(1)).await.contains(&gone.id));
     assert!(!due(now() + Duration::seconds(1)).await.contains(&kept.id));
 
+    let mut site = Site::new(&gone.id);
+    site.slug = Some(format!("g-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    assert!(store.save_site(&site, None).await.unwrap());
+    assert!(store.claim_slug(site.slug.as_deref().unwrap(), &gone.id).await.unwrap());
     assert!(store.purge_project(&gone.id).await.unwrap());
     assert!(store.get_project(&gone.id).await.unwrap().is_none());
+    assert_eq!(store.get_site(&gone.id).await.unwrap(), None);
+    assert_eq!(store.slug_owner(site.slug.as_deref().unwrap()).await.unwrap(), None);
     assert!(store.get_run(&gone_run).await.unwrap().is_none());
     assert!(store
         .list_events(&gone_run, 0, 100)

@@ -819,34 +819,40 @@ macro_rules! sql_store {
             }
 
             async fn save_site(&self, s: &Site, expected_job: Option<&str>) -> Result<bool> {
-                // A NULL job compares as '' so one statement covers both cases.
-                let res = sqlx::query(
-                    "INSERT INTO sites (project_id, slug, version, deploy_id, published_at, job, \
-                     pending_version, pending_slug, pending_since, last_error, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (project_id) DO UPDATE SET slug = excluded.slug, \
-                     version = excluded.version, deploy_id = excluded.deploy_id, \
-                     published_at = excluded.published_at, job = excluded.job, \
-                     pending_version = excluded.pending_version, pending_slug = excluded.pending_slug, \
-                     pending_since = excluded.pending_since, last_error = excluded.last_error, \
-                     updated_at = excluded.updated_at \
-                     WHERE COALESCE(sites.job, '') = $12",
-                )
-                .bind(&s.project_id)
-                .bind(&s.slug)
-                .bind(s.version)
-                .bind(&s.deploy_id)
-                .bind(s.published_at.map(ms))
-                .bind(&s.job)
-                .bind(s.pending_version)
-                .bind(&s.pending_slug)
-                .bind(s.pending_since.map(ms))
-                .bind(&s.last_error)
-                .bind(ms(s.updated_at))
-                .bind(expected_job.unwrap_or(""))
-                .execute(&self.pool)
-                .await?;
-                Ok(res.rows_affected() == 1)
+                // Expecting no job: insert, or update a row that has none.
+                // Expecting one: update only the row that holds it.
+                let sql = match expected_job {
+                    None => "INSERT INTO sites (project_id, slug, version, deploy_id, published_at, \
+                         job, pending_version, pending_slug, pending_since, last_error, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                         ON CONFLICT (project_id) DO UPDATE SET slug = excluded.slug, \
+                         version = excluded.version, deploy_id = excluded.deploy_id, \
+                         published_at = excluded.published_at, job = excluded.job, \
+                         pending_version = excluded.pending_version, \
+                         pending_slug = excluded.pending_slug, pending_since = excluded.pending_since, \
+                         last_error = excluded.last_error, updated_at = excluded.updated_at \
+                         WHERE sites.job IS NULL",
+                    Some(_) => "UPDATE sites SET slug = $2, version = $3, deploy_id = $4, \
+                         published_at = $5, job = $6, pending_version = $7, pending_slug = $8, \
+                         pending_since = $9, last_error = $10, updated_at = $11 \
+                         WHERE project_id = $1 AND job = $12",
+                };
+                let mut q = sqlx::query(sql)
+                    .bind(&s.project_id)
+                    .bind(&s.slug)
+                    .bind(s.version)
+                    .bind(&s.deploy_id)
+                    .bind(s.published_at.map(ms))
+                    .bind(&s.job)
+                    .bind(s.pending_version)
+                    .bind(&s.pending_slug)
+                    .bind(s.pending_since.map(ms))
+                    .bind(&s.last_error)
+                    .bind(ms(s.updated_at));
+                if let Some(job) = expected_job {
+                    q = q.bind(job);
+                }
+                Ok(q.execute(&self.pool).await?.rows_affected() == 1)
             }
 
             async fn claim_slug(&self, slug: &str, project_id: &str) -> Result<bool> {
