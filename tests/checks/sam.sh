@@ -26,6 +26,8 @@ cfn-lint "$template" --parameters DatabaseBackend=dynamodb $required
 # shellcheck disable=SC2086
 cfn-lint "$template" --parameters DatabaseBackend=postgres DatabaseUrlSecret=apna/database-url $required
 echo "cfn-lint: $template ok (DatabaseBackend dynamodb and postgres)"
+cfn-lint infra/site-domain.yaml
+echo "cfn-lint: infra/site-domain.yaml ok"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -218,6 +220,16 @@ for chosen in ("dynamodb", "postgres"):
         errors.append(f"DatabaseBackend={chosen}: DATABASE_URL is {got}, should be {want}")
 if rule.get("RuleCondition") != ["DatabaseBackend", "postgres"]:
     errors.append("rule DatabaseIsConfigured should apply only with DatabaseBackend=postgres")
+
+# 5. The CloudFront Function inlined in the templates is infra/site-router.js
+#    (which tests/e2e/site_router.test.mjs runs with node).
+router = Path("infra/site-router.js").read_text()
+for path, name in [(template_path, "SitesRouterFunction"), (Path("infra/site-domain.yaml"), "RouterFunction")]:
+    doc = yaml.load(path.read_text(), Loader=Loader)
+    code = doc["Resources"][name]["Properties"]["FunctionCode"]
+    code = code[0] if isinstance(code, list) else code
+    if code.strip() != router.strip():
+        errors.append(f"{path} {name}: FunctionCode differs from infra/site-router.js")
 
 if errors:
     print("\n".join(f"template: {e}" for e in errors), file=sys.stderr)
