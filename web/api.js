@@ -110,6 +110,10 @@ export const api = {
   pollEvents: (runId, after, wait, signal) =>
     request('GET', `/api/runs/${enc(runId)}/events?after=${after}&wait=${wait}`, undefined, { signal }),
   downloadUrl: (id) => apiUrl(`/api/projects/${enc(id)}/download`),
+  site: (id) => request('GET', `/api/projects/${enc(id)}/publish`),
+  publish: (id, body) => request('POST', `/api/projects/${enc(id)}/publish`, body),
+  unpublish: (id) => request('DELETE', `/api/projects/${enc(id)}/publish`),
+  bundleUrl: (id) => apiUrl(`/api/projects/${enc(id)}/git`),
 };
 
 /** Downloads a URL with the bearer token (a plain link cannot send headers). */

@@ -37,6 +37,8 @@ export function projectView(el, id, { onUnauthorized }) {
     selectedFile: null,
     selectedVersion: null,
     confirmRestore: null,
+    site: null,
+    publishOpen: false,
   };
   const later = (fn, ms) => {
     const t = setTimeout(() => {
@@ -65,6 +67,25 @@ export function projectView(el, id, { onUnauthorized }) {
     if (!getToken()) return;
     e.preventDefault();
     downloadWithToken(api.downloadUrl(id), `apna-${id}.zip`).catch(fail('Download failed'));
+  });
+
+  // Publish: a button in the header opens a panel with the site's address,
+  // the live version and the publish in progress.
+  const publishBtn = h(
+    'button',
+    { class: 'btn btn-small btn-primary publish-toggle', type: 'button', 'aria-label': 'Publish this app', 'aria-expanded': 'false', 'aria-controls': 'publish-panel', onclick: () => togglePublish() },
+    'Publish',
+  );
+  const publishPanel = h('section', { class: 'publish-panel', id: 'publish-panel', hidden: true, 'aria-label': 'Published site' });
+  const bundle = h(
+    'a',
+    { class: 'btn btn-small btn-ghost label-long-only', href: api.bundleUrl(id), download: `apna-${id}.bundle`, 'aria-label': 'Download the history as a Git bundle' },
+    '⤓ git',
+  );
+  bundle.addEventListener('click', (e) => {
+    if (!getToken()) return;
+    e.preventDefault();
+    downloadWithToken(api.bundleUrl(id), `apna-${id}.bundle`).catch(fail('Download failed'));
   });
 
   const tabButtons = TABS.map(([key, label]) =>
@@ -150,8 +171,9 @@ export function projectView(el, id, { onUnauthorized }) {
       { class: 'project-head' },
       h('a', { href: '#/', class: 'back', 'aria-label': 'Back to projects' }, '←'),
       h('div', { class: 'project-head-main' }, title, statusSlot),
-      h('div', { class: 'project-actions' }, download),
+      h('div', { class: 'project-actions' }, publishBtn, download, bundle),
     ),
+    publishPanel,
     tablist,
     h(
       'section',
@@ -775,8 +797,10 @@ export function projectView(el, id, { onUnauthorized }) {
                   h('span', { class: 'plus' }, `+${added}`),
                   h('span', { class: 'minus' }, `−${removed}`),
                   v.number === latest ? h('span', { class: 'badge badge-current' }, 'current') : null,
+                  s.site && s.site.status === 'published' && s.site.version === v.number ? h('span', { class: 'badge badge-live' }, 'live') : null,
                 ),
               ),
+              h('button', { class: 'btn btn-small btn-ghost version-publish', type: 'button', 'aria-label': `Publish version ${v.number}`, onclick: () => publish({ version: v.number }) }, 'Publish'),
               v.number === latest
                 ? null
                 : confirming
@@ -824,6 +848,95 @@ export function projectView(el, id, { onUnauthorized }) {
     await loadVersions();
     s.filesLoaded = false;
     await loadProject();
+  }
+
+  // ------------------------------------------------------------ publish
+  function togglePublish(open = !s.publishOpen) {
+    s.publishOpen = open;
+    publishPanel.hidden = !open;
+    publishBtn.setAttribute('aria-expanded', String(open));
+    if (open) loadSite();
+  }
+
+  async function loadSite() {
+    try {
+      const site = await api.site(id);
+      if (s.disposed) return;
+      s.site = site;
+      renderPublish();
+      if (s.versionsLoaded) loadVersions();
+      if (site.publishing) later(loadSite, 1000);
+    } catch (e) {
+      fail('Could not load the published site')(e);
+    }
+  }
+
+  async function publish(body) {
+    try {
+      s.site = await api.publish(id, body);
+      toast(`Publishing version ${s.site.pending_version}…`, 'info');
+      togglePublish(true);
+    } catch (e) {
+      fail('Could not publish')(e);
+    }
+  }
+
+  async function unpublish() {
+    try {
+      s.site = await api.unpublish(id);
+      toast('The site is no longer published.', 'info');
+      renderPublish();
+      if (s.versionsLoaded) loadVersions();
+    } catch (e) {
+      fail('Could not unpublish')(e);
+    }
+  }
+
+  function renderPublish() {
+    const site = s.site;
+    if (!site) return;
+    const slugInput = h('input', {
+      class: 'slug-input',
+      type: 'text',
+      id: 'site-slug',
+      value: site.slug || '',
+      placeholder: 'made from the name',
+      autocomplete: 'off',
+      spellcheck: 'false',
+    });
+    const status = site.publishing
+      ? h('p', { class: 'publish-status', role: 'status' }, h('span', { class: 'spinner small', 'aria-hidden': 'true' }), ` Publishing version ${site.pending_version}…`)
+      : site.status === 'published'
+        ? h(
+            'p',
+            { class: 'publish-status', role: 'status' },
+            'Live: ',
+            h('a', { class: 'site-url', href: site.url, target: '_blank', rel: 'noopener' }, site.url),
+            h('span', { class: 'muted' }, ` · v${site.version} · published ${relativeTime(site.published_at)}`),
+          )
+        : h('p', { class: 'publish-status muted', role: 'status' }, 'Not published yet: publishing builds the app and puts it online at its own address.');
+    mount(
+      publishPanel,
+      status,
+      site.error ? h('p', { class: 'error-text small' }, `The last publish failed, the site is unchanged: ${site.error}`) : null,
+      h(
+        'form',
+        {
+          class: 'publish-form',
+          onsubmit: (e) => {
+            e.preventDefault();
+            const slug = slugInput.value.trim();
+            publish(slug && slug !== site.slug ? { slug } : {});
+          },
+        },
+        h('label', { for: 'site-slug', class: 'small' }, 'Site address'),
+        slugInput,
+        h('button', { class: 'btn btn-small btn-primary', type: 'submit', disabled: site.publishing }, 'Publish latest version'),
+        site.status === 'published'
+          ? h('button', { class: 'btn btn-small btn-ghost', type: 'button', disabled: site.publishing, onclick: () => unpublish() }, 'Unpublish')
+          : null,
+      ),
+    );
   }
 
   // ------------------------------------------------------------ start

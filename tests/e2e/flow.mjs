@@ -233,3 +233,49 @@ export async function narrowFlow(browser, projectUrl, errors, { timeouts = { pre
     await context.close();
   }
 }
+
+/**
+ * Publishing from the UI: the header's Publish panel puts the newest version
+ * online at `{slug}.apps.localhost`, the version list marks it live, and the
+ * published app renders (deep links too) with no console errors.
+ */
+export async function publishFlow(browser, projectUrl, errors, { timeouts = { run: 60_000 }, shotPrefix = 'ui', heading = FIRST_HEADING } = {}) {
+  const { context, page } = await newPage(browser, { width: 1280, height: 800 }, errors);
+  page.setDefaultTimeout(timeouts.run);
+  try {
+    await page.goto(projectUrl);
+    await page.getByRole('button', { name: 'Publish this app' }).click();
+    await page.locator('.publish-status').waitFor();
+    await page.getByLabel('Site address').fill('e2e-habits');
+    await page.getByRole('button', { name: 'Publish latest version' }).click();
+    const link = page.locator('a.site-url');
+    await link.waitFor({ timeout: timeouts.run });
+    const url = await link.getAttribute('href');
+    assert.match(url, /^http:\/\/e2e-habits\.apps\.localhost:\d+\/$/, 'the site address');
+    await page.getByRole('tab', { name: 'Versions' }).click();
+    await page.locator('.version-list .badge-live').waitFor();
+    await page.screenshot({ path: path.join(outDir, `${shotPrefix}-publish.png`) });
+    await assertNoErrorToasts(page);
+
+    const site = await newPage(browser, { width: 1280, height: 800 }, errors);
+    try {
+      for (const target of [url, `${url}habits/today`]) {
+        const resp = await site.page.goto(target);
+        assert.equal(resp.status(), 200, target);
+        await site.page.locator('h1', { hasText: heading }).waitFor({ timeout: 15_000 });
+      }
+      const scripts = await site.page.evaluate(() => [...document.scripts].map((s) => s.src));
+      assert.ok(scripts.some((s) => s.includes('/_apna/')), `the page loads its deploy's scripts: ${scripts}`);
+      await site.page.screenshot({ path: path.join(outDir, `${shotPrefix}-published-site.png`) });
+    } finally {
+      await site.context.close();
+    }
+  } catch (e) {
+    await page.screenshot({ path: path.join(outDir, `${shotPrefix}-publish-failure.png`) }).catch(() => {});
+    if (errors.length) e.message += `\nbrowser console errors so far:\n${errors.join('\n')}`;
+    throw e;
+  } finally {
+    saveTranscript(`${shotPrefix}-publish`);
+    await context.close();
+  }
+}

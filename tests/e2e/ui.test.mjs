@@ -9,7 +9,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, mainFlow, narrowFlow } from './flow.mjs';
+import { launch, mainFlow, narrowFlow, publishFlow } from './flow.mjs';
 
 const url = process.env.APNA_E2E_URL;
 const required = process.env.APNA_REQUIRE_SERVICES === '1';
@@ -37,5 +37,7 @@ if (!url) {
     assert.deepEqual(errors, [], 'browser console errors (1280×800)');
     await narrowFlow(browser, projectUrl, errors, { timeouts, shotPrefix: 'ui' });
     assert.deepEqual(errors, [], 'browser console errors (390×844)');
+    await publishFlow(browser, projectUrl, errors, { timeouts, shotPrefix: 'ui' });
+    assert.deepEqual(errors, [], 'browser console errors (publishing, and the published app)');
   });
 }

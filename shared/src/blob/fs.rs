@@ -176,9 +176,17 @@ impl BlobStore for FsBlobStore {
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let root = self.root.clone();
         let prefix = prefix.to_string();
+        // Walk only the folder the prefix names (`sites/x/` → `{root}/sites/x`),
+        // not the whole store.
+        let start = match prefix.rsplit_once('/') {
+            Some((dir, _)) if dir.split('/').all(|s| !s.is_empty() && s != "." && s != "..") => {
+                root.join(dir)
+            }
+            _ => root.clone(),
+        };
         tokio::task::spawn_blocking(move || {
             let mut keys = Vec::new();
-            let mut stack = vec![root.clone()];
+            let mut stack = vec![start];
             while let Some(dir) = stack.pop() {
                 let entries = match std::fs::read_dir(&dir) {
                     Ok(e) => e,
