@@ -162,6 +162,7 @@ async fn main() {
                 .header("accept-encoding", encoding)
                 .body(http_body_util::Empty::<bytes::Bytes>::new())
                 .unwrap();
+            sender.ready().await.unwrap();
             let t = Instant::now();
             let resp = sender.send_request(req).await.unwrap();
             samples.push(t.elapsed().as_secs_f64() * 1000.0);

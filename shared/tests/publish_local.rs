@@ -9,7 +9,7 @@ use apna::app::{AppState, Backends};
 use apna::blob::{BlobStore, FsBlobStore};
 use apna::domain::{Project, ProjectStatus};
 use apna::publish::{PublishJob, PublishRequest};
-use apna::sandbox::{ProjectPath, Sandbox, SandboxProvider};
+use apna::sandbox::{ProjectPath, SandboxProvider};
 use apna::store::{SqliteStore, Store};
 use apna::testing::site::fetch;
 use apna::testing::workflow::RecordingWorkflow;
