@@ -13,7 +13,7 @@ use apna::app::{AppState, Backends};
 use apna::blob::{BlobStore, FsBlobStore};
 use apna::domain::{Project, ProjectStatus};
 use apna::publish::{PublishJob, PublishRequest};
-use apna::sandbox::{ProjectPath, Sandbox, SandboxProvider};
+use apna::sandbox::{ProjectPath, SandboxProvider};
 use apna::store::{SqliteStore, Store};
 use apna::testing::bench::*;
 use apna::testing::workflow::RecordingWorkflow;
@@ -23,7 +23,11 @@ use hyper_util::rt::TokioIo;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let (publishes, _) = bench_rounds("APNA_BENCH_PUBLISHES", 5, "-", 0);
-    let requests = if publishes > 1 { env_count("APNA_BENCH_TTFB", 300) } else { 20 };
+    let requests = if publishes > 1 {
+        env_count("APNA_BENCH_TTFB", 300)
+    } else {
+        20
+    };
     let data = tempfile::tempdir().unwrap();
     let provider = Arc::new(apna::testing::local::provider(&data.path().join("data"), None).await);
     let blobs: Arc<dyn BlobStore> =
@@ -67,9 +71,10 @@ async fn main() {
         sb.write_file(&ProjectPath::parse("src/App.tsx").unwrap(), app.as_bytes())
             .await
             .unwrap();
-        let version = apna::snapshot::record_version(&*store, &*blobs, &*sb, &project.id, None, "bench")
-            .await
-            .unwrap();
+        let version =
+            apna::snapshot::record_version(&*store, &*blobs, &*sb, &project.id, None, "bench")
+                .await
+                .unwrap();
         apna::publish::start(
             &state,
             &store.get_project(&project.id).await.unwrap().unwrap(),
@@ -86,7 +91,9 @@ async fn main() {
         let t = Instant::now();
         let deploy = apna::publish::build(&backends, &job).await.unwrap();
         let built = t.elapsed();
-        apna::publish::activate(&backends, &job, &deploy).await.unwrap();
+        apna::publish::activate(&backends, &job, &deploy)
+            .await
+            .unwrap();
         let total = t.elapsed();
         totals.push(total.as_secs_f64());
         builds.push(built.as_secs_f64());

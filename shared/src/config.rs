@@ -470,7 +470,8 @@ impl Config {
             apps_domain,
             site_hosts,
             git_allow_private_remotes: parse_or(
-                &get("APNA_GIT_ALLOW_PRIVATE_REMOTES").map(|v| (v == "1" || v == "true").to_string()),
+                &get("APNA_GIT_ALLOW_PRIVATE_REMOTES")
+                    .map(|v| (v == "1" || v == "true").to_string()),
                 "APNA_GIT_ALLOW_PRIVATE_REMOTES",
                 false,
             )?,

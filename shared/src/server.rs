@@ -11,9 +11,9 @@ use crate::app::{AppState, Backends};
 use crate::config::{Config, SandboxBackend};
 use crate::error::{Error, Result};
 use crate::preview::{PreviewProxy, StorePreviewBackend};
-use crate::site::SiteServer;
 use crate::sandbox::local::{prepare_template, LocalOptions, LocalProvider, TemplateProgress};
 use crate::sandbox::SandboxProvider;
+use crate::site::SiteServer;
 use crate::tasks::TaskRouter;
 use crate::workflow::local::LocalWorkflow;
 

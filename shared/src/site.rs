@@ -58,7 +58,10 @@ impl SiteServer {
             );
         };
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "a published site is read-only");
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "a published site is read-only",
+            );
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;

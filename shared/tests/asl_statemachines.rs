@@ -144,11 +144,18 @@ async fn generation_failure_is_marked_and_fails_the_execution() {
 #[tokio::test(start_paused = true)]
 async fn publish_builds_then_activates_and_fails_into_publish_failed() {
     let input = json!({"project_id": "p-1", "job": "publish-1", "version": 2, "slug": "my-app"});
-    for fail_at in [None, Some("${BuildSiteFunctionArn}"), Some("${ActivateSiteFunctionArn}")] {
+    for fail_at in [
+        None,
+        Some("${BuildSiteFunctionArn}"),
+        Some("${ActivateSiteFunctionArn}"),
+    ] {
         let invoker = ScriptInvoker::new(move |resource, input, _| {
             Box::pin(async move {
                 if Some(resource.as_str()) == fail_at {
-                    return Err(TaskFailure::new("Apna.InvalidInput", "the app does not build"));
+                    return Err(TaskFailure::new(
+                        "Apna.InvalidInput",
+                        "the app does not build",
+                    ));
                 }
                 Ok(match resource.as_str() {
                     "${BuildSiteFunctionArn}" => json!({"deploy_id": "v2-0a1b2c3d"}),

@@ -34,7 +34,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 fn git_bytes(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     out.stdout
 }
@@ -110,7 +114,12 @@ async fn cgi(root: &Path, expected: &str, req: Request) -> Response {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|i| (i, 4))
-        .or_else(|| out.stdout.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)))
+        .or_else(|| {
+            out.stdout
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| (i, 2))
+        })
         .expect("CGI headers");
     let head = String::from_utf8_lossy(&out.stdout[..split.0]).into_owned();
     let mut resp = Response::builder();
@@ -138,7 +147,10 @@ struct Setup {
 
 async fn setup() -> Option<Setup> {
     if Command::new("git").arg("--version").output().is_err() {
-        assert!(!apna::testing::local::services_required(), "git is not installed");
+        assert!(
+            !apna::testing::local::services_required(),
+            "git is not installed"
+        );
         eprintln!("skipped: git is not installed");
         return None;
     }
@@ -149,8 +161,14 @@ async fn setup() -> Option<Setup> {
     let sb = h.sandboxes.get(&project.id);
     apna::testing::fixtures::fill_app(&sb, 1);
     let dir = tempfile::tempdir().unwrap();
-    git(dir.path(), &["init", "-q", "--bare", "-b", "main", "app.git"]);
-    git(&dir.path().join("app.git"), &["config", "http.receivepack", "true"]);
+    git(
+        dir.path(),
+        &["init", "-q", "--bare", "-b", "main", "app.git"],
+    );
+    git(
+        &dir.path().join("app.git"),
+        &["config", "http.receivepack", "true"],
+    );
     let addr = serve_repos(dir.path().to_path_buf()).await;
     let remote = format!("http://{addr}/app.git");
     Some(Setup {
@@ -198,27 +216,41 @@ impl Setup {
 
     /// Commits as (id, subject+body, author name, author email, author time), oldest first.
     fn log(&self, repo: &Path) -> Vec<(String, String, String, String, i64)> {
-        git(repo, &["log", "--reverse", "--format=%H%x00%B%x00%an%x00%ae%x00%at%x01", "main"])
-            .split('\x01')
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let f: Vec<&str> = l.split('\0').collect();
-                (
-                    f[0].to_string(),
-                    f[1].trim().to_string(),
-                    f[2].to_string(),
-                    f[3].to_string(),
-                    f[4].parse().unwrap(),
-                )
-            })
-            .collect()
+        git(
+            repo,
+            &[
+                "log",
+                "--reverse",
+                "--format=%H%x00%B%x00%an%x00%ae%x00%at%x01",
+                "main",
+            ],
+        )
+        .split('\x01')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\0').collect();
+            (
+                f[0].to_string(),
+                f[1].trim().to_string(),
+                f[2].to_string(),
+                f[3].to_string(),
+                f[4].parse().unwrap(),
+            )
+        })
+        .collect()
     }
 
     /// Asserts the commits are the versions: message, author, time, and each
     /// tree equal to that version's snapshot byte for byte.
     async fn assert_history(&self, repo: &Path) {
-        let versions = self.h.state.store.list_versions(&self.project.id).await.unwrap();
+        let versions = self
+            .h
+            .state
+            .store
+            .list_versions(&self.project.id)
+            .await
+            .unwrap();
         let log = self.log(repo);
         assert_eq!(log.len(), versions.len(), "{log:?}");
         for (v, (id, message, name, email, time)) in versions.iter().zip(&log) {
@@ -236,7 +268,11 @@ impl Setup {
                 let (meta, path) = entry.split_once('\t').unwrap();
                 let meta: Vec<&str> = meta.split(' ').collect();
                 assert_eq!(path, file.path);
-                assert_eq!(meta[0], if file.executable { "100755" } else { "100644" }, "{path}");
+                assert_eq!(
+                    meta[0],
+                    if file.executable { "100755" } else { "100644" },
+                    "{path}"
+                );
                 let data = git_bytes(repo, &["cat-file", "blob", meta[2]]);
                 assert_eq!(data, file.data, "version {} {path}", v.number);
             }
@@ -250,9 +286,15 @@ async fn pushes_versions_as_commits_then_only_new_ones_and_never_over_a_diverged
     {
         // An executable file in a nested folder, and an empty one.
         let p = apna::sandbox::ProjectPath::parse("scripts/tools/seed.sh").unwrap();
-        apna::sandbox::Sandbox::write_file(&s.sb, &p, b"#!/bin/sh\necho seed\n").await.unwrap();
+        apna::sandbox::Sandbox::write_file(&s.sb, &p, b"#!/bin/sh\necho seed\n")
+            .await
+            .unwrap();
     }
-    s.version("Build a habit tracker", "export default () => <h1>Habits</h1>\n").await;
+    s.version(
+        "Build a habit tracker",
+        "export default () => <h1>Habits</h1>\n",
+    )
+    .await;
     s.version(
         "Make the heading say Daily Habits\n\nAlso tidy the layout.",
         "export default () => <h1>Daily Habits</h1>\n",
@@ -260,7 +302,9 @@ async fn pushes_versions_as_commits_then_only_new_ones_and_never_over_a_diverged
     .await;
 
     // Without the token the remote refuses, and the token is nowhere in the answer.
-    let r = s.push(json!({"remote_url": s.remote, "token": "wrong-token"})).await;
+    let r = s
+        .push(json!({"remote_url": s.remote, "token": "wrong-token"}))
+        .await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("token"), "{}", r.text);
     assert!(!r.text.contains("wrong-token"));
@@ -278,8 +322,15 @@ async fn pushes_versions_as_commits_then_only_new_ones_and_never_over_a_diverged
     git(&first, &["fsck", "--strict"]);
 
     // One more version: exactly one more commit, and only its objects are sent.
-    let v3 = s.version("Add a streak counter", "export default () => <h1>Streaks</h1>\n").await;
-    let r2 = s.push(json!({"remote_url": s.remote, "token": TOKEN, "remember_token": true})).await;
+    let v3 = s
+        .version(
+            "Add a streak counter",
+            "export default () => <h1>Streaks</h1>\n",
+        )
+        .await;
+    let r2 = s
+        .push(json!({"remote_url": s.remote, "token": TOKEN, "remember_token": true}))
+        .await;
     assert_eq!(r2.status, 200, "{}", r2.text);
     assert_eq!(r2.body["commits"], 1);
     // The commit, the root tree, src/ and the new App.tsx: nothing already there.
@@ -299,16 +350,41 @@ async fn pushes_versions_as_commits_then_only_new_ones_and_never_over_a_diverged
     assert_eq!(r3.body["commits"], 0);
 
     // Someone else pushes to main: Apna refuses to overwrite it.
-    git(&second, &["-c", "user.name=Other", "-c", "user.email=o@example.com", "commit", "-q", "--allow-empty", "-m", "outside change"]);
+    git(
+        &second,
+        &[
+            "-c",
+            "user.name=Other",
+            "-c",
+            "user.email=o@example.com",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "outside change",
+        ],
+    );
     git(&second, &["push", "-q", "origin", "main"]);
     let foreign = git(&bare, &["rev-parse", "main"]);
-    s.version("Dark theme", "export default () => <h1 className=\"dark\">Streaks</h1>\n").await;
-    let r4 = s.push(json!({"remote_url": s.remote, "token": TOKEN})).await;
+    s.version(
+        "Dark theme",
+        "export default () => <h1 className=\"dark\">Streaks</h1>\n",
+    )
+    .await;
+    let r4 = s
+        .push(json!({"remote_url": s.remote, "token": TOKEN}))
+        .await;
     assert_eq!(r4.status, 409, "{}", r4.text);
     assert!(r4.text.contains("never overwrites"), "{}", r4.text);
-    assert_eq!(git(&bare, &["rev-parse", "main"]), foreign, "the remote branch was changed");
+    assert_eq!(
+        git(&bare, &["rev-parse", "main"]),
+        foreign,
+        "the remote branch was changed"
+    );
     // Another branch takes the whole history.
-    let r5 = s.push(json!({"remote_url": s.remote, "token": TOKEN, "branch": "apna/history"})).await;
+    let r5 = s
+        .push(json!({"remote_url": s.remote, "token": TOKEN, "branch": "apna/history"}))
+        .await;
     assert_eq!(r5.status, 200, "{}", r5.text);
     assert_eq!(r5.body["commits"], 4);
 }
@@ -316,11 +392,17 @@ async fn pushes_versions_as_commits_then_only_new_ones_and_never_over_a_diverged
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bundle_clones_into_the_version_history() {
     let Some(s) = setup().await else { return };
-    let none = s.h.get(&format!("/api/projects/{}/git", s.project.id), None).await;
+    let none =
+        s.h.get(&format!("/api/projects/{}/git", s.project.id), None)
+            .await;
     assert_eq!(none.status, 404, "{}", none.text);
-    s.version("First", "export default () => <h1>One</h1>\n").await;
-    s.version("Second", "export default () => <h1>Two</h1>\n").await;
-    let resp = s.h.get(&format!("/api/projects/{}/git", s.project.id), None).await;
+    s.version("First", "export default () => <h1>One</h1>\n")
+        .await;
+    s.version("Second", "export default () => <h1>Two</h1>\n")
+        .await;
+    let resp =
+        s.h.get(&format!("/api/projects/{}/git", s.project.id), None)
+            .await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.headers["content-type"], "application/x-git-bundle");
     assert!(resp.headers["content-disposition"]
@@ -338,7 +420,10 @@ async fn the_bundle_clones_into_the_version_history() {
     };
     let bundle = s.dir.path().join("project.bundle");
     std::fs::write(&bundle, &raw).unwrap();
-    git(s.dir.path(), &["clone", "-q", "project.bundle", "from-bundle"]);
+    git(
+        s.dir.path(),
+        &["clone", "-q", "project.bundle", "from-bundle"],
+    );
     let repo = s.dir.path().join("from-bundle");
     git(&repo, &["bundle", "verify", "-q", "../project.bundle"]);
     s.assert_history(&repo).await;

@@ -221,6 +221,46 @@ async fn every_endpoint_function_reaches_its_handler() {
             StatusCode::OK,
         ),
         (
+            "api-publish",
+            "POST",
+            format!("/api/projects/{id}/publish"),
+            Some(json!({})),
+            pid.clone(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "api-get-publish",
+            "GET",
+            format!("/api/projects/{id}/publish"),
+            None,
+            pid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-unpublish",
+            "DELETE",
+            format!("/api/projects/{id}/publish"),
+            None,
+            pid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-git-bundle",
+            "GET",
+            format!("/api/projects/{id}/git"),
+            None,
+            pid.clone(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "api-git-push",
+            "POST",
+            format!("/api/projects/{id}/git/push"),
+            Some(json!({"remote_url": "http://example.com/app.git"})),
+            pid.clone(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
             "api-cancel-run",
             "POST",
             format!("/api/runs/{run}/cancel"),
@@ -255,6 +295,8 @@ async fn every_endpoint_function_reaches_its_handler() {
         if name.starts_with("api-get-project")
             || name == "api-read-file"
             || name == "api-list-messages"
+            || name == "api-get-publish"
+            || name == "api-unpublish"
         {
             // Another user's project is 404, and no authorizer claims is 401.
             let (status, _) = invoke(

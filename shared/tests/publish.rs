@@ -9,7 +9,7 @@ use apna::app::{AppState, Backends};
 use apna::blob::{BlobStore, FsBlobStore};
 use apna::domain::{Project, ProjectStatus, Site};
 use apna::publish::PublishJob;
-use apna::testing::faults::{FaultyBlobStore, Faults, Mode};
+use apna::testing::faults::{Faults, FaultyBlobStore, Mode};
 use apna::testing::memory::{MemoryProvider, MemorySandbox};
 use apna::testing::model::NoModel;
 use apna::testing::site::{fake_vite, fetch, Page};
@@ -44,7 +44,13 @@ async fn world(interpreted: bool, vars: &[(&str, &str)]) -> World {
         Arc::new(FsBlobStore::new(dir.path().join("blobs")).await.unwrap());
     let blobs = Arc::new(FaultyBlobStore::new(inner, faults.clone()));
     let sandboxes = Arc::new(MemoryProvider::default());
-    let backends = Backends::new(config, store.clone(), blobs, sandboxes.clone(), Arc::new(NoModel));
+    let backends = Backends::new(
+        config,
+        store.clone(),
+        blobs,
+        sandboxes.clone(),
+        Arc::new(NoModel),
+    );
     let recording = Arc::new(RecordingWorkflow::default());
     let (workflow, local): (Arc<dyn Workflow>, _) = if interpreted {
         let wf = Arc::new(
@@ -98,7 +104,10 @@ impl World {
     /// Records a new version whose app says `text`.
     async fn version(&self, project_id: &str, text: &str) -> i64 {
         let sb: MemorySandbox = self.sandboxes.get(project_id);
-        sb.put("src/App.tsx", &format!("export default () => <h1>{text}</h1>\n"));
+        sb.put(
+            "src/App.tsx",
+            &format!("export default () => <h1>{text}</h1>\n"),
+        );
         apna::snapshot::record_version(
             &*self.state.store,
             &*self.state.blobs,
@@ -112,7 +121,13 @@ impl World {
         .number
     }
 
-    async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = axum::http::Request::builder()
             .method(method)
             .uri(uri)
@@ -128,21 +143,40 @@ impl World {
             None => axum::body::Body::empty(),
         };
         use tower::ServiceExt;
-        let resp = self.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         use http_body_util::BodyExt;
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// POSTs a publish and, with the interpreter, waits for it to end.
     async fn publish(&self, project_id: &str, body: Value) -> (u16, Value) {
         let (status, view) = self
-            .call("POST", &format!("/api/projects/{project_id}/publish"), None, Some(body))
+            .call(
+                "POST",
+                &format!("/api/projects/{project_id}/publish"),
+                None,
+                Some(body),
+            )
             .await;
         if status == 202 {
             if let Some(wf) = &self.local {
-                let site = self.state.store.get_site(project_id).await.unwrap().unwrap();
+                let site = self
+                    .state
+                    .store
+                    .get_site(project_id)
+                    .await
+                    .unwrap()
+                    .unwrap();
                 wf.wait(site.job.as_deref().unwrap()).await.unwrap();
             }
         }
@@ -151,7 +185,12 @@ impl World {
 
     async fn site_view(&self, project_id: &str) -> Value {
         let (status, v) = self
-            .call("GET", &format!("/api/projects/{project_id}/publish"), None, None)
+            .call(
+                "GET",
+                &format!("/api/projects/{project_id}/publish"),
+                None,
+                None,
+            )
             .await;
         assert_eq!(status, 200, "{v}");
         v
@@ -170,9 +209,18 @@ impl World {
         let html = page.text();
         let src = html.split("src=\"").nth(1)?.split('"').next()?.to_string();
         let script = self.get(host, &src, &[]).await;
-        assert_eq!(script.status, 200, "{src} named by the entry is missing: a mixed site");
+        assert_eq!(
+            script.status, 200,
+            "{src} named by the entry is missing: a mixed site"
+        );
         let text = script.text();
-        Some(text.split("<h1>").nth(1)?.split("</h1>").next()?.to_string())
+        Some(
+            text.split("<h1>")
+                .nth(1)?
+                .split("</h1>")
+                .next()?
+                .to_string(),
+        )
     }
 }
 
@@ -193,7 +241,10 @@ async fn publish_serves_the_entry_assets_and_deep_links_with_the_right_headers()
 
     let index = w.get(HOST, "/", &[]).await;
     assert_eq!(index.status, 200);
-    assert_eq!(index.header("content-type").unwrap(), "text/html; charset=utf-8");
+    assert_eq!(
+        index.header("content-type").unwrap(),
+        "text/html; charset=utf-8"
+    );
     assert_eq!(index.header("cache-control").unwrap(), "no-cache");
     let etag = index.header("etag").unwrap();
     let html = index.text();
@@ -207,7 +258,13 @@ async fn publish_serves_the_entry_assets_and_deep_links_with_the_right_headers()
     assert!(again.body.is_empty());
     assert_eq!(w.shown(HOST).await.as_deref(), Some("one"));
 
-    let src = html.split("src=\"").nth(1).unwrap().split('"').next().unwrap();
+    let src = html
+        .split("src=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
     let js = w.get(HOST, src, &[]).await;
     assert_eq!(js.status, 200);
     assert!(js.header("content-type").unwrap().contains("javascript"));
@@ -221,18 +278,38 @@ async fn publish_serves_the_entry_assets_and_deep_links_with_the_right_headers()
     assert_eq!(gz.header("content-encoding").as_deref(), Some("gzip"));
     let icon = w.get(HOST, "/favicon.svg", &[]).await;
     assert_eq!(icon.status, 200);
-    assert_eq!(icon.header("content-type").unwrap(), "image/svg+xml; charset=utf-8");
+    assert_eq!(
+        icon.header("content-type").unwrap(),
+        "image/svg+xml; charset=utf-8"
+    );
     assert_eq!(icon.header("cache-control").unwrap(), "no-cache");
 
     assert_eq!(w.get(HOST, "/missing.png", &[]).await.status, 404);
-    assert_eq!(w.get(HOST, "/_apna/v1-00000000/x.js", &[]).await.status, 404);
+    assert_eq!(
+        w.get(HOST, "/_apna/v1-00000000/x.js", &[]).await.status,
+        404
+    );
     assert_eq!(w.get(HOST, "/%2e%2e/projects/x", &[]).await.status, 404);
-    assert_eq!(w.get("nope-nope.apps.localhost:3000", "/", &[]).await.status, 404);
-    assert_eq!(w.get("a.my-app.apps.localhost:3000", "/", &[]).await.status, 400);
-    assert_eq!(w.get("My-App.apps.localhost:3000", "/", &[]).await.status, 400);
+    assert_eq!(
+        w.get("nope-nope.apps.localhost:3000", "/", &[])
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        w.get("a.my-app.apps.localhost:3000", "/", &[]).await.status,
+        400
+    );
+    assert_eq!(
+        w.get("My-App.apps.localhost:3000", "/", &[]).await.status,
+        400
+    );
     // The API and previews are not reachable through a site host, and vice versa.
     assert_eq!(w.get(HOST, "/api/projects", &[]).await.text(), html);
-    assert_eq!(w.get("localhost:3000", "/api/projects", &[]).await.status, 200);
+    assert_eq!(
+        w.get("localhost:3000", "/api/projects", &[]).await.status,
+        200
+    );
     let post = {
         use tower::ServiceExt;
         let req = axum::http::Request::builder()
@@ -241,7 +318,13 @@ async fn publish_serves_the_entry_assets_and_deep_links_with_the_right_headers()
             .header("host", HOST)
             .body(axum::body::Body::empty())
             .unwrap();
-        w.router.clone().oneshot(req).await.unwrap().status().as_u16()
+        w.router
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     };
     assert_eq!(post, 405);
 }
@@ -259,36 +342,76 @@ async fn republishing_an_older_version_rolls_back_without_a_build_and_unpublish_
     assert_eq!(w.site_view(&p.id).await["version"], 2);
 
     let sb = w.sandboxes.get(&p.id);
-    let builds = |sb: &MemorySandbox| sb.commands().iter().filter(|c| c.contains("vite.js build")).count();
+    let builds = |sb: &MemorySandbox| {
+        sb.commands()
+            .iter()
+            .filter(|c| c.contains("vite.js build"))
+            .count()
+    };
     let before = builds(&sb);
     assert_eq!(w.publish(&p.id, json!({"version": 1})).await.0, 202);
     assert_eq!(w.shown(HOST).await.as_deref(), Some("one"));
     let view = w.site_view(&p.id).await;
-    assert_eq!((view["version"].clone(), view["status"].clone()), (json!(1), json!("published")));
-    assert_eq!(builds(&sb), before, "a rollback to a stored deploy must not build");
+    assert_eq!(
+        (view["version"].clone(), view["status"].clone()),
+        (json!(1), json!("published"))
+    );
+    assert_eq!(
+        builds(&sb),
+        before,
+        "a rollback to a stored deploy must not build"
+    );
 
     // Rename: the new address serves, then the old one is gone and free.
-    assert_eq!(w.publish(&p.id, json!({"slug": "renamed", "version": 1})).await.0, 202);
-    assert_eq!(w.shown("renamed.apps.localhost:3000").await.as_deref(), Some("one"));
+    assert_eq!(
+        w.publish(&p.id, json!({"slug": "renamed", "version": 1}))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        w.shown("renamed.apps.localhost:3000").await.as_deref(),
+        Some("one")
+    );
     assert_eq!(w.get(HOST, "/", &[]).await.status, 404);
     assert_eq!(builds(&sb), before, "a rename copies the deploy");
     assert_eq!(w.state.store.slug_owner("my-app").await.unwrap(), None);
 
     let (status, view) = w
-        .call("DELETE", &format!("/api/projects/{}/publish", p.id), None, None)
+        .call(
+            "DELETE",
+            &format!("/api/projects/{}/publish", p.id),
+            None,
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["status"], "unpublished");
     assert_eq!(view["url"], Value::Null);
-    assert_eq!(w.get("renamed.apps.localhost:3000", "/", &[]).await.status, 404);
+    assert_eq!(
+        w.get("renamed.apps.localhost:3000", "/", &[]).await.status,
+        404
+    );
     assert_eq!(w.state.store.slug_owner("renamed").await.unwrap(), None);
     let left: Vec<String> = w.state.blobs.list("sites/").await.unwrap();
     assert!(left.is_empty(), "{left:?}");
-    let manifests = w.state.blobs.list(&format!("projects/{}/deploys/", p.id)).await.unwrap();
+    let manifests = w
+        .state
+        .blobs
+        .list(&format!("projects/{}/deploys/", p.id))
+        .await
+        .unwrap();
     assert!(manifests.is_empty(), "{manifests:?}");
     // Unpublishing again is harmless.
     assert_eq!(
-        w.call("DELETE", &format!("/api/projects/{}/publish", p.id), None, None).await.0,
+        w.call(
+            "DELETE",
+            &format!("/api/projects/{}/publish", p.id),
+            None,
+            None
+        )
+        .await
+        .0,
         200
     );
     // Another project can take the freed slug.
@@ -307,11 +430,19 @@ async fn a_failing_build_keeps_the_previous_site_and_says_why() {
     let view = w.site_view(&p.id).await;
     assert_eq!(view["version"], 1, "{view}");
     assert_eq!(view["publishing"], false);
-    assert!(view["error"].as_str().unwrap().contains("does not build"), "{view}");
+    assert!(
+        view["error"].as_str().unwrap().contains("does not build"),
+        "{view}"
+    );
     assert_eq!(w.shown(HOST).await.as_deref(), Some("one"));
     // The slug the failed publish claimed is free again.
     assert_eq!(w.state.store.slug_owner("other-name").await.unwrap(), None);
-    assert_eq!(w.get("other-name.apps.localhost:3000", "/", &[]).await.status, 404);
+    assert_eq!(
+        w.get("other-name.apps.localhost:3000", "/", &[])
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]
@@ -335,19 +466,41 @@ async fn slugs_are_checked_unique_and_other_users_see_nothing() {
         json!({"version": "one"}),
         json!({"surprise": true}),
     ] {
-        let (status, body) = w.call("POST", &url(&a), Some(&alice), Some(bad.clone())).await;
+        let (status, body) = w
+            .call("POST", &url(&a), Some(&alice), Some(bad.clone()))
+            .await;
         assert_eq!(status, 400, "{bad} → {body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
-    let (status, _) = w.call("POST", &url(&a), Some(&alice), Some(json!({"version": 9}))).await;
+    let (status, _) = w
+        .call("POST", &url(&a), Some(&alice), Some(json!({"version": 9})))
+        .await;
     assert_eq!(status, 404);
-    let (status, v) = w.call("POST", &url(&a), Some(&alice), Some(json!({"slug": "shared-name"}))).await;
+    let (status, v) = w
+        .call(
+            "POST",
+            &url(&a),
+            Some(&alice),
+            Some(json!({"slug": "shared-name"})),
+        )
+        .await;
     assert_eq!(status, 202, "{v}");
     // While it runs (the recording workflow never finishes it), another publish waits.
-    let (status, body) = w.call("POST", &url(&a), Some(&alice), Some(json!({}))).await;
+    let (status, body) = w
+        .call("POST", &url(&a), Some(&alice), Some(json!({})))
+        .await;
     assert_eq!(status, 409, "{body}");
     // The slug is Alice's: Bob gets a conflict, not her site.
-    let (status, body) = w.call("POST", &url(&b), Some(&bob), Some(json!({"slug": "shared-name"}))).await;
+    let (status, body) = w
+        .call(
+            "POST",
+            &url(&b),
+            Some(&bob),
+            Some(json!({"slug": "shared-name"})),
+        )
+        .await;
     assert_eq!(status, 409, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("taken"));
     // Bob cannot see, publish or unpublish Alice's project.
@@ -360,7 +513,10 @@ async fn slugs_are_checked_unique_and_other_users_see_nothing() {
     assert_eq!(w.call("DELETE", &url(&a), Some(&alice), None).await.0, 409);
     let (_, view) = w.call("GET", &url(&a), Some(&alice), None).await;
     assert_eq!(view["publishing"], true);
-    assert_eq!(view["pending_url"], "http://shared-name.apps.localhost:3000/");
+    assert_eq!(
+        view["pending_url"],
+        "http://shared-name.apps.localhost:3000/"
+    );
     assert_eq!(view["status"], "unpublished");
     // A generated slug is made from the name and claimed.
     let (status, v) = w.call("POST", &url(&b), Some(&bob), Some(json!({}))).await;
@@ -373,7 +529,9 @@ async fn slugs_are_checked_unique_and_other_users_see_nothing() {
     assert_eq!(starts[0].2["slug"], "shared-name");
     // A project without versions has nothing to publish.
     let empty = w.project("alice", &[]).await;
-    let (status, body) = w.call("POST", &url(&empty), Some(&alice), Some(json!({}))).await;
+    let (status, body) = w
+        .call("POST", &url(&empty), Some(&alice), Some(json!({})))
+        .await;
     assert_eq!(status, 400, "{body}");
 }
 
@@ -383,7 +541,12 @@ async fn deleting_a_project_takes_its_site_down_and_frees_the_slug() {
     let p = w.project("local", &["one"]).await;
     assert_eq!(w.publish(&p.id, json!({"slug": "my-app"})).await.0, 202);
     assert_eq!(w.shown(HOST).await.as_deref(), Some("one"));
-    assert_eq!(w.call("DELETE", &format!("/api/projects/{}", p.id), None, None).await.0, 200);
+    assert_eq!(
+        w.call("DELETE", &format!("/api/projects/{}", p.id), None, None)
+            .await
+            .0,
+        200
+    );
     assert_eq!(w.get(HOST, "/", &[]).await.status, 404);
     assert_eq!(w.state.store.slug_owner("my-app").await.unwrap(), None);
 }
@@ -397,7 +560,9 @@ async fn drive(w: &World, job: &PublishJob) -> Result<(), String> {
     let result = match built {
         Ok(out) => {
             input["deploy_id"] = out["deploy_id"].clone();
-            apna::tasks::run_task("ActivateSite", input.clone(), b).await.map(drop)
+            apna::tasks::run_task("ActivateSite", input.clone(), b)
+                .await
+                .map(drop)
         }
         Err(e) => Err(e),
     };
@@ -436,7 +601,11 @@ async fn a_failure_at_any_step_leaves_a_whole_site_serving() {
             drive(&w, &job).await.unwrap();
             assert_eq!(w.shown(HOST).await.as_deref(), Some("one"));
             w.version(&p.id, "two").await;
-            let body = if rename { json!({"slug": "new-name"}) } else { json!({}) };
+            let body = if rename {
+                json!({"slug": "new-name"})
+            } else {
+                json!({})
+            };
             assert_eq!(w.publish(&p.id, body).await.0, 202);
             let job: PublishJob =
                 serde_json::from_value(w.recording.starts.lock().unwrap()[1].2.clone()).unwrap();
@@ -457,13 +626,23 @@ async fn a_failure_at_any_step_leaves_a_whole_site_serving() {
             );
             if rename {
                 // Exactly one address serves, and only it is claimed.
-                let other = if site.slug.as_deref() == Some("my-app") { "new-name" } else { "my-app" };
+                let other = if site.slug.as_deref() == Some("my-app") {
+                    "new-name"
+                } else {
+                    "my-app"
+                };
                 assert_eq!(
-                    w.get(&format!("{other}.apps.localhost:3000"), "/", &[]).await.status,
+                    w.get(&format!("{other}.apps.localhost:3000"), "/", &[])
+                        .await
+                        .status,
                     404,
                     "k={k}: both addresses serve"
                 );
-                assert_eq!(w.state.store.slug_owner(other).await.unwrap(), None, "k={k}");
+                assert_eq!(
+                    w.state.store.slug_owner(other).await.unwrap(),
+                    None,
+                    "k={k}"
+                );
             }
             match &outcome {
                 Err(e) => {
@@ -485,11 +664,41 @@ async fn a_failure_at_any_step_leaves_a_whole_site_serving() {
                 w.recording.starts.lock().unwrap().last().unwrap().2.clone(),
             )
             .unwrap();
-            drive(&w, &job).await.unwrap_or_else(|e| panic!("k={k}: retry failed: {e}"));
+            drive(&w, &job)
+                .await
+                .unwrap_or_else(|e| panic!("k={k}: retry failed: {e}"));
             let site = w.state.store.get_site(&p.id).await.unwrap().unwrap();
             let host = format!("{}.apps.localhost:3000", site.slug.unwrap());
             assert_eq!(w.shown(&host).await.as_deref(), Some("two"), "k={k}");
             k += 1;
         }
     }
+}
+
+#[tokio::test]
+async fn publishing_a_hibernated_project_wakes_it_first() {
+    let w = world(true, &[]).await;
+    let p = w.project("local", &["one"]).await;
+    let outcome = apna::snapshot::hibernate_project(
+        &*w.state.store,
+        &*w.state.blobs,
+        &*w.state.sandboxes,
+        &p.id,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(outcome, apna::snapshot::HibernateOutcome::Hibernated { .. }),
+        "{outcome:?}"
+    );
+    let status = |w: &World| {
+        let store = w.state.store.clone();
+        let id = p.id.clone();
+        async move { store.get_project(&id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status(&w).await, ProjectStatus::Hibernated);
+    assert_eq!(w.publish(&p.id, json!({"slug": "my-app"})).await.0, 202);
+    assert_eq!(w.site_view(&p.id).await["version"], 1);
+    assert_eq!(status(&w).await, ProjectStatus::Ready);
+    assert_eq!(w.shown(HOST).await.as_deref(), Some("one"));
 }

@@ -74,9 +74,19 @@ async fn the_template_app_builds_publishes_and_serves() {
     let job: PublishJob =
         serde_json::from_value(workflow.starts.lock().unwrap()[0].2.clone()).unwrap();
     let deploy = apna::publish::build(&backends, &job).await.unwrap();
-    apna::publish::activate(&backends, &job, &deploy).await.unwrap();
-    assert_eq!(sb.export_source().await.unwrap(), before, "publishing changed the project's source");
-    let staged = provider.local(&project.id).unwrap().root().join(".apna-build/publish");
+    apna::publish::activate(&backends, &job, &deploy)
+        .await
+        .unwrap();
+    assert_eq!(
+        sb.export_source().await.unwrap(),
+        before,
+        "publishing changed the project's source"
+    );
+    let staged = provider
+        .local(&project.id)
+        .unwrap()
+        .root()
+        .join(".apna-build/publish");
     assert!(
         std::fs::read_dir(&staged).map(|d| d.count()).unwrap_or(0) == 0,
         "the staging folder is left behind"
@@ -88,9 +98,24 @@ async fn the_template_app_builds_publishes_and_serves() {
     assert_eq!(index.status, 200);
     let html = index.text();
     let base = format!("/_apna/{deploy}/");
-    let script = html.split("src=\"").nth(1).unwrap().split('"').next().unwrap();
-    let style = html.split("href=\"").filter(|s| s.contains(".css")).next().unwrap().split('"').next().unwrap();
-    assert!(script.starts_with(&base) && style.starts_with(&base), "{html}");
+    let script = html
+        .split("src=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let style = html
+        .split("href=\"")
+        .find(|s| s.contains(".css"))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert!(
+        script.starts_with(&base) && style.starts_with(&base),
+        "{html}"
+    );
     let js = fetch(&router, host, script, &[]).await;
     assert_eq!(js.status, 200);
     assert!(js.text().contains("Published Counter"));
@@ -99,7 +124,10 @@ async fn the_template_app_builds_publishes_and_serves() {
     assert_eq!(css.status, 200);
     assert!(css.header("content-type").unwrap().starts_with("text/css"));
     for class in ["text-4xl", "text-emerald-700"] {
-        assert!(css.text().contains(class), "Tailwind missed {class} in the staged build");
+        assert!(
+            css.text().contains(class),
+            "Tailwind missed {class} in the staged build"
+        );
     }
     let icon = fetch(&router, host, "/favicon.svg", &[]).await;
     assert_eq!(icon.status, 200);

@@ -77,7 +77,12 @@ async fn sites(store: Arc<dyn Store>) {
             let store = store.clone();
             let slug = slug.clone();
             let owner = format!("{p}-{i}");
-            tokio::spawn(async move { (owner.clone(), store.claim_slug(&slug, &owner).await.unwrap()) })
+            tokio::spawn(async move {
+                (
+                    owner.clone(),
+                    store.claim_slug(&slug, &owner).await.unwrap(),
+                )
+            })
         })
         .collect();
     let mut winners = Vec::new();
@@ -89,8 +94,14 @@ async fn sites(store: Arc<dyn Store>) {
     }
     assert_eq!(winners.len(), 1, "{winners:?}");
     let winner = &winners[0];
-    assert_eq!(store.slug_owner(&slug).await.unwrap().as_deref(), Some(winner.as_str()));
-    assert!(store.claim_slug(&slug, winner).await.unwrap(), "re-claiming is fine");
+    assert_eq!(
+        store.slug_owner(&slug).await.unwrap().as_deref(),
+        Some(winner.as_str())
+    );
+    assert!(
+        store.claim_slug(&slug, winner).await.unwrap(),
+        "re-claiming is fine"
+    );
     assert!(!store.release_slug(&slug, "someone-else").await.unwrap());
     assert!(store.release_slug(&slug, winner).await.unwrap());
     assert_eq!(store.slug_owner(&slug).await.unwrap(), None);
@@ -602,13 +613,25 @@ async fn purge(store: &dyn Store) {
     assert!(!due(now() + Duration::seconds(1)).await.contains(&kept.id));
 
     let mut site = Site::new(&gone.id);
-    site.slug = Some(format!("g-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    site.slug = Some(format!(
+        "g-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ));
     assert!(store.save_site(&site, None).await.unwrap());
-    assert!(store.claim_slug(site.slug.as_deref().unwrap(), &gone.id).await.unwrap());
+    assert!(store
+        .claim_slug(site.slug.as_deref().unwrap(), &gone.id)
+        .await
+        .unwrap());
     assert!(store.purge_project(&gone.id).await.unwrap());
     assert!(store.get_project(&gone.id).await.unwrap().is_none());
     assert_eq!(store.get_site(&gone.id).await.unwrap(), None);
-    assert_eq!(store.slug_owner(site.slug.as_deref().unwrap()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .slug_owner(site.slug.as_deref().unwrap())
+            .await
+            .unwrap(),
+        None
+    );
     assert!(store.get_run(&gone_run).await.unwrap().is_none());
     assert!(store
         .list_events(&gone_run, 0, 100)

@@ -106,7 +106,11 @@ mod imp {
             .into_response())
     }
 
-    pub(super) async fn push(state: &AppState, project: &Project, body: PushBody) -> ApiResult<Pushed> {
+    pub(super) async fn push(
+        state: &AppState,
+        project: &Project,
+        body: PushBody,
+    ) -> ApiResult<Pushed> {
         let (outcome, branch) = crate::git::push_project(
             state,
             project,

@@ -179,7 +179,11 @@ pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
             delete(publish::unpublish),
         ),
         ("api-git-bundle", "/api/projects/{id}/git", get(git::bundle)),
-        ("api-git-push", "/api/projects/{id}/git/push", post(git::push)),
+        (
+            "api-git-push",
+            "/api/projects/{id}/git/push",
+            post(git::push),
+        ),
     ]
 }
 

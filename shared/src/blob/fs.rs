@@ -179,7 +179,11 @@ impl BlobStore for FsBlobStore {
         // Walk only the folder the prefix names (`sites/x/` → `{root}/sites/x`),
         // not the whole store.
         let start = match prefix.rsplit_once('/') {
-            Some((dir, _)) if dir.split('/').all(|s| !s.is_empty() && s != "." && s != "..") => {
+            Some((dir, _))
+                if dir
+                    .split('/')
+                    .all(|s| !s.is_empty() && s != "." && s != "..") =>
+            {
                 root.join(dir)
             }
             _ => root.clone(),

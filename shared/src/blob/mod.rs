@@ -61,7 +61,12 @@ pub trait BlobStore: Send + Sync {
     /// of the bucket serves it with (published sites). S3 keeps them with the
     /// object; the disk store has nowhere to keep them, and `apna serve`
     /// works them out from the key when it serves the file.
-    async fn put_served(&self, key: &str, data: Bytes, headers: &ObjectHeaders) -> Result<BlobMeta> {
+    async fn put_served(
+        &self,
+        key: &str,
+        data: Bytes,
+        headers: &ObjectHeaders,
+    ) -> Result<BlobMeta> {
         let _ = headers;
         self.put(key, data).await
     }

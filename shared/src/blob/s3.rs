@@ -309,7 +309,12 @@ impl BlobStore for S3BlobStore {
         self.put_single(key, data, None).await
     }
 
-    async fn put_served(&self, key: &str, data: Bytes, headers: &ObjectHeaders) -> Result<BlobMeta> {
+    async fn put_served(
+        &self,
+        key: &str,
+        data: Bytes,
+        headers: &ObjectHeaders,
+    ) -> Result<BlobMeta> {
         check_key(key)?;
         self.put_single(key, data, Some(headers)).await
     }

@@ -123,20 +123,19 @@ pub async fn repository(state: &Backends, project: &Project) -> Result<Repo> {
             .collect();
     let mut commits = Vec::with_capacity(versions.len());
     for (v, m) in versions.iter().zip(&manifests) {
-        let files = m
-            .files
-            .iter()
-            .map(|e| {
-                Ok(SourceFile {
-                    path: e.path.clone(),
-                    data: contents
-                        .get(&e.sha256)
-                        .cloned()
-                        .ok_or_else(|| Error::Internal(format!("object {} not read", e.sha256)))?,
-                    executable: e.executable,
+        let files =
+            m.files
+                .iter()
+                .map(|e| {
+                    Ok(SourceFile {
+                        path: e.path.clone(),
+                        data: contents.get(&e.sha256).cloned().ok_or_else(|| {
+                            Error::Internal(format!("object {} not read", e.sha256))
+                        })?,
+                        executable: e.executable,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>>>()?;
         commits.push(VersionCommit {
             number: v.number,
             message: v.summary.clone(),
@@ -194,7 +193,9 @@ pub async fn push_project(
         .await?
         .filter(|s| s.remote_url == remote_url);
     let given = req.token.filter(|t| !t.is_empty());
-    let token = given.clone().or_else(|| saved.as_ref().and_then(|s| s.token.clone()));
+    let token = given
+        .clone()
+        .or_else(|| saved.as_ref().and_then(|s| s.token.clone()));
     let repo = repository(state, project).await?;
     let outcome = push::push(&repo, remote, &branch, token.as_deref()).await;
     tracing::info!(

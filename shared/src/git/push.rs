@@ -72,7 +72,7 @@ pub async fn check_remote(raw: &str, allow_private: bool) -> Result<Remote> {
         tokio::net::lookup_host((host.trim_matches(['[', ']']), port)),
     )
     .await
-    .map_err(|_| Error::NotReady(format!("looking up {host} timed out")))?
+    .map_err(|_| Error::InvalidInput(format!("remote_url refused: looking up {host} timed out")))?
     .map_err(|_| Error::InvalidInput(format!("remote_url refused: {host} does not resolve")))?
     .collect();
     let Some(first) = addrs.first().copied() else {
@@ -137,7 +137,9 @@ fn pkt_lines(mut data: &[u8]) -> Result<Vec<Option<&[u8]>>> {
         let len = std::str::from_utf8(&data[..4])
             .ok()
             .and_then(|h| usize::from_str_radix(h, 16).ok())
-            .ok_or_else(|| Error::InvalidInput("the remote's reply is not Git's protocol".into()))?;
+            .ok_or_else(|| {
+                Error::InvalidInput("the remote's reply is not Git's protocol".into())
+            })?;
         if len == 0 {
             out.push(None);
             data = &data[4..];
@@ -187,12 +189,19 @@ impl Client {
             Some(a) => req.header(reqwest::header::AUTHORIZATION, a),
             None => req,
         };
-        let host = self.remote.url.host_str().unwrap_or("the remote").to_string();
+        let host = self
+            .remote
+            .url
+            .host_str()
+            .unwrap_or("the remote")
+            .to_string();
         // reqwest's errors name the URL, never the headers: safe to show.
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Error::NotReady(format!("could not reach {host} ({what}): {}", e.without_url())))?;
+        let resp = req.send().await.map_err(|e| {
+            Error::NotReady(format!(
+                "could not reach {host} ({what}): {}",
+                e.without_url()
+            ))
+        })?;
         let status = resp.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(Error::InvalidInput(format!(
@@ -210,10 +219,9 @@ impl Client {
                 "{host} answered {status} to {what}"
             )));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::NotReady(format!("reading {host}'s answer: {}", e.without_url())))?;
+        let body = resp.bytes().await.map_err(|e| {
+            Error::NotReady(format!("reading {host}'s answer: {}", e.without_url()))
+        })?;
         if body.len() > MAX_REPLY {
             return Err(Error::InvalidInput(format!("{host}'s answer is too large")));
         }
@@ -256,7 +264,10 @@ impl Client {
                     reqwest::header::CONTENT_TYPE,
                     "application/x-git-receive-pack-request",
                 )
-                .header(reqwest::header::ACCEPT, "application/x-git-receive-pack-result")
+                .header(
+                    reqwest::header::ACCEPT,
+                    "application/x-git-receive-pack-result",
+                )
                 .body(body),
             "the push",
         )
@@ -266,7 +277,12 @@ impl Client {
 
 /// Pushes `repo`'s history to `branch` of `remote`: only the commits the
 /// remote lacks; `Conflict` when the remote branch has moved on.
-pub async fn push(repo: &Repo, remote: Remote, branch: &str, token: Option<&str>) -> Result<PushOutcome> {
+pub async fn push(
+    repo: &Repo,
+    remote: Remote,
+    branch: &str,
+    token: Option<&str>,
+) -> Result<PushOutcome> {
     let head = repo
         .head()
         .ok_or_else(|| Error::NotFound("the project has no versions yet".into()))?;
@@ -301,7 +317,8 @@ pub async fn push(repo: &Repo, remote: Remote, branch: &str, token: Option<&str>
     };
     let (pack, objects) = repo.pack(head, theirs)?;
     let old = theirs.unwrap_or_else(|| ObjectId::null(gix_hash::Kind::Sha1));
-    let mut body = pkt_line(format!("{old} {head} {refname}\0report-status agent=apna\n").as_bytes());
+    let mut body =
+        pkt_line(format!("{old} {head} {refname}\0report-status agent=apna\n").as_bytes());
     body.extend_from_slice(b"0000");
     body.extend(pack);
     let reply = client.receive_pack(body).await?;
@@ -312,11 +329,18 @@ pub async fn push(repo: &Repo, remote: Remote, branch: &str, token: Option<&str>
         .collect();
     if let Some(unpack) = lines.iter().find(|l| l.starts_with("unpack ")) {
         if unpack != "unpack ok" {
-            return Err(Error::InvalidInput(format!("the remote could not unpack: {unpack}")));
+            return Err(Error::InvalidInput(format!(
+                "the remote could not unpack: {unpack}"
+            )));
         }
     }
-    if let Some(ng) = lines.iter().find(|l| l.starts_with(&format!("ng {refname}"))) {
-        return Err(Error::Conflict(format!("the remote refused the update: {ng}")));
+    if let Some(ng) = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("ng {refname}")))
+    {
+        return Err(Error::Conflict(format!(
+            "the remote refused the update: {ng}"
+        )));
     }
     if !lines.iter().any(|l| *l == format!("ok {refname}")) {
         return Err(Error::InvalidInput(format!(
@@ -350,8 +374,18 @@ mod tests {
     #[test]
     fn private_addresses_are_not_public() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "224.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }

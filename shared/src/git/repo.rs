@@ -132,11 +132,21 @@ impl Repo {
         }
         // Deepest first, so a folder's tree exists before its parent's.
         let mut paths: Vec<String> = dirs.keys().cloned().collect();
-        paths.sort_by_key(|p| std::cmp::Reverse(if p.is_empty() { 0 } else { p.matches('/').count() + 1 }));
+        paths.sort_by_key(|p| {
+            std::cmp::Reverse(if p.is_empty() {
+                0
+            } else {
+                p.matches('/').count() + 1
+            })
+        });
         let mut ids: BTreeMap<String, ObjectId> = BTreeMap::new();
         for path in paths {
             let mut entries = dirs.remove(&path).unwrap_or_default();
-            let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
+            let prefix = if path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}/")
+            };
             for (child, id) in ids.iter().filter(|(c, _)| {
                 c.strip_prefix(&prefix)
                     .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
@@ -243,7 +253,8 @@ impl Repo {
         let head = self
             .head()
             .ok_or_else(|| Error::NotFound("the project has no versions yet".into()))?;
-        let mut out = format!("# v2 git bundle\n{head} refs/heads/{branch}\n{head} HEAD\n\n").into_bytes();
+        let mut out =
+            format!("# v2 git bundle\n{head} refs/heads/{branch}\n{head} HEAD\n\n").into_bytes();
         out.extend(self.pack(head, None)?.0);
         Ok(out)
     }

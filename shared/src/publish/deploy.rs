@@ -113,14 +113,21 @@ pub async fn upload(
     let body = serde_json::to_vec(&manifest)
         .map_err(|e| Error::Internal(format!("deploy manifest: {e}")))?;
     blobs
-        .put(&manifest_key(project_id, slug, deploy_id), Bytes::from(body))
+        .put(
+            &manifest_key(project_id, slug, deploy_id),
+            Bytes::from(body),
+        )
         .await?;
     Ok(manifest)
 }
 
 /// Copies deploy `from` (another slug's) to `slug` under the same id, for a
 /// rename: the files are read back and written again, checked like an upload.
-pub async fn copy(blobs: &dyn BlobStore, from: &DeployManifest, slug: &str) -> Result<DeployManifest> {
+pub async fn copy(
+    blobs: &dyn BlobStore,
+    from: &DeployManifest,
+    slug: &str,
+) -> Result<DeployManifest> {
     let jobs: Vec<_> = from
         .files
         .iter()
@@ -142,7 +149,15 @@ pub async fn copy(blobs: &dyn BlobStore, from: &DeployManifest, slug: &str) -> R
         .buffered(PARALLEL)
         .try_collect()
         .await?;
-    upload(blobs, &from.project_id, slug, &from.deploy_id, from.version, &files).await
+    upload(
+        blobs,
+        &from.project_id,
+        slug,
+        &from.deploy_id,
+        from.version,
+        &files,
+    )
+    .await
 }
 
 /// Checks every file of a deploy is stored with the size and checksum its
@@ -161,7 +176,9 @@ pub async fn verify(blobs: &dyn BlobStore, manifest: &DeployManifest) -> Result<
             let key = manifest.key(&f.path);
             match blobs.head(&key).await? {
                 Some(m) if m.size == f.size && m.sha256 == f.sha256 => Ok(()),
-                Some(_) => Err(Error::Blob(format!("{key} does not match what was uploaded"))),
+                Some(_) => Err(Error::Blob(format!(
+                    "{key} does not match what was uploaded"
+                ))),
                 None => Err(Error::Blob(format!("{key} is missing"))),
             }
         })
@@ -197,7 +214,9 @@ fn parse(body: &[u8], project_id: &str) -> Result<DeployManifest> {
         || m.project_id != project_id
         || !is_deploy_id(&m.deploy_id)
         || !crate::domain::is_valid_id(&m.slug)
-        || m.files.iter().any(|f| crate::sandbox::ProjectPath::parse(&f.path).is_err())
+        || m.files
+            .iter()
+            .any(|f| crate::sandbox::ProjectPath::parse(&f.path).is_err())
     {
         return Err(Error::Blob(format!(
             "deploy manifest {} is not one of this project's",
@@ -218,7 +237,7 @@ pub async fn list(blobs: &dyn BlobStore, project_id: &str) -> Result<Vec<DeployM
         .buffered(PARALLEL)
         .try_collect()
         .await?;
-    all.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    all.sort_by_key(|a| a.created_at);
     Ok(all)
 }
 
@@ -311,7 +330,10 @@ pub async fn prune(
     deploys: &[DeployManifest],
     keep: &HashSet<&str>,
 ) -> Result<()> {
-    for d in deploys.iter().filter(|d| !keep.contains(d.deploy_id.as_str())) {
+    for d in deploys
+        .iter()
+        .filter(|d| !keep.contains(d.deploy_id.as_str()))
+    {
         let files = blobs.list(&deploy_prefix(&d.slug, &d.deploy_id)).await?;
         delete_all(blobs, files).await?;
         blobs

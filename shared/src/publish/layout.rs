@@ -129,7 +129,8 @@ pub fn headers_for(rel: &str) -> ObjectHeaders {
     } else {
         mime.essence_str().to_string()
     };
-    let in_deploy = rel.starts_with(DEPLOY_DIR) && rel.as_bytes().get(DEPLOY_DIR.len()) == Some(&b'/');
+    let in_deploy =
+        rel.starts_with(DEPLOY_DIR) && rel.as_bytes().get(DEPLOY_DIR.len()) == Some(&b'/');
     ObjectHeaders {
         content_type,
         cache_control: if in_deploy { IMMUTABLE } else { REVALIDATE }.to_string(),
@@ -141,7 +142,11 @@ pub fn headers_for(rel: &str) -> ObjectHeaders {
 /// preview hosts: lower-case, one label, nothing else.
 pub fn slug_for_host(host: &str, apps_domain: &str, hosts: &[(String, String)]) -> Option<String> {
     let name = match host.rsplit_once(':') {
-        Some((h, port)) if !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        Some((h, port))
+            if !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            h
+        }
         Some(_) => return None,
         None => host,
     };
@@ -178,10 +183,8 @@ mod tests {
 
     #[test]
     fn routes_like_the_cloudfront_function() {
-        let cases: serde_json::Value = serde_json::from_str(include_str!(
-            "../../../tests/fixtures/site_routes.json"
-        ))
-        .unwrap();
+        let cases: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/fixtures/site_routes.json")).unwrap();
         for case in cases["routes"].as_array().unwrap() {
             let uri = case["uri"].as_str().unwrap();
             let want = case["file"].as_str();
@@ -208,18 +211,31 @@ mod tests {
         assert!(h.content_type.contains("javascript"), "{}", h.content_type);
         assert_eq!(h.cache_control, IMMUTABLE);
         assert_eq!(headers_for("_apna/v1/a.png").content_type, "image/png");
-        assert_eq!(headers_for("favicon.svg").content_type, "image/svg+xml; charset=utf-8");
+        assert_eq!(
+            headers_for("favicon.svg").content_type,
+            "image/svg+xml; charset=utf-8"
+        );
         assert_eq!(headers_for("_apnax/a.css").cache_control, REVALIDATE);
-        assert_eq!(headers_for("data.bin").content_type, "application/octet-stream");
+        assert_eq!(
+            headers_for("data.bin").content_type,
+            "application/octet-stream"
+        );
     }
 
     #[test]
     fn site_hosts() {
         let none: Vec<(String, String)> = vec![];
-        assert!(is_site_host("a.apps.localhost:3000", "apps.localhost", &none));
+        assert!(is_site_host(
+            "a.apps.localhost:3000",
+            "apps.localhost",
+            &none
+        ));
         assert!(is_site_host("a.b.apps.localhost", "apps.localhost", &none));
         assert!(!is_site_host("apps.localhost", "apps.localhost", &none));
         assert!(!is_site_host("x.localhost", "apps.localhost", &none));
-        assert_eq!(slug_for_host("a.b.apps.localhost", "apps.localhost", &none), None);
+        assert_eq!(
+            slug_for_host("a.b.apps.localhost", "apps.localhost", &none),
+            None
+        );
     }
 }

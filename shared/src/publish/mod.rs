@@ -257,13 +257,9 @@ pub async fn build(state: &Backends, job: &PublishJob) -> Result<String> {
 
 /// The project's sandbox, woken from its snapshot first when it is hibernated.
 async fn awake_sandbox(state: &Backends, project_id: &str) -> Result<Arc<dyn Sandbox>> {
-    let outcome = crate::snapshot::wake_project(
-        &*state.store,
-        &*state.blobs,
-        &*state.sandboxes,
-        project_id,
-    )
-    .await?;
+    let outcome =
+        crate::snapshot::wake_project(&*state.store, &*state.blobs, &*state.sandboxes, project_id)
+            .await?;
     if outcome == WakeOutcome::InProgress {
         return Err(Error::NotReady("the project is waking up".into()));
     }
@@ -309,7 +305,11 @@ pub async fn activate(state: &Backends, job: &PublishJob, deploy_id: &str) -> Re
 }
 
 /// Records `manifest` as what serves (the flip has happened), then tidies up.
-async fn record_live(state: &Backends, job: &PublishJob, manifest: &DeployManifest) -> Result<Site> {
+async fn record_live(
+    state: &Backends,
+    job: &PublishJob,
+    manifest: &DeployManifest,
+) -> Result<Site> {
     let live = Site {
         project_id: job.project_id.clone(),
         slug: Some(job.slug.clone()),
@@ -521,7 +521,11 @@ impl FailedInput {
         let cause = cause.map(|c| {
             serde_json::from_str::<serde_json::Value>(c)
                 .ok()
-                .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(String::from))
+                .and_then(|v| {
+                    v.get("errorMessage")
+                        .and_then(|m| m.as_str())
+                        .map(String::from)
+                })
                 .unwrap_or_else(|| c.to_string())
         });
         cause

@@ -10,11 +10,49 @@ use crate::error::{Error, Result};
 
 /// Names kept for the service itself or likely to mislead visitors.
 pub const RESERVED: &[&str] = &[
-    "www", "api", "admin", "administrator", "app", "apps", "apna", "assets", "auth", "billing",
-    "blog", "cdn", "dashboard", "dev", "dns", "docs", "email", "ftp", "help", "imap", "internal",
-    "localhost", "login", "logout", "mail", "mx", "ns", "ns1", "ns2", "pop", "preview", "root",
-    "security", "signin", "signup", "smtp", "sso", "staging", "static", "status", "support",
-    "test", "webmail",
+    "www",
+    "api",
+    "admin",
+    "administrator",
+    "app",
+    "apps",
+    "apna",
+    "assets",
+    "auth",
+    "billing",
+    "blog",
+    "cdn",
+    "dashboard",
+    "dev",
+    "dns",
+    "docs",
+    "email",
+    "ftp",
+    "help",
+    "imap",
+    "internal",
+    "localhost",
+    "login",
+    "logout",
+    "mail",
+    "mx",
+    "ns",
+    "ns1",
+    "ns2",
+    "pop",
+    "preview",
+    "root",
+    "security",
+    "signin",
+    "signup",
+    "smtp",
+    "sso",
+    "staging",
+    "static",
+    "status",
+    "support",
+    "test",
+    "webmail",
 ];
 
 /// Shortest slug accepted.
@@ -98,8 +136,21 @@ mod tests {
             assert!(check(ok).is_ok(), "{ok} refused");
         }
         for bad in [
-            "", "ab", "-abc", "abc-", "ABC", "a_b", "a.b", "héllo", "xn--abc", "ab--c", "www",
-            "api", "admin", &"a".repeat(64), "a b",
+            "",
+            "ab",
+            "-abc",
+            "abc-",
+            "ABC",
+            "a_b",
+            "a.b",
+            "héllo",
+            "xn--abc",
+            "ab--c",
+            "www",
+            "api",
+            "admin",
+            &"a".repeat(64),
+            "a b",
         ] {
             assert!(check(bad).is_err(), "{bad:?} accepted");
         }
@@ -107,7 +158,15 @@ mod tests {
 
     #[test]
     fn generated_slugs_are_valid() {
-        for name in ["Habit Tracker!", "", "x", "Ünïcödé only", "xn--zz", "www", &"long ".repeat(30)] {
+        for name in [
+            "Habit Tracker!",
+            "",
+            "x",
+            "Ünïcödé only",
+            "xn--zz",
+            "www",
+            &"long ".repeat(30),
+        ] {
             let s = generate(name);
             assert!(check(&s).is_ok(), "{name:?} → {s:?}");
         }

@@ -67,9 +67,9 @@ mod version;
 mod wake;
 
 pub use archive::{
-    delete_project_blobs, get_base, get_latest, load_entries, load_tree, read_manifest, record_base, restore,
-    set_latest, take_snapshot, verify_objects, verify_snapshot, write_snapshot, SnapshotInfo,
-    ZSTD_LEVEL,
+    delete_project_blobs, get_base, get_latest, load_entries, load_tree, read_manifest,
+    record_base, restore, set_latest, take_snapshot, verify_objects, verify_snapshot,
+    write_snapshot, SnapshotInfo, ZSTD_LEVEL,
 };
 pub use diff::{diff_trees, unified_diff};
 pub use download::zip_tree;

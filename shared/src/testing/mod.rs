@@ -27,7 +27,7 @@ pub mod local;
 pub mod memory;
 pub mod model;
 pub mod services;
-pub mod site;
 #[cfg(feature = "aws")]
 pub mod sfn;
+pub mod site;
 pub mod workflow;

@@ -128,7 +128,13 @@ pub async fn fetch(router: &Router, host: &str, path: &str, headers: &[(&str, &s
         .unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
     Page {
         status,
         headers,
