@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 #[cfg(feature = "aws")]
 use apna::blob::S3BlobStore;
-use apna::blob::{sha256_hex, BlobStore, FsBlobStore};
+use apna::blob::{sha256_hex, BlobStore, FsBlobStore, ObjectHeaders};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -25,6 +25,38 @@ async fn conformance(store: Arc<dyn BlobStore>) {
         (head.size, head.sha256.as_str()),
         (meta.size, meta.sha256.as_str())
     );
+
+    // A put with serving headers stores the same bytes, checked the same way.
+    let served = format!("{prefix}/sites/app/index.html");
+    let page = Bytes::from_static(b"<!doctype html><h1>hi</h1>");
+    let headers = ObjectHeaders {
+        content_type: "text/html; charset=utf-8".into(),
+        cache_control: "no-cache".into(),
+    };
+    let m = store
+        .put_served(&served, page.clone(), &headers)
+        .await
+        .unwrap();
+    assert_eq!(m.sha256, sha256_hex(&page));
+    assert_eq!(store.get(&served).await.unwrap(), page);
+    assert_eq!(
+        store.head(&served).await.unwrap().unwrap().size,
+        page.len() as u64
+    );
+    // Listing a prefix that stops inside a name.
+    assert_eq!(
+        store
+            .list(&format!("{prefix}/sites/app/ind"))
+            .await
+            .unwrap(),
+        vec![served.clone()]
+    );
+    assert!(store
+        .list(&format!("{prefix}/sites/nope/"))
+        .await
+        .unwrap()
+        .is_empty());
+    store.delete(&served).await.unwrap();
 
     // Overwrite replaces.
     store.put(&key, Bytes::from_static(b"v2")).await.unwrap();
@@ -157,6 +189,51 @@ async fn s3_conformance() {
         .unwrap();
     store.ensure_bucket().await.unwrap();
     conformance(Arc::new(store)).await;
+}
+
+/// S3 keeps a published file's headers with the object, so CloudFront serves
+/// them (and compresses by content type).
+#[cfg(feature = "aws")]
+#[tokio::test]
+async fn s3_keeps_serving_headers() {
+    let Some(url) = apna::testing::services::moto_url() else {
+        return;
+    };
+    let store = S3BlobStore::connect("apna-conformance", "us-east-1", Some(&url))
+        .await
+        .unwrap();
+    store.ensure_bucket().await.unwrap();
+    let key = format!(
+        "t-{}/sites/app/_apna/v1-00/assets/index-x.js",
+        uuid::Uuid::new_v4()
+    );
+    let headers = ObjectHeaders {
+        content_type: "text/javascript; charset=utf-8".into(),
+        cache_control: "public, max-age=31536000, immutable".into(),
+    };
+    store
+        .put_served(&key, Bytes::from_static(b"console.log(1)"), &headers)
+        .await
+        .unwrap();
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .load()
+        .await;
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&shared)
+            .endpoint_url(&url)
+            .force_path_style(true)
+            .build(),
+    );
+    let head = client
+        .head_object()
+        .bucket("apna-conformance")
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some(headers.content_type.as_str()));
+    assert_eq!(head.cache_control(), Some(headers.cache_control.as_str()));
 }
 
 #[cfg(feature = "aws")]

@@ -34,14 +34,25 @@ struct World {
 /// Store, blobs (behind a fault injector), memory sandboxes, and either the
 /// real interpreter running `publish.asl.json` or a recording workflow.
 async fn world(interpreted: bool, vars: &[(&str, &str)]) -> World {
+    world_over(None, interpreted, vars).await
+}
+
+/// [`world`] over `blobs` (a temporary folder when `None`).
+async fn world_over(
+    blobs: Option<Arc<dyn BlobStore>>,
+    interpreted: bool,
+    vars: &[(&str, &str)],
+) -> World {
     let dir = tempfile::tempdir().unwrap();
     let mut all = vec![("PORT", "3000")];
     all.extend_from_slice(vars);
     let config = apna::testing::fixtures::config(dir.path(), &all);
     let store = apna::testing::fixtures::memory_store().await;
     let faults = Arc::new(Faults::default());
-    let inner: Arc<dyn BlobStore> =
-        Arc::new(FsBlobStore::new(dir.path().join("blobs")).await.unwrap());
+    let inner: Arc<dyn BlobStore> = match blobs {
+        Some(b) => b,
+        None => Arc::new(FsBlobStore::new(dir.path().join("blobs")).await.unwrap()),
+    };
     let blobs = Arc::new(FaultyBlobStore::new(inner, faults.clone()));
     let sandboxes = Arc::new(MemoryProvider::default());
     let backends = Backends::new(
@@ -701,4 +712,46 @@ async fn publishing_a_hibernated_project_wakes_it_first() {
     assert_eq!(w.site_view(&p.id).await["version"], 1);
     assert_eq!(status(&w).await, ProjectStatus::Ready);
     assert_eq!(w.shown(HOST).await.as_deref(), Some("one"));
+}
+
+/// The same publish, rollback and unpublish against S3 (moto).
+#[cfg(feature = "aws")]
+#[tokio::test]
+async fn publish_rollback_and_unpublish_on_s3() {
+    let Some(blobs) = apna::testing::fixtures::s3_blobs().await else {
+        return;
+    };
+    let w = world_over(Some(blobs), true, &[]).await;
+    let p = w.project("local", &["one"]).await;
+    // Slugs are global and the bucket is shared between runs: a fresh one.
+    let slug = format!("s3-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let host = format!("{slug}.apps.localhost:3000");
+    assert_eq!(w.publish(&p.id, json!({"slug": slug})).await.0, 202);
+    assert_eq!(w.shown(&host).await.as_deref(), Some("one"));
+    w.version(&p.id, "two").await;
+    assert_eq!(w.publish(&p.id, json!({})).await.0, 202);
+    assert_eq!(w.shown(&host).await.as_deref(), Some("two"));
+    assert_eq!(w.publish(&p.id, json!({"version": 1})).await.0, 202);
+    assert_eq!(w.shown(&host).await.as_deref(), Some("one"));
+    let index = w.get(&host, "/deep/link", &[]).await;
+    assert_eq!(index.header("cache-control").as_deref(), Some("no-cache"));
+    assert_eq!(
+        w.call(
+            "DELETE",
+            &format!("/api/projects/{}/publish", p.id),
+            None,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(w.get(&host, "/", &[]).await.status, 404);
+    assert!(w
+        .state
+        .blobs
+        .list(&format!("sites/{slug}/"))
+        .await
+        .unwrap()
+        .is_empty());
 }
