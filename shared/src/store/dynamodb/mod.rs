@@ -18,6 +18,7 @@
 //! | step result | `RUN#{id}` | `STEP#{key}` |
 //! | execution | `EXEC#{id}` | `EXEC` |
 //! | history event | `EXEC#{id}` | `HIST#{seq}` |
+//! | site, slug claims | see [`site`] | |
 //!
 //! Numbers in sort keys are zero-padded to 12 digits so string order is
 //! number order. The definition (keys, indexes, TTL) is data in
@@ -82,6 +83,7 @@
 mod item;
 mod overflow;
 mod purge;
+mod site;
 mod table;
 
 use std::collections::HashMap;
@@ -105,7 +107,7 @@ use super::{ExecutionLog, Store};
 use crate::blob::BlobStore;
 use crate::domain::{
     now, Execution, ExecutionStatus, FileDiff, HistoryEvent, Message, NewMessage, Page, Project,
-    ProjectStatus, Run, RunEvent, RunEventKind, User, Version,
+    ProjectStatus, Run, RunEvent, RunEventKind, Site, User, Version,
 };
 use crate::error::{Error, Result};
 
@@ -1211,6 +1213,26 @@ impl Store for DynamoStore {
             .as_ref()
             .map(version_from)
             .transpose()
+    }
+
+    async fn get_site(&self, project_id: &str) -> Result<Option<Site>> {
+        self.site_get(project_id).await
+    }
+
+    async fn save_site(&self, site: &Site, expected_job: Option<&str>) -> Result<bool> {
+        self.site_save(site, expected_job).await
+    }
+
+    async fn claim_slug(&self, slug: &str, project_id: &str) -> Result<bool> {
+        self.slug_claim(slug, project_id).await
+    }
+
+    async fn release_slug(&self, slug: &str, project_id: &str) -> Result<bool> {
+        self.slug_release(slug, project_id).await
+    }
+
+    async fn slug_owner(&self, slug: &str) -> Result<Option<String>> {
+        self.slug_owner_of(slug).await
     }
 }
 

@@ -67,6 +67,8 @@ impl DynamoStore {
                 }
             }
         }
+        // Its slugs live in their own partitions: free them first.
+        self.release_project_slugs(id).await?;
         if !purge.partition(&project, PROJECT_ROOT).await? {
             return Ok(PurgeProgress::Partial {
                 deleted: purge.deleted,
