@@ -74,12 +74,12 @@ impl SiteView {
             slug: site.slug.clone(),
             version: site.version,
             published_at: site.published_at,
-            publishing: site.job.is_some(),
+            publishing: crate::publish::is_running(site),
             pending_version: site.pending_version,
             pending_url: site
                 .pending_slug
                 .as_deref()
-                .filter(|_| site.job.is_some())
+                .filter(|_| crate::publish::is_running(site))
                 .map(|s| state.config.site_url(s)),
             error: site.last_error.clone(),
         }

@@ -79,7 +79,8 @@ pub struct PublishJob {
     pub slug: String,
 }
 
-fn is_running(site: &Site) -> bool {
+/// Whether a publish of `site` is in progress (and not so old it must have died).
+pub fn is_running(site: &Site) -> bool {
     site.job.is_some() && site.pending_since.is_some_and(|t| now() - t < STALE_AFTER)
 }
 
