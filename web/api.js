@@ -71,9 +71,13 @@ async function errorFrom(res) {
 export async function request(method, path, body, { signal } = {}) {
   let res;
   try {
+    // State changes carry a header a cross-site form cannot send (the server
+    // refuses body-less POSTs without it: CSRF).
+    const extra = method === 'GET' ? {} : { 'X-Apna-Request': '1' };
+    if (body !== undefined) extra['Content-Type'] = 'application/json';
     res = await fetch(apiUrl(path), {
       method,
-      headers: headers(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+      headers: headers(extra),
       body: body === undefined ? undefined : JSON.stringify(body),
       signal,
     });

@@ -137,6 +137,13 @@ pub struct Config {
     pub web_dir: PathBuf,
     /// Origins allowed by CORS (`APNA_CORS_ORIGINS`, comma-separated; empty = same origin only).
     pub cors_origins: Vec<String>,
+    /// Host names the API and UI answer besides the loopback names
+    /// (`APNA_PUBLIC_HOSTS`, comma-separated, each `name` or `name:port`).
+    pub public_hosts: Vec<String>,
+    /// Start in multi-user mode without bubblewrap (`APNA_ALLOW_UNSANDBOXED=1`).
+    pub allow_unsandboxed: bool,
+    /// Disk budget of one project's directory in MiB (`APNA_MAX_PROJECT_MB`, default 500).
+    pub max_project_mb: u64,
     /// Step Functions state machine ARNs by name (`generation` from
     /// `GENERATION_STATE_MACHINE_ARN`, `hibernation` from
     /// `HIBERNATION_STATE_MACHINE_ARN`, `publish` from
@@ -448,14 +455,34 @@ impl Config {
             .into_iter()
             .filter_map(|(name, var)| get(var).map(|arn| (name.to_string(), arn)))
             .collect(),
-            cors_origins: get("APNA_CORS_ORIGINS")
-                .map(|s| {
-                    s.split(',')
-                        .map(|o| o.trim().to_string())
-                        .filter(|o| !o.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            cors_origins: list(&get("APNA_CORS_ORIGINS")),
+            public_hosts: list(&get("APNA_PUBLIC_HOSTS"))
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            allow_unsandboxed: match get("APNA_ALLOW_UNSANDBOXED").as_deref() {
+                None | Some("0") => false,
+                Some("1") => true,
+                Some(other) => {
+                    return Err(Error::Config {
+                        var: "APNA_ALLOW_UNSANDBOXED",
+                        message: format!("{other:?} is not 0 or 1"),
+                    })
+                }
+            },
+            max_project_mb: match parse_or(
+                &get("APNA_MAX_PROJECT_MB"),
+                "APNA_MAX_PROJECT_MB",
+                500u64,
+            )? {
+                0 => {
+                    return Err(Error::Config {
+                        var: "APNA_MAX_PROJECT_MB",
+                        message: "must be at least 1".into(),
+                    })
+                }
+                mb => mb,
+            },
             template_dir: get("APNA_TEMPLATE_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| {
@@ -543,6 +570,18 @@ fn is_dns_label(s: &str) -> bool {
 /// Whether `d` is a lower-case DNS name of at least two labels.
 fn is_domain(d: &str) -> bool {
     d.len() <= 253 && d.split('.').count() >= 2 && d.split('.').all(is_dns_label)
+}
+
+/// A comma-separated list, trimmed, without empty items.
+fn list(v: &Option<String>) -> Vec<String> {
+    v.as_deref()
+        .map(|s| {
+            s.split(',')
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn check_http_url(var: &'static str, value: &str) -> Result<()> {

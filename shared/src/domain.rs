@@ -155,6 +155,10 @@ pub struct Project {
     pub last_active: DateTime<Utc>,
     /// Set when soft-deleted.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Whether anyone with the link may open the preview (multi-user mode;
+    /// otherwise the owner's signed preview token is needed).
+    #[serde(default)]
+    pub preview_public: bool,
 }
 
 impl Project {
@@ -173,6 +177,7 @@ impl Project {
             updated_at: t,
             last_active: t,
             deleted_at: None,
+            preview_public: false,
         }
     }
 }

@@ -52,8 +52,9 @@ async fn gateway_caller(mut req: Request, next: Next) -> Response {
 pub fn endpoint_app(name: &str, state: AppState) -> Result<Router> {
     let routes = crate::api::endpoint_routes(name)
         .ok_or_else(|| Error::Internal(format!("no API endpoint named {name:?}")))?;
+    let hosts = crate::api::guard::HostAllowlist::for_gateway(&state.config);
     Ok(
-        crate::api::with_middleware(routes.fallback(crate::api::not_found), state)
+        crate::api::with_middleware(routes.fallback(crate::api::not_found), state, hosts)
             .layer(axum::middleware::from_fn(gateway_caller)),
     )
 }

@@ -123,10 +123,13 @@ async fn sandboxes(
 
 /// API + UI, with preview hosts dispatched to the preview proxy first.
 pub fn app_router(state: AppState) -> Router {
-    let proxy = PreviewProxy::new(
+    let mut proxy = PreviewProxy::new(
         Arc::new(StorePreviewBackend::new(state.backends.clone())),
         state.config.caddy_domain.clone(),
     );
+    if let Some(secret) = &state.config.jwt_secret {
+        proxy = proxy.with_access(crate::preview::access::PreviewKeys::new(secret));
+    }
     let web = ServeDir::new(&state.config.web_dir)
         .fallback(ServeFile::new(state.config.web_dir.join("index.html")));
     // Unknown API paths stay JSON 404s; everything else is the UI (index.html
@@ -141,7 +144,8 @@ pub fn app_router(state: AppState) -> Router {
     );
     // Site hosts are checked first: `{slug}.apps.localhost` is also a
     // subdomain of `localhost`, which the preview proxy would claim.
-    crate::api::with_middleware(api, state)
+    let hosts = crate::api::guard::HostAllowlist::for_server(&state.config);
+    crate::api::with_middleware(api, state, Some(hosts))
         .layer(axum::middleware::from_fn_with_state(
             proxy,
             crate::preview::route_preview,

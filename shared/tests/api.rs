@@ -249,7 +249,7 @@ async fn bad_input_gets_clear_errors() {
             ),
             (
                 "/api/projects",
-                json!({"prompt": "x".repeat(70_000)}).to_string(),
+                json!({"prompt": "x".repeat(300_000)}).to_string(),
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
             ),
@@ -535,6 +535,7 @@ async fn events_stream_in_order_and_resume() {
 
         // Resume with Last-Event-ID: only later events, no duplicates.
         let req = axum::http::Request::get(format!("/api/runs/{run_id}/events"))
+            .header("host", "localhost")
             .header("last-event-id", "3")
             .body(axum::body::Body::empty())
             .unwrap();
@@ -794,4 +795,89 @@ async fn versions_diff_restore_download_and_wake() {
     }
     assert!(woke, "GET of a hibernated project wakes it");
     assert!(sb.file("src/App.tsx").unwrap().contains("first"));
+}
+
+/// Issue #15: where schemathesis found the document and the server
+/// disagreeing, they now agree: paging outside the documented ranges is
+/// refused, a prompt is refused exactly when the documented pattern refuses
+/// it, and a file path that cannot name a file is a 404 like a missing file.
+#[tokio::test]
+async fn the_server_agrees_with_the_documented_ranges() {
+    let h = harness(
+        Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap()),
+        &[],
+    )
+    .await;
+    let (id, _) = create(&h, None, "a clock").await;
+    for q in [
+        "limit=0",
+        "limit=201",
+        "offset=-1",
+        "offset=100001",
+        "offset=9223372036854775807",
+        "limit=x",
+    ] {
+        for path in [
+            "/api/projects".to_string(),
+            format!("/api/projects/{id}/messages"),
+            format!("/api/projects/{id}/runs"),
+        ] {
+            let r = h.get(&format!("{path}?{q}"), None).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}?{q}: {}", r.text);
+        }
+    }
+    for q in ["limit=1&offset=100000", "limit=200&offset=0"] {
+        let r = h.get(&format!("/api/projects?{q}"), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.text);
+    }
+    // Refused exactly where `^[^\0]*[^\0\t\n\r ][^\0]*$` refuses.
+    for bad in ["", " ", "\t\n\r ", "a\u{0}b"] {
+        let r = h
+            .post("/api/projects", None, &json!({ "prompt": bad }).to_string())
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad:?}: {}", r.text);
+    }
+    let r = h
+        .post(
+            "/api/projects",
+            None,
+            &json!({ "prompt": "\u{3000}\u{1c}" }).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let long = "é".repeat(20_000);
+    let r = h
+        .post(
+            "/api/projects",
+            None,
+            &json!({ "prompt": long }).to_string(),
+        )
+        .await;
+    assert_ne!(
+        r.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the longest prompt fits the body limit"
+    );
+    assert_ne!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    for path in ["a%01b", "..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "src/%7F"] {
+        let r = h
+            .get(&format!("/api/projects/{id}/files/{path}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.text);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("refused"),
+            "{}",
+            r.text
+        );
+    }
+    for q in ["after=-1", "wait=26"] {
+        let r = h.get(&format!("/api/runs/x/events?{q}"), None).await;
+        assert!(
+            r.status == StatusCode::BAD_REQUEST || r.status == StatusCode::NOT_FOUND,
+            "{q}"
+        );
+    }
 }

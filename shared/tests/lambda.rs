@@ -213,6 +213,22 @@ async fn every_endpoint_function_reaches_its_handler() {
             StatusCode::NOT_FOUND,
         ),
         (
+            "api-preview-access",
+            "GET",
+            format!("/api/projects/{id}/preview-access"),
+            None,
+            pid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-preview-access",
+            "PUT",
+            format!("/api/projects/{id}/share"),
+            Some(json!({"public": true})),
+            pid.clone(),
+            StatusCode::OK,
+        ),
+        (
             "api-download",
             "GET",
             format!("/api/projects/{id}/download"),

@@ -29,6 +29,10 @@ impl PreviewBackend for CountingBackend {
         self.wakes.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
+
+    async fn visibility(&self, _project_id: &str) -> apna::Result<apna::preview::Visibility> {
+        unreachable!("single-user proxies never ask who may see a preview")
+    }
 }
 
 #[tokio::test]

@@ -3,14 +3,17 @@
 //!
 //! * [`error`]: the JSON error shape and status mapping.
 //! * [`auth`]: who is calling (API Gateway claims, HS256 tokens, or single-user).
-//! * [`projects`], [`runs`], [`versions`], [`publish`], [`git`], [`health`]: the handlers.
+//! * [`guard`]: the Host allowlist (DNS rebinding) and cross-site refusals (CSRF), before routing.
+//! * [`projects`], [`runs`], [`versions`], [`publish`], [`git`], [`previews`], [`health`]: the handlers.
 //! * [`openapi`]: the OpenAPI 3.1 document generated from the handlers.
 
 pub mod auth;
 pub mod error;
 pub mod git;
+pub mod guard;
 pub mod health;
 pub mod openapi;
+pub mod previews;
 pub mod projects;
 pub mod publish;
 pub mod runs;
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::{Json, Router};
 use serde::Serialize;
 use tower_http::compression::CompressionLayer;
@@ -34,8 +37,9 @@ use crate::app::AppState;
 use crate::error::Error;
 pub use health::{healthz, Health};
 
-/// Largest request body accepted (prompts and chat messages are small).
-pub const BODY_LIMIT: usize = 64 * 1024;
+/// Largest request body accepted: a prompt of the longest allowed length
+/// (20000 characters) fits even with every character JSON-escaped.
+pub const BODY_LIMIT: usize = 256 * 1024;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -184,6 +188,16 @@ pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
             "/api/projects/{id}/git/push",
             post(git::push),
         ),
+        (
+            "api-preview-access",
+            "/api/projects/{id}/preview-access",
+            get(previews::preview_access),
+        ),
+        (
+            "api-preview-access",
+            "/api/projects/{id}/share",
+            put(previews::share),
+        ),
     ]
 }
 
@@ -218,8 +232,14 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Middleware every deployment uses: body limit, request ids, tracing,
-/// timeouts, compression and (when configured) CORS.
-pub fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
+/// timeouts, compression, (when configured) CORS, the cross-site guard and,
+/// when given, the Host allowlist.
+pub fn with_middleware(
+    router: Router<AppState>,
+    state: AppState,
+    hosts: Option<guard::HostAllowlist>,
+) -> Router {
+    let csrf = std::sync::Arc::new(guard::CrossSiteRules::new(&state.config));
     let cors = if state.config.cors_origins.is_empty() {
         CorsLayer::new()
     } else {
@@ -231,19 +251,32 @@ pub fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
             .collect();
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
             .allow_headers([
                 axum::http::header::AUTHORIZATION,
                 axum::http::header::CONTENT_TYPE,
                 HeaderName::from_static("last-event-id"),
+                HeaderName::from_static(guard::REQUEST_HEADER),
             ])
             .expose_headers([REQUEST_ID])
     };
-    router
+    let router = router
         .with_state(state)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CompressionLayer::new())
-        .layer(cors)
+        .layer(axum::middleware::from_fn_with_state(
+            csrf,
+            guard::csrf_guard,
+        ))
+        .layer(cors);
+    let router = match hosts {
+        Some(h) => router.layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(h),
+            guard::host_guard,
+        )),
+        None => router,
+    };
+    router
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(60),
@@ -262,7 +295,8 @@ pub fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-/// The whole API; unknown paths are JSON 404s.
+/// The whole API as `apna serve` guards it; unknown paths are JSON 404s.
 pub fn router(state: AppState) -> Router {
-    with_middleware(routes().fallback(not_found), state)
+    let hosts = guard::HostAllowlist::for_server(&state.config);
+    with_middleware(routes().fallback(not_found), state, Some(hosts))
 }

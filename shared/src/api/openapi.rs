@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{error, git, health, projects, publish, runs, versions, ClientConfig};
+use super::{error, git, health, previews, projects, publish, runs, versions, ClientConfig};
 use crate::domain;
 
 /// The API description.
@@ -38,6 +38,8 @@ use crate::domain;
         publish::unpublish,
         git::bundle,
         git::push,
+        previews::preview_access,
+        previews::share,
     ),
     components(schemas(
         error::ErrorBody,
@@ -47,6 +49,7 @@ use crate::domain;
         ClientConfig,
         projects::ProjectView,
         projects::CreateProject,
+        projects::TemplateName,
         projects::Created,
         projects::ChatRequest,
         projects::ChatStarted,
@@ -68,6 +71,8 @@ use crate::domain;
         publish::SiteView,
         git::PushBody,
         git::Pushed,
+        previews::PreviewAccess,
+        previews::ShareRequest,
         domain::Project,
         domain::ProjectStatus,
         domain::Run,

@@ -30,14 +30,28 @@ pub struct ProjectView {
     pub latest_version: Option<i64>,
 }
 
+/// The app templates a project can start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+pub enum TemplateName {
+    /// React + Vite + TypeScript + Tailwind.
+    #[serde(rename = "vite-react")]
+    ViteReact,
+}
+
 /// Body of `POST /api/projects`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateProject {
-    /// What to build.
+    /// What to build: some text that is not only spaces and line breaks, no NUL,
+    /// at most `APNA_MAX_PROMPT_CHARS` (default 20000) characters.
+    #[schema(
+        min_length = 1,
+        max_length = 20000,
+        pattern = "^[^\\u0000]*[^\\u0000\\t\\n\\r ][^\\u0000]*$"
+    )]
     pub prompt: String,
-    /// Template (only `vite-react`).
+    /// Template (only `vite-react`, the default).
     #[serde(default)]
-    pub template: Option<String>,
+    pub template: Option<TemplateName>,
     /// Accepted for compatibility with the seed and ignored: the user comes from the token.
     #[serde(default, rename = "userId")]
     #[schema(ignore)]
@@ -56,7 +70,12 @@ pub struct Created {
 /// Body of `POST /api/projects/{id}/chat`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatRequest {
-    /// What to change.
+    /// What to change (the same rules as a prompt).
+    #[schema(
+        min_length = 1,
+        max_length = 20000,
+        pattern = "^[^\\u0000]*[^\\u0000\\t\\n\\r ][^\\u0000]*$"
+    )]
     pub message: String,
     /// Accepted and ignored (seed compatibility).
     #[serde(default, rename = "userId")]
@@ -71,18 +90,38 @@ pub struct ChatStarted {
     pub run_id: String,
 }
 
+/// The largest `offset` a list accepts.
+pub const MAX_OFFSET: i64 = 100_000;
+
 /// Paging parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page (1–200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
-    /// Items to skip.
+    /// Items to skip (0–100000, default 0).
+    #[param(minimum = 0, maximum = 100000)]
     pub offset: Option<i64>,
 }
 
 impl PageQuery {
-    fn page(&self) -> Page {
-        Page::new(self.limit.unwrap_or(50), self.offset.unwrap_or(0))
+    /// The page asked for; values outside the documented ranges are refused.
+    fn page(&self) -> Result<Page, Error> {
+        let limit = self.limit.unwrap_or(50);
+        let offset = self.offset.unwrap_or(0);
+        if !(1..=Page::MAX).contains(&limit) {
+            return Err(Error::InvalidInput(format!(
+                "limit must be between 1 and {}",
+                Page::MAX
+            )));
+        }
+        if !(0..=MAX_OFFSET).contains(&offset) {
+            return Err(Error::InvalidInput(format!(
+                "offset must be between 0 and {MAX_OFFSET}"
+            )));
+        }
+        Ok(Page::new(limit, offset))
     }
 }
 
@@ -176,14 +215,22 @@ pub async fn view(state: &AppState, project: Project) -> Result<ProjectView, Err
     })
 }
 
+/// Checks a prompt or chat message as the OpenAPI document describes it:
+/// something besides spaces, tabs and line breaks, no NUL (PostgreSQL text
+/// cannot hold one), at most `max` characters.
 fn check_text(what: &str, text: &str, max: usize) -> Result<String, Error> {
-    let t = text.trim();
+    if text.chars().count() > max {
+        return Err(Error::InvalidInput(format!(
+            "{what} is longer than {max} characters"
+        )));
+    }
+    let t = text.trim_matches([' ', '\t', '\n', '\r']);
     if t.is_empty() {
         return Err(Error::InvalidInput(format!("{what} must not be empty")));
     }
-    if t.chars().count() > max {
+    if t.contains('\0') {
         return Err(Error::InvalidInput(format!(
-            "{what} is longer than {max} characters"
+            "{what} must not contain a NUL character"
         )));
     }
     Ok(t.to_string())
@@ -192,20 +239,17 @@ fn check_text(what: &str, text: &str, max: usize) -> Result<String, Error> {
 /// Creates a project from a prompt and starts generating it.
 #[utoipa::path(post, path = "/api/projects", request_body = CreateProject,
     responses((status = 202, body = Created), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+              (status = 401, body = ErrorBody), (status = 403, description = "a cross-site request", body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn create_project(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateProject>,
 ) -> ApiResult<(StatusCode, Json<Created>)> {
     let prompt = check_text("prompt", &body.prompt, state.config.max_prompt_chars)?;
-    let template = body.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
-    if template != DEFAULT_TEMPLATE {
-        return Err(Error::InvalidInput(format!(
-            "unknown template {template:?}; available: {DEFAULT_TEMPLATE}"
-        ))
-        .into());
-    }
+    let template = match body.template {
+        None | Some(TemplateName::ViteReact) => DEFAULT_TEMPLATE,
+    };
     let (project, run) = create_and_start(&state, &caller.0, &prompt, template).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -218,13 +262,13 @@ pub async fn create_project(
 
 /// The caller's projects, most recently active first.
 #[utoipa::path(get, path = "/api/projects", params(PageQuery),
-    responses((status = 200, body = ProjectList), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = ProjectList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_projects(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ProjectList>> {
-    let page = q.page();
+    let page = q.page()?;
     let projects = state.store.list_projects(&caller.0, page).await?;
     let next = next_offset(page, projects.len());
     let mut views = Vec::with_capacity(projects.len());
@@ -255,7 +299,8 @@ pub async fn get_project(
 
 /// Deletes a project: cancels its run, snapshots it, removes the sandbox, soft-deletes. Idempotent.
 #[utoipa::path(delete, path = "/api/projects/{id}", params(("id" = String, Path, description = "Project id")),
-    responses((status = 200, body = Deleted), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Deleted), (status = 403, description = "a cross-site request", body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 pub async fn delete_project(
     State(state): State<AppState>,
     caller: Caller,
@@ -284,7 +329,8 @@ pub async fn delete_project(
 /// Sends a chat message: starts a run that changes the app. 409 while another run is active.
 #[utoipa::path(post, path = "/api/projects/{id}/chat", request_body = ChatRequest,
     params(("id" = String, Path, description = "Project id")),
-    responses((status = 202, body = ChatStarted), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 202, body = ChatStarted), (status = 400, body = ErrorBody),
+              (status = 403, description = "a cross-site request", body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn chat(
     State(state): State<AppState>,
@@ -300,7 +346,7 @@ pub async fn chat(
 
 /// The project's conversation, in order.
 #[utoipa::path(get, path = "/api/projects/{id}/messages", params(("id" = String, Path, description = "Project id"), PageQuery),
-    responses((status = 200, body = MessageList), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MessageList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
@@ -308,7 +354,7 @@ pub async fn list_messages(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<MessageList>> {
     owned_project(&state, &caller, &id).await?;
-    let page = q.page();
+    let page = q.page()?;
     let messages = state.store.list_messages(&id, page).await?;
     let next = next_offset(page, messages.len());
     Ok(Json(MessageList {
@@ -319,7 +365,7 @@ pub async fn list_messages(
 
 /// The project's runs, newest first.
 #[utoipa::path(get, path = "/api/projects/{id}/runs", params(("id" = String, Path, description = "Project id"), PageQuery),
-    responses((status = 200, body = RunList), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RunList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
@@ -327,7 +373,7 @@ pub async fn list_runs(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<RunList>> {
     owned_project(&state, &caller, &id).await?;
-    let runs = state.store.list_runs(&id, q.page()).await?;
+    let runs = state.store.list_runs(&id, q.page()?).await?;
     Ok(Json(RunList { runs }))
 }
 
@@ -346,15 +392,18 @@ pub async fn list_files(
 
 /// One file's content.
 #[utoipa::path(get, path = "/api/projects/{id}/files/{path}",
-    params(("id" = String, Path, description = "Project id"), ("path" = String, Path, description = "File path, e.g. src/App.tsx")),
-    responses((status = 200, body = FileContent), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Project id"), ("path" = String, Path, description = "File path relative to the project root, e.g. src/App.tsx; a path that cannot name a file (`..`, absolute, control characters) is 404 like a missing file")),
+    responses((status = 200, body = FileContent), (status = 404, body = ErrorBody)))]
 pub async fn read_file(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((id, path)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<FileContent>> {
     owned_project(&state, &caller, &id).await?;
-    let path = ProjectPath::parse(&path)?;
+    // A path that could not name a file of the project (control characters,
+    // `..`, absolute) is answered like any missing file, with the reason.
+    let path =
+        ProjectPath::parse(&path).map_err(|e| Error::NotFound(format!("no such file: {e}")))?;
     if path.is_in_ignored_dir() {
         return Err(Error::NotFound(format!("{path} is not a source file")).into());
     }

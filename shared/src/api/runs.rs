@@ -61,10 +61,13 @@ pub struct Cancelled {
 
 /// Long-poll parameters; without `after` the endpoint streams SSE.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Return events with seq greater than this (JSON long-poll mode).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// Seconds to wait for an event when there is none yet (0–25, default 20).
+    #[param(minimum = 0, maximum = 25)]
     pub wait: Option<u64>,
 }
 
@@ -113,8 +116,11 @@ pub async fn get_run(
 }
 
 /// Cancels a run (no-op for an ended run).
-#[utoipa::path(post, path = "/api/runs/{id}/cancel", params(("id" = String, Path, description = "Run id")),
-    responses((status = 200, body = Cancelled), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/runs/{id}/cancel", params(("id" = String, Path, description = "Run id"),
+        ("X-Apna-Request" = String, Header, description = "Any value: a POST without a JSON body must carry it (a cross-site form cannot)")),
+    responses((status = 200, body = Cancelled),
+              (status = 403, description = "a cross-site request, or no X-Apna-Request header", body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -129,7 +135,7 @@ pub async fn cancel(
 /// or with `?after=N` a JSON batch after waiting up to `wait` seconds.
 #[utoipa::path(get, path = "/api/runs/{id}/events", params(("id" = String, Path, description = "Run id"), EventsQuery),
     responses((status = 200, description = "SSE stream of RunEvent, or an EventBatch with ?after", body = EventBatch),
-              (status = 404, body = ErrorBody)))]
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -138,8 +144,14 @@ pub async fn events(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     owned_run(&state, &caller, &id).await?;
+    if q.wait.is_some_and(|w| w > MAX_WAIT_SECS) || q.after.is_some_and(|a| a < 0) {
+        return Err(Error::InvalidInput(format!(
+            "after must be at least 0 and wait between 0 and {MAX_WAIT_SECS}"
+        ))
+        .into());
+    }
     if let Some(after) = q.after {
-        let wait = Duration::from_secs(q.wait.unwrap_or(20).min(MAX_WAIT_SECS));
+        let wait = Duration::from_secs(q.wait.unwrap_or(20));
         return Ok(Json(long_poll(&*state.store, &id, after, wait).await?).into_response());
     }
     let last = headers

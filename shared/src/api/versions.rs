@@ -55,7 +55,7 @@ pub async fn list_versions(
 
 /// Version `n` as a unified diff against version `n - 1`.
 #[utoipa::path(get, path = "/api/projects/{id}/versions/{n}/diff",
-    params(("id" = String, Path, description = "Project id"), ("n" = i64, Path, description = "Version number")),
+    params(("id" = String, Path, description = "Project id"), ("n" = i64, Path, minimum = 1, description = "Version number")),
     responses((status = 200, body = VersionDiffView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn version_diff(
     State(state): State<AppState>,
@@ -73,8 +73,11 @@ pub async fn version_diff(
 
 /// Puts version `n`'s files back, recorded as a new version. 409 while a run is active.
 #[utoipa::path(post, path = "/api/projects/{id}/versions/{n}/restore",
-    params(("id" = String, Path, description = "Project id"), ("n" = i64, Path, description = "Version number")),
-    responses((status = 202, body = Restored), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+    params(("id" = String, Path, description = "Project id"), ("n" = i64, Path, minimum = 1, description = "Version number"),
+           ("X-Apna-Request" = String, Header, description = "Any value: a POST without a JSON body must carry it (a cross-site form cannot)")),
+    responses((status = 202, body = Restored), (status = 400, body = ErrorBody),
+              (status = 403, description = "a cross-site request, or no X-Apna-Request header", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
 pub async fn restore_version(
     State(state): State<AppState>,

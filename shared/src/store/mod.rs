@@ -88,6 +88,9 @@ pub trait Store: ExecutionLog + Send + Sync {
         to: ProjectStatus,
         error: Option<&str>,
     ) -> Result<bool>;
+    /// Makes a live project's preview public or private again; `false` when
+    /// there is no such project (or it is deleted).
+    async fn set_preview_public(&self, id: &str, public: bool) -> Result<bool>;
     /// Records activity now (drives hibernation).
     async fn touch_project(&self, id: &str, at: DateTime<Utc>) -> Result<()>;
     /// Soft-deletes a project; `false` if it was already deleted or never existed.

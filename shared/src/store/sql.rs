@@ -169,6 +169,7 @@ macro_rules! sql_store {
                     updated_at: from_millis(r.try_get("updated_at")?),
                     last_active: from_millis(r.try_get("last_active")?),
                     deleted_at: r.try_get::<Option<i64>, _>("deleted_at")?.map(from_millis),
+                    preview_public: r.try_get("preview_public")?,
                 })
             }
 
@@ -328,8 +329,8 @@ macro_rules! sql_store {
             async fn create_project(&self, p: &Project) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO projects (id, owner, name, prompt, template, status, error, \
-                     created_at, updated_at, last_active, deleted_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     created_at, updated_at, last_active, deleted_at, preview_public) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(&p.id)
                 .bind(&p.owner)
@@ -342,6 +343,7 @@ macro_rules! sql_store {
                 .bind(ms(p.updated_at))
                 .bind(ms(p.last_active))
                 .bind(p.deleted_at.map(ms))
+                .bind(p.preview_public)
                 .execute(&self.pool)
                 .await
                 .map_err(|err| conflict_if_exists(err, "project", &p.id))?;
@@ -399,6 +401,19 @@ macro_rules! sql_store {
                 .bind(deleted_at)
                 .bind(id)
                 .bind(from.as_str())
+                .execute(&self.pool)
+                .await?;
+                Ok(res.rows_affected() == 1)
+            }
+
+            async fn set_preview_public(&self, id: &str, public: bool) -> Result<bool> {
+                let res = sqlx::query(
+                    "UPDATE projects SET preview_public = $1, updated_at = $2 \
+                     WHERE id = $3 AND deleted_at IS NULL",
+                )
+                .bind(public)
+                .bind(ms(now()))
+                .bind(id)
                 .execute(&self.pool)
                 .await?;
                 Ok(res.rows_affected() == 1)

@@ -70,11 +70,31 @@ impl Harness {
         token: Option<&str>,
         body: Option<&str>,
     ) -> Reply {
+        self.call_with(method, uri, token, body, &[("host", "localhost")])
+            .await
+    }
+
+    /// [`Harness::call`] with the given headers instead of the default `Host: localhost`.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        if body.is_some() {
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             req = req.header("content-type", "application/json");
         }
         let req = req

@@ -1,0 +1,7 @@
+//! Lambda behind API Gateway: `GET /api/projects/{id}/preview-access` and
+//! `PUT /api/projects/{id}/share`.
+
+#[tokio::main]
+async fn main() -> Result<(), apna::lambda::BoxError> {
+    apna::lambda::run_endpoint("api-preview-access").await
+}
