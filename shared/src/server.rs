@@ -11,7 +11,9 @@ use crate::app::{AppState, Backends};
 use crate::config::{Config, SandboxBackend};
 use crate::error::{Error, Result};
 use crate::preview::{PreviewProxy, StorePreviewBackend};
-use crate::sandbox::local::{prepare_template, LocalOptions, LocalProvider, TemplateProgress};
+use crate::sandbox::local::{
+    prepare_template, Isolation, LocalOptions, LocalProvider, TemplateProgress,
+};
 use crate::sandbox::SandboxProvider;
 use crate::site::SiteServer;
 use crate::tasks::TaskRouter;
@@ -108,13 +110,28 @@ async fn sandboxes(
             message: "kube needs a build with `--features kube`".into(),
         }),
         SandboxBackend::Local => {
+            // Projects of different people must not see each other or the host.
+            let isolation = Isolation::detect();
+            if config.jwt_secret.is_some()
+                && isolation == Isolation::None
+                && !config.allow_unsandboxed
+            {
+                return Err(Error::Config {
+                    var: "APNA_JWT_SECRET",
+                    message: "multi-user mode needs bubblewrap to keep projects apart and away from this machine, \
+                              and it is not usable here: install the Debian package `bubblewrap` \
+                              (or set APNA_ALLOW_UNSANDBOXED=1 to run without it)"
+                        .into(),
+                });
+            }
             let template =
                 prepare_template(&config.template_dir, &config.template_cache, progress).await?;
             let local = Arc::new(LocalProvider::new(LocalOptions {
                 data_dir: config.data_dir.clone(),
                 template,
                 hmr_client_port: Some(config.port),
-                isolation: None,
+                isolation: Some(isolation),
+                max_project_mb: config.max_project_mb,
             })?);
             Ok((local.clone(), Some(local)))
         }

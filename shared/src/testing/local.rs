@@ -41,6 +41,15 @@ pub async fn template() -> PreparedTemplate {
 
 /// A provider whose data dir is `data_dir`.
 pub async fn provider(data_dir: &Path, hmr_client_port: Option<u16>) -> LocalProvider {
+    provider_with_budget(data_dir, hmr_client_port, 500).await
+}
+
+/// A provider whose projects may hold `max_project_mb` MiB each.
+pub async fn provider_with_budget(
+    data_dir: &Path,
+    hmr_client_port: Option<u16>,
+    max_project_mb: u64,
+) -> LocalProvider {
     LocalProvider::new(LocalOptions {
         data_dir: data_dir.to_path_buf(),
         template: template().await,
@@ -49,6 +58,7 @@ pub async fn provider(data_dir: &Path, hmr_client_port: Option<u16>) -> LocalPro
         isolation: std::env::var("APNA_TEST_NO_BWRAP")
             .is_ok_and(|v| v == "1")
             .then_some(crate::sandbox::local::Isolation::None),
+        max_project_mb,
     })
     .expect("provider")
 }

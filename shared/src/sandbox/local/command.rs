@@ -1,5 +1,10 @@
 //! `run_command` for local sandboxes: `sh -c` in the project root, with a
-//! timeout that kills the whole process group and output capped with a marker.
+//! timeout that kills the whole process group, resource limits (a cgroup of
+//! its own when possible), and output capped with a marker.
+//!
+//! Under bubblewrap a command has no network, except a plain package-manager
+//! install (`npm install zod`, nothing else on the line), which needs the
+//! registry: it gets the host's network with install scripts turned off.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -85,7 +90,24 @@ pub async fn run(
             MAX_TIMEOUT.as_secs()
         )));
     }
-    let mut cmd = project_command(isolation, spec, "sh", &["-c", &req.command]);
+    let limits = spec.limits;
+    let cgroup = spec
+        .confinement
+        .cgroup("cmd", &limits);
+    let network = is_package_install(&req.command);
+    let extra_env: Vec<(&str, String)> = spec
+        .env
+        .iter()
+        .cloned()
+        .chain(network.then(|| ("npm_config_ignore_scripts", "true".to_string())))
+        .collect();
+    let spec = ProcessSpec {
+        cgroup: cgroup.as_ref(),
+        network,
+        env: &extra_env,
+        ..spec.clone()
+    };
+    let mut cmd = project_command(isolation, &spec, "sh", &["-c", &req.command]);
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -125,6 +147,13 @@ pub async fn run(
     for r in readers {
         let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
     }
+    let usage = cgroup
+        .as_ref()
+        .map(|g| g.usage())
+        .unwrap_or_default()
+        .with_status(status);
+    // Whatever is left in its cgroup (a fork bomb's last children) ends now.
+    drop(cgroup);
     let (buf, truncated) = {
         let c = cap.lock().unwrap_or_else(|p| p.into_inner());
         (c.buf.clone(), c.truncated)
@@ -132,6 +161,12 @@ pub async fn run(
     let mut output = String::from_utf8_lossy(&buf).into_owned();
     if truncated {
         output.push_str(TRUNCATION_MARKER);
+    }
+    if let Some(why) = usage.explain(&limits) {
+        tracing::warn!(%why, "a command ran into a resource limit");
+        output.push('\n');
+        output.push_str(&why);
+        output.push('\n');
     }
     if timed_out {
         output.push_str(&format!(
@@ -147,6 +182,37 @@ pub async fn run(
     })
 }
 
+/// Whether `command` is nothing but a package-manager install (no shell
+/// operators, substitutions or redirections): the one kind of command that
+/// gets the network, since it needs the registry.
+pub fn is_package_install(command: &str) -> bool {
+    let safe = |w: &str| {
+        w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@/._^~=-+:".contains(&b))
+    };
+    let words: Vec<&str> = command.split_whitespace().collect();
+    match words.as_slice() {
+        [pm, verb, rest @ ..] => {
+            matches!(*pm, "npm" | "pnpm" | "yarn" | "bun")
+                && matches!(
+                    *verb,
+                    "install"
+                        | "i"
+                        | "ci"
+                        | "add"
+                        | "update"
+                        | "up"
+                        | "remove"
+                        | "rm"
+                        | "uninstall"
+                )
+                && rest.iter().all(|w| safe(w))
+                && !command.contains('\n')
+        }
+        _ => false,
+    }
+}
+
 async fn drain<R: tokio::io::AsyncRead + Unpin>(mut r: R, cap: Arc<Mutex<Capture>>) {
     let mut chunk = [0u8; 8192];
     loop {
@@ -156,6 +222,38 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(mut r: R, cap: Arc<Mutex<Capture
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(&chunk[..n]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_package_install;
+
+    #[test]
+    fn only_plain_installs_get_the_network() {
+        for ok in [
+            "npm install zod",
+            "npm i -D @types/node@^20",
+            "pnpm add react-router-dom",
+            "npm ci",
+        ] {
+            assert!(is_package_install(ok), "{ok}");
+        }
+        for no in [
+            "npm install zod && curl evil.com",
+            "npm install $(cat /etc/passwd)",
+            "npm install zod; wget x",
+            "npm install `id`",
+            "npm run build",
+            "npx vite build",
+            "curl http://127.0.0.1:3000/api/projects",
+            "npm install zod > /tmp/x",
+            "npm install zod | sh",
+            "npm",
+            "npm install\ncurl evil.com",
+        ] {
+            assert!(!is_package_install(no), "{no}");
         }
     }
 }

@@ -23,7 +23,9 @@
 //! `npm install` + Vite 4–6 s. Run `cargo bench -p apna --bench create_to_ready`.
 
 pub mod command;
+pub mod disk;
 pub mod files;
+pub mod limits;
 pub mod process;
 mod spare;
 pub mod supervisor;
@@ -59,6 +61,8 @@ pub struct LocalOptions {
     pub hmr_client_port: Option<u16>,
     /// Isolation; `None` detects bubblewrap.
     pub isolation: Option<Isolation>,
+    /// Disk budget of one project in MiB (`APNA_MAX_PROJECT_MB`).
+    pub max_project_mb: u64,
 }
 
 struct Inner {
@@ -90,12 +94,13 @@ impl LocalProvider {
         std::fs::create_dir_all(&logs)?;
         let isolation = opts.isolation.unwrap_or_else(Isolation::detect);
         let data_dir = std::fs::canonicalize(&opts.data_dir)?;
-        let toolchain = Toolchain::new(
+        let mut toolchain = Toolchain::new(
             opts.template,
             data_dir.clone(),
             isolation,
             DevServerOptions::loopback(opts.hmr_client_port),
         )?;
+        toolchain.set_disk_budget(opts.max_project_mb.saturating_mul(1024 * 1024));
         let orphans = process::kill_orphans(&[
             std::fs::canonicalize(&projects)?,
             data_dir.join("workspace"),
@@ -173,6 +178,12 @@ impl LocalProvider {
         self.inner.toolchain.isolation()
     }
 
+    /// Whether each command and dev server gets its own cgroup (process and
+    /// memory limits); otherwise only rlimits apply.
+    pub fn cgroups_enabled(&self) -> bool {
+        self.inner.toolchain.confinement().cgroups.is_some()
+    }
+
     /// Stops every dev server this process started (for shutdown).
     pub async fn stop_all(&self) {
         let all: Vec<Arc<Workspace>> = self.inner.workspaces().values().cloned().collect();
@@ -181,6 +192,9 @@ impl LocalProvider {
         }
         self.inner.spare.set_enabled(false);
         spare::discard(&self.inner).await;
+        if let Some(c) = &self.inner.toolchain.confinement().cgroups {
+            c.remove();
+        }
     }
 }
 

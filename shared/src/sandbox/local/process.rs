@@ -1,16 +1,21 @@
-//! Spawning and killing child processes: process groups, optional bubblewrap,
-//! and a clean environment (the server's secrets never reach a project).
+//! Spawning and killing child processes: process groups, bubblewrap with
+//! the least of the host a project needs (see [`system_mount_args`]), resource
+//! limits (see `limits`), and a clean environment (the server's secrets never
+//! reach a project).
 
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use tokio::process::Command;
 
+use super::limits::{Cgroup, Cgroups, Limits, Rlimits};
+
 /// How project processes are isolated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Isolation {
-    /// Inside `bwrap`: the file system read-only except the project dir and
-    /// `/tmp`; the data dir hidden except the project and the template cache.
+    /// Inside `bwrap`: only the system's programs and libraries, the template
+    /// cache (read-only), the project dir (writable) and a private `/tmp`.
     Bubblewrap {
         /// Path of the `bwrap` binary.
         bwrap: PathBuf,
@@ -58,29 +63,182 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Some containers forbid user namespaces: try once before relying on bwrap.
+/// Some containers forbid user namespaces: try once, with the flags every
+/// project process gets, before relying on bwrap.
 fn bwrap_works(bwrap: &Path) -> bool {
-    std::process::Command::new(bwrap)
-        .args([
-            "--ro-bind",
-            "/",
-            "/",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-            "true",
-        ])
+    let mut c = std::process::Command::new(bwrap);
+    c.args(system_mount_args(false))
+        .args(["--", "true"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+        .stderr(std::process::Stdio::null());
+    c.status().map(|s| s.success()).unwrap_or(false)
 }
 
 /// Name of the in-sandbox project mount under the (hidden) data dir.
 const WORKSPACE: &str = "workspace";
+
+/// The parts of the host a project process sees, read-only: the system's
+/// programs and libraries (`/usr` and its merged-`/usr` links), what DNS and
+/// TLS need from `/etc`, and `extra` (the Node install when it lives outside
+/// `/usr`). Nothing else of the host: no HOME, no `/root`, no `/srv`, no data
+/// dir; `/tmp` is a private tmpfs and `/proc` shows only the sandbox.
+fn system_mount_args(network: bool) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = Vec::new();
+    let mut push = |parts: &[&std::ffi::OsStr]| a.extend(parts.iter().map(|p| p.to_os_string()));
+    push(&["--ro-bind".as_ref(), "/usr".as_ref(), "/usr".as_ref()]);
+    for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
+        let p = Path::new(top);
+        match std::fs::read_link(p) {
+            // Merged /usr (Debian 12+): keep the link, not a second mount.
+            Ok(target) => push(&["--symlink".as_ref(), target.as_os_str(), top.as_ref()]),
+            Err(_) if p.is_dir() => push(&["--ro-bind".as_ref(), top.as_ref(), top.as_ref()]),
+            Err(_) => {}
+        }
+    }
+    for etc in ETC_FILES {
+        push(&["--ro-bind-try".as_ref(), etc.as_ref(), etc.as_ref()]);
+    }
+    push(&[
+        "--dev".as_ref(),
+        "/dev".as_ref(),
+        "--proc".as_ref(),
+        "/proc".as_ref(),
+        "--unshare-pid".as_ref(),
+        "--unshare-ipc".as_ref(),
+        "--unshare-uts".as_ref(),
+        "--die-with-parent".as_ref(),
+        "--new-session".as_ref(),
+    ]);
+    if !network {
+        push(&["--unshare-net".as_ref()]);
+    }
+    // As root, bwrap keeps every capability unless told otherwise.
+    // SAFETY: geteuid has no side effects.
+    if unsafe { libc::geteuid() } == 0 {
+        push(&["--cap-drop".as_ref(), "ALL".as_ref()]);
+    }
+    a
+}
+
+/// What Node, npm and the toolchain read from `/etc` (DNS, TLS, `/usr/bin`'s
+/// alternatives links, the time zone). Missing ones are skipped.
+const ETC_FILES: &[&str] = &[
+    "/etc/alternatives",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/localtime",
+];
+
+/// What every project process of a provider shares: cgroups, the project
+/// disk budget, and the toolchain directories outside `/usr` it may read.
+#[derive(Debug)]
+pub struct Confinement {
+    /// A cgroup per process tree, when this machine lets us create them.
+    pub cgroups: Option<Cgroups>,
+    /// Bytes a project's directory may hold (`APNA_MAX_PROJECT_MB`).
+    pub budget_bytes: u64,
+    /// Extra read-only directories (the Node install when it is not under `/usr`).
+    toolchain: Vec<PathBuf>,
+    /// Node preload making Vite serve the socket Apna listens on (see `listen_shim`).
+    listen_shim: Option<PathBuf>,
+}
+
+/// Where the socket shim appears inside the sandbox.
+const SHIM_PATH: &str = "/run/apna/listen-fd.cjs";
+
+/// Loaded into the dev server with `--require`: its HTTP server listens on
+/// the socket Apna opened and passed as fd 3, so the dev server itself runs
+/// without any network (`--unshare-net`) yet the preview proxy reaches it.
+const LISTEN_SHIM: &str = r#"// Written by Apna: serve the socket passed as fd 3 (the sandbox has no network).
+// Only the HTTP server takes it: Vite first probes the port with plain
+// net servers, which must not consume (and close) the socket.
+const net = require("net");
+const http = require("http");
+const tls = require("tls");
+const fd = Number(process.env.APNA_LISTEN_FD);
+const port = Number(process.env.PORT);
+const listen = net.Server.prototype.listen;
+let used = false;
+net.Server.prototype.listen = function (...args) {
+  const wanted = typeof args[0] === "object" && args[0] !== null ? args[0].port : args[0];
+  const isHttp = this instanceof http.Server || this instanceof tls.Server;
+  if (!used && isHttp && fd >= 0 && Number(wanted) === port) {
+    used = true;
+    return listen.call(this, { fd }, args.find((a) => typeof a === "function"));
+  }
+  return listen.apply(this, args);
+};
+"#;
+
+impl Confinement {
+    /// For processes isolated by `isolation`, with helper files under `data_dir`.
+    pub fn new(isolation: &Isolation, data_dir: &Path, budget_bytes: u64) -> Confinement {
+        let mut toolchain = Vec::new();
+        if let Some(node) = find_on_path("node").and_then(|n| std::fs::canonicalize(n).ok()) {
+            // `/opt/node/bin/node` → `/opt/node`; nothing extra for `/usr/bin/node`.
+            let root = node.parent().and_then(Path::parent).map(Path::to_path_buf);
+            if let Some(root) = root.filter(|r| !r.starts_with("/usr") && r != Path::new("/")) {
+                toolchain.push(root);
+            }
+        }
+        let listen_shim = match isolation {
+            Isolation::Bubblewrap { .. } => {
+                let path = data_dir.join("runtime").join("listen-fd.cjs");
+                let written = path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|_| std::fs::write(&path, LISTEN_SHIM));
+                match written {
+                    Ok(()) => Some(path),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not write the dev server's socket shim: dev servers keep the host network");
+                        None
+                    }
+                }
+            }
+            Isolation::None => None,
+        };
+        Confinement {
+            cgroups: Cgroups::detect(),
+            budget_bytes,
+            toolchain,
+            listen_shim,
+        }
+    }
+
+    /// No cgroups, nothing extra (tests of command parsing).
+    pub fn minimal(budget_bytes: u64) -> Confinement {
+        Confinement {
+            cgroups: None,
+            budget_bytes,
+            toolchain: Vec::new(),
+            listen_shim: None,
+        }
+    }
+
+    /// Whether dev servers run without a network and serve a socket passed in.
+    pub fn dev_server_offline(&self, isolation: &Isolation) -> bool {
+        self.listen_shim.is_some() && matches!(isolation, Isolation::Bubblewrap { .. })
+    }
+
+    /// A cgroup for one process tree, or `None` (no cgroups, or creating one failed).
+    pub fn cgroup(&self, what: &str, limits: &Limits) -> Option<Cgroup> {
+        let groups = self.cgroups.as_ref()?;
+        match groups.create(what, limits) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not create a cgroup: this process tree is limited by rlimits only");
+                None
+            }
+        }
+    }
+}
 
 /// Where a project process may write and what it may see.
 #[derive(Debug, Clone)]
@@ -96,10 +254,21 @@ pub struct ProcessSpec<'a> {
     pub private_dirs: &'a [PathBuf],
     /// Extra environment variables.
     pub env: &'a [(&'a str, String)],
+    /// Shared settings: cgroups, disk budget, toolchain.
+    pub confinement: &'a Confinement,
+    /// What this process tree may use.
+    pub limits: Limits,
+    /// Its cgroup, when there is one (the caller keeps it until the tree ends).
+    pub cgroup: Option<&'a Cgroup>,
+    /// Whether it may use the host's network (under bubblewrap; otherwise it always can).
+    pub network: bool,
+    /// A listening socket to hand to the process as fd 3 (the dev server).
+    pub listen_fd: Option<RawFd>,
 }
 
 /// Builds a command running `program args…` for a project, in its own process
-/// group, with a minimal environment, inside bubblewrap when available.
+/// group, with a minimal environment and resource limits, inside bubblewrap
+/// when available.
 pub fn project_command(
     isolation: &Isolation,
     spec: &ProcessSpec<'_>,
@@ -109,11 +278,18 @@ pub fn project_command(
     let mut cmd = match isolation {
         Isolation::Bubblewrap { bwrap } => {
             let mut c = Command::new(bwrap);
-            c.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
-            c.arg("--tmpfs").arg("/tmp");
-            // Hide the data dir (other projects, apna.db, snapshots), then give
-            // back only what this project needs.
-            c.arg("--tmpfs").arg(spec.hidden_dir);
+            c.args(system_mount_args(spec.network));
+            // /tmp first: the mounts below may lie under it (tests' data dirs).
+            c.arg("--size")
+                .arg(spec.limits.tmp_bytes.to_string())
+                .arg("--tmpfs")
+                .arg("/tmp");
+            for dir in &spec.confinement.toolchain {
+                c.arg("--ro-bind").arg(dir).arg(dir);
+            }
+            if let (Some(shim), Some(_)) = (&spec.confinement.listen_shim, spec.listen_fd) {
+                c.arg("--ro-bind").arg(shim).arg(SHIM_PATH);
+            }
             for ro in spec.read_only_dirs {
                 c.arg("--ro-bind").arg(ro).arg(ro);
             }
@@ -122,13 +298,6 @@ pub fn project_command(
             }
             let workdir = isolation.workdir(spec.project_dir, spec.hidden_dir);
             c.arg("--bind").arg(spec.project_dir).arg(&workdir);
-            c.args([
-                "--unshare-pid",
-                "--unshare-ipc",
-                "--unshare-uts",
-                "--die-with-parent",
-                "--new-session",
-            ]);
             c.arg("--chdir").arg(&workdir);
             c.arg("--").arg(program).args(args);
             c
@@ -165,6 +334,35 @@ pub fn project_command(
         .env("npm_config_audit", "false");
     for (k, v) in spec.env {
         cmd.env(k, v);
+    }
+    if let (Some(_), Some(_), Isolation::Bubblewrap { .. }) =
+        (&spec.confinement.listen_shim, spec.listen_fd, isolation)
+    {
+        cmd.env("NODE_OPTIONS", format!("--require {SHIM_PATH}"))
+            .env("APNA_LISTEN_FD", "3");
+    }
+    let rlimits = Rlimits::new(&spec.limits, spec.cgroup.is_some());
+    let join = spec.cgroup.map(Cgroup::join_paths).unwrap_or_default();
+    let listen_fd = spec.listen_fd;
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only async-signal-safe functions (setrlimit, open, write, close, dup2);
+    // everything it reads was allocated before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            Cgroup::join(&join)?;
+            rlimits.apply()?;
+            if let Some(fd) = listen_fd {
+                let ok = if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0) >= 0
+                } else {
+                    libc::dup2(fd, 3) >= 0
+                };
+                if !ok {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
     cmd.process_group(0).kill_on_drop(true);
     cmd

@@ -15,7 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::process::{kill_group, project_command, Isolation, ProcessSpec};
+use super::limits::Limits;
+use super::process::{kill_group, project_command, Confinement, Isolation, ProcessSpec};
 use crate::error::{Error, Result};
 use crate::sandbox::{SandboxState, SandboxStatus};
 
@@ -45,6 +46,8 @@ pub struct ViteSpec {
     pub server: DevServerOptions,
     /// Isolation to use.
     pub isolation: Isolation,
+    /// Cgroups, disk budget and toolchain shared by the host's processes.
+    pub confinement: Arc<Confinement>,
 }
 
 /// Where a dev server listens; the same for every project of one host.
@@ -258,10 +261,24 @@ async fn run_once(
     shared: &Arc<Mutex<Shared>>,
     cancel: &CancellationToken,
 ) -> Result<std::process::ExitStatus> {
-    let port = match spec.server.port {
-        Some(p) => p,
-        None => free_port()?,
+    // Under bubblewrap on a free loopback port the dev server has no network:
+    // Apna listens and hands it the socket; the preview proxy connects to that.
+    let offline =
+        spec.server.port.is_none() && spec.confinement.dev_server_offline(&spec.isolation);
+    let listener = if offline {
+        Some(std::net::TcpListener::bind((spec.server.host.as_str(), 0))?)
+    } else {
+        None
     };
+    let port = match (&listener, spec.server.port) {
+        (Some(l), _) => l.local_addr()?.port(),
+        (None, Some(p)) => p,
+        (None, None) => free_port()?,
+    };
+    let limits = Limits::dev_server(spec.confinement.budget_bytes);
+    let cgroup = spec
+        .confinement
+        .cgroup(&format!("vite-{}", spec.project_id), &limits);
     let mut env = vec![
         ("PORT", port.to_string()),
         ("HOST", spec.server.host.clone()),
@@ -280,6 +297,11 @@ async fn run_once(
         read_only_dirs: &spec.read_only_dirs,
         private_dirs: &spec.private_dirs,
         env: &env,
+        confinement: &spec.confinement,
+        limits,
+        cgroup: cgroup.as_ref(),
+        network: !offline,
+        listen_fd: listener.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
     };
     // Vite's default config loader bundles vite.config.ts into
     // node_modules/.vite-temp (a private tmpfs under bubblewrap). It costs
@@ -293,6 +315,9 @@ async fn run_once(
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::Sandbox(format!("could not start node: {e}")))?;
+    // The dev server holds the socket now; ours would keep the port open
+    // (and queue connections) after it exits.
+    drop(listener);
     let pid = child.id();
     {
         let mut s = lock(shared);
@@ -348,6 +373,16 @@ async fn run_once(
     for r in readers {
         let _ = tokio::time::timeout(Duration::from_secs(1), r).await;
     }
+    if let Some(why) = cgroup
+        .as_ref()
+        .map(|g| g.usage())
+        .unwrap_or_default()
+        .with_status(Some(status))
+        .explain(&limits)
+    {
+        push_line(shared, format!("[apna] the dev server stopped: {why}"));
+    }
+    drop(cgroup);
     Ok(status)
 }
 

@@ -17,8 +17,10 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use super::command::{self, RunningCommands};
+use super::disk;
 use super::files;
-use super::process::{Isolation, ProcessSpec};
+use super::limits::Limits;
+use super::process::{Confinement, Isolation, ProcessSpec};
 use super::supervisor::{DevServerOptions, Supervisor, ViteSpec};
 use super::template::{self, PreparedTemplate, VITE_TEMP_DIR};
 use crate::error::{Error, Result};
@@ -37,7 +39,11 @@ pub struct Toolchain {
     hidden_dir: PathBuf,
     isolation: Isolation,
     dev_server: DevServerOptions,
+    confinement: Arc<Confinement>,
 }
+
+/// A project's disk budget unless the host sets another (`APNA_MAX_PROJECT_MB`).
+pub const DEFAULT_DISK_BUDGET: u64 = 500 * 1024 * 1024;
 
 impl Toolchain {
     /// `hidden_dir` is hidden from project processes under bubblewrap (the
@@ -64,6 +70,11 @@ impl Toolchain {
             }
             Isolation::None => Vec::new(),
         };
+        let confinement = Arc::new(Confinement::new(
+            &isolation,
+            &hidden_dir,
+            DEFAULT_DISK_BUDGET,
+        ));
         Ok(Toolchain {
             template: template.files,
             node_modules,
@@ -71,7 +82,20 @@ impl Toolchain {
             hidden_dir,
             isolation,
             dev_server,
+            confinement,
         })
+    }
+
+    /// Sets the disk budget of each project (bytes); before any workspace uses it.
+    pub fn set_disk_budget(&mut self, bytes: u64) {
+        if let Some(c) = Arc::get_mut(&mut self.confinement) {
+            c.budget_bytes = bytes;
+        }
+    }
+
+    /// Cgroups, disk budget and toolchain directories shared by the processes.
+    pub fn confinement(&self) -> &Confinement {
+        &self.confinement
     }
 
     /// The isolation in use.
@@ -100,6 +124,7 @@ impl Toolchain {
             log_file,
             server: self.dev_server.clone(),
             isolation: self.isolation.clone(),
+            confinement: self.confinement.clone(),
         }
     }
 
@@ -110,6 +135,11 @@ impl Toolchain {
             read_only_dirs: std::slice::from_ref(&self.node_modules),
             private_dirs: &self.private_dirs,
             env,
+            confinement: &self.confinement,
+            limits: Limits::command(self.confinement.budget_bytes),
+            cgroup: None,
+            network: false,
+            listen_fd: None,
         }
     }
 }
@@ -452,8 +482,12 @@ impl Sandbox for Workspace {
         self.require_exists()?;
         let p = path.clone();
         let data = data.to_vec();
-        self.in_root(move |root| files::write(root, &p, &data))
-            .await
+        let budget = self.toolchain.confinement.budget_bytes;
+        self.in_root(move |root| {
+            disk::check_write(root, &root.join(p.as_str()), data.len() as u64, budget)?;
+            files::write(root, &p, &data)
+        })
+        .await
     }
 
     async fn delete_file(&self, path: &ProjectPath) -> Result<bool> {
@@ -474,14 +508,25 @@ impl Sandbox for Workspace {
         }
         let env = [];
         let span = tracing::info_span!("exec", project_id = %self.id);
-        command::run(
+        let mut out = command::run(
             &self.toolchain.isolation,
             &self.toolchain.process_spec(&self.root, &env),
             &self.commands,
             req,
         )
         .instrument(span)
-        .await
+        .await?;
+        let budget = self.toolchain.confinement.budget_bytes;
+        if let Some(note) = self
+            .in_root(move |root| Ok(disk::over_budget_note(root, budget)))
+            .await?
+        {
+            tracing::warn!(project_id = %self.id, %note, "project over its disk budget");
+            out.output.push('\n');
+            out.output.push_str(&note);
+            out.output.push('\n');
+        }
+        Ok(out)
     }
 
     async fn logs(&self, lines: usize) -> Result<String> {
