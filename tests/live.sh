@@ -55,7 +55,13 @@ start_apna() {
 echo "== browser e2e (Chromium + playwright-core) against apna serve with the mock model"
 start_mock tests/fixtures/conversations/ui_e2e.json
 start_apna ui
-APNA_E2E_URL="$APNA_URL" node --test tests/e2e/
+ui_url=$APNA_URL
+# Multi-user mode for the private-preview test (issue #15): its own server and mock.
+multi_secret="e2e-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+start_mock tests/fixtures/conversations/ui_e2e.json
+start_apna multi APNA_JWT_SECRET="$multi_secret"
+APNA_E2E_URL="$ui_url" APNA_E2E_MULTI_URL="$APNA_URL" APNA_E2E_MULTI_SECRET="$multi_secret" \
+  node --test tests/e2e/
 
 echo "== schemathesis against apna serve with openapi.json"
 start_mock tests/fixtures/conversations/generation_e2e.json
@@ -63,15 +69,22 @@ start_mock tests/fixtures/conversations/generation_e2e.json
 start_apna schema APNA_MAX_PROJECTS=3 APNA_MAX_ACTIVE_RUNS=2
 # The SSE variant of /events streams until a run ends; the JSON long-poll form
 # is what the document describes, so the fuzzer always sends `after`.
-# A fixed seed makes a CI failure reproducible; APNA_SCHEMATHESIS_SEED=random
-# explores new inputs (each run prints its seed).
+# Every check (the document and the server must agree on what is valid, both
+# ways). A fixed seed makes a CI failure reproducible; APNA_SCHEMATHESIS_SEED=random
+# explores new inputs (each run prints its seed), and APNA_SCHEMATHESIS_EXAMPLES
+# raises the examples per operation for a longer hunt (see README, "Testing").
 # One worker: CPython 3.11 before 3.11.8 can fail ast.parse in concurrent
 # threads ("AST constructor recursion depth mismatch"), which hypothesis
 # calls while describing strategies; it broke a CI run.
 seed_args=(--seed "${APNA_SCHEMATHESIS_SEED:-20261125}")
 [ "${APNA_SCHEMATHESIS_SEED:-}" = random ] && seed_args=()
+set +e
 schemathesis run openapi.json --url "${APNA_URL%/}" \
-  --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
-  --max-examples 15 --request-timeout 30 --workers 1 "${seed_args[@]}" \
+  --checks all \
+  --max-examples "${APNA_SCHEMATHESIS_EXAMPLES:-15}" --request-timeout 30 --workers 1 "${seed_args[@]}" \
   --exclude-path-regex '/events$' \
-  --report junit --report-dir "$out/schemathesis" 2>&1 | tail -n 80
+  --report junit --report-dir "$out/schemathesis" >"$out/schemathesis.log" 2>&1
+st_status=$?
+set -e
+tail -n 80 "$out/schemathesis.log"
+exit "$st_status"

@@ -118,6 +118,8 @@ export const api = {
   publish: (id, body) => request('POST', `/api/projects/${enc(id)}/publish`, body),
   unpublish: (id) => request('DELETE', `/api/projects/${enc(id)}/publish`),
   bundleUrl: (id) => apiUrl(`/api/projects/${enc(id)}/git`),
+  previewAccess: (id) => request('GET', `/api/projects/${enc(id)}/preview-access`),
+  share: (id, isPublic) => request('PUT', `/api/projects/${enc(id)}/share`, { public: isPublic }),
 };
 
 /** Downloads a URL with the bearer token (a plain link cannot send headers). */

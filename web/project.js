@@ -32,6 +32,8 @@ export function projectView(el, id, { onUnauthorized }) {
     tab: 'chat',
     ws: 'preview',
     previewSrc: '',
+    // Multi-user mode: previews are private unless shared (set from preview-access).
+    multiUser: false,
     filesLoaded: false,
     versionsLoaded: false,
     selectedFile: null,
@@ -154,6 +156,13 @@ export function projectView(el, id, { onUnauthorized }) {
   const openLink = h('a', { class: 'btn btn-small btn-ghost', target: '_blank', rel: 'noopener', 'aria-label': 'Open the preview in a new tab' }, '↗ Open');
   const overlay = h('div', { class: 'preview-overlay', hidden: true, role: 'status' });
   const reloadBtn = h('button', { class: 'btn btn-small btn-ghost', type: 'button', 'aria-label': 'Reload the preview', onclick: () => reloadPreview() }, '↻ Reload');
+  const shareBtn = h('button', { class: 'btn btn-small btn-ghost share-btn', type: 'button', hidden: true, 'aria-pressed': 'false', onclick: () => toggleShare() }, 'Share');
+  openLink.addEventListener('click', (e) => {
+    // A private preview opens through a fresh sign-in link (the token in it lives minutes).
+    if (!s.multiUser || (s.project && s.project.preview_public)) return;
+    e.preventDefault();
+    api.previewAccess(id).then((a) => window.open(a.url, '_blank', 'noopener'), fail('Could not open the preview'));
+  });
 
   // Files pane
   const tree = h('nav', { class: 'file-tree', 'aria-label': 'Project files' });
@@ -185,7 +194,7 @@ export function projectView(el, id, { onUnauthorized }) {
     h(
       'section',
       { class: 'pane pane-preview', id: 'pane-preview', role: 'tabpanel', 'aria-labelledby': 'tab-preview' },
-      h('div', { class: 'toolbar' }, previewUrl, h('div', { class: 'toolbar-actions' }, reloadBtn, openLink)),
+      h('div', { class: 'toolbar' }, previewUrl, h('div', { class: 'toolbar-actions' }, shareBtn, reloadBtn, openLink)),
       h('div', { class: 'frame-wrap' }, iframe, overlay),
     ),
     h(
@@ -235,6 +244,7 @@ export function projectView(el, id, { onUnauthorized }) {
     if (p.status === 'failed' && p.error && !s.live) {
       statusSlot.append(h('span', { class: 'error-text small', title: p.error }, p.error));
     }
+    renderShare();
   }
 
   async function loadProject() {
@@ -299,23 +309,66 @@ export function projectView(el, id, { onUnauthorized }) {
       return;
     }
     overlay.hidden = true;
-    if (p.preview_url && (!s.previewSrc || before === 'hibernated')) loadPreview(p.preview_url);
+    if (p.preview_url && (!s.previewSrc || before === 'hibernated')) loadPreview();
   }
 
   // data-state (loading|loaded) lets tests wait for the frame to settle.
-  function loadPreview(url) {
-    s.previewSrc = url;
+  // In multi-user mode a private preview is opened through its sign-in link
+  // (a short-lived token the preview host swaps for a cookie), fetched anew
+  // for every load.
+  async function loadPreview() {
+    let url = s.project && s.project.preview_url;
+    s.previewSrc = url || s.previewSrc;
     s.previewLoadedAt = Date.now();
     iframe.dataset.state = 'loading';
+    try {
+      const access = await api.previewAccess(id);
+      url = access.url;
+      s.multiUser = Boolean(access.token) || access.public;
+      renderShare();
+    } catch (e) {
+      if (s.disposed) return;
+      if (e.status === 401) return fail('Could not open the preview')(e);
+      // A server without the preview-access endpoint: the plain URL works there.
+    }
+    if (s.disposed || !url) return;
     // Assigning src (even the same URL) reloads a cross-origin frame.
     iframe.src = url;
+  }
+
+  function renderShare() {
+    const p = s.project;
+    shareBtn.hidden = !s.multiUser || !p;
+    if (!p) return;
+    const shared = Boolean(p.preview_public);
+    shareBtn.textContent = shared ? '🔗 Shared' : 'Share';
+    shareBtn.setAttribute('aria-pressed', String(shared));
+    shareBtn.title = shared
+      ? 'Anyone with the preview link can open it. Click to make it private.'
+      : 'Only you can open the preview. Click to let anyone with the link open it.';
+    shareBtn.setAttribute('aria-label', shareBtn.title);
+  }
+
+  async function toggleShare() {
+    if (!s.project) return;
+    const next = !s.project.preview_public;
+    shareBtn.disabled = true;
+    try {
+      s.project = await api.share(id, next);
+      renderShare();
+      toast(next ? `Anyone with the link can open the preview: ${s.project.preview_url}` : 'The preview is private again.', 'info');
+    } catch (e) {
+      fail('Could not change sharing')(e);
+    } finally {
+      shareBtn.disabled = false;
+    }
   }
   iframe.addEventListener('load', () => {
     if (iframe.dataset.state === 'loading') iframe.dataset.state = 'loaded';
   });
 
   function reloadPreview() {
-    if (s.previewSrc) loadPreview(s.previewSrc);
+    if (s.previewSrc) loadPreview();
   }
 
   // ------------------------------------------------------------ chat history

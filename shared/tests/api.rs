@@ -830,8 +830,8 @@ async fn the_server_agrees_with_the_documented_ranges() {
         let r = h.get(&format!("/api/projects?{q}"), None).await;
         assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.text);
     }
-    // Refused exactly where `^[^\0]*[^\0\t\n\r ][^\0]*$` refuses.
-    for bad in ["", " ", "\t\n\r ", "a\u{0}b"] {
+    // Refused exactly where the documented pattern `[^\t\n\r ]` refuses.
+    for bad in ["", " ", "\t\n\r "] {
         let r = h
             .post("/api/projects", None, &json!({ "prompt": bad }).to_string())
             .await;

@@ -270,6 +270,11 @@ async fn cross_site_forms_cannot_cancel_or_restore() {
         "the run was not cancelled"
     );
     assert_eq!(h.state.store.count_projects("local").await.unwrap(), 1);
+    // A method the route does not have is still a 405, guard or not.
+    for uri in ["/healthz", "/api/config"] {
+        let (status, _) = send(&app, "POST", uri, &form("http://evil.com"), "x=1").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{uri}");
+    }
 
     // The UI's own calls: same origin with the header, or JSON; and a listed origin.
     let (status, body) = send(

@@ -86,6 +86,21 @@ pub async fn not_found() -> error::ApiError {
 /// Every API route: the Lambda function that serves it, its path and its
 /// handler. `apna serve` mounts them all; each Lambda mounts its own rows.
 pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    // The cross-site guard runs only for a method a route has, so that any
+    // other method stays a 405.
+    unguarded_routes()
+        .into_iter()
+        .map(|(name, path, m)| {
+            (
+                name,
+                path,
+                m.route_layer(axum::middleware::from_fn(guard::csrf_guard)),
+            )
+        })
+        .collect()
+}
+
+fn unguarded_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
     vec![
         ("api-healthz", "/healthz", get(healthz)),
         ("api-config", "/api/config", get(client_config)),
@@ -260,14 +275,12 @@ pub fn with_middleware(
             ])
             .expose_headers([REQUEST_ID])
     };
+    // The rules reach the per-route guard (see `route_table`) as an extension.
     let router = router
         .with_state(state)
+        .layer(axum::Extension(csrf))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CompressionLayer::new())
-        .layer(axum::middleware::from_fn_with_state(
-            csrf,
-            guard::csrf_guard,
-        ))
         .layer(cors);
     let router = match hosts {
         Some(h) => router.layer(axum::middleware::from_fn_with_state(

@@ -41,12 +41,13 @@ pub enum TemplateName {
 /// Body of `POST /api/projects`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateProject {
-    /// What to build: some text that is not only spaces and line breaks, no NUL,
-    /// at most `APNA_MAX_PROMPT_CHARS` (default 20000) characters.
+    /// What to build: some text that is not only spaces, tabs and line breaks,
+    /// at most `APNA_MAX_PROMPT_CHARS` (default 20000) characters. NUL
+    /// characters are stored as U+FFFD.
     #[schema(
         min_length = 1,
         max_length = 20000,
-        pattern = "^[^\\u0000]*[^\\u0000\\t\\n\\r ][^\\u0000]*$"
+        pattern = "[^\\t\\n\\r ]"
     )]
     pub prompt: String,
     /// Template (only `vite-react`, the default).
@@ -74,7 +75,7 @@ pub struct ChatRequest {
     #[schema(
         min_length = 1,
         max_length = 20000,
-        pattern = "^[^\\u0000]*[^\\u0000\\t\\n\\r ][^\\u0000]*$"
+        pattern = "[^\\t\\n\\r ]"
     )]
     pub message: String,
     /// Accepted and ignored (seed compatibility).
@@ -216,8 +217,8 @@ pub async fn view(state: &AppState, project: Project) -> Result<ProjectView, Err
 }
 
 /// Checks a prompt or chat message as the OpenAPI document describes it:
-/// something besides spaces, tabs and line breaks, no NUL (PostgreSQL text
-/// cannot hold one), at most `max` characters.
+/// something besides spaces, tabs and line breaks, at most `max` characters.
+/// NUL becomes U+FFFD (PostgreSQL text cannot hold it; it means nothing in a prompt).
 fn check_text(what: &str, text: &str, max: usize) -> Result<String, Error> {
     if text.chars().count() > max {
         return Err(Error::InvalidInput(format!(
@@ -228,12 +229,7 @@ fn check_text(what: &str, text: &str, max: usize) -> Result<String, Error> {
     if t.is_empty() {
         return Err(Error::InvalidInput(format!("{what} must not be empty")));
     }
-    if t.contains('\0') {
-        return Err(Error::InvalidInput(format!(
-            "{what} must not contain a NUL character"
-        )));
-    }
-    Ok(t.to_string())
+    Ok(t.replace('\0', "\u{fffd}"))
 }
 
 /// Creates a project from a prompt and starts generating it.

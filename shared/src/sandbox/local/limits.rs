@@ -170,6 +170,34 @@ impl Cgroups {
         format!("apna-{}", std::process::id())
     }
 
+    /// Removes the groups an earlier `apna serve` left when it was killed
+    /// (their processes end with it: bubblewrap's `--die-with-parent`).
+    fn remove_stale(base: &Path) {
+        let Ok(entries) = std::fs::read_dir(base) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("apna-").and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            // SAFETY: signal 0 only checks that the pid exists.
+            if pid == std::process::id() as i32 || unsafe { libc::kill(pid, 0) } == 0 {
+                continue;
+            }
+            if let Ok(children) = std::fs::read_dir(e.path()) {
+                for c in children.flatten().filter(|c| c.path().is_dir()) {
+                    drop(Cgroup {
+                        dirs: vec![c.path()],
+                        procs: Vec::new(),
+                        v2: c.path().join("cgroup.kill").exists(),
+                    });
+                }
+            }
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+
     fn detect_v2() -> Option<Cgroups> {
         let root = Path::new("/sys/fs/cgroup");
         let base = root.join(Self::own_path(None)?);
@@ -181,6 +209,7 @@ impl Cgroups {
         // Controllers can be enabled for children only where no process
         // lives (except at the root): true for the root cgroup of a container.
         std::fs::write(base.join("cgroup.subtree_control"), "+pids +memory").ok()?;
+        Self::remove_stale(&base);
         let parent = base.join(Self::parent_name());
         std::fs::create_dir_all(&parent).ok()?;
         std::fs::write(parent.join("cgroup.subtree_control"), "+pids +memory").ok()?;
@@ -191,12 +220,13 @@ impl Cgroups {
     }
 
     fn detect_v1() -> Option<Cgroups> {
-        let pids = Path::new("/sys/fs/cgroup/pids")
-            .join(Self::own_path(Some("pids"))?)
-            .join(Self::parent_name());
-        let memory = Path::new("/sys/fs/cgroup/memory")
-            .join(Self::own_path(Some("memory"))?)
-            .join(Self::parent_name());
+        let pids_base = Path::new("/sys/fs/cgroup/pids").join(Self::own_path(Some("pids"))?);
+        let memory_base =
+            Path::new("/sys/fs/cgroup/memory").join(Self::own_path(Some("memory"))?);
+        Self::remove_stale(&pids_base);
+        Self::remove_stale(&memory_base);
+        let pids = pids_base.join(Self::parent_name());
+        let memory = memory_base.join(Self::parent_name());
         std::fs::create_dir_all(&pids).ok()?;
         if std::fs::create_dir_all(&memory).is_err() {
             let _ = std::fs::remove_dir(&pids);
