@@ -341,7 +341,7 @@ export function projectView(el, id, { onUnauthorized }) {
     shareBtn.hidden = !s.multiUser || !p;
     if (!p) return;
     const shared = Boolean(p.preview_public);
-    shareBtn.textContent = shared ? '🔗 Shared' : 'Share';
+    shareBtn.textContent = shared ? '✓ Shared' : 'Share';
     shareBtn.setAttribute('aria-pressed', String(shared));
     shareBtn.title = shared
       ? 'Anyone with the preview link can open it. Click to make it private.'

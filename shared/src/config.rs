@@ -373,6 +373,17 @@ impl Config {
                 })?;
             site_hosts.push((host, slug));
         }
+        for h in list(&get("APNA_PUBLIC_HOSTS")) {
+            let ok = !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+            if !ok {
+                return Err(Error::Config {
+                    var: "APNA_PUBLIC_HOSTS",
+                    message: format!("{h:?} is not a host name like apna.example.com or apna.example.com:8443 (no scheme, no path)"),
+                });
+            }
+        }
         Ok(Config {
             bind: parse_or(&get("APNA_BIND"), "APNA_BIND", IpAddr::from([127, 0, 0, 1]))?,
             port: parse_or(&get("PORT"), "PORT", 3000u16)?,

@@ -67,8 +67,8 @@ if (!url || !secret) {
     const deadline = Date.now() + runTimeout;
     for (;;) {
       const run = await api('GET', `/api/runs/${created.body.run_id}`, alice);
-      if (run.body && ['succeeded', 'failed', 'cancelled'].includes(run.body.run.status)) {
-        assert.equal(run.body.run.status, 'succeeded', JSON.stringify(run.body.run));
+      if (run.body && ['succeeded', 'failed', 'cancelled'].includes(run.body.status)) {
+        assert.equal(run.body.status, 'succeeded', JSON.stringify(run.body));
         break;
       }
       assert.ok(Date.now() < deadline, 'the run did not end');
@@ -96,7 +96,10 @@ if (!url || !secret) {
     const errors = [];
     const { context, page } = await newPage(browser, { width: 1280, height: 800 }, errors);
     try {
-      await context.addInitScript((tok) => localStorage.setItem('apna.token', tok), alice);
+      // Init scripts run in every frame: only the UI's own origin gets the token.
+      await context.addInitScript(([tok, origin]) => {
+        if (location.origin === origin) localStorage.setItem('apna.token', tok);
+      }, [alice, new URL(url).origin]);
       await page.goto(`${url}#/p/${id}`);
       await waitForPreviewHeading(page, FIRST_HEADING, 120_000);
       const frameUrl = (await (await page.waitForSelector('iframe.preview-frame')).contentFrame()).url();

@@ -456,6 +456,10 @@ setInterval(async () => {
           }
           return json(res, 200, publicProject(p));
         }
+        if (b === 'preview-access' && m === 'GET') {
+          // Single-user previews are open: no token, the plain URL.
+          return json(res, 200, { url: p.preview_url, preview_url: p.preview_url, token: null, expires_at: null, public: false });
+        }
         if (!b && m === 'DELETE') {
           p.status = 'deleted';
           p.deleted_at = now();

@@ -32,7 +32,8 @@ impl Write for Captured {
     }
 }
 
-const SNOOP: &str = "env; echo ---; for f in /proc/*/environ; do tr '\\0' '\\n' < $f; done 2>/dev/null; \
+const SNOOP: &str =
+    "env; echo ---; for f in /proc/*/environ; do tr '\\0' '\\n' < $f; done 2>/dev/null; \
                      echo ---; cat /proc/*/cmdline 2>/dev/null | tr '\\0' ' '; ls -a / /tmp ..; \
                      env > env-dump.txt; echo snooped";
 
@@ -50,14 +51,20 @@ fn script() -> Value {
 }
 
 fn find(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
-        let Ok(meta) = p.symlink_metadata() else { continue };
+        let Ok(meta) = p.symlink_metadata() else {
+            continue;
+        };
         if meta.file_type().is_symlink() {
             continue;
         }
@@ -98,7 +105,10 @@ async fn no_secret_reaches_logs_responses_events_or_snapshots() {
     let config = server_config(
         &data,
         &mock.url(),
-        &[("ANTHROPIC_API_KEY", &api_key), ("APNA_JWT_SECRET", &jwt_secret)],
+        &[
+            ("ANTHROPIC_API_KEY", &api_key),
+            ("APNA_JWT_SECRET", &jwt_secret),
+        ],
     );
     let server = apna::server::build(config, &|_| {}).await.expect("server");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -173,11 +183,24 @@ async fn no_secret_reaches_logs_responses_events_or_snapshots() {
         responses.push(call(reqwest::Method::GET, &path, None).await);
     }
     // The model really ran its snooping command and saw the sandbox's environment.
-    let messages = server.state.store.list_messages(&id, Page::new(200, 0)).await.unwrap();
+    let messages = server
+        .state
+        .store
+        .list_messages(&id, Page::new(200, 0))
+        .await
+        .unwrap();
     let conversation = serde_json::to_string(&messages).unwrap();
-    assert!(conversation.contains("snooped"), "the command ran: {conversation}");
+    assert!(
+        conversation.contains("snooped"),
+        "the command ran: {conversation}"
+    );
     assert!(conversation.contains("PATH="), "env printed something");
-    let events = server.state.store.list_events(&run_id, 0, 10_000).await.unwrap();
+    let events = server
+        .state
+        .store
+        .list_events(&run_id, 0, 10_000)
+        .await
+        .unwrap();
     assert!(events.len() > 3);
     let events = serde_json::to_string(&events).unwrap();
 
@@ -187,7 +210,10 @@ async fn no_secret_reaches_logs_responses_events_or_snapshots() {
         let tree = apna::snapshot::load_tree(&*server.state.blobs, &v.snapshot_key)
             .await
             .unwrap();
-        assert!(tree.files.iter().any(|f| f.path == "env-dump.txt"), "the dump was snapshotted");
+        assert!(
+            tree.files.iter().any(|f| f.path == "env-dump.txt"),
+            "the dump was snapshotted"
+        );
         for f in tree.files {
             restored.push((format!("v{} {}", v.number, f.path), f.data));
         }
@@ -195,7 +221,12 @@ async fn no_secret_reaches_logs_responses_events_or_snapshots() {
     server.sandboxes.stop_all().await;
     let mut files = Vec::new();
     walk(&data, &mut files);
-    assert!(files.iter().any(|f| f.extension().is_some_and(|e| e == "db")), "the database is checked");
+    assert!(
+        files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "db")),
+        "the database is checked"
+    );
     let log_text = logs.0.lock().unwrap().clone();
     assert!(find(&log_text, &run_id), "the logs were captured");
 
@@ -204,7 +235,10 @@ async fn no_secret_reaches_logs_responses_events_or_snapshots() {
         for (label, body) in &responses {
             assert!(!find(body, canary), "{canary} in the response to {label}");
         }
-        assert!(!conversation.contains(canary), "{canary} in the conversation");
+        assert!(
+            !conversation.contains(canary),
+            "{canary} in the conversation"
+        );
         assert!(!events.contains(canary), "{canary} in the run events");
         for (label, data) in &restored {
             assert!(!find(data, canary), "{canary} in snapshot file {label}");

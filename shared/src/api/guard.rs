@@ -318,6 +318,24 @@ mod tests {
     }
 
     #[test]
+    fn behind_the_gateway_only_listed_names_and_only_when_listed() {
+        let none = Config::from_vars(Default::default()).unwrap();
+        assert!(HostAllowlist::for_gateway(&none).is_none());
+        let vars = [(
+            "APNA_PUBLIC_HOSTS".to_string(),
+            "abc.execute-api.us-east-1.amazonaws.com, apna.example.com".to_string(),
+        )];
+        let listed = Config::from_vars(vars.into_iter().collect()).unwrap();
+        let a = HostAllowlist::for_gateway(&listed).unwrap();
+        assert_eq!(a.check("abc.execute-api.us-east-1.amazonaws.com"), Ok(()));
+        assert_eq!(a.check("apna.example.com:443"), Ok(()));
+        assert_eq!(a.check("localhost:3000"), Err(HostRefusal::NotServed));
+        let s = HostAllowlist::for_server(&listed);
+        assert_eq!(s.check("localhost:3000"), Ok(()));
+        assert_eq!(s.check("apna.example.com"), Ok(()));
+    }
+
+    #[test]
     fn cross_site_posts_are_refused() {
         let rules = CrossSiteRules {
             allowed_origins: vec!["https://ui.example.com".into()],

@@ -44,11 +44,7 @@ pub struct CreateProject {
     /// What to build: some text that is not only spaces, tabs and line breaks,
     /// at most `APNA_MAX_PROMPT_CHARS` (default 20000) characters. NUL
     /// characters are stored as U+FFFD.
-    #[schema(
-        min_length = 1,
-        max_length = 20000,
-        pattern = "[^\\t\\n\\r ]"
-    )]
+    #[schema(min_length = 1, max_length = 20000, pattern = "[^\\t\\n\\r ]")]
     pub prompt: String,
     /// Template (only `vite-react`, the default).
     #[serde(default)]
@@ -72,11 +68,7 @@ pub struct Created {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatRequest {
     /// What to change (the same rules as a prompt).
-    #[schema(
-        min_length = 1,
-        max_length = 20000,
-        pattern = "[^\\t\\n\\r ]"
-    )]
+    #[schema(min_length = 1, max_length = 20000, pattern = "[^\\t\\n\\r ]")]
     pub message: String,
     /// Accepted and ignored (seed compatibility).
     #[serde(default, rename = "userId")]

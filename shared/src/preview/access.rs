@@ -13,10 +13,14 @@
 //! and each names the project it opens. The cookie is stripped before a
 //! request reaches the dev server, which runs code the model wrote.
 //!
-//! The cookie is `SameSite=None; Secure`: the UI (`localhost:3000`) embeds
-//! the preview (`{id}.localhost:3000`) in an iframe, and browsers count those
-//! as different sites, so a `Lax` cookie would not be sent inside the frame.
-//! Browsers accept `Secure` cookies on `*.localhost` over plain HTTP.
+//! The cookie is `SameSite=None; Secure; Partitioned`: the UI
+//! (`localhost:3000`) embeds the preview (`{id}.localhost:3000`) in an
+//! iframe, and browsers count those as different sites, so a `Lax` cookie
+//! would not be sent inside the frame, and browsers that block third-party
+//! cookies (Chromium does) keep only partitioned ones (CHIPS): the cookie
+//! then lives under the UI's site, and a preview opened in its own tab signs
+//! in through a fresh link of its own. Browsers accept `Secure` cookies on
+//! `*.localhost` over plain HTTP.
 
 use chrono::Utc;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -152,7 +156,9 @@ pub fn without_cookie(cookie_header: &str, name: &str) -> Option<String> {
 
 /// The `Set-Cookie` value holding a session token (host-only: no `Domain`).
 pub fn session_cookie(token: &str) -> String {
-    format!("{COOKIE}={token}; Path=/; Max-Age={SESSION_TTL_SECS}; HttpOnly; Secure; SameSite=None")
+    format!(
+        "{COOKIE}={token}; Path=/; Max-Age={SESSION_TTL_SECS}; HttpOnly; Secure; SameSite=None; Partitioned"
+    )
 }
 
 #[cfg(test)]

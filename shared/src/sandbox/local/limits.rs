@@ -178,7 +178,10 @@ impl Cgroups {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name.strip_prefix("apna-").and_then(|p| p.parse::<i32>().ok()) else {
+            let Some(pid) = name
+                .strip_prefix("apna-")
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
                 continue;
             };
             // SAFETY: signal 0 only checks that the pid exists.
@@ -221,8 +224,7 @@ impl Cgroups {
 
     fn detect_v1() -> Option<Cgroups> {
         let pids_base = Path::new("/sys/fs/cgroup/pids").join(Self::own_path(Some("pids"))?);
-        let memory_base =
-            Path::new("/sys/fs/cgroup/memory").join(Self::own_path(Some("memory"))?);
+        let memory_base = Path::new("/sys/fs/cgroup/memory").join(Self::own_path(Some("memory"))?);
         Self::remove_stale(&pids_base);
         Self::remove_stale(&memory_base);
         let pids = pids_base.join(Self::parent_name());
