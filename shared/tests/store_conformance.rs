@@ -213,6 +213,32 @@ async fn projects(store: &dyn Store) {
     assert_eq!(deleted.status, ProjectStatus::Deleted);
     assert!(deleted.deleted_at.is_some());
 
+    // Sharing a preview: stored, undone, and refused for deleted or unknown projects.
+    assert!(!p.preview_public);
+    assert!(store.set_preview_public(&p.id, true).await.unwrap());
+    assert!(
+        store
+            .get_project(&p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .preview_public
+    );
+    assert!(store.set_preview_public(&p.id, false).await.unwrap());
+    assert!(
+        !store
+            .get_project(&p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .preview_public
+    );
+    assert!(!store.set_preview_public(&ids[1], true).await.unwrap());
+    assert!(!store
+        .set_preview_public("no-such-project", true)
+        .await
+        .unwrap());
+
     // touch only moves last_active forward.
     let later = now() + Duration::hours(1);
     store.touch_project(&p.id, later).await.unwrap();

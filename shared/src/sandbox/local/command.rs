@@ -91,9 +91,7 @@ pub async fn run(
         )));
     }
     let limits = spec.limits;
-    let cgroup = spec
-        .confinement
-        .cgroup("cmd", &limits);
+    let cgroup = spec.confinement.cgroup("cmd", &limits);
     let network = is_package_install(&req.command);
     let extra_env: Vec<(&str, String)> = spec
         .env

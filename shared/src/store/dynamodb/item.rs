@@ -214,6 +214,10 @@ pub(super) fn project_item(p: &Project) -> Item {
     item.insert("updated_at".into(), ms(p.updated_at));
     item.insert("last_active".into(), ms(p.last_active));
     put_opt(&mut item, "deleted_at", p.deleted_at.map(ms));
+    item.insert(
+        "preview_public".into(),
+        AttributeValue::Bool(p.preview_public),
+    );
     if p.deleted_at.is_none() {
         item.insert(OWNER_KEY.into(), s(&p.owner));
     }
@@ -238,6 +242,8 @@ pub(super) fn project_from(item: &Item) -> Result<Project> {
         updated_at: item.get_time("updated_at")?,
         last_active: item.get_time("last_active")?,
         deleted_at: item.opt_i64("deleted_at")?.map(from_millis),
+        // Items written before sharing existed have no attribute: private.
+        preview_public: matches!(item.get("preview_public"), Some(AttributeValue::Bool(true))),
     })
 }
 

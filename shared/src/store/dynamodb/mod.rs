@@ -752,6 +752,16 @@ impl Store for DynamoStore {
             .await
     }
 
+    async fn set_preview_public(&self, id: &str, public: bool) -> Result<bool> {
+        let mut e = Expr::default();
+        e.set("preview_public", AttributeValue::Bool(public));
+        e.set("updated_at", ms(now()));
+        let deleted = e.name("deleted_at");
+        let condition = format!("attribute_exists(#pk) AND attribute_not_exists({deleted})");
+        self.update_if(&project_pk(id), PROJECT_ROOT, e, &condition)
+            .await
+    }
+
     async fn touch_project(&self, id: &str, at: DateTime<Utc>) -> Result<()> {
         let mut e = Expr::default();
         e.set("last_active", ms(at));
