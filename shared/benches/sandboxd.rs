@@ -178,6 +178,7 @@ fn main() {
             template: template().await,
             hmr_client_port: None,
             isolation: Some(Isolation::None),
+            max_project_mb: 500,
         })
         .unwrap();
         local.set_warm_spare(false).await;
@@ -207,6 +208,7 @@ fn main() {
                 template: template().await,
                 hmr_client_port: None,
                 isolation: None,
+                max_project_mb: 500,
             })
             .unwrap();
             bw.set_warm_spare(false).await;

@@ -149,7 +149,7 @@ pub fn without_cookie(cookie_header: &str, name: &str) -> Option<String> {
     let rest: Vec<&str> = cookie_header
         .split(';')
         .map(str::trim)
-        .filter(|kv| !kv.is_empty() && kv.split_once('=').map_or(true, |(k, _)| k != name))
+        .filter(|kv| !kv.is_empty() && kv.split_once('=').is_none_or(|(k, _)| k != name))
         .collect();
     (!rest.is_empty()).then(|| rest.join("; "))
 }
