@@ -136,6 +136,53 @@ async fn generation(
     }
 }
 
+/// `clients` tasks looping over `paths` until `stop`; each returns its latencies.
+fn hammer(
+    client: &reqwest::Client,
+    base: &str,
+    paths: &[String],
+    clients: usize,
+    stop: Arc<AtomicBool>,
+    errors: Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<Vec<(usize, f64)>>> {
+    (0..clients)
+        .map(|c| {
+            let (client, base, paths, stop, errors) = (
+                client.clone(),
+                base.to_string(),
+                paths.to_vec(),
+                stop.clone(),
+                errors.clone(),
+            );
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut k = c;
+                while !stop.load(Ordering::Relaxed) {
+                    let which = k % paths.len();
+                    let path = &paths[which];
+                    k += 1;
+                    let t = Instant::now();
+                    match client.get(format!("{base}{path}")).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            lat.push((which, t.elapsed().as_secs_f64()));
+                        }
+                        Ok(r) => {
+                            eprintln!("GET {path}: {}", r.status());
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            eprintln!("GET {path}: {e}");
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                lat
+            })
+        })
+        .collect()
+}
+
 fn main() -> anyhow::Result<()> {
     serve_if_child();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -229,7 +276,7 @@ async fn bench() -> anyhow::Result<()> {
     // 2. N at once, with C API clients hammering reads.
     let done = Arc::new(AtomicBool::new(false));
     let api_errors = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let latencies = Arc::new(Mutex::new(Vec::<(usize, f64)>::new()));
     let first: Value = client
         .get(format!("{base}/api/projects"))
         .send()
@@ -249,45 +296,36 @@ async fn bench() -> anyhow::Result<()> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let mut hammer = Vec::new();
-    for c in 0..clients {
-        let (client, base, done, errors, lat) = (
-            client.clone(),
-            base.clone(),
-            done.clone(),
-            api_errors.clone(),
-            latencies.clone(),
-        );
-        let paths = [
-            format!("/api/projects/{known_id}"),
-            "/api/projects".to_string(),
-            format!("/api/runs/{known_run}/events?after=0&wait=0"),
-        ];
-        hammer.push(tokio::spawn(async move {
-            let mut k = c;
-            while !done.load(Ordering::Relaxed) {
-                let path = &paths[k % paths.len()];
-                k += 1;
-                let t = Instant::now();
-                match client.get(format!("{base}{path}")).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        lat.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(t.elapsed().as_secs_f64());
-                    }
-                    Ok(r) => {
-                        eprintln!("GET {path}: {}", r.status());
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        eprintln!("GET {path}: {e}");
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }));
+    let paths = vec![
+        format!("/api/projects/{known_id}"),
+        "/api/projects".to_string(),
+        format!("/api/runs/{known_run}/events?after=0&wait=0"),
+    ];
+    // Baseline: the same clients with nothing else running.
+    let idle_done = Arc::new(AtomicBool::new(false));
+    let idle = hammer(
+        &client,
+        &base,
+        &paths,
+        clients,
+        idle_done.clone(),
+        api_errors.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    idle_done.store(true, Ordering::Relaxed);
+    let mut idle_lat = Vec::new();
+    for h in idle {
+        idle_lat.extend(h.await?.into_iter().map(|(_, t)| t));
     }
+    idle_lat.sort_by(|a, b| a.total_cmp(b));
+    let hammers = hammer(
+        &client,
+        &base,
+        &paths,
+        clients,
+        done.clone(),
+        api_errors.clone(),
+    );
     let load_started = Instant::now();
     let gens: Vec<_> = (0..runs)
         .map(|i| tokio::spawn(generation(client.clone(), base.clone(), port, i)))
@@ -305,13 +343,17 @@ async fn bench() -> anyhow::Result<()> {
     }
     let load_secs = load_started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
-    for h in hammer {
-        let _ = h.await;
+    for h in hammers {
+        latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(h.await?);
     }
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     let (own_peak, tree_peak) = *peaks.lock().unwrap_or_else(|e| e.into_inner());
-    let mut lat = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let tagged = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut lat: Vec<f64> = tagged.iter().map(|(_, t)| *t).collect();
     lat.sort_by(|a, b| a.total_cmp(b));
     let api_errors = api_errors.load(Ordering::Relaxed);
     let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -340,6 +382,15 @@ async fn bench() -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
         )
     );
+    if !idle_lat.is_empty() {
+        println!(
+            "API GET, nothing else running: {} requests in 5 s ({:.0}/s), p50 {:.1} ms, p99 {:.1} ms",
+            idle_lat.len(),
+            idle_lat.len() as f64 / 5.0,
+            percentile(&idle_lat, 50.0) * 1000.0,
+            percentile(&idle_lat, 99.0) * 1000.0
+        );
+    }
     if !lat.is_empty() {
         println!(
             "API GET under load: {} requests in {load_secs:.1} s ({:.0}/s), p50 {:.1} ms, p99 {:.1} ms, {api_errors} errors",
@@ -348,6 +399,25 @@ async fn bench() -> anyhow::Result<()> {
             percentile(&lat, 50.0) * 1000.0,
             percentile(&lat, 99.0) * 1000.0
         );
+    }
+    for (i, path) in ["GET project", "list projects", "run events"]
+        .iter()
+        .enumerate()
+    {
+        let mut xs: Vec<f64> = tagged
+            .iter()
+            .filter(|(w, _)| *w == i)
+            .map(|(_, t)| *t)
+            .collect();
+        xs.sort_by(|a, b| a.total_cmp(b));
+        if !xs.is_empty() {
+            println!(
+                "  {path}: {} requests, p50 {:.1} ms, p99 {:.1} ms",
+                xs.len(),
+                percentile(&xs, 50.0) * 1000.0,
+                percentile(&xs, 99.0) * 1000.0
+            );
+        }
     }
     println!(
         "peak RSS: apna {:.0} MB, its sandbox processes together {:.0} MB",

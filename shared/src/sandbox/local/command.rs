@@ -151,7 +151,7 @@ pub async fn run(
         .unwrap_or_default()
         .with_status(status);
     // Whatever is left in its cgroup (a fork bomb's last children) ends now.
-    drop(cgroup);
+    super::limits::Cgroup::release(cgroup).await;
     let (buf, truncated) = {
         let c = cap.lock().unwrap_or_else(|p| p.into_inner());
         (c.buf.clone(), c.truncated)

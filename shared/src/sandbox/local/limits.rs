@@ -4,8 +4,9 @@
 //! Two mechanisms, both set between `fork` and `exec` so that nothing the
 //! process starts escapes them:
 //!
-//! * rlimits, always: CPU seconds per process (an endless loop ends), file
-//!   size (one file cannot outgrow the project's disk budget), and open files.
+//! * rlimits, always: CPU seconds per process (an endless loop ends) and file
+//!   size (one file cannot outgrow the project's disk budget); and a lower
+//!   CPU priority (`nice 10`), so a busy project never starves the server.
 //! * a cgroup per command and per dev server when this process may create
 //!   them (cgroup v1 `pids` + `memory` hierarchies, or a cgroup v2 root with
 //!   both controllers): a process limit (a fork bomb stalls inside its own
@@ -64,6 +65,10 @@ impl Limits {
     }
 }
 
+/// The CPU priority of project processes (`nice`): the server's own threads
+/// (the API, the proxy, the interpreter) come first when the machine is busy.
+const PROJECT_NICENESS: libc::c_int = 10;
+
 /// Without a pids cgroup: `RLIMIT_NPROC` counts every process of the user,
 /// not of the sandbox, so it can only be a coarse ceiling.
 const FALLBACK_NPROC: u64 = 4096;
@@ -94,6 +99,11 @@ impl Rlimits {
     /// Sets them on the calling process. Only async-signal-safe calls: this
     /// runs between `fork` and `exec`.
     pub fn apply(&self) -> std::io::Result<()> {
+        // Below the server: a busy project slows other projects, never the API.
+        // SAFETY: setpriority on the calling process; no memory is touched.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, 0, PROJECT_NICENESS);
+        }
         // SIGXCPU at the soft limit (a message we can name); SIGKILL a little
         // later for a process that ignores it. Equal limits would be SIGKILL only.
         set(libc::RLIMIT_CPU as i32, self.cpu, self.cpu + 5)?;
@@ -288,7 +298,8 @@ impl Cgroups {
     }
 }
 
-/// One process tree's cgroup; dropping it kills what is left inside and removes it.
+/// One process tree's cgroup; dropping it kills what is left inside and
+/// removes it (which may wait: in async code use [`Cgroup::release`]).
 #[derive(Debug)]
 pub struct Cgroup {
     dirs: Vec<PathBuf>,
@@ -306,6 +317,14 @@ impl Cgroup {
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Cgroup { dirs, procs, v2 })
+    }
+
+    /// Kills what is left and removes the group off the async runtime (the
+    /// last processes of a fork bomb can take a moment to go).
+    pub async fn release(group: Option<Cgroup>) {
+        if let Some(g) = group {
+            let _ = tokio::task::spawn_blocking(move || drop(g)).await;
+        }
     }
 
     /// The `cgroup.procs` files the child writes itself into.

@@ -382,7 +382,7 @@ async fn run_once(
     {
         push_line(shared, format!("[apna] the dev server stopped: {why}"));
     }
-    drop(cgroup);
+    super::limits::Cgroup::release(cgroup).await;
     Ok(status)
 }
 
