@@ -276,7 +276,6 @@ async fn bench() -> anyhow::Result<()> {
     // 2. N at once, with C API clients hammering reads.
     let done = Arc::new(AtomicBool::new(false));
     let api_errors = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::<(usize, f64)>::new()));
     let first: Value = client
         .get(format!("{base}/api/projects"))
         .send()
@@ -343,16 +342,13 @@ async fn bench() -> anyhow::Result<()> {
     }
     let load_secs = load_started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
+    let mut tagged = Vec::new();
     for h in hammers {
-        latencies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(h.await?);
+        tagged.extend(h.await?);
     }
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     let (own_peak, tree_peak) = *peaks.lock().unwrap_or_else(|e| e.into_inner());
-    let tagged = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut lat: Vec<f64> = tagged.iter().map(|(_, t)| *t).collect();
     lat.sort_by(|a, b| a.total_cmp(b));
     let api_errors = api_errors.load(Ordering::Relaxed);

@@ -218,7 +218,7 @@ async fn no_secret_reaches_logs_responses_events_or_snapshots() {
             restored.push((format!("v{} {}", v.number, f.path), f.data));
         }
     }
-    server.sandboxes.stop_all().await;
+    server.stop_sandboxes().await;
     let mut files = Vec::new();
     walk(&data, &mut files);
     assert!(
