@@ -66,7 +66,8 @@ pub async fn bundle(
 /// send only new commits; a remote branch that moved on is refused (409).
 #[utoipa::path(post, path = "/api/projects/{id}/git/push", request_body = PushBody,
     params(("id" = String, Path, description = "Project id")),
-    responses((status = 200, body = Pushed), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, body = Pushed), (status = 400, body = ErrorBody),
+              (status = 403, description = "a cross-site request", body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn push(
     State(state): State<AppState>,

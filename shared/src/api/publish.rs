@@ -90,7 +90,8 @@ impl SiteView {
 /// poll `GET …/publish`). 409 when another publish runs or the slug is taken.
 #[utoipa::path(post, path = "/api/projects/{id}/publish", request_body = PublishBody,
     params(("id" = String, Path, description = "Project id")),
-    responses((status = 202, body = SiteView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 202, body = SiteView), (status = 400, body = ErrorBody),
+              (status = 403, description = "a cross-site request", body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn publish(
     State(state): State<AppState>,
@@ -131,7 +132,8 @@ pub async fn get_publish(
 
 /// Takes the site down and frees its address. 409 while a publish runs.
 #[utoipa::path(delete, path = "/api/projects/{id}/publish", params(("id" = String, Path, description = "Project id")),
-    responses((status = 200, body = SiteView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = SiteView), (status = 403, description = "a cross-site request", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn unpublish(
     State(state): State<AppState>,
     caller: Caller,
