@@ -783,9 +783,14 @@ async fn every_path_check_holds_over_raw_http() {
         .header(TOKEN_HEADER, &d.token)
         .body(big)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 413);
+        .await;
+    // sandboxd answers 413 from the Content-Length without reading the body;
+    // on a busy machine the client may still be writing when the connection
+    // closes, which is the same refusal seen from the other end.
+    match resp {
+        Ok(resp) => assert_eq!(resp.status(), 413),
+        Err(e) => assert!(e.is_request() && !e.is_timeout(), "{e}"),
+    }
     assert!(!d.root.join("big.bin").exists());
     for (uri, body, status) in [
         ("/v1/exec", &b"{not json"[..], 400),

@@ -413,6 +413,7 @@ async fn the_bundle_clones_into_the_version_history() {
         use tower::ServiceExt;
         let req = axum::http::Request::builder()
             .uri(format!("/api/projects/{}/git", s.project.id))
+            .header("host", "localhost")
             .body(Body::empty())
             .unwrap();
         let resp = s.h.router.clone().oneshot(req).await.unwrap();
