@@ -79,7 +79,7 @@ start_apna schema APNA_MAX_PROJECTS=3 APNA_MAX_ACTIVE_RUNS=2
 seed_args=(--seed "${APNA_SCHEMATHESIS_SEED:-20261125}")
 [ "${APNA_SCHEMATHESIS_SEED:-}" = random ] && seed_args=()
 set +e
-schemathesis run openapi.json --url "${APNA_URL%/}" \
+schemathesis --config-file tests/schemathesis.toml run openapi.json --url "${APNA_URL%/}" \
   --checks all \
   --max-examples "${APNA_SCHEMATHESIS_EXAMPLES:-15}" --request-timeout 30 --workers 1 "${seed_args[@]}" \
   --exclude-path-regex '/events$' \

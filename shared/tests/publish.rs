@@ -543,7 +543,8 @@ async fn slugs_are_checked_unique_and_other_users_see_nothing() {
     let (status, body) = w
         .call("POST", &url(&empty), Some(&alice), Some(json!({})))
         .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("nothing to publish yet"), "{body}");
 }
 
 #[tokio::test]

@@ -87,7 +87,8 @@ impl SiteView {
 }
 
 /// Publishes a version as a static site (202: it builds in the background;
-/// poll `GET …/publish`). 409 when another publish runs or the slug is taken.
+/// poll `GET …/publish`). 409 when another publish runs, the slug is taken
+/// or the project has no version yet.
 #[utoipa::path(post, path = "/api/projects/{id}/publish", request_body = PublishBody,
     params(("id" = String, Path, description = "Project id")),
     responses((status = 202, body = SiteView), (status = 400, body = ErrorBody),

@@ -94,8 +94,10 @@ pub async fn start(state: &AppState, project: &Project, req: PublishRequest) -> 
             .iter()
             .find(|v| v.number == n)
             .ok_or_else(|| Error::NotFound(format!("version {n} does not exist")))?,
+        // A state the project is in, not a malformed request: 409, as for a
+        // chat while a run is active.
         None => versions.last().ok_or_else(|| {
-            Error::InvalidInput(
+            Error::Conflict(
                 "nothing to publish yet: the project has no version; wait for its first run to finish"
                     .into(),
             )
