@@ -544,7 +544,10 @@ async fn slugs_are_checked_unique_and_other_users_see_nothing() {
         .call("POST", &url(&empty), Some(&alice), Some(json!({})))
         .await;
     assert_eq!(status, 409, "{body}");
-    assert!(body.to_string().contains("nothing to publish yet"), "{body}");
+    assert!(
+        body.to_string().contains("nothing to publish yet"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
