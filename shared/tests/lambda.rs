@@ -242,7 +242,8 @@ async fn every_endpoint_function_reaches_its_handler() {
             format!("/api/projects/{id}/publish"),
             Some(json!({})),
             pid.clone(),
-            StatusCode::BAD_REQUEST,
+            // No version yet: nothing to publish.
+            StatusCode::CONFLICT,
         ),
         (
             "api-get-publish",
