@@ -38,7 +38,7 @@ start_apna() {
   local data; data=$(mktemp -d)
   local log="$out/apna-$name.log"
   env PORT="$port" APNA_DATA_DIR="$data" APNA_TEMPLATE_CACHE="$target/apna-test-cache" \
-      APNA_WEB_DIR="$root/web" APNA_TEMPLATE_DIR="$root/images/preview/template" \
+      APNA_WEB_DIR="$root/web" APNA_TEMPLATES_DIR="$root/images/preview/templates" \
       ANTHROPIC_BASE_URL="$MOCK_URL" ANTHROPIC_API_KEY=mock-key "$@" \
       "$target/debug/apna" serve >"$log" 2>&1 &
   pids+=($!)

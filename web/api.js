@@ -96,7 +96,8 @@ const enc = encodeURIComponent;
 export const api = {
   config: () => request('GET', '/api/config'),
   listProjects: (limit = 50, offset = 0) => request('GET', `/api/projects?limit=${limit}&offset=${offset}`),
-  createProject: (prompt) => request('POST', '/api/projects', { prompt }),
+  templates: () => request('GET', '/api/templates'),
+  createProject: (prompt, template) => request('POST', '/api/projects', template ? { prompt, template } : { prompt }),
   project: (id) => request('GET', `/api/projects/${enc(id)}`),
   deleteProject: (id) => request('DELETE', `/api/projects/${enc(id)}`),
   chat: (id, message) => request('POST', `/api/projects/${enc(id)}/chat`, { message }),

@@ -1,8 +1,8 @@
 // Apna's browser UI: the router (#/ and #/p/{id}), the top bar, the config
-// banner and the home screen (prompt box + project list). The project view
-// lives in project.js.
+// banner and the home screen (prompt box, starter cards, project list). The
+// project view lives in project.js.
 
-import { api, getToken, setToken, ApiError } from './api.js';
+import { api, apiUrl, getToken, setToken, ApiError } from './api.js';
 import { h, mount, toast, showError, relativeTime, badge } from './dom.js';
 import { projectView } from './project.js';
 
@@ -131,6 +131,9 @@ function homeView(el) {
     ),
   );
   let creating = false;
+  // The starter the project begins from; null until /api/templates answers
+  // (the server's default then).
+  let starter = null;
   const create = async () => {
     if (creating) return;
     const prompt = textarea.value.trim();
@@ -143,7 +146,7 @@ function homeView(el) {
     submit.disabled = true;
     submit.textContent = 'Starting…';
     try {
-      const res = await api.createProject(prompt);
+      const res = await api.createProject(prompt, starter);
       sessionStorage.setItem(`apna.run.${res.project.id}`, res.run_id);
       location.hash = `#/p/${res.project.id}`;
     } catch (e) {
@@ -165,28 +168,73 @@ function homeView(el) {
     }
   });
 
-  const examples = h(
-    'ul',
-    { class: 'examples', 'aria-label': 'Example prompts' },
-    EXAMPLES.map((text) =>
-      h(
-        'li',
-        {},
+  const examples = h('ul', { class: 'examples', 'aria-label': 'Example prompts' });
+  const showExamples = (texts) =>
+    mount(
+      examples,
+      texts.map((text) =>
         h(
-          'button',
-          {
-            class: 'chip',
-            type: 'button',
-            onclick: () => {
-              textarea.value = text;
-              textarea.focus();
+          'li',
+          {},
+          h(
+            'button',
+            {
+              class: 'chip',
+              type: 'button',
+              onclick: () => {
+                textarea.value = text;
+                textarea.focus();
+              },
             },
-          },
-          text,
+            text,
+          ),
         ),
       ),
-    ),
-  );
+    );
+  showExamples(EXAMPLES);
+
+  // Starter cards: a radio group, so arrow keys move between them.
+  const starters = h('fieldset', { class: 'starters', hidden: true }, h('legend', { class: 'examples-label muted' }, 'Start from'));
+  const loadStarters = async () => {
+    let list;
+    try {
+      list = (await api.templates()).templates || [];
+    } catch {
+      return; // An older server: it has one template, and the form still works.
+    }
+    if (stopped || !list.length) return;
+    const pick = (t) => {
+      starter = t.name;
+      // A class, not :has(:checked): Chromium does not always restyle the
+      // card whose radio another one unchecked.
+      for (const card of starters.querySelectorAll('.starter-card')) {
+        card.classList.toggle('selected', card.dataset.starter === t.name);
+      }
+      showExamples(t.prompt_hints && t.prompt_hints.length ? t.prompt_hints : EXAMPLES);
+    };
+    const cards = list.map((t) => {
+      const radio = h('input', {
+        type: 'radio',
+        name: 'starter',
+        value: t.name,
+        class: 'sr-only',
+        checked: Boolean(t.default),
+        onchange: () => pick(t),
+      });
+      return h(
+        'label',
+        { class: 'starter-card', dataset: { starter: t.name } },
+        radio,
+        h('img', { src: apiUrl(t.preview_url), alt: '', loading: 'lazy', width: '320', height: '200' }),
+        h('span', { class: 'starter-title' }, t.title),
+        h('span', { class: 'starter-desc' }, t.description),
+      );
+    });
+    mount(starters, h('legend', { class: 'examples-label muted' }, 'Start from'), h('div', { class: 'starter-grid' }, cards));
+    starters.hidden = false;
+    const first = list.find((t) => t.default) || list[0];
+    if (first) pick(first);
+  };
 
   const list = h('ul', { class: 'project-list', 'aria-label': 'Projects', 'aria-busy': 'true' });
   const listStatus = h('p', { class: 'muted list-status' }, 'Loading projects…');
@@ -267,6 +315,7 @@ function homeView(el) {
         h('h1', {}, 'What do you want to build?'),
         h('p', { class: 'lede' }, 'Describe an app. Apna writes it in React and you watch it come alive, then keep chatting to change it.'),
         form,
+        starters,
         h('p', { class: 'examples-label muted' }, 'Try an example'),
         examples,
       ),
@@ -275,6 +324,7 @@ function homeView(el) {
   );
   document.title = 'Apna — build an app by describing it';
   loadProjects();
+  loadStarters();
   setTimeout(() => textarea.focus(), 0);
   return () => {
     stopped = true;

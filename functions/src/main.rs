@@ -47,12 +47,19 @@ enum Command {
 /// `APNA_SANDBOXD_TOKEN` only (a flag would show in `ps`).
 #[derive(clap::Args)]
 struct SandboxdArgs {
-    /// The project's files (the pod's volume); seeded from the template when empty.
+    /// The project's files (the pod's volume); seeded from its starter when empty.
     #[arg(long, env = "APNA_WORKSPACE", default_value = "/workspace")]
     workspace: PathBuf,
-    /// The template with its node_modules installed.
-    #[arg(long, env = "APNA_TEMPLATE_DIR", default_value = "/opt/apna/template")]
-    template: PathBuf,
+    /// The starters, each with its node_modules installed.
+    #[arg(
+        long,
+        env = "APNA_TEMPLATES_DIR",
+        default_value = "/opt/apna/templates"
+    )]
+    templates: PathBuf,
+    /// The starter an empty workspace is seeded from.
+    #[arg(long, env = "APNA_STARTER", default_value = apna::domain::DEFAULT_TEMPLATE)]
+    starter: String,
     /// Address of the sandboxd API.
     #[arg(long, env = "APNA_SANDBOXD_LISTEN", default_value = "0.0.0.0:7070")]
     listen: SocketAddr,
@@ -74,7 +81,8 @@ struct SandboxdArgs {
 async fn sandboxd(args: SandboxdArgs) -> anyhow::Result<()> {
     let opts = apna::sandbox::sandboxd::SandboxdOptions {
         workspace: args.workspace,
-        template: args.template,
+        templates: args.templates,
+        starter: args.starter,
         listen: args.listen,
         dev_server: args.dev_server,
         hmr_client_port: args.hmr_client_port,
@@ -99,9 +107,10 @@ fn init_tracing(default: &str) {
         .init();
 }
 
-/// A spinner for the one-time template install; silent when it is cached.
+/// A spinner for the one-time starter installs; silent when they are cached.
 fn template_progress() -> impl Fn(TemplateProgress) + Send + Sync {
-    let bar = ProgressBar::new_spinner();
+    // Cleared when the closure is dropped (the server is built by then).
+    let bar = ProgressBar::new_spinner().with_finish(indicatif::ProgressFinish::AndClear);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -110,15 +119,22 @@ fn template_progress() -> impl Fn(TemplateProgress) + Send + Sync {
         TemplateProgress::Installing { .. } => {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar.set_message(
-                "Installing the app template's dependencies (once; later starts reuse them)…",
+                "Installing the starters' dependencies (once; later starts reuse them)…",
             );
+        }
+        TemplateProgress::Prebundling { .. } => {
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar.set_message("Pre-bundling the starters' dependencies with Vite (once)…");
         }
         TemplateProgress::Output(line) => {
             let line: String = line.chars().take(100).collect();
             bar.set_message(format!("npm: {line}"));
         }
         TemplateProgress::Cached { .. } => {}
-        _ => bar.finish_and_clear(),
+        TemplateProgress::Installed { .. } | TemplateProgress::Prebundled { .. } => {
+            bar.disable_steady_tick();
+            bar.set_message("");
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use apna::sandbox::local::files::MAX_FILE_BYTES;
 use apna::sandbox::local::wait_ready;
 use apna::sandbox::remote::{DirectTransport, RemoteSandbox, TOKEN_ENV, TOKEN_HEADER};
 use apna::sandbox::{ExecRequest, ProjectPath, Sandbox, SandboxState, SourceFile, SourceTree};
-use apna::testing::local::{get, provider, template};
+use apna::testing::local::{get, image_templates_dir, provider, template};
 use apna::testing::services::services_required;
 use apna::Error;
 
@@ -111,18 +111,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `apna sandboxd` on a fresh workspace, with the template's sources
+/// Starts `apna sandboxd` on a fresh workspace, with the starters' sources
 /// and the test cache's installed `node_modules` laid out as in the image.
 pub async fn start_daemon(id: &str) -> Daemon {
-    let tpl = template().await;
     let dir = tempfile::tempdir().unwrap();
-    let template_dir = dir.path().join("template");
-    for f in &tpl.files.files {
-        let full = template_dir.join(&f.path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, &f.data).unwrap();
-    }
-    std::os::unix::fs::symlink(&tpl.node_modules, template_dir.join("node_modules")).unwrap();
+    let template_dir = image_templates_dir(&dir.path().join("templates")).await;
     let workspace = dir.path().join("workspace");
     std::fs::create_dir_all(&workspace).unwrap();
     let root = std::fs::canonicalize(&workspace).unwrap();
@@ -132,7 +125,7 @@ pub async fn start_daemon(id: &str) -> Daemon {
         .arg("sandboxd")
         .arg("--workspace")
         .arg(&workspace)
-        .arg("--template")
+        .arg("--templates")
         .arg(&template_dir)
         .arg("--listen")
         .arg(addr.to_string())
@@ -900,15 +893,8 @@ async fn as_pid_1_sandboxd_reaps_orphans_and_forwards_sigterm() {
         eprintln!("skipped: cannot make a PID namespace here");
         return;
     }
-    let tpl = template().await;
     let dir = tempfile::tempdir().unwrap();
-    let template_dir = dir.path().join("template");
-    for f in &tpl.files.files {
-        let full = template_dir.join(&f.path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, &f.data).unwrap();
-    }
-    std::os::unix::fs::symlink(&tpl.node_modules, template_dir.join("node_modules")).unwrap();
+    let template_dir = image_templates_dir(&dir.path().join("templates")).await;
     let addr = format!("127.0.0.1:{}", free_port());
     let unshare = Command::new("unshare")
         .args([
@@ -919,7 +905,7 @@ async fn as_pid_1_sandboxd_reaps_orphans_and_forwards_sigterm() {
         ])
         .arg("--workspace")
         .arg(dir.path().join("workspace"))
-        .arg("--template")
+        .arg("--templates")
         .arg(&template_dir)
         .args(["--listen", &addr, "--dev-server", "127.0.0.1:0"])
         .arg("--state-dir")

@@ -7,6 +7,8 @@
 //!
 //! Run: `cargo bench -p apna --bench create_to_ready` (env
 //! `APNA_BENCH_CREATES`, default 10, and `APNA_BENCH_SEED_CREATES`, default 3).
+//! The `app` starter (the default) and `minimal` (the template before
+//! starters) are measured side by side, each with its own warm spare.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apna::preview::{PreviewProxy, SandboxPreviewBackend};
-use apna::sandbox::local::template::bundled_template_dir;
+use apna::sandbox::local::template::bundled_templates_dir;
 use apna::sandbox::{Sandbox, SandboxProvider};
 use apna::testing::bench::*;
 use apna::testing::local::*;
@@ -47,7 +49,7 @@ async fn seed_create(i: usize, dir: &Path) -> f64 {
             "mkdir -p {p} && tar -C {t} --exclude=./node_modules --exclude=./.vite -cf - . | tar -C {p} -xf - \
              && cd {p} && npm install --no-audit --no-fund --loglevel=error",
             p = project.display(),
-            t = bundled_template_dir().display()
+            t = bundled_templates_dir().join("app").display()
         ))
         .output()
         .await
@@ -81,51 +83,100 @@ async fn seed_create(i: usize, dir: &Path) -> f64 {
     secs
 }
 
+/// One provider whose default starter (and so warm spare) is `starter`,
+/// behind its own preview proxy: (provider, proxy address, proxy port).
+async fn provider_for(
+    data: &Path,
+    starter: &str,
+) -> (apna::sandbox::local::LocalProvider, SocketAddr, u16) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut templates = templates().await;
+    let i = templates
+        .starters
+        .iter()
+        .position(|t| t.name == starter)
+        .unwrap();
+    let t = templates.starters.remove(i);
+    templates.starters.insert(0, t);
+    let provider = apna::sandbox::local::LocalProvider::new(apna::sandbox::local::LocalOptions {
+        data_dir: data.to_path_buf(),
+        templates,
+        hmr_client_port: Some(port),
+        isolation: None,
+        max_project_mb: 500,
+    })
+    .unwrap();
+    let shared: Arc<dyn SandboxProvider> = Arc::new(provider.clone());
+    let proxy = PreviewProxy::new(Arc::new(SandboxPreviewBackend::new(shared)), None);
+    let addr = serve_proxy(listener, proxy).await;
+    (provider, addr, port)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let (creates, seed_creates) =
         bench_rounds("APNA_BENCH_CREATES", 10, "APNA_BENCH_SEED_CREATES", 3);
-    let data = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let provider = provider(data.path(), Some(port)).await;
-    println!("isolation: {:?}", provider.isolation());
-    let shared: Arc<dyn SandboxProvider> = Arc::new(provider.clone());
-    let proxy = PreviewProxy::new(Arc::new(SandboxPreviewBackend::new(shared)), None);
-    let addr = serve_proxy(listener, proxy).await;
+    // `app` is the default starter; `minimal` is the template as it was
+    // before starters. Each gets a provider whose warm spare runs it, and
+    // their creates alternate, so both see the same machine load.
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut setups = Vec::new();
+    for (starter, dir) in ["app", "minimal"].into_iter().zip(&dirs) {
+        let (provider, addr, port) = provider_for(dir.path(), starter).await;
+        setups.push((starter, provider, addr, port));
+    }
+    println!("isolation: {:?}", setups[0].1.isolation());
 
     // Cold: every create starts Vite. Warm: a create adopts the running spare
-    // (bubblewrap only); the bench waits for the next spare between creates,
+    // (bubblewrap only); the bench waits for the next spares between creates,
     // as a person's creates are seconds apart.
-    let mut runs: Vec<(&str, Vec<f64>)> = Vec::new();
+    let mut runs: Vec<(String, Vec<f64>)> = Vec::new();
     for warm in [false, true] {
-        provider.set_warm_spare(warm).await;
-        if warm && !provider.wait_spare_ready(Duration::from_secs(60)).await {
+        for (_, provider, _, _) in &setups {
+            provider.set_warm_spare(warm).await;
+        }
+        let mut times = vec![Vec::new(); setups.len()];
+        let mut available = true;
+        for i in 0..creates {
+            for (k, (starter, provider, addr, port)) in setups.iter().enumerate() {
+                if warm {
+                    for (_, p, _, _) in &setups {
+                        available &= p.wait_spare_ready(Duration::from_secs(60)).await;
+                    }
+                    if !available {
+                        break;
+                    }
+                }
+                let label = if warm { "warm" } else { "cold" };
+                let id = format!("bench-{starter}-{label}-{i}");
+                let host = format!("{id}.localhost:{port}");
+                let sb = provider.local(&id).unwrap();
+                let started = Instant::now();
+                sb.ensure_from(starter).await.unwrap();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                until_ok(*addr, &host, "/", deadline).await;
+                until_ok(*addr, &host, "/src/main.tsx", deadline).await;
+                let secs = started.elapsed().as_secs_f64();
+                times[k].push(secs);
+                println!("{starter} {label} create {i:2}: {secs:.3} s");
+                sb.destroy().await.unwrap();
+            }
+        }
+        if warm && !available {
             println!("warm spare: unavailable (no bubblewrap)");
             continue;
         }
-        let label = if warm { "warm" } else { "cold" };
-        let mut times = Vec::new();
-        for i in 0..creates {
-            if warm {
-                provider.wait_spare_ready(Duration::from_secs(60)).await;
-            }
-            let id = format!("bench-{label}-{i}");
-            let host = format!("{id}.localhost:{port}");
-            let sb = provider.local(&id).unwrap();
-            let started = Instant::now();
-            sb.ensure().await.unwrap();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            until_ok(addr, &host, "/", deadline).await;
-            until_ok(addr, &host, "/src/main.tsx", deadline).await;
-            let secs = started.elapsed().as_secs_f64();
-            times.push(secs);
-            println!("{label} create {i:2}: {secs:.3} s");
-            sb.destroy().await.unwrap();
+        for ((starter, ..), t) in setups.iter().zip(times) {
+            runs.push((
+                format!("{starter} {}", if warm { "warm" } else { "cold" }),
+                t,
+            ));
         }
-        runs.push((label, times));
     }
-    provider.set_warm_spare(false).await;
+    for (_, provider, _, _) in &setups {
+        provider.set_warm_spare(false).await;
+    }
 
     let mut seed = Vec::new();
     let seed_dir = tempfile::tempdir().unwrap();
@@ -156,5 +207,7 @@ async fn main() {
             println!("  ratio seed p50 / {label} p50: {:.1}x", s50 / p50);
         }
     }
-    provider.stop_all().await;
+    for (_, provider, _, _) in &setups {
+        provider.stop_all().await;
+    }
 }

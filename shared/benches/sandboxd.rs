@@ -22,7 +22,7 @@ use apna::sandbox::remote::{DirectTransport, RemoteSandbox};
 use apna::sandbox::sandboxd::{self, SandboxdOptions};
 use apna::sandbox::{ExecRequest, ProjectPath, Sandbox};
 use apna::testing::bench::{bench_rounds, percentile};
-use apna::testing::local::template;
+use apna::testing::local::{image_templates_dir, template, templates};
 
 /// p50 and p95 in milliseconds of `rounds` runs of `op` on each sandbox,
 /// interleaved (alternating which goes first) so that load from elsewhere on
@@ -129,17 +129,11 @@ fn start_sandboxd(dir: &std::path::Path, token: &str) -> std::net::SocketAddr {
         .enable_all()
         .build()
         .unwrap();
-    let tpl = rt.block_on(template());
-    let template_dir = dir.join("template");
-    for f in &tpl.files.files {
-        let full = template_dir.join(&f.path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, &f.data).unwrap();
-    }
-    std::os::unix::fs::symlink(&tpl.node_modules, template_dir.join("node_modules")).unwrap();
+    let template_dir = rt.block_on(image_templates_dir(&dir.join("templates")));
     let opts = SandboxdOptions {
         workspace: dir.join("workspace"),
-        template: template_dir,
+        templates: template_dir,
+        starter: apna::domain::DEFAULT_TEMPLATE.into(),
         listen: "127.0.0.1:0".parse().unwrap(),
         dev_server: "127.0.0.1:0".parse().unwrap(),
         hmr_client_port: None,
@@ -175,7 +169,7 @@ fn main() {
         let data = dir.path().join("local");
         let local = LocalProvider::new(LocalOptions {
             data_dir: data.clone(),
-            template: template().await,
+            templates: templates().await,
             hmr_client_port: None,
             isolation: Some(Isolation::None),
             max_project_mb: 500,
@@ -205,7 +199,7 @@ fn main() {
         if matches!(Isolation::detect(), Isolation::Bubblewrap { .. }) {
             let bw = LocalProvider::new(LocalOptions {
                 data_dir: dir.path().join("local-bwrap"),
-                template: template().await,
+                templates: templates().await,
                 hmr_client_port: None,
                 isolation: None,
                 max_project_mb: 500,

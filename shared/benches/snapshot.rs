@@ -156,7 +156,7 @@ async fn measure(
         }
 
         let t = Instant::now();
-        let info = take_snapshot(&*blobs, &sb).await.unwrap();
+        let info = take_snapshot(&*blobs, &sb, "app").await.unwrap();
         snap_ms.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         verify_snapshot(&*blobs, &info).await.unwrap();
@@ -168,7 +168,7 @@ async fn measure(
         let mut body = sb.read_file(&app).await.unwrap();
         body.extend_from_slice(format!("// round {round}\n").as_bytes());
         sb.write_file(&app, &body).await.unwrap();
-        let next = take_snapshot(&*blobs, &sb).await.unwrap();
+        let next = take_snapshot(&*blobs, &sb, "app").await.unwrap();
 
         sb.destroy().await.unwrap();
         let t = Instant::now();
@@ -263,7 +263,7 @@ async fn main() {
 
     let fs_blobs: Arc<dyn BlobStore> =
         Arc::new(FsBlobStore::new(dir.path().join("blobs")).await.unwrap());
-    let probe = apna::snapshot::write_snapshot(&*fs_blobs, "bench-size", &tree)
+    let probe = apna::snapshot::write_snapshot(&*fs_blobs, "bench-size", "app", &tree)
         .await
         .unwrap();
     println!(

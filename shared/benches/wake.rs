@@ -68,7 +68,11 @@ async fn main() {
     let mut times = Vec::new();
     for i in 0..wakes {
         // A ready project with its own App, snapshotted and hibernated.
-        let mut p = Project::new("bench", &format!("wake {i}"), "vite-react");
+        let mut p = Project::new(
+            "bench",
+            &format!("wake {i}"),
+            apna::domain::DEFAULT_TEMPLATE,
+        );
         p.status = ProjectStatus::Ready;
         store.create_project(&p).await.unwrap();
         let sb = provider.local(&p.id).unwrap();
@@ -105,7 +109,7 @@ async fn main() {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("project");
         let nm = template().await.node_modules;
-        let template = apna::sandbox::local::template::bundled_template_dir();
+        let template = apna::sandbox::local::template::bundled_templates_dir().join("app");
         let script = format!(
             "mkdir -p {p} && tar -C {t} --exclude=./node_modules -cf - . | tar -C {p} -xf - && cp -r {nm} {p}/node_modules \
              && printf '%s' '{app}' > {p}/src/App.tsx && tar -C {p} -czf {d}/snapshot.tar.gz . && rm -rf {p}",

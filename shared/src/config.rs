@@ -128,9 +128,9 @@ pub struct Config {
     pub max_daily_cost_usd: Option<f64>,
     /// Longest prompt or chat message, in characters (`APNA_MAX_PROMPT_CHARS`, default 20000).
     pub max_prompt_chars: usize,
-    /// The sandbox template (`APNA_TEMPLATE_DIR`, default: `images/preview/template` of this checkout).
-    pub template_dir: PathBuf,
-    /// Where the template's installed dependencies are cached (`APNA_TEMPLATE_CACHE`,
+    /// The folder of starters (`APNA_TEMPLATES_DIR`, default: `images/preview/templates` of this checkout).
+    pub templates_dir: PathBuf,
+    /// Where the starters' installed dependencies are cached (`APNA_TEMPLATE_CACHE`,
     /// default `{data_dir}/template-cache`).
     pub template_cache: PathBuf,
     /// The browser UI's files (`APNA_WEB_DIR`, default: `web/` of this checkout).
@@ -494,12 +494,12 @@ impl Config {
                 }
                 mb => mb,
             },
-            template_dir: get("APNA_TEMPLATE_DIR")
+            templates_dir: get("APNA_TEMPLATES_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| {
                     PathBuf::from(concat!(
                         env!("CARGO_MANIFEST_DIR"),
-                        "/../images/preview/template"
+                        "/../images/preview/templates"
                     ))
                 }),
             template_cache: get("APNA_TEMPLATE_CACHE")

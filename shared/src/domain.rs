@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 /// The user id in single-user mode (`apna serve` without `APNA_JWT_SECRET`).
 pub const LOCAL_USER: &str = "local";
 
-/// The template a project starts from when the request names none.
-pub const DEFAULT_TEMPLATE: &str = "vite-react";
+/// The starter a project begins from when the request names none (see `starter`).
+pub const DEFAULT_TEMPLATE: &str = "app";
 
 /// The current time, truncated to milliseconds (the stores' resolution), so a
 /// value read back compares equal to the value written.

@@ -17,6 +17,7 @@
 //! * [`blob`]: object storage behind `trait BlobStore` (disk | S3).
 //! * [`sandbox`]: a project's files and dev server behind `trait Sandbox` (local processes;
 //!   in a pod, `apna sandboxd` serving one workspace and `RemoteSandbox` its client).
+//! * [`starter`]: the templates a project can begin from (`images/preview/templates`).
 //! * [`snapshot`]: source-only snapshots, versions, hibernation and wake.
 //! * [`agent`]: the model client behind `trait Model`, the tools, one agent step.
 //! * [`workflow`]: the engine running `statemachines/*.asl.json` behind
@@ -53,6 +54,7 @@ pub mod sandbox;
 pub mod server;
 pub mod site;
 pub mod snapshot;
+pub mod starter;
 pub mod store;
 pub mod tasks;
 #[cfg(any(test, feature = "testing"))]

@@ -478,18 +478,39 @@ impl PreviewProxy {
     async fn forward(&self, req: Request, addr: &str) -> Result<Response> {
         let (uri, headers) = Self::backend_request_parts(&req, addr)?;
         let (parts, body) = req.into_parts();
-        let mut out = http::Request::builder().method(parts.method).uri(uri);
-        if let Some(h) = out.headers_mut() {
-            *h = headers;
-        }
-        let out = out
-            .body(body)
-            .map_err(|e| Error::Internal(format!("backend request: {e}")))?;
-        let resp = self
-            .client
-            .request(out)
-            .await
-            .map_err(|e| Error::NotReady(format!("dev server: {e}")))?;
+        let build = |body: Body| {
+            let mut out = http::Request::builder()
+                .method(parts.method.clone())
+                .uri(uri.clone());
+            if let Some(h) = out.headers_mut() {
+                *h = headers.clone();
+            }
+            out.body(body)
+                .map_err(|e| Error::Internal(format!("backend request: {e}")))
+        };
+        // A bodiless GET or HEAD is sent once more on a fresh connection when
+        // a pooled one fails: Node resets kept-alive connections now and then
+        // on a dev server's busy first page load (seen as ECONNRESET), and
+        // browsers retry such requests the same way.
+        let replayable = matches!(parts.method, http::Method::GET | http::Method::HEAD)
+            && axum::body::HttpBody::size_hint(&body).exact() == Some(0);
+        let resp = if replayable {
+            match self.client.request(build(Body::empty())?).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::debug!(error = %e, "dev server connection failed; retrying once");
+                    self.client
+                        .request(build(Body::empty())?)
+                        .await
+                        .map_err(|e| Error::NotReady(format!("dev server: {e}")))?
+                }
+            }
+        } else {
+            self.client
+                .request(build(body)?)
+                .await
+                .map_err(|e| Error::NotReady(format!("dev server: {e}")))?
+        };
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, Body::new(body)))

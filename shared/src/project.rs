@@ -166,10 +166,12 @@ pub fn wake_in_background(state: &Backends, project_id: &str) {
 
 /// Snapshots a project's sandbox (so a deleted project's last state is kept)
 /// and removes the sandbox.
-pub async fn remove_sandbox(state: &Backends, project_id: &str) -> Result<()> {
+pub async fn remove_sandbox(state: &Backends, project: &Project) -> Result<()> {
+    let project_id = project.id.as_str();
     let sandbox = state.sandboxes.sandbox(project_id)?;
     if sandbox.status().await?.state != SandboxState::Missing {
-        let snapshot = crate::snapshot::take_snapshot(&*state.blobs, &*sandbox).await?;
+        let snapshot =
+            crate::snapshot::take_snapshot(&*state.blobs, &*sandbox, &project.template).await?;
         crate::snapshot::set_latest(&*state.blobs, project_id, &snapshot.key).await?;
         sandbox.destroy().await?;
     }

@@ -12,7 +12,7 @@ use crate::config::{Config, SandboxBackend};
 use crate::error::{Error, Result};
 use crate::preview::{PreviewProxy, StorePreviewBackend};
 use crate::sandbox::local::{
-    prepare_template, Isolation, LocalOptions, LocalProvider, TemplateProgress,
+    prepare_templates, Isolation, LocalOptions, LocalProvider, TemplateProgress,
 };
 use crate::sandbox::SandboxProvider;
 use crate::site::SiteServer;
@@ -48,7 +48,7 @@ impl LocalServer {
     }
 }
 
-/// Connects the backends, prepares the template (reporting progress), starts
+/// Connects the backends, prepares the starters (reporting progress), starts
 /// the interpreter and resumes executions left running by a previous process.
 pub async fn build(
     config: Config,
@@ -124,11 +124,11 @@ async fn sandboxes(
                         .into(),
                 });
             }
-            let template =
-                prepare_template(&config.template_dir, &config.template_cache, progress).await?;
+            let templates =
+                prepare_templates(&config.templates_dir, &config.template_cache, progress).await?;
             let local = Arc::new(LocalProvider::new(LocalOptions {
                 data_dir: config.data_dir.clone(),
-                template,
+                templates,
                 hmr_client_port: Some(config.port),
                 isolation: Some(isolation),
                 max_project_mb: config.max_project_mb,

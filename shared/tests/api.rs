@@ -662,6 +662,101 @@ async fn config_health_and_openapi() {
     assert!(r.body["paths"]["/api/projects/{id}/chat"]["post"].is_object());
 }
 
+#[tokio::test]
+async fn templates_are_listed_and_a_create_picks_one() {
+    let h = harness(
+        Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap()),
+        &[("APNA_JWT_SECRET", "test-secret")],
+    )
+    .await;
+    // Public: the new-project screen shows them before anything else.
+    let r = h.get("/api/templates", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let list = r.body["templates"].as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["app", "dashboard", "landing", "minimal"]);
+    assert_eq!(list[0]["default"], true);
+    assert!(list[1..].iter().all(|t| t["default"] == false));
+    for t in list {
+        assert!(!t["title"].as_str().unwrap().is_empty());
+        assert!(!t["prompt_hints"].as_array().unwrap().is_empty());
+        let url = t["preview_url"].as_str().unwrap();
+        let img = h.get(url, None).await;
+        assert_eq!(img.status, StatusCode::OK, "{url}");
+        assert_eq!(img.headers["content-type"], "image/png");
+        assert!(img.text.contains("PNG"), "{url}");
+    }
+    for bad in [
+        "/api/templates/nope/preview.png",
+        "/api/templates/../preview.png",
+    ] {
+        assert_eq!(
+            h.get(bad, None).await.status,
+            StatusCode::NOT_FOUND,
+            "{bad}"
+        );
+    }
+
+    let token = apna::api::auth::issue_token("test-secret", "alice", 1).unwrap();
+    let r = h
+        .post(
+            "/api/projects",
+            Some(&token),
+            &json!({"prompt": "a sales dashboard", "template": "dashboard"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["project"]["template"], "dashboard");
+    let r = h
+        .post("/api/projects", Some(&token), r#"{"prompt": "default"}"#)
+        .await;
+    assert_eq!(r.body["project"]["template"], "app");
+    let r = h
+        .post(
+            "/api/projects",
+            Some(&token),
+            r#"{"prompt": "x", "template": "vite-react"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("available: app, dashboard, landing, minimal"),
+        "{message}"
+    );
+    assert_eq!(h.state.store.count_projects("alice").await.unwrap(), 2);
+
+    // The first run's EnsureSandbox makes the sandbox from the project's
+    // starter and records that starting tree, naming the starter.
+    let r = h
+        .post(
+            "/api/projects",
+            Some(&token),
+            &json!({"prompt": "a launch page", "template": "landing"}).to_string(),
+        )
+        .await;
+    let id = r.body["project"]["id"].as_str().unwrap().to_string();
+    let run_id = r.body["run_id"].as_str().unwrap().to_string();
+    let sandbox = h.sandboxes.get(&id);
+    sandbox.set_state(apna::sandbox::SandboxState::Missing);
+    apna::tasks::run_task(
+        "EnsureSandbox",
+        json!({"run_id": run_id, "project_id": id}),
+        &h.state.backends,
+    )
+    .await
+    .unwrap();
+    assert_eq!(sandbox.starter().as_deref(), Some("landing"));
+    let base = apna::snapshot::get_base(&*h.state.blobs, &id)
+        .await
+        .unwrap()
+        .expect("the starting tree is recorded");
+    let manifest = apna::snapshot::read_manifest(&*h.state.blobs, &base)
+        .await
+        .unwrap();
+    assert_eq!(manifest.template.as_deref(), Some("landing"));
+}
+
 #[test]
 fn committed_openapi_matches_the_code() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.json");

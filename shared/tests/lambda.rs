@@ -109,6 +109,22 @@ async fn every_endpoint_function_reaches_its_handler() {
             StatusCode::OK,
         ),
         (
+            "api-list-templates",
+            "GET",
+            "/api/templates".into(),
+            None,
+            json!({}),
+            StatusCode::OK,
+        ),
+        (
+            "api-list-templates",
+            "GET",
+            "/api/templates/dashboard/preview.png".into(),
+            None,
+            json!({"name": "dashboard"}),
+            StatusCode::OK,
+        ),
+        (
             "api-create-project",
             "POST",
             "/api/projects/create".into(),

@@ -143,3 +143,45 @@ async fn middleware_routes_only_preview_hosts_to_the_proxy() {
     assert_eq!(get(addr, "a.b.localhost:3000", "/").await.0, 400);
     assert_eq!(backend.lookups.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_get_on_a_reset_keep_alive_connection_is_sent_again_on_a_new_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A dev server that answers the first request on each connection and
+    // resets the connection when a second request arrives on it.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap().to_string();
+    let resets = Arc::new(AtomicUsize::new(0));
+    let r = resets.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = upstream.accept().await {
+            let r = r.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if !matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                    return;
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                if matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let _ = s.set_zero_linger();
+                }
+            });
+        }
+    });
+    let backend = Arc::new(CountingBackend {
+        addr: Some(upstream_addr),
+        ..Default::default()
+    });
+    let addr = start_proxy(backend).await;
+    for path in ["/", "/@vite/client", "/src/main.tsx"] {
+        let (status, body) = get(addr, "p.localhost:3000", path).await;
+        assert_eq!((status, body.as_str()), (200, "ok"), "{path}");
+    }
+    assert!(
+        resets.load(Ordering::SeqCst) >= 1,
+        "the pooled connection was reused and reset"
+    );
+}

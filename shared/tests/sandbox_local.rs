@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apna::preview::SandboxPreviewBackend;
-use apna::sandbox::local::{wait_ready, Isolation};
+use apna::sandbox::local::{wait_ready, Isolation, PreparedTemplate};
 use apna::sandbox::{ExecRequest, ProjectPath, Sandbox, SandboxProvider, SandboxState, SourceFile};
 use apna::testing::local::*;
 use apna::testing::services::services_required;
@@ -438,33 +438,63 @@ async fn a_crashing_dev_server_is_reported_and_recovers_once_fixed() {
 }
 
 #[tokio::test]
-async fn the_template_is_installed_once_per_lock_file() {
-    let first = template().await;
+async fn starters_are_installed_once_per_lock_file() {
+    let first = templates().await;
     let events = std::sync::Mutex::new(Vec::new());
-    let again = apna::sandbox::local::prepare_template(
-        &apna::sandbox::local::template::bundled_template_dir(),
+    let again = apna::sandbox::local::prepare_templates(
+        &apna::sandbox::local::template::bundled_templates_dir(),
         &test_cache_dir(),
         &|e| events.lock().unwrap().push(e),
     )
     .await
     .unwrap();
-    assert_eq!(again.hash, first.hash);
+    let names: Vec<&str> = again.starters.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["app", "dashboard", "landing", "minimal"]);
     let events = events.into_inner().unwrap();
+    // Nothing is installed or bundled again; starters built on `app` share its entry.
     assert!(
-        matches!(
-            events.as_slice(),
-            [apna::sandbox::local::TemplateProgress::Cached { .. }]
-        ),
+        events
+            .iter()
+            .all(|e| matches!(e, apna::sandbox::local::TemplateProgress::Cached { .. })),
         "{events:?}"
     );
-    assert!(first.node_modules.join(".bin/vite").exists());
-    // Only sources travel with the template; dependencies stay in the cache.
-    assert!(first.files.files.iter().any(|f| f.path == "src/App.tsx"));
-    assert!(first
-        .files
-        .files
-        .iter()
-        .all(|f| !f.path.starts_with("node_modules") && !f.path.starts_with(".vite")));
+    assert_eq!(events.len(), 2, "one per lock file: {events:?}");
+    let (app, dashboard, minimal) = (
+        first.get("app").unwrap(),
+        first.get("dashboard").unwrap(),
+        first.get("minimal").unwrap(),
+    );
+    assert_eq!(again.get("app").unwrap().hash, app.hash);
+    assert_eq!(dashboard.node_modules, app.node_modules);
+    assert_ne!(minimal.node_modules, app.node_modules);
+    assert!(app.node_modules.join(".bin/vite").exists());
+    assert!(app.node_modules.join("recharts/package.json").exists());
+    assert!(!minimal.node_modules.join("recharts").exists());
+    // Only sources travel with a starter; dependencies and metadata stay out.
+    for t in &first.starters {
+        let paths: Vec<&str> = t.files.files.iter().map(|f| f.path.as_str()).collect();
+        assert!(paths.contains(&"src/App.tsx"), "{}", t.name);
+        assert!(paths.contains(&"package-lock.json"), "{}", t.name);
+        assert!(
+            paths.iter().all(|p| !p.starts_with("node_modules")
+                && !p.starts_with(".vite")
+                && !["template.json", "prompt.md", "preview.png"].contains(p)),
+            "{}: {paths:?}",
+            t.name
+        );
+    }
+    // A starter with a base has the base's files, its own where they differ.
+    let file = |t: &PreparedTemplate, p: &str| {
+        t.files
+            .files
+            .iter()
+            .find(|f| f.path == p)
+            .map(|f| f.data.clone())
+    };
+    assert!(file(dashboard, "src/components/ui/button.tsx").is_some());
+    assert!(file(dashboard, "src/pages/overview.tsx").is_some());
+    assert_ne!(file(dashboard, "src/App.tsx"), file(app, "src/App.tsx"));
+    assert!(file(minimal, "src/components/ui/button.tsx").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -621,4 +651,200 @@ async fn destroy_ends_commands_still_writing_into_the_project() {
     assert!(took < Duration::from_secs(10), "{took:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!root.exists(), "a killed command recreated the directory");
+}
+
+/// Polls `path` on a dev server until it answers 200 with `needle` in the body.
+async fn until_served(addr: std::net::SocketAddr, host: &str, path: &str, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = get(addr, host, path).await;
+        if status == 200 && body.contains(needle) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never served {needle:?}: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starters_create_their_own_files_and_share_the_spare_when_they_can() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    let bwrap = *provider.isolation() != Isolation::None;
+    if bwrap {
+        assert!(provider.wait_spare_ready(Duration::from_secs(60)).await);
+    }
+    // Built on the default starter: adopts the running spare, its own files on top.
+    let dash = provider.local("proj-dash").unwrap();
+    let started = Instant::now();
+    let st = dash.ensure_from("dashboard").await.unwrap();
+    let took = started.elapsed();
+    if bwrap {
+        assert_eq!(st.state, SandboxState::Ready, "spare not adopted: {st:?}");
+        assert!(took < Duration::from_millis(500), "adoption took {took:?}");
+    }
+    let st = wait_ready(&dash, Duration::from_secs(60)).await.unwrap();
+    let addr: std::net::SocketAddr = st.preview_addr.unwrap().parse().unwrap();
+    until_served(addr, "proj-dash.localhost", "/src/App.tsx", "AppSidebar").await;
+    let listed: Vec<String> = dash
+        .list_files()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert!(listed.contains(&"src/pages/overview.tsx".to_string()));
+    assert!(listed.contains(&"src/components/ui/dialog.tsx".to_string()));
+    assert!(!listed
+        .iter()
+        .any(|p| p == "template.json" || p == "preview.png"));
+
+    // Other dependencies: its own node_modules, a dev server of its own.
+    let min = provider.local("proj-min").unwrap();
+    min.ensure_from("minimal").await.unwrap();
+    let st = wait_ready(&min, Duration::from_secs(60)).await.unwrap();
+    let addr: std::net::SocketAddr = st.preview_addr.unwrap().parse().unwrap();
+    until_served(addr, "proj-min.localhost", "/src/main.tsx", "createRoot").await;
+    let link = std::fs::canonicalize(min.root().join("node_modules")).unwrap();
+    assert_eq!(link, starter("minimal").await.node_modules);
+    assert!(!min.root().join("src/components/ui").exists());
+
+    let err = provider
+        .local("proj-x")
+        .unwrap()
+        .ensure_from("nope")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("available: app, dashboard"),
+        "{err}"
+    );
+    assert!(!provider.local("proj-x").unwrap().root().exists());
+    provider.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projects_share_the_dependency_prebundle_and_never_change_it() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    if *provider.isolation() == Isolation::None {
+        assert!(
+            template().await.vite_deps.is_none()
+                || !provider.local("p").unwrap().root().join(".vite").exists()
+        );
+        eprintln!("skipped: the pre-bundle is shared under bubblewrap only");
+        return;
+    }
+    provider.set_warm_spare(false).await;
+    let shared = template()
+        .await
+        .vite_deps
+        .expect("a pre-bundle under bubblewrap");
+    let count = |d: &std::path::Path| std::fs::read_dir(d).unwrap().count();
+    let shared_files = count(&shared);
+    assert!(shared.join("recharts.js").is_file() && shared.join("lucide-react.js").is_file());
+
+    let sb = provider.local("proj-deps").unwrap();
+    sb.ensure().await.unwrap();
+    let deps_link = sb.root().join(".vite/deps");
+    assert_eq!(std::fs::read_link(&deps_link).unwrap(), shared);
+    let st = wait_ready(&sb, Duration::from_secs(60)).await.unwrap();
+    let addr: std::net::SocketAddr = st.preview_addr.unwrap().parse().unwrap();
+    let host = "proj-deps.localhost";
+    // A page using a chart and icons: served from the pre-bundle, no re-optimising.
+    sb.write_file(
+        &p("src/App.tsx"),
+        b"import { Line, LineChart } from \"recharts\";\nimport { Star } from \"lucide-react\";\n\
+export default function App() { return <div><Star /><LineChart width={100} height={50} data={[{v:1},{v:2}]}><Line dataKey=\"v\" /></LineChart></div>; }\n",
+    )
+    .await
+    .unwrap();
+    let app = until_served(addr, host, "/src/App.tsx", "/.vite/deps/recharts.js").await;
+    let url = app
+        .split('"')
+        .find(|s| s.starts_with("/.vite/deps/recharts.js"))
+        .unwrap()
+        .to_string();
+    let (status, body) = get(addr, host, &url).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.len() > 100_000,
+        "the bundled chart library: {} bytes",
+        body.len()
+    );
+    let log = sb.logs(200).await.unwrap();
+    assert!(
+        !log.to_lowercase().contains("optimiz"),
+        "Vite bundled again:\n{log}"
+    );
+    assert!(std::fs::symlink_metadata(&deps_link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // An import outside the pre-bundle: Vite bundles again for this project
+    // only, replacing the link with its own folder; the shared one is intact.
+    sb.write_file(
+        &p("src/App.tsx"),
+        b"import { de } from \"date-fns/locale/de\";\nexport default function App() { return <p>{de.code}</p>; }\n",
+    )
+    .await
+    .unwrap();
+    until_served(addr, host, "/src/App.tsx", "date-fns_locale_de").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::symlink_metadata(&deps_link)
+        .unwrap()
+        .file_type()
+        .is_symlink()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Vite never re-bundled: {}",
+            sb.logs(50).await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(&shared), shared_files);
+    assert!(shared.join("_metadata.json").is_file());
+    provider.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installing_a_package_the_starter_has_keeps_the_shared_node_modules() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    provider.set_warm_spare(false).await;
+    let sb = provider.local("proj-npm").unwrap();
+    sb.import_source(&template().await.files).await.unwrap();
+    let run = |command: &str| ExecRequest {
+        command: command.into(),
+        timeout: Duration::from_secs(120),
+        max_output: 64 * 1024,
+    };
+    let started = Instant::now();
+    let out = sb
+        .exec(&run("npm install recharts lucide-react@^1 -D"))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, Some(0), "{}", out.output);
+    assert!(out.output.contains("recharts@3.11.1"), "{}", out.output);
+    assert!(out.output.contains("lucide-react@1.81.0"), "{}", out.output);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let link = sb.root().join("node_modules");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let out = sb.exec(&run("npm install")).await.unwrap();
+    assert_eq!(out.exit_code, Some(0), "{}", out.output);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // (Another version, a new package or an unknown flag run npm as before:
+    // see `packages` unit tests and the restore test above.)
+    provider.stop_all().await;
 }

@@ -18,7 +18,8 @@ async fn local_sandbox_hibernates_and_wakes_identically() {
     let blobs: Arc<dyn BlobStore> =
         Arc::new(FsBlobStore::new(data.path().join("blobs")).await.unwrap());
     let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
-    let project = Project::new("local", "a counter", "vite-react");
+    // A starter other than the default: wake must bring back its packages.
+    let project = Project::new("local", "a counter", "minimal");
     store.create_project(&project).await.unwrap();
     for (from, to) in [
         (ProjectStatus::Creating, ProjectStatus::Building),
@@ -31,7 +32,7 @@ async fn local_sandbox_hibernates_and_wakes_identically() {
     }
 
     let sb = provider.local(&project.id).unwrap();
-    sb.ensure().await.unwrap();
+    sb.ensure_from("minimal").await.unwrap();
     let edits = [
         ("src/App.tsx", "import { Counter } from './components/Counter'\nexport default function App() {\n  return <Counter />\n}\n"),
         ("src/components/Counter.tsx", "import { useState } from 'react'\nexport function Counter() {\n  const [n, setN] = useState(0)\n  return <button onClick={() => setN(n + 1)}>{n}</button>\n}\n"),
@@ -87,6 +88,11 @@ async fn local_sandbox_hibernates_and_wakes_identically() {
     );
     assert_eq!(sb.export_source().await.unwrap(), original);
     assert!(sb.root().join("node_modules/react/package.json").exists());
+    assert_eq!(
+        std::fs::canonicalize(sb.root().join("node_modules")).unwrap(),
+        apna::testing::local::starter("minimal").await.node_modules,
+        "woken with its own starter's packages"
+    );
     assert!(!sb.root().join("dist").exists());
     wait_ready(&sb, Duration::from_secs(60)).await.unwrap();
     assert_eq!(

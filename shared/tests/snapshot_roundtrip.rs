@@ -95,7 +95,7 @@ async fn round_trip(blobs: Arc<dyn BlobStore>) {
     );
 
     // A second snapshot of an unchanged tree uploads only its manifest.
-    let info = take_snapshot(&*blobs, &sb).await.unwrap();
+    let info = take_snapshot(&*blobs, &sb, "app").await.unwrap();
     assert_eq!(
         (info.objects_new, info.objects_reused),
         (0, snapshot.objects_new)
@@ -347,7 +347,7 @@ async fn the_first_version_is_compared_with_the_starting_tree() {
     let project = ready_project(&*store).await;
     let sb = provider.get(&project.id);
     fill_app(&sb.inner, 1);
-    assert!(snapshot::record_base(&*blobs, &sb).await.unwrap());
+    assert!(snapshot::record_base(&*blobs, &sb, "app").await.unwrap());
     assert!(snapshot::get_base(&*blobs, &project.id)
         .await
         .unwrap()
@@ -359,7 +359,7 @@ async fn the_first_version_is_compared_with_the_starting_tree() {
     sb.inner
         .put("src/Habit.tsx", "export const Habit = () => null\n");
     // Recorded once: a later run (the tree has changed) keeps the first base.
-    assert!(!snapshot::record_base(&*blobs, &sb).await.unwrap());
+    assert!(!snapshot::record_base(&*blobs, &sb, "app").await.unwrap());
     let v1 = record_version(&*store, &*blobs, &sb, &project.id, Some("run-1"), "First")
         .await
         .unwrap();
@@ -383,7 +383,9 @@ async fn the_first_version_is_compared_with_the_starting_tree() {
     record_version(&*store, &*blobs, &old_sb, &old.id, Some("r"), "Old")
         .await
         .unwrap();
-    assert!(!snapshot::record_base(&*blobs, &old_sb).await.unwrap());
+    assert!(!snapshot::record_base(&*blobs, &old_sb, "app")
+        .await
+        .unwrap());
 }
 
 /// A restore installs packages only when the restored `package.json` asks for
@@ -515,7 +517,7 @@ async fn corruption_is_detected() {
     let project = ready_project(&*store).await;
     let sb = provider.get(&project.id);
     fill_app(&sb.inner, 6);
-    let info = take_snapshot(&*blobs, &sb).await.unwrap();
+    let info = take_snapshot(&*blobs, &sb, "app").await.unwrap();
     snapshot::verify_snapshot(&*blobs, &info).await.unwrap();
     let manifest = snapshot::read_manifest(&*blobs, &info.key).await.unwrap();
     let victim = dir.path().join("blobs").join(format!(
@@ -529,7 +531,7 @@ async fn corruption_is_detected() {
     std::fs::remove_file(&victim).unwrap();
     assert!(snapshot::verify_snapshot(&*blobs, &info).await.is_err());
     // Taking a snapshot again re-uploads the missing object, after which it verifies.
-    let info = take_snapshot(&*blobs, &sb).await.unwrap();
+    let info = take_snapshot(&*blobs, &sb, "app").await.unwrap();
     assert_eq!(info.objects_new, 1);
     snapshot::verify_snapshot(&*blobs, &info).await.unwrap();
 }
@@ -548,7 +550,7 @@ async fn public_futures_are_send() {
     let (s, b, p) = (store.clone(), blobs.clone(), provider.clone());
     let sbx = sb.clone();
     tokio::spawn(async move {
-        let info = take_snapshot(&*b, &sbx).await.unwrap();
+        let info = take_snapshot(&*b, &sbx, "app").await.unwrap();
         load_tree(&*b, &info.key).await.unwrap();
         snapshot::restore(&*b, &sbx, &info.key).await.unwrap();
         snapshot::set_latest(&*b, &id, &info.key).await.unwrap();
@@ -662,4 +664,63 @@ async fn failed_projects_hibernate_and_wake_ready() {
             .status,
         ProjectStatus::Ready
     );
+}
+
+#[tokio::test]
+async fn snapshots_record_the_starter_and_wake_starts_from_it() {
+    let (blobs, _dir) = fs_blobs().await;
+    let store = memory_store().await;
+    let provider = FaultyProvider::new(Arc::new(Faults::default()));
+    let p = apna::domain::Project::new(apna::domain::LOCAL_USER, "sales", "dashboard");
+    store.create_project(&p).await.unwrap();
+    for (from, to) in [
+        (ProjectStatus::Creating, ProjectStatus::Building),
+        (ProjectStatus::Building, ProjectStatus::Ready),
+    ] {
+        assert!(store
+            .set_project_status(&p.id, from, to, None)
+            .await
+            .unwrap());
+    }
+    let sb = provider.get(&p.id);
+    fill_app(&sb.inner, 3);
+    let HibernateOutcome::Hibernated { snapshot } =
+        hibernate_project(&*store, &*blobs, &provider, &p.id)
+            .await
+            .unwrap()
+    else {
+        panic!("not hibernated")
+    };
+    let manifest = snapshot::read_manifest(&*blobs, &snapshot.key)
+        .await
+        .unwrap();
+    assert_eq!(manifest.template.as_deref(), Some("dashboard"));
+    assert!(matches!(
+        wake_project(&*store, &*blobs, &provider, &p.id)
+            .await
+            .unwrap(),
+        WakeOutcome::Woken { .. }
+    ));
+    assert_eq!(sb.inner.starter().as_deref(), Some("dashboard"));
+
+    // A snapshot from before starters were recorded: the starter whose
+    // packages the tree asks for (the old template is today's `minimal`).
+    let mut old = manifest.clone();
+    old.template = None;
+    let mut tree = load_tree(&*blobs, &snapshot.key).await.unwrap();
+    let minimal = apna::starter::find("minimal").unwrap().package_json;
+    for f in &mut tree.files {
+        if f.path == "package.json" {
+            f.data = minimal.as_bytes().to_vec();
+        }
+    }
+    assert_eq!(snapshot::starter_of(&old, &tree), "minimal");
+    for f in &mut tree.files {
+        if f.path == "package.json" {
+            f.data = br#"{"dependencies":{"left-pad":"1.0.0"}}"#.to_vec();
+        }
+    }
+    assert_eq!(snapshot::starter_of(&old, &tree), "app");
+    old.template = Some("vite-react".into());
+    assert_eq!(snapshot::starter_of(&old, &tree), "minimal");
 }

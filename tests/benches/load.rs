@@ -230,8 +230,8 @@ async fn bench() -> anyhow::Result<()> {
             apna::testing::local::test_cache_dir().display().to_string(),
         ),
         (
-            "APNA_TEMPLATE_DIR",
-            root.join("images/preview/template").display().to_string(),
+            "APNA_TEMPLATES_DIR",
+            root.join("images/preview/templates").display().to_string(),
         ),
         ("APNA_WEB_DIR", root.join("web").display().to_string()),
         ("ANTHROPIC_BASE_URL", mock.url()),

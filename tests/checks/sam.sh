@@ -88,7 +88,8 @@ for binary, path, method in re.findall(r'\(\s*"(api-[a-z0-9-]+)"\s*,\s*"([^"]+)"
     want.add((binary, method.upper(), re.sub(r"\{\*(\w+)\}", r"{\1+}", path)))
 if not want:
     errors.append("found no routes in shared/src/api/mod.rs unguarded_routes()")
-public = {("GET", "/healthz"), ("GET", "/api/config"), ("GET", "/api/openapi.json")}
+public = {("GET", "/healthz"), ("GET", "/api/config"), ("GET", "/api/openapi.json"),
+          ("GET", "/api/templates"), ("GET", "/api/templates/{name}/preview.png")}
 have = set()
 for name, f in functions.items():
     for ev_name, ev in (f["Properties"].get("Events") or {}).items():

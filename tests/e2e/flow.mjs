@@ -112,6 +112,17 @@ export async function mainFlow(browser, baseUrl, errors, { timeouts = { run: 60_
     await page.goto(baseUrl);
     await page.getByRole('heading', { name: 'What do you want to build?' }).waitFor();
 
+    // Starters are cards; the default is chosen, and picking another one
+    // swaps the example prompts for its own.
+    const appCard = page.locator('.starter-card[data-starter="app"]');
+    await appCard.waitFor();
+    assert.equal(await appCard.locator('input').isChecked(), true, 'the default starter is chosen');
+    assert.ok(await appCard.locator('img').evaluate((img) => img.complete && img.naturalWidth > 0), 'its preview image loads');
+    const dashboard = page.locator('.starter-card[data-starter="dashboard"]');
+    await dashboard.click();
+    assert.equal(await dashboard.locator('input').isChecked(), true);
+    await page.locator('.examples .chip', { hasText: /dashboard/i }).first().waitFor();
+
     // Example prompts fill the box.
     const chip = page.locator('.examples .chip').first();
     const chipText = (await chip.textContent()).trim();
@@ -130,6 +141,10 @@ export async function mainFlow(browser, baseUrl, errors, { timeouts = { run: 60_
     await page.waitForURL(/#\/p\/[a-z0-9-]+$/);
     const projectId = page.url().match(/#\/p\/([a-z0-9-]+)$/)[1];
     const projectUrl = page.url();
+    // The API may live on another origin than the UI (--separate-origin).
+    const apiBase = await page.evaluate(() => document.querySelector('meta[name="apna-api-base"]').content || location.origin);
+    const created = await page.request.get(new URL(`/api/projects/${projectId}`, apiBase).href);
+    assert.equal((await created.json()).template, 'dashboard', 'the project begins from the chosen starter');
 
     // Progress streams in: the model's text and a compact line per tool call.
     await page.locator('.msg-assistant .bubble', { hasText: /habit tracker/i }).first().waitFor();
@@ -178,6 +193,8 @@ export async function mainFlow(browser, baseUrl, errors, { timeouts = { run: 60_
 
     // Files: the tree lists src/App.tsx; the viewer highlights it.
     await page.getByRole('tab', { name: 'Files' }).click();
+    // The dashboard starter's own files are there, next to the kit it builds on.
+    await page.locator('.file-tree button.file[data-path="src/pages/overview.tsx"]').waitFor();
     await page.locator('.file-tree button.file[data-path="src/App.tsx"]').click();
     await page.locator('.code-viewer .code', { hasText: FIRST_HEADING }).waitFor();
     assert.ok((await page.locator('.code-viewer .tok-kw').count()) > 3, 'keywords are highlighted');

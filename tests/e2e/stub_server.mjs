@@ -29,18 +29,31 @@ const TYPES = {
   '.json': 'application/json',
 };
 
-function templateFiles() {
-  const dir = path.join(repo, 'images', 'preview', 'template');
+const startersDir = path.join(repo, 'images', 'preview', 'templates');
+
+/** The starters as `GET /api/templates` lists them (the default, `app`, first). */
+function starters() {
+  return fs
+    .readdirSync(startersDir)
+    .filter((name) => fs.existsSync(path.join(startersDir, name, 'template.json')))
+    .sort((a, b) => (a === 'app' ? -1 : b === 'app' ? 1 : a.localeCompare(b)))
+    .map((name) => ({ name, ...JSON.parse(fs.readFileSync(path.join(startersDir, name, 'template.json'), 'utf8')) }));
+}
+
+/** A starter's source files: its base's, then its own. */
+function templateFiles(name = 'app') {
+  const meta = starters().find((s) => s.name === name);
   const files = new Map();
-  const walk = (rel) => {
+  const walk = (dir, rel) => {
     for (const ent of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
       const r = rel ? `${rel}/${ent.name}` : ent.name;
-      if (['node_modules', 'dist', '.vite', 'package-lock.json'].includes(ent.name)) continue;
-      if (ent.isDirectory()) walk(r);
+      if (['node_modules', 'dist', '.vite', 'package-lock.json', 'template.json', 'prompt.md', 'preview.png'].includes(ent.name)) continue;
+      if (ent.isDirectory()) walk(dir, r);
       else files.set(r, fs.readFileSync(path.join(dir, r), 'utf8'));
     }
   };
-  walk('');
+  if (meta.base) walk(path.join(startersDir, meta.base), '');
+  walk(path.join(startersDir, name), '');
   return files;
 }
 
@@ -421,6 +434,18 @@ setInterval(async () => {
       }
       const m = req.method;
       const [, a, id, b, ...rest] = parts;
+      if (a === 'templates' && m === 'GET') {
+        const list = starters();
+        if (!id) {
+          return json(res, 200, {
+            templates: list.map((s) => ({ name: s.name, title: s.title, description: s.description, prompt_hints: s.prompt_hints || [], preview_url: `/api/templates/${s.name}/preview.png`, default: s.name === 'app' })),
+          });
+        }
+        const s = list.find((t) => t.name === id);
+        if (!s || b !== 'preview.png') return err(res, 404, 'not_found', `no template called ${id}`);
+        res.writeHead(200, { 'content-type': 'image/png' });
+        return res.end(fs.readFileSync(path.join(startersDir, s.name, s.preview)));
+      }
       if (a === 'config' && m === 'GET') {
         return json(res, 200, { auth: cfg.auth, model_configured: cfg.model_configured, model: cfg.model, setup_hint: cfg.model_configured ? null : 'No model key is set. Export ANTHROPIC_API_KEY=sk-ant-… (or set ANTHROPIC_BASE_URL for a compatible server) and restart `apna serve`.', preview_base: `localhost:${actualPort}` });
       }
@@ -434,9 +459,11 @@ setInterval(async () => {
       if (a === 'projects' && (!id || id === 'create') && m === 'POST') {
         const body = await readBody(req);
         if (!body || typeof body.prompt !== 'string' || !body.prompt.trim()) return err(res, 400, 'invalid_input', 'prompt must be a non-empty string');
+        const template = body.template || 'app';
+        if (!starters().some((s) => s.name === template)) return err(res, 400, 'invalid_input', `unknown template ${JSON.stringify(template)}; available: ${starters().map((s) => s.name).join(', ')}`);
         const pid = crypto.randomUUID();
         const words = body.prompt.trim().replace(/^(build|make|create)\s+(me\s+)?(an?\s+)?/i, '').split(/\s+/).slice(0, 4).join(' ');
-        const p = { id: pid, owner: 'local', name: words.charAt(0).toUpperCase() + words.slice(1), prompt: body.prompt, template: 'react-vite', status: 'creating', error: null, created_at: now(), updated_at: now(), last_active: now(), deleted_at: null, preview_url: `http://${pid}.localhost:${actualPort}/`, active_run_id: null, latest_version: null, files: templateFiles(), versions: [], messages: [], sandboxReady: false, usedTurns: new Array(turns.length).fill(false) };
+        const p = { id: pid, owner: 'local', name: words.charAt(0).toUpperCase() + words.slice(1), prompt: body.prompt, template, status: 'creating', error: null, created_at: now(), updated_at: now(), last_active: now(), deleted_at: null, preview_url: `http://${pid}.localhost:${actualPort}/`, active_run_id: null, latest_version: null, files: templateFiles(template), versions: [], messages: [], sandboxReady: false, usedTurns: new Array(turns.length).fill(false) };
         projects.set(pid, p);
         const run = startRun(p, body.prompt);
         return json(res, 202, { project: publicProject(p), run_id: run.id });

@@ -155,6 +155,7 @@ impl AgentHarness {
             sandbox: Arc::new(self.sandbox.clone()),
             config: &self.config,
             deltas: None,
+            template: self.project.template.clone(),
         }
     }
 

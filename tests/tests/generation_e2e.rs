@@ -365,7 +365,13 @@ async fn sweep_purges(store_vars: &[(&str, &str)]) {
         .await
         .unwrap()
         .is_empty());
-    apna::project::remove_sandbox(state, &gone.project_id)
+    let gone_project = state
+        .store
+        .get_project(&gone.project_id)
+        .await
+        .unwrap()
+        .unwrap();
+    apna::project::remove_sandbox(state, &gone_project)
         .await
         .unwrap();
     assert!(state

@@ -20,7 +20,7 @@ use super::checkpoint::StepKey;
 use super::conversation::{load_messages, text_of, to_model_messages};
 use super::model::{DeltaSender, Model, ModelRequest, ModelResponse};
 use super::pricing::cost_usd;
-use super::prompt::SYSTEM_PROMPT;
+use super::prompt::system_prompt;
 use super::safety::{
     check_budget, check_daily_budget, detect_repetition, max_tokens_for_call, StopReason,
 };
@@ -56,6 +56,8 @@ pub struct StepDeps<'a> {
     pub config: &'a Config,
     /// Where streamed model text goes as it arrives (optional).
     pub deltas: Option<DeltaSender>,
+    /// The project's starter (`Project::template`): picks the system prompt.
+    pub template: String,
 }
 
 /// What one step did.
@@ -192,7 +194,7 @@ async fn run_step_inner(
                 ));
             }
             let req = ModelRequest {
-                system: SYSTEM_PROMPT.to_string(),
+                system: system_prompt(&deps.template),
                 tools: toolbox.specs(),
                 messages: conversation,
                 max_tokens: max_tokens_for_call(&run, deps.config, MAX_TOKENS_PER_CALL),

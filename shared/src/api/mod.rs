@@ -4,7 +4,7 @@
 //! * [`error`]: the JSON error shape and status mapping.
 //! * [`auth`]: who is calling (API Gateway claims, HS256 tokens, or single-user).
 //! * [`guard`]: the Host allowlist (DNS rebinding) and cross-site refusals (CSRF), before routing.
-//! * [`projects`], [`runs`], [`versions`], [`publish`], [`git`], [`previews`], [`health`]: the handlers.
+//! * [`projects`], [`runs`], [`versions`], [`publish`], [`git`], [`previews`], [`templates`], [`health`]: the handlers.
 //! * [`openapi`]: the OpenAPI 3.1 document generated from the handlers.
 
 pub mod auth;
@@ -17,6 +17,7 @@ pub mod previews;
 pub mod projects;
 pub mod publish;
 pub mod runs;
+pub mod templates;
 pub mod versions;
 
 use std::time::Duration;
@@ -108,6 +109,16 @@ fn unguarded_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>
             "api-openapi",
             "/api/openapi.json",
             get(openapi::openapi_json),
+        ),
+        (
+            "api-list-templates",
+            "/api/templates",
+            get(templates::list_templates),
+        ),
+        (
+            "api-list-templates",
+            "/api/templates/{name}/preview.png",
+            get(templates::preview),
         ),
         (
             "api-create-project",

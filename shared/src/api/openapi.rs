@@ -4,7 +4,9 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{error, git, health, previews, projects, publish, runs, versions, ClientConfig};
+use super::{
+    error, git, health, previews, projects, publish, runs, templates, versions, ClientConfig,
+};
 use crate::domain;
 
 /// The API description.
@@ -17,6 +19,8 @@ use crate::domain;
     paths(
         health::healthz,
         super::client_config,
+        templates::list_templates,
+        templates::preview,
         projects::create_project,
         projects::list_projects,
         projects::get_project,
@@ -47,9 +51,10 @@ use crate::domain;
         health::Health,
         health::Backend,
         ClientConfig,
+        templates::TemplateList,
+        templates::TemplateView,
         projects::ProjectView,
         projects::CreateProject,
-        projects::TemplateName,
         projects::Created,
         projects::ChatRequest,
         projects::ChatStarted,

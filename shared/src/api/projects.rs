@@ -30,14 +30,6 @@ pub struct ProjectView {
     pub latest_version: Option<i64>,
 }
 
-/// The app templates a project can start from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
-pub enum TemplateName {
-    /// React + Vite + TypeScript + Tailwind.
-    #[serde(rename = "vite-react")]
-    ViteReact,
-}
-
 /// Body of `POST /api/projects`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateProject {
@@ -46,9 +38,10 @@ pub struct CreateProject {
     /// characters are stored as U+FFFD.
     #[schema(min_length = 1, max_length = 20000, pattern = "[^\\t\\n\\r ]")]
     pub prompt: String,
-    /// Template (only `vite-react`, the default).
+    /// The starter to begin from (`GET /api/templates` lists them; default `app`).
     #[serde(default)]
-    pub template: Option<TemplateName>,
+    #[schema(example = "app")]
+    pub template: Option<String>,
     /// Accepted for compatibility with the seed and ignored: the user comes from the token.
     #[serde(default, rename = "userId")]
     #[schema(ignore)]
@@ -235,9 +228,8 @@ pub async fn create_project(
     ApiJson(body): ApiJson<CreateProject>,
 ) -> ApiResult<(StatusCode, Json<Created>)> {
     let prompt = check_text("prompt", &body.prompt, state.config.max_prompt_chars)?;
-    let template = match body.template {
-        None | Some(TemplateName::ViteReact) => DEFAULT_TEMPLATE,
-    };
+    let template = body.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
+    crate::starter::find(template)?;
     let (project, run) = create_and_start(&state, &caller.0, &prompt, template).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -307,7 +299,7 @@ pub async fn delete_project(
     if let Some(run_id) = state.store.run_lock_holder(&id).await? {
         cancel_run(&state, &run_id).await?;
     }
-    crate::project::remove_sandbox(&state, &id).await?;
+    crate::project::remove_sandbox(&state, &project).await?;
     // A deleted project's site stops serving and its address is freed now.
     crate::publish::unpublish(&state, &id, true).await?;
     state.store.soft_delete_project(&id).await?;

@@ -220,7 +220,9 @@ fn bracket_headline(line: &str) -> Option<&str> {
     let t = line.trim_start();
     let rest = t.strip_prefix('[')?;
     let (code, msg) = rest.split_once("] ")?;
-    if code.is_empty() || code.contains(' ') {
+    // PLUGIN_TIMINGS is rolldown's advice that plugins made a (slow, loaded
+    // machine) build slow: nothing in the app to fix.
+    if code.is_empty() || code.contains(' ') || code == "PLUGIN_TIMINGS" {
         return None;
     }
     Some(msg.trim())
@@ -328,6 +330,12 @@ pub fn parse_dev_log(log: &str, root: &str) -> Vec<Diagnostic> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_speed_advice_is_not_a_problem() {
+        let out = "[PLUGIN_TIMINGS] JavaScript callbacks ran for 6.6s of this 6.9s build (95%).\n";
+        assert!(parse_vite_build(out, "/p").is_empty());
+    }
 
     #[test]
     fn parses_tsc() {

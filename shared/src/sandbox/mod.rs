@@ -112,8 +112,11 @@ pub struct SourceFile {
 pub trait Sandbox: Send + Sync {
     /// The project this sandbox belongs to.
     fn project_id(&self) -> &str;
-    /// Creates the sandbox from the template if missing and starts the dev server. Idempotent.
+    /// Creates the sandbox from the default starter if missing and starts the dev server. Idempotent.
     async fn ensure(&self) -> Result<SandboxStatus>;
+    /// Like [`Sandbox::ensure`], creating a missing sandbox from `starter` (a
+    /// name from [`crate::starter`]; unknown names are bad input).
+    async fn ensure_from(&self, starter: &str) -> Result<SandboxStatus>;
     /// Current state.
     async fn status(&self) -> Result<SandboxStatus>;
     /// Reads a file.

@@ -18,6 +18,7 @@
 //! | `GET /healthz` | — | 200 `ok` (no token: for probes) |
 //! | `GET /v1/status` | — | 200 JSON [`SandboxStatus`] |
 //! | `POST /v1/ensure` | — | 200 JSON [`SandboxStatus`] |
+//! | `POST /v1/ensure?template=NAME` | — | 200 JSON [`SandboxStatus`]: a missing (or still untouched) workspace gets starter `NAME` |
 //! | `GET /v1/files` | — | 200 JSON `[FileEntry]` |
 //! | `GET /v1/file?path=P` | — | 200 the file's bytes |
 //! | `PUT /v1/file?path=P` | the file's bytes (≤ 8 MiB) | 204 |
@@ -347,6 +348,13 @@ impl Sandbox for RemoteSandbox {
 
     async fn ensure(&self) -> Result<SandboxStatus> {
         json(&self.post("/v1/ensure").await?, "status")
+    }
+
+    async fn ensure_from(&self, starter: &str) -> Result<SandboxStatus> {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("template", starter)
+            .finish();
+        json(&self.post(&format!("/v1/ensure?{query}")).await?, "status")
     }
 
     async fn status(&self) -> Result<SandboxStatus> {

@@ -8,8 +8,10 @@
 //! "restricted" profile forbids the user namespaces bubblewrap needs), so
 //! commands and Vite run as plain children ([`Isolation::None`]).
 //!
-//! On start an empty workspace is seeded from the template and the dev server
-//! started; a workspace with a project in it is kept (the volume outlives the
+//! On start an empty workspace is seeded from its starter (`APNA_STARTER`)
+//! and the dev server started; until anything changes it, an ensure naming
+//! another starter gives it that starter's files instead (a warm pod adopted
+//! by a project of another starter); a workspace with a project in it is kept (the volume outlives the
 //! pod). Every route but `GET /healthz` needs the token, compared in constant
 //! time (both sides hashed first, so not even its length leaks).
 
@@ -33,7 +35,7 @@ use tracing::Instrument;
 use super::local::files::MAX_FILE_BYTES;
 use super::local::process::Isolation;
 use super::local::supervisor::DevServerOptions;
-use super::local::template::installed_template;
+use super::local::template::installed_templates;
 use super::local::workspace::{RootKind, Toolchain, Workspace};
 use super::remote::{Deleted, ExecBody, WireError, TOKEN_ENV, TOKEN_HEADER};
 use super::source_tar::{self, MAX_SOURCE_BYTES};
@@ -52,8 +54,11 @@ pub const MAX_LOG_LINES: usize = 10_000;
 pub struct SandboxdOptions {
     /// The project's files: the pod's volume (`/workspace`).
     pub workspace: PathBuf,
-    /// The template with its `node_modules` installed (`/opt/apna/template`).
-    pub template: PathBuf,
+    /// The starters with their `node_modules` installed (`/opt/apna/templates`).
+    pub templates: PathBuf,
+    /// The starter an empty workspace is seeded from (`APNA_STARTER`; the
+    /// kube driver sets the project's, warm pods get the default).
+    pub starter: String,
     /// Where the API listens (`0.0.0.0:7070`).
     pub listen: SocketAddr,
     /// Where Vite listens (`0.0.0.0:5173`); port 0 picks a free one per start.
@@ -81,13 +86,14 @@ pub fn token_from_env() -> Result<String> {
 
 /// The workspace sandboxd serves, seeded and with its dev server starting.
 pub async fn open_workspace(opts: &SandboxdOptions) -> Result<Arc<Workspace>> {
-    let template = installed_template(&opts.template).await?;
+    let templates = installed_templates(&opts.templates).await?;
+    templates.get(&opts.starter)?;
     tokio::fs::create_dir_all(&opts.workspace).await?;
     let root = tokio::fs::canonicalize(&opts.workspace).await?;
     tokio::fs::create_dir_all(&opts.state_dir).await?;
     let hidden = root.parent().unwrap_or(&root).to_path_buf();
     let toolchain = Toolchain::new(
-        template,
+        templates,
         hidden,
         Isolation::None,
         DevServerOptions {
@@ -137,7 +143,7 @@ async fn serve(
     let ws = open_workspace(&opts).await?;
     // A failed seed (a full volume) must not stop the API: status says Missing
     // and the driver sees the error on its next ensure.
-    match ws.ensure().await {
+    match ws.ensure_from(&opts.starter).await {
         Ok(st) => tracing::info!(state = ?st.state, "workspace in place, dev server starting"),
         Err(e) => tracing::error!(error = %e, "could not prepare the workspace"),
     }
@@ -260,8 +266,12 @@ async fn status(State(d): State<Arc<Daemon>>) -> Answer<Response> {
     Ok(Json(d.sandbox.status().await?).into_response())
 }
 
-async fn ensure(State(d): State<Arc<Daemon>>) -> Answer<Response> {
-    Ok(Json(d.sandbox.ensure().await?).into_response())
+async fn ensure(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Answer<Response> {
+    let status = match query_param(&q, "template") {
+        Some(starter) => d.sandbox.ensure_from(&starter).await?,
+        None => d.sandbox.ensure().await?,
+    };
+    Ok(Json(status).into_response())
 }
 
 async fn list_files(State(d): State<Arc<Daemon>>) -> Answer<Response> {

@@ -13,7 +13,7 @@ use super::manifest::{
 };
 use crate::blob::{sha256_hex, BlobMeta, BlobStore};
 use crate::error::{Error, Result};
-use crate::sandbox::{ProjectPath, Sandbox, SourceFile, SourceTree};
+use crate::sandbox::{ProjectPath, Sandbox, SandboxState, SourceFile, SourceTree};
 
 /// zstd level for objects. On the bench project level 9 stores 6% less than
 /// level 3 for under a millisecond more in total; level 19 saves 2% more but
@@ -46,19 +46,26 @@ pub struct SnapshotInfo {
     pub manifest_sha256: String,
 }
 
-/// Exports the sandbox's source tree and stores it as a new snapshot.
-/// Does not move the `latest` pointer (see [`set_latest`]).
-pub async fn take_snapshot(blobs: &dyn BlobStore, sandbox: &dyn Sandbox) -> Result<SnapshotInfo> {
+/// Exports the sandbox's source tree and stores it as a new snapshot of a
+/// project begun from starter `template`. Does not move the `latest` pointer
+/// (see [`set_latest`]).
+pub async fn take_snapshot(
+    blobs: &dyn BlobStore,
+    sandbox: &dyn Sandbox,
+    template: &str,
+) -> Result<SnapshotInfo> {
     let tree = sandbox.export_source().await?;
-    write_snapshot(blobs, sandbox.project_id(), &tree).await
+    write_snapshot(blobs, sandbox.project_id(), template, &tree).await
 }
 
-/// Stores `tree` as a new snapshot of `project_id`: each distinct content once
+/// Stores `tree` as a new snapshot of `project_id` (begun from starter
+/// `template`, which the manifest records): each distinct content once
 /// (skipping objects already stored), then the manifest. Refuses an empty tree,
 /// which would only ever come from a sandbox that lost its files.
 pub async fn write_snapshot(
     blobs: &dyn BlobStore,
     project_id: &str,
+    template: &str,
     tree: &SourceTree,
 ) -> Result<SnapshotInfo> {
     check_project_id(project_id)?;
@@ -130,6 +137,7 @@ pub async fn write_snapshot(
             project_id: project_id.to_string(),
             snapshot_id: snapshot_id.clone(),
             created_at: crate::domain::now(),
+            template: Some(template.to_string()),
             files,
         };
         let body = serde_json::to_vec(&manifest)
@@ -278,13 +286,43 @@ pub async fn load_entries(
     Ok(SourceTree { files })
 }
 
-/// Replaces the sandbox's source tree with snapshot `key`.
+/// Replaces the sandbox's source tree with snapshot `key`. A missing sandbox
+/// is first created from the starter the snapshot came from (see
+/// [`starter_of`]), so the packages it links are the ones the tree needs.
 pub async fn restore(blobs: &dyn BlobStore, sandbox: &dyn Sandbox, key: &str) -> Result<()> {
     check_owner(sandbox.project_id(), key)?;
-    let tree = load_tree(blobs, key).await?;
+    let manifest = read_manifest(blobs, key).await?;
+    let tree = load_entries(blobs, &manifest.project_id, &manifest.files).await?;
+    if sandbox.status().await?.state == SandboxState::Missing {
+        sandbox.ensure_from(starter_of(&manifest, &tree)).await?;
+    }
     super::wake::import_with_dependencies(sandbox, &tree)
         .await
         .map(drop)
+}
+
+/// The starter to create a sandbox from for a snapshot: the one its manifest
+/// records; for snapshots older than that record, the starter whose
+/// `package.json` asks for the same packages as the tree's (projects then
+/// all began from what is now `minimal`); else the default.
+pub fn starter_of(manifest: &Manifest, tree: &SourceTree) -> &'static str {
+    let Ok(all) = crate::starter::starters() else {
+        return crate::domain::DEFAULT_TEMPLATE;
+    };
+    if let Some(s) = manifest
+        .template
+        .as_deref()
+        .and_then(|t| crate::starter::for_project(t).ok())
+    {
+        return &s.name;
+    }
+    let package = tree.files.iter().find(|f| f.path == "package.json");
+    package
+        .and_then(|p| {
+            all.iter()
+                .find(|s| !crate::starter::dependencies_differ(&p.data, s.package_json.as_bytes()))
+        })
+        .map_or(crate::domain::DEFAULT_TEMPLATE, |s| &s.name)
 }
 
 fn check_owner(project_id: &str, key: &str) -> Result<()> {
@@ -316,7 +354,11 @@ pub async fn get_base(blobs: &dyn BlobStore, project_id: &str) -> Result<Option<
 /// a project with no snapshot yet (its sandbox still holds the template), so
 /// the first version lists what the agent changed rather than every file.
 /// Returns whether it recorded one.
-pub async fn record_base(blobs: &dyn BlobStore, sandbox: &dyn Sandbox) -> Result<bool> {
+pub async fn record_base(
+    blobs: &dyn BlobStore,
+    sandbox: &dyn Sandbox,
+    template: &str,
+) -> Result<bool> {
     let project_id = sandbox.project_id();
     if get_base(blobs, project_id).await?.is_some()
         || get_latest(blobs, project_id).await?.is_some()
@@ -327,7 +369,7 @@ pub async fn record_base(blobs: &dyn BlobStore, sandbox: &dyn Sandbox) -> Result
     if tree.files.is_empty() {
         return Ok(false);
     }
-    let info = write_snapshot(blobs, project_id, &tree).await?;
+    let info = write_snapshot(blobs, project_id, template, &tree).await?;
     set_pointer(blobs, project_id, &base_key(project_id), &info.key).await?;
     Ok(true)
 }

@@ -125,7 +125,7 @@ async fn hibernate_locked(
         }
     }
     let tree = sandbox.export_source().await?;
-    let snapshot = write_snapshot(blobs, project_id, &tree).await?;
+    let snapshot = write_snapshot(blobs, project_id, &project.template, &tree).await?;
     verify_snapshot(blobs, &snapshot).await?;
     set_latest(blobs, project_id, &snapshot.key).await?;
     if !store

@@ -20,6 +20,10 @@ pub struct Manifest {
     pub snapshot_id: String,
     /// When it was taken.
     pub created_at: DateTime<Utc>,
+    /// The starter the project began from (`app`, `minimal`, …); absent in
+    /// snapshots written before starters were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     /// Files, sorted by path.
     pub files: Vec<ManifestEntry>,
 }
@@ -142,6 +146,7 @@ mod tests {
             project_id: "p".into(),
             snapshot_id: "s".into(),
             created_at: crate::domain::now(),
+            template: None,
             files: vec![],
         };
         assert!(Manifest::parse(&serde_json::to_vec(&m).unwrap()).is_err());

@@ -68,7 +68,7 @@ mod wake;
 
 pub use archive::{
     delete_project_blobs, get_base, get_latest, load_entries, load_tree, read_manifest,
-    record_base, restore, set_latest, take_snapshot, verify_objects, verify_snapshot,
+    record_base, restore, set_latest, starter_of, take_snapshot, verify_objects, verify_snapshot,
     write_snapshot, SnapshotInfo, ZSTD_LEVEL,
 };
 pub use diff::{diff_trees, unified_diff};
@@ -77,6 +77,4 @@ pub use hibernate::{hibernate_project, HibernateOutcome};
 pub use lock::{is_maintenance_holder, release_stale_lock, LOCK_TTL};
 pub use manifest::Manifest;
 pub use version::{record_version, restore_version, version_diff, VersionDiff};
-pub use wake::{
-    dependencies_differ, import_with_dependencies, wake_project, WakeOutcome, INSTALL_COMMAND,
-};
+pub use wake::{import_with_dependencies, wake_project, WakeOutcome, INSTALL_COMMAND};

@@ -51,7 +51,12 @@ pub async fn record_version(
             }
         }
         let tree = sandbox.export_source().await?;
-        let info = write_snapshot(blobs, project_id, &tree).await?;
+        let template = store
+            .get_project(project_id)
+            .await?
+            .map(|p| p.template)
+            .unwrap_or_else(|| crate::domain::DEFAULT_TEMPLATE.to_string());
+        let info = write_snapshot(blobs, project_id, &template, &tree).await?;
         let old = match previous {
             Some(v) => changed_part_of(blobs, &v.snapshot_key, &tree).await?,
             None => starting_tree(blobs, project_id, &tree).await?,

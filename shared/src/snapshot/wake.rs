@@ -3,19 +3,15 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
 use tracing::Instrument;
 
-use super::archive::{get_latest, load_tree};
+use super::archive::{get_latest, load_entries, read_manifest, starter_of};
 use super::lock::{release_stale_lock, MaintenanceLock, LOCK_TTL};
 use crate::blob::BlobStore;
 use crate::domain::ProjectStatus;
 use crate::error::{Error, Result};
 use crate::sandbox::{ExecRequest, ProjectPath, Sandbox, SandboxProvider, SourceTree};
 use crate::store::Store;
-
-/// The template's `package.json`: the baseline when a sandbox has none yet.
-const TEMPLATE_PACKAGE_JSON: &str = include_str!("../../../images/preview/template/package.json");
 
 /// Run after restoring a project whose dependencies differ from the template's.
 /// `--prefer-offline` reuses the npm cache; the template's packages are already installed.
@@ -106,12 +102,14 @@ async fn wake_locked(
     let key = get_latest(blobs, project_id).await?.ok_or_else(|| {
         Error::Internal(format!("hibernated project {project_id} has no snapshot"))
     })?;
-    let tree = load_tree(blobs, &key).await?;
+    let manifest = read_manifest(blobs, &key).await?;
+    let tree = load_entries(blobs, project_id, &manifest.files).await?;
     let sandbox = sandboxes.sandbox(project_id)?;
-    // Start from the template first (locally that can adopt the warm spare, a
-    // Vite already running), then put the snapshot's files over it: only the
-    // files that differ are written, and the dev server picks them up by HMR.
-    sandbox.ensure().await?;
+    // Start from the project's starter first (locally that can adopt the warm
+    // spare, a Vite already running), then put the snapshot's files over it:
+    // only the files that differ are written, and the dev server picks them up
+    // by HMR.
+    sandbox.ensure_from(starter_of(&manifest, &tree)).await?;
     let installed_packages = import_with_dependencies(sandbox.as_ref(), &tree).await?;
     if !store
         .set_project_status(
@@ -143,14 +141,20 @@ pub async fn import_with_dependencies(sandbox: &dyn Sandbox, tree: &SourceTree) 
     let package_json = ProjectPath::parse("package.json")?;
     let before = match sandbox.read_file(&package_json).await {
         Ok(data) => data,
-        Err(Error::NotFound(_) | Error::NotReady(_)) => TEMPLATE_PACKAGE_JSON.as_bytes().to_vec(),
+        Err(Error::NotFound(_) | Error::NotReady(_)) => {
+            // A missing sandbox is created from the default starter.
+            crate::starter::find(crate::domain::DEFAULT_TEMPLATE)?
+                .package_json
+                .as_bytes()
+                .to_vec()
+        }
         Err(e) => return Err(e),
     };
     sandbox.import_source(tree).await?;
     let Some(pkg) = tree.files.iter().find(|f| f.path == "package.json") else {
         return Ok(false);
     };
-    if !dependencies_differ(&pkg.data, &before) {
+    if !crate::starter::dependencies_differ(&pkg.data, &before) {
         return Ok(false);
     }
     tracing::info!(project_id = %sandbox.project_id(), "restored project asks for other packages: npm install");
@@ -170,49 +174,4 @@ pub async fn import_with_dependencies(sandbox: &dyn Sandbox, tree: &SourceTree) 
         );
     }
     Ok(true)
-}
-
-/// Whether two `package.json` files ask for different packages. An unreadable
-/// project file counts as different, so npm reports what is wrong with it.
-pub fn dependencies_differ(project: &[u8], template: &[u8]) -> bool {
-    fn deps(data: &[u8]) -> Option<Vec<Value>> {
-        let v: Value = serde_json::from_slice(data).ok()?;
-        Some(
-            [
-                "dependencies",
-                "devDependencies",
-                "optionalDependencies",
-                "peerDependencies",
-                "overrides",
-            ]
-            .iter()
-            .map(|k| v.get(*k).cloned().unwrap_or(Value::Null))
-            .collect(),
-        )
-    }
-    match (deps(project), deps(template)) {
-        (Some(a), Some(b)) => a != b,
-        _ => true,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compares_dependencies_not_bytes() {
-        let t = TEMPLATE_PACKAGE_JSON.as_bytes();
-        assert!(!dependencies_differ(t, t));
-        let mut v: Value = serde_json::from_slice(t).unwrap();
-        v["name"] = "my-app".into();
-        v["scripts"]["lint"] = "eslint .".into();
-        assert!(!dependencies_differ(
-            &serde_json::to_vec_pretty(&v).unwrap(),
-            t
-        ));
-        v["dependencies"]["zod"] = "^3.23.0".into();
-        assert!(dependencies_differ(&serde_json::to_vec(&v).unwrap(), t));
-        assert!(dependencies_differ(b"{ not json", t));
-    }
 }

@@ -13,7 +13,7 @@ use super::revive::live_sandbox;
 use crate::agent::{run_step, ModelDelta, StepDeps};
 use crate::app::Backends;
 use crate::domain::RunEventKind;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::run::report_phase;
 use crate::store::Store;
 
@@ -45,12 +45,18 @@ pub(super) async fn agent_step(input: Value, state: &Backends) -> Result<Value> 
         // Awaited below, before the task answers: nothing outlives the invocation.
         let forwarder = tokio::spawn(forward_deltas(state.store.clone(), i.run_id.clone(), rx));
         let sandbox = live_sandbox(state, &i.project_id, &i.run_id, Some(step)).await?;
+        let project = state
+            .store
+            .get_project(&i.project_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("project {} not found", i.project_id)))?;
         let deps = StepDeps {
             store: state.store.clone(),
             model: state.model.clone(),
             sandbox,
             config: &state.config,
             deltas: Some(tx),
+            template: project.template,
         };
         let outcome = run_step(&deps, &i.run_id, step, fix.as_deref()).await;
         drop(deps);

@@ -11,7 +11,7 @@ use crate::agent::conversation::load_messages;
 use crate::agent::tools::Toolbox;
 use crate::app::Backends;
 use crate::domain::{ContentBlock, Role};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::run::report_phase;
 use crate::sandbox::{Sandbox, SandboxState};
 
@@ -65,7 +65,7 @@ pub async fn live_sandbox(
     Ok(sandbox)
 }
 
-/// Restores the latest snapshot (or starts from the template) and replays
+/// Restores the latest snapshot (or starts from the project's starter) and replays
 /// the run's successful file-changing tool calls in their original order:
 /// those in the conversation, then those of `step` that ran before a retry
 /// but are not in the conversation yet.
@@ -77,8 +77,18 @@ pub async fn revive(
 ) -> Result<Revived> {
     let project_id = sandbox.project_id();
     let snapshot_key = crate::snapshot::get_latest(&*state.blobs, project_id).await?;
-    if let Some(key) = &snapshot_key {
-        crate::snapshot::restore(&*state.blobs, sandbox, key).await?;
+    match &snapshot_key {
+        Some(key) => crate::snapshot::restore(&*state.blobs, sandbox, key).await?,
+        None => {
+            let project = state
+                .store
+                .get_project(project_id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("project {project_id} not found")))?;
+            sandbox
+                .ensure_from(&crate::starter::for_project(&project.template)?.name)
+                .await?;
+        }
     }
     sandbox.ensure().await?;
 

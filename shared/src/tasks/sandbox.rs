@@ -13,7 +13,7 @@ use crate::run::report_phase;
 use crate::sandbox::SandboxState;
 
 /// Marks the run running, creates the sandbox (from the latest snapshot, or
-/// the template for a new project) and starts its dev server.
+/// the project's starter for a new project) and starts its dev server.
 pub(super) async fn ensure_sandbox(input: Value, state: &Backends) -> Result<Value> {
     let ids: Ids = parse(input)?;
     let span =
@@ -36,19 +36,37 @@ pub(super) async fn ensure_sandbox(input: Value, state: &Backends) -> Result<Val
             .await?;
         }
         let sandbox = state.sandboxes.sandbox(&ids.project_id)?;
-        let mut from_template = false;
+        let mut from_template = None;
         if sandbox.status().await?.state == SandboxState::Missing {
-            // A hibernated project comes back from its latest snapshot, not the template.
+            // A hibernated project comes back from its latest snapshot, not its starter.
             match crate::snapshot::get_latest(&*state.blobs, &ids.project_id).await? {
                 Some(key) => crate::snapshot::restore(&*state.blobs, &*sandbox, &key).await?,
-                None => from_template = true,
+                None => {
+                    let project =
+                        state
+                            .store
+                            .get_project(&ids.project_id)
+                            .await?
+                            .ok_or_else(|| {
+                                Error::NotFound(format!("project {} not found", ids.project_id))
+                            })?;
+                    from_template = Some(project.template);
+                }
             }
         }
-        let status = sandbox.ensure().await?;
+        let status = match &from_template {
+            Some(template) => {
+                let starter = crate::starter::for_project(template)?;
+                sandbox.ensure_from(&starter.name).await?
+            }
+            None => sandbox.ensure().await?,
+        };
         // A new project, before its first run changes anything: what its first
         // version is shown against. Sandboxes that already exist skip this.
-        if from_template && crate::snapshot::record_base(&*state.blobs, &*sandbox).await? {
-            tracing::info!("recorded the project's starting tree");
+        if let Some(template) = &from_template {
+            if crate::snapshot::record_base(&*state.blobs, &*sandbox, template).await? {
+                tracing::info!("recorded the project's starting tree");
+            }
         }
         Ok(json!({
             "ready": status.state == SandboxState::Ready,
@@ -72,8 +90,17 @@ pub(super) async fn sandbox_status(input: Value, state: &Backends) -> Result<Val
     let i: StatusInput = parse(input)?;
     let sandbox = state.sandboxes.sandbox(&i.project_id)?;
     let mut status = sandbox.status().await?;
-    if matches!(status.state, SandboxState::Missing | SandboxState::Stopped) {
+    if status.state == SandboxState::Stopped {
         status = sandbox.ensure().await?;
+    } else if status.state == SandboxState::Missing {
+        // Gone since EnsureSandbox made it: back from the project's own starter.
+        let project = state
+            .store
+            .get_project(&i.project_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("project {} not found", i.project_id)))?;
+        let starter = crate::starter::for_project(&project.template)?;
+        status = sandbox.ensure_from(&starter.name).await?;
     }
     Ok(json!({
         "ready": status.state == SandboxState::Ready,

@@ -228,6 +228,11 @@ impl Sandbox for FaultySandbox {
             .gate("ensure", Error::Sandbox, self.inner.ensure())
             .await
     }
+    async fn ensure_from(&self, starter: &str) -> Result<SandboxStatus> {
+        self.faults
+            .gate("ensure", Error::Sandbox, self.inner.ensure_from(starter))
+            .await
+    }
     async fn status(&self) -> Result<SandboxStatus> {
         self.faults
             .gate("status", Error::Sandbox, self.inner.status())

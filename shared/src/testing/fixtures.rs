@@ -93,13 +93,12 @@ pub async fn ready_project(store: &dyn Store) -> Project {
     store.get_project(&p.id).await.unwrap().unwrap()
 }
 
-/// The template's real `package.json`, so wake sees unchanged dependencies.
+/// The default starter's real `package.json`, so wake sees unchanged dependencies.
 pub fn template_package_json() -> String {
-    std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../images/preview/template/package.json"),
-    )
-    .unwrap()
+    crate::starter::find(crate::domain::DEFAULT_TEMPLATE)
+        .unwrap()
+        .package_json
+        .to_string()
 }
 
 /// Fills a sandbox with a realistic app: template files, generated components,

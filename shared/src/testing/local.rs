@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::preview::{PreviewBackend, PreviewProxy};
-use crate::sandbox::local::template::bundled_template_dir;
-use crate::sandbox::local::{prepare_template, LocalOptions, LocalProvider, PreparedTemplate};
+use crate::sandbox::local::template::bundled_templates_dir;
+use crate::sandbox::local::{
+    prepare_templates, LocalOptions, LocalProvider, PreparedTemplate, PreparedTemplates,
+};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
-static TEMPLATE: tokio::sync::OnceCell<PreparedTemplate> = tokio::sync::OnceCell::const_new();
+static TEMPLATES: tokio::sync::OnceCell<PreparedTemplates> = tokio::sync::OnceCell::const_new();
 
 /// A stable cache dir so repeated test runs skip `npm ci`.
 pub fn test_cache_dir() -> PathBuf {
@@ -22,21 +24,51 @@ pub fn test_cache_dir() -> PathBuf {
     target.join("apna-test-cache")
 }
 
-/// The template, installed once per lock file.
-pub async fn template() -> PreparedTemplate {
-    TEMPLATE
+/// Every starter, installed (and pre-bundled) once per lock file.
+pub async fn templates() -> PreparedTemplates {
+    TEMPLATES
         .get_or_init(|| async {
             let progress = |p: crate::sandbox::local::TemplateProgress| {
                 if !matches!(p, crate::sandbox::local::TemplateProgress::Output(_)) {
                     eprintln!("template: {p:?}");
                 }
             };
-            prepare_template(&bundled_template_dir(), &test_cache_dir(), &progress)
+            prepare_templates(&bundled_templates_dir(), &test_cache_dir(), &progress)
                 .await
                 .expect("template install (needs node and npm)")
         })
         .await
         .clone()
+}
+
+/// The default starter.
+pub async fn template() -> PreparedTemplate {
+    templates().await.default_template().clone()
+}
+
+/// The starter called `name`.
+pub async fn starter(name: &str) -> PreparedTemplate {
+    templates().await.get(name).unwrap().clone()
+}
+
+/// Lays out `dir` as the sandbox image's `/opt/apna/templates`: each
+/// starter's files, and for a starter with its own lock file a
+/// `node_modules` link to the test cache's installed dependencies. Returns `dir`.
+pub async fn image_templates_dir(dir: &Path) -> PathBuf {
+    let all = templates().await;
+    for t in &all.starters {
+        let folder = dir.join(&t.name);
+        for f in &t.files.files {
+            let full = folder.join(&f.path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, &f.data).unwrap();
+        }
+        let own = crate::starter::find(&t.name).unwrap().base.is_none();
+        if own {
+            std::os::unix::fs::symlink(&t.node_modules, folder.join("node_modules")).unwrap();
+        }
+    }
+    dir.to_path_buf()
 }
 
 /// A provider whose data dir is `data_dir`.
@@ -52,7 +84,7 @@ pub async fn provider_with_budget(
 ) -> LocalProvider {
     LocalProvider::new(LocalOptions {
         data_dir: data_dir.to_path_buf(),
-        template: template().await,
+        templates: templates().await,
         hmr_client_port,
         // APNA_TEST_NO_BWRAP=1 exercises the unsandboxed path on a machine with bwrap.
         isolation: std::env::var("APNA_TEST_NO_BWRAP")

@@ -31,6 +31,7 @@ struct Inner {
     commands: Vec<String>,
     writes: Vec<String>,
     handler: Option<ExecHandler>,
+    starter: Option<String>,
 }
 
 impl MemorySandbox {
@@ -45,6 +46,7 @@ impl MemorySandbox {
                 commands: Vec::new(),
                 writes: Vec::new(),
                 handler: None,
+                starter: None,
             })),
         }
     }
@@ -108,6 +110,11 @@ impl MemorySandbox {
         self.lock().handler = Some(handler);
     }
 
+    /// The starter `ensure_from` last created the sandbox from, if any.
+    pub fn starter(&self) -> Option<String> {
+        self.lock().starter.clone()
+    }
+
     /// Forces the reported state (e.g. `Crashed`) for status tests.
     pub fn set_state(&self, state: SandboxState) {
         self.lock().state = state;
@@ -126,6 +133,14 @@ impl Sandbox for MemorySandbox {
             g.state = SandboxState::Ready;
         }
         Ok(status_of(g.state))
+    }
+
+    async fn ensure_from(&self, starter: &str) -> Result<SandboxStatus> {
+        crate::starter::find(starter)?;
+        if self.lock().state == SandboxState::Missing {
+            self.lock().starter = Some(starter.to_string());
+        }
+        self.ensure().await
     }
 
     async fn status(&self) -> Result<SandboxStatus> {

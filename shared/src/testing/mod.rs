@@ -14,6 +14,7 @@
 //! * [`services`]: where the services `tests/run` starts are (PostgreSQL, moto, dynalite).
 //! * [`site`]: a fake `vite build` for publishing, and requests to published sites.
 //! * `sfn` (feature `aws`): Step Functions clients for moto.
+//! * [`browser`]: Chromium rendering a page, for browser smoke checks.
 //! * [`bench`]: what the benches share.
 
 // Test code: a failed set-up should stop the test where it happened.
@@ -21,6 +22,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod browser;
 pub mod faults;
 pub mod fixtures;
 pub mod local;

@@ -444,7 +444,7 @@ impl KubeSandbox {
 
     /// Creates what is missing of Secret, PVC, Service and Pod (in that order:
     /// a pod implies the rest exist). `claim` is the project's live volume.
-    async fn create(&self, claim: Option<String>) -> Result<SandboxStatus> {
+    async fn create(&self, claim: Option<String>, starter: Option<&str>) -> Result<SandboxStatus> {
         let inner = &self.inner;
         let secret = self.secret_name().await?;
         let claim = match claim {
@@ -469,6 +469,7 @@ impl KubeSandbox {
                 claim: &claim,
                 secret: &secret,
                 log_id: &self.id,
+                starter,
             },
         );
         let pod = inner.apply("pods", &pod).await?;
@@ -476,31 +477,8 @@ impl KubeSandbox {
         Ok(self.status_of(&pod))
     }
 
-    /// The last lines of a crashed container's previous run (`pods/log`).
-    async fn previous_logs(&self, pod: &Pod, lines: usize) -> Result<String> {
-        let name = name_of(&pod.metadata);
-        let params = LogParams {
-            container: Some(objects::CONTAINER.into()),
-            previous: true,
-            tail_lines: Some(i64::try_from(lines).unwrap_or(i64::MAX)),
-            ..Default::default()
-        };
-        match self.inner.api::<Pod>().await?.logs(name, &params).await {
-            Ok(text) => Ok(text),
-            // No previous container (it never ran): nothing to show.
-            Err(kube::Error::Api(s)) if s.code == 400 || s.code == 404 => Ok(String::new()),
-            Err(e) => Err(api_error::map(e, self.inner.call("get", "pods/log", name))),
-        }
-    }
-}
-
-#[async_trait]
-impl Sandbox for KubeSandbox {
-    fn project_id(&self) -> &str {
-        &self.id
-    }
-
-    async fn ensure(&self) -> Result<SandboxStatus> {
+    /// Ensures the pod; a missing sandbox gets `starter` (`None`: the default).
+    async fn ensure_with(&self, starter: Option<&str>) -> Result<SandboxStatus> {
         let pods = self.pods().await?;
         let dying_pod = pods.iter().any(|p| {
             pod_state::terminating(&p.metadata) && name_of(&p.metadata) == self.names.base
@@ -547,12 +525,46 @@ impl Sandbox for KubeSandbox {
                 });
             }
             if self.inner.opts.warm_pods > 0 {
-                if let Some(status) = warm::adopt(self).await? {
+                if let Some(status) = warm::adopt(self, starter).await? {
                     return Ok(status);
                 }
             }
         }
-        self.create(claim).await
+        self.create(claim, starter).await
+    }
+
+    /// The last lines of a crashed container's previous run (`pods/log`).
+    async fn previous_logs(&self, pod: &Pod, lines: usize) -> Result<String> {
+        let name = name_of(&pod.metadata);
+        let params = LogParams {
+            container: Some(objects::CONTAINER.into()),
+            previous: true,
+            tail_lines: Some(i64::try_from(lines).unwrap_or(i64::MAX)),
+            ..Default::default()
+        };
+        match self.inner.api::<Pod>().await?.logs(name, &params).await {
+            Ok(text) => Ok(text),
+            // No previous container (it never ran): nothing to show.
+            Err(kube::Error::Api(s)) if s.code == 400 || s.code == 404 => Ok(String::new()),
+            Err(e) => Err(api_error::map(e, self.inner.call("get", "pods/log", name))),
+        }
+    }
+}
+
+#[async_trait]
+impl Sandbox for KubeSandbox {
+    fn project_id(&self) -> &str {
+        &self.id
+    }
+
+    async fn ensure(&self) -> Result<SandboxStatus> {
+        self.ensure_with(None).await
+    }
+
+    async fn ensure_from(&self, starter: &str) -> Result<SandboxStatus> {
+        crate::starter::find(starter)?;
+        let other = (starter != crate::domain::DEFAULT_TEMPLATE).then_some(starter);
+        self.ensure_with(other).await
     }
 
     async fn status(&self) -> Result<SandboxStatus> {

@@ -43,6 +43,9 @@ pub const PROJECT_LABEL: &str = "apna.dev/project";
 pub const WARM_LABEL: &str = "apna.dev/warm";
 /// Label of a warm pod claimed by a project whose adoption is not finished.
 pub const ADOPTING_LABEL: &str = "apna.dev/adopting";
+/// On a claimed warm pod: the starter the adopting project wants, when it is
+/// not the default the warm pod was seeded from.
+pub const STARTER_LABEL: &str = "apna.dev/starter";
 /// The Service's selector label (`app=project-{id}`).
 pub const APP_LABEL: &str = "app";
 
@@ -220,6 +223,8 @@ pub struct PodSpecInput<'a> {
     pub secret: &'a str,
     /// `APNA_PROJECT_ID` for sandboxd's logs (the warm name for warm pods).
     pub log_id: &'a str,
+    /// The starter an empty volume is seeded from (`APNA_STARTER`), when not the default.
+    pub starter: Option<&'a str>,
 }
 
 /// A sandbox pod: `apna sandboxd` on 7070 and Vite on 5173, meeting the
@@ -268,23 +273,28 @@ pub fn pod(opts: &KubeOptions, input: PodSpecInput<'_>) -> Pod {
             port("vite", VITE_PORT),
             port("sandboxd", SANDBOXD_PORT),
         ]),
-        env: Some(vec![
-            EnvVar {
-                name: TOKEN_ENV.into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: input.secret.into(),
-                        key: TOKEN_KEY.into(),
-                        optional: Some(false),
+        env: Some(
+            vec![
+                EnvVar {
+                    name: TOKEN_ENV.into(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: input.secret.into(),
+                            key: TOKEN_KEY.into(),
+                            optional: Some(false),
+                        }),
+                        ..Default::default()
                     }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            },
-            env("APNA_PROJECT_ID", input.log_id),
-            env("APNA_HMR_CLIENT_PORT", "443"),
-            env("HOME", HOME),
-        ]),
+                },
+                env("APNA_PROJECT_ID", input.log_id),
+                env("APNA_HMR_CLIENT_PORT", "443"),
+                env("HOME", HOME),
+            ]
+            .into_iter()
+            .chain(input.starter.map(|s| env("APNA_STARTER", s)))
+            .collect(),
+        ),
         resources: Some(ResourceRequirements {
             requests: Some(quantities(&[("cpu", "250m"), ("memory", "512Mi")])),
             limits: Some(quantities(&[("cpu", "1"), ("memory", "2Gi")])),
@@ -373,6 +383,7 @@ mod tests {
                 claim: "project-abc123",
                 secret: "project-abc123-sandboxd",
                 log_id: "abc123",
+                starter: None,
             },
         )
     }

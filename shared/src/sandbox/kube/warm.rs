@@ -24,7 +24,7 @@ use serde_json::json;
 use super::objects::{self, Names};
 use super::{name_of, pod_state, token_secret, workspace_claim, Inner, KubeSandbox};
 use crate::error::{Error, Result};
-use crate::sandbox::{SandboxState, SandboxStatus};
+use crate::sandbox::{Sandbox, SandboxState, SandboxStatus};
 
 /// Warm pods that never got Ready in this long are replaced by the sweep.
 const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -42,7 +42,12 @@ fn ready(pod: &Pod) -> bool {
 }
 
 /// Gives project `sb` a warm pod, if there is one; tops the pool up after.
-pub(super) async fn adopt(sb: &KubeSandbox) -> Result<Option<SandboxStatus>> {
+/// Warm pods are seeded from the default starter; for `starter` (another
+/// one) the claim records it and the adoption gives the pod its files.
+pub(super) async fn adopt(
+    sb: &KubeSandbox,
+    starter: Option<&str>,
+) -> Result<Option<SandboxStatus>> {
     let inner = &sb.inner;
     let pool = inner.list::<Pod>("pods", &objects::warm_selector()).await?;
     let mut candidates: Vec<&Pod> = pool.iter().filter(|p| usable(p)).collect();
@@ -55,7 +60,7 @@ pub(super) async fn adopt(sb: &KubeSandbox) -> Result<Option<SandboxStatus>> {
     });
     let mut claimed = None;
     for pod in candidates.iter().take(CLAIM_ATTEMPTS) {
-        if let Some(p) = claim(sb, pod).await? {
+        if let Some(p) = claim(sb, pod, starter).await? {
             claimed = Some(p);
             break;
         }
@@ -76,9 +81,9 @@ pub(super) async fn adopt(sb: &KubeSandbox) -> Result<Option<SandboxStatus>> {
 }
 
 /// Claims one warm pod for the project; `None` when another creator got it first.
-async fn claim(sb: &KubeSandbox, pod: &Pod) -> Result<Option<Pod>> {
+async fn claim(sb: &KubeSandbox, pod: &Pod, starter: Option<&str>) -> Result<Option<Pod>> {
     let name = name_of(&pod.metadata);
-    let patch = json!({
+    let mut patch = json!({
         "metadata": {
             "resourceVersion": pod.metadata.resource_version,
             "labels": {
@@ -89,6 +94,9 @@ async fn claim(sb: &KubeSandbox, pod: &Pod) -> Result<Option<Pod>> {
             }
         }
     });
+    if let Some(s) = starter {
+        patch["metadata"]["labels"][objects::STARTER_LABEL] = json!(s);
+    }
     let params = PatchParams {
         field_manager: Some(super::FIELD_MANAGER.into()),
         ..Default::default()
@@ -111,7 +119,9 @@ async fn claim(sb: &KubeSandbox, pod: &Pod) -> Result<Option<Pod>> {
 }
 
 /// Moves a claimed warm pod's Secret and PVC to the project, applies the
-/// project's Service, then unmarks the pod. Idempotent.
+/// project's Service, gives the workspace the starter the claim asked for
+/// (sandboxd does so only while nothing has changed it), then unmarks the
+/// pod. Idempotent: an ensure that finds the mark calls it again.
 pub(super) async fn finish_adoption(sb: &KubeSandbox, pod: &Pod) -> Result<SandboxStatus> {
     let inner = &sb.inner;
     let name = name_of(&pod.metadata);
@@ -134,13 +144,20 @@ pub(super) async fn finish_adoption(sb: &KubeSandbox, pod: &Pod) -> Result<Sandb
         .await?;
     let svc = objects::service(&sb.names, &sb.id, &inner.opts.namespace);
     inner.apply::<Service>("services", &svc).await?;
-    let pod: Pod = inner
-        .merge(
-            "pods",
-            name,
-            json!({ "metadata": { "labels": { objects::ADOPTING_LABEL: null } } }),
-        )
-        .await?;
+    let wanted = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(objects::STARTER_LABEL));
+    if let Some(starter) = wanted {
+        sb.with_remote(false, |r| async move { r.ensure_from(starter).await })
+            .await?;
+    }
+    let mut unmark = json!({ "metadata": { "labels": { objects::ADOPTING_LABEL: null } } });
+    if wanted.is_some() {
+        unmark["metadata"]["labels"][objects::STARTER_LABEL] = json!(null);
+    }
+    let pod: Pod = inner.merge("pods", name, unmark).await?;
     tracing::info!(project_id = %sb.id, pod = %name, "adopted a warm pod");
     Ok(sb.status_of(&pod))
 }
@@ -159,6 +176,7 @@ async fn start(inner: &Inner, n: usize) -> Result<usize> {
                 claim: &names.base,
                 secret: &secret,
                 log_id: &names.base,
+                starter: None,
             },
         );
         let pod = inner.apply("pods", &pod).await?;

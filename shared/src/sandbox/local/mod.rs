@@ -3,7 +3,8 @@
 //! Layout under the data dir:
 //!
 //! * `projects/{id}/` — the project's files; `node_modules` is a symlink into
-//!   the template cache (see [`template`]).
+//!   the template cache, and so (under bubblewrap) is `.vite/deps`, Vite's
+//!   pre-bundled dependencies (see [`template`]).
 //! * `logs/{id}.log` — the dev server's output (also kept in memory, bounded).
 //!
 //! Each project is a [`workspace::Workspace`] (its files, commands and Vite
@@ -14,8 +15,9 @@
 //! else depends on them: with no supervisor, a project directory on disk is
 //! reported `Stopped` and a missing one `Missing`. Commands and Vite run inside
 //! bubblewrap when it is installed ([`process::Isolation`]); there every
-//! project is mounted at `{data_dir}/workspace`, which lets a create adopt an
-//! already running template dev server (the warm spare, see `spare.rs`).
+//! project is mounted at the template cache's `workspace` path, which lets a
+//! create adopt an already running template dev server (the warm spare, see
+//! `spare.rs`) and every project share one dependency pre-bundle.
 //!
 //! Measured create → preview ready (HTTP 200 through the proxy and
 //! `/src/main.tsx` served), 2 cores under load average ~4.5: warm spare p50
@@ -26,6 +28,7 @@ pub mod command;
 pub mod disk;
 pub mod files;
 pub mod limits;
+pub mod packages;
 pub mod process;
 mod spare;
 pub mod supervisor;
@@ -47,7 +50,7 @@ use crate::sandbox::{
 };
 pub use process::Isolation;
 use supervisor::DevServerOptions;
-pub use template::{prepare_template, PreparedTemplate, TemplateProgress};
+pub use template::{prepare_templates, PreparedTemplate, PreparedTemplates, TemplateProgress};
 use workspace::{RootKind, Toolchain, Workspace};
 
 /// Settings for [`LocalProvider`].
@@ -55,8 +58,8 @@ use workspace::{RootKind, Toolchain, Workspace};
 pub struct LocalOptions {
     /// `APNA_DATA_DIR`: projects and logs go below it.
     pub data_dir: PathBuf,
-    /// The template, from [`prepare_template`].
-    pub template: PreparedTemplate,
+    /// The starters, from [`prepare_templates`].
+    pub templates: PreparedTemplates,
     /// The port browsers reach the preview proxy on (`PORT` of `apna serve`), for Vite's HMR client.
     pub hmr_client_port: Option<u16>,
     /// Isolation; `None` detects bubblewrap.
@@ -86,7 +89,7 @@ pub struct LocalProvider {
 }
 
 impl LocalProvider {
-    /// Creates the directories and checks the template is installed.
+    /// Creates the directories and checks the starters are installed.
     pub fn new(opts: LocalOptions) -> Result<LocalProvider> {
         let projects = opts.data_dir.join("projects");
         let logs = opts.data_dir.join("logs");
@@ -94,17 +97,15 @@ impl LocalProvider {
         std::fs::create_dir_all(&logs)?;
         let isolation = opts.isolation.unwrap_or_else(Isolation::detect);
         let data_dir = std::fs::canonicalize(&opts.data_dir)?;
+        let workspace = opts.templates.workspace.clone();
         let mut toolchain = Toolchain::new(
-            opts.template,
+            opts.templates,
             data_dir.clone(),
             isolation,
             DevServerOptions::loopback(opts.hmr_client_port),
         )?;
         toolchain.set_disk_budget(opts.max_project_mb.saturating_mul(1024 * 1024));
-        let orphans = process::kill_orphans(&[
-            std::fs::canonicalize(&projects)?,
-            data_dir.join("workspace"),
-        ]);
+        let orphans = process::kill_orphans(&[std::fs::canonicalize(&projects)?, workspace]);
         if orphans > 0 {
             tracing::warn!(
                 orphans,
@@ -225,6 +226,38 @@ impl LocalSandbox {
     pub fn dev_server_pid(&self) -> Option<u32> {
         self.ws.dev_server_pid()
     }
+
+    /// Ensures the sandbox: a missing one is made from `explicit` (or the
+    /// default starter). A starter sharing the default starter's dependencies
+    /// adopts the warm spare and has its own files written over it before
+    /// anything is served.
+    async fn ensure_with(&self, explicit: Option<&str>) -> Result<SandboxStatus> {
+        let toolchain = &self.inner.toolchain;
+        let starter = explicit.unwrap_or(&toolchain.default_starter().name);
+        let fits = spare::fits(&self.inner, toolchain.starter(starter)?);
+        let _guard = self.ws.lock().await;
+        let id = self.ws.project_id();
+        if !self.ws.exists() && fits {
+            if let Some(sup) =
+                spare::adopt(&self.inner, id, self.ws.root(), self.ws.log_file()).await
+            {
+                if starter != toolchain.default_starter().name {
+                    self.ws.reseed(starter).await?;
+                }
+                let status = sup.status();
+                self.ws.adopt_supervisor(sup);
+                tracing::info!(project_id = %id, starter, "adopted the warm spare");
+                spare::refill(&self.inner);
+                return Ok(status);
+            }
+        }
+        let status = match explicit {
+            Some(name) => self.ws.ensure_from_locked(name).await?,
+            None => self.ws.ensure_locked().await?,
+        };
+        spare::refill(&self.inner);
+        Ok(status)
+    }
 }
 
 #[async_trait]
@@ -234,22 +267,11 @@ impl Sandbox for LocalSandbox {
     }
 
     async fn ensure(&self) -> Result<SandboxStatus> {
-        let _guard = self.ws.lock().await;
-        let id = self.ws.project_id();
-        if !self.ws.exists() {
-            if let Some(sup) =
-                spare::adopt(&self.inner, id, self.ws.root(), self.ws.log_file()).await
-            {
-                let status = sup.status();
-                self.ws.adopt_supervisor(sup);
-                tracing::info!(project_id = %id, "adopted the warm spare");
-                spare::refill(&self.inner);
-                return Ok(status);
-            }
-        }
-        let status = self.ws.ensure_locked().await?;
-        spare::refill(&self.inner);
-        Ok(status)
+        self.ensure_with(None).await
+    }
+
+    async fn ensure_from(&self, starter: &str) -> Result<SandboxStatus> {
+        self.ensure_with(Some(starter)).await
     }
 
     async fn status(&self) -> Result<SandboxStatus> {

@@ -26,13 +26,14 @@ pub enum Isolation {
 
 impl Isolation {
     /// The project root as processes see it. Inside bubblewrap every project
-    /// is mounted at the same path (`{data_dir}/workspace`, inside the tmpfs
-    /// that hides the data dir), so a dev server started for one directory
-    /// keeps working after that directory is renamed (see the warm spare in
-    /// `local`) and Vite's dependency cache key is the same for all projects.
-    pub fn workdir(&self, project_dir: &Path, hidden_dir: &Path) -> PathBuf {
+    /// is mounted at the same path (`workspace`, the template cache's
+    /// `workspace` folder, see `template::PreparedTemplates`), so a dev server
+    /// started for one directory keeps working after that directory is
+    /// renamed (see the warm spare in `local`), and Vite's dependency
+    /// pre-bundle, which is valid for one root only, is shared by all projects.
+    pub fn workdir(&self, project_dir: &Path, workspace: &Path) -> PathBuf {
         match self {
-            Isolation::Bubblewrap { .. } => hidden_dir.join(WORKSPACE),
+            Isolation::Bubblewrap { .. } => workspace.to_path_buf(),
             Isolation::None => project_dir.to_path_buf(),
         }
     }
@@ -74,9 +75,6 @@ fn bwrap_works(bwrap: &Path) -> bool {
         .stderr(std::process::Stdio::null());
     c.status().map(|s| s.success()).unwrap_or(false)
 }
-
-/// Name of the in-sandbox project mount under the (hidden) data dir.
-const WORKSPACE: &str = "workspace";
 
 /// The parts of the host a project process sees, read-only: the system's
 /// programs and libraries (`/usr` and its merged-`/usr` links), what DNS and
@@ -149,6 +147,16 @@ pub struct Confinement {
     listen_shim: Option<PathBuf>,
 }
 
+/// The Node install when it lives outside `/usr` (`/opt/node/bin/node` →
+/// `/opt/node`); nothing for `/usr/bin/node`.
+fn node_install_dirs() -> Vec<PathBuf> {
+    let node = find_on_path("node").and_then(|n| std::fs::canonicalize(n).ok());
+    node.and_then(|n| n.parent().and_then(Path::parent).map(Path::to_path_buf))
+        .filter(|r| !r.starts_with("/usr") && r != Path::new("/"))
+        .into_iter()
+        .collect()
+}
+
 /// Where the socket shim appears inside the sandbox.
 const SHIM_PATH: &str = "/run/apna/listen-fd.cjs";
 
@@ -179,14 +187,7 @@ net.Server.prototype.listen = function (...args) {
 impl Confinement {
     /// For processes isolated by `isolation`, with helper files under `data_dir`.
     pub fn new(isolation: &Isolation, data_dir: &Path, budget_bytes: u64) -> Confinement {
-        let mut toolchain = Vec::new();
-        if let Some(node) = find_on_path("node").and_then(|n| std::fs::canonicalize(n).ok()) {
-            // `/opt/node/bin/node` → `/opt/node`; nothing extra for `/usr/bin/node`.
-            let root = node.parent().and_then(Path::parent).map(Path::to_path_buf);
-            if let Some(root) = root.filter(|r| !r.starts_with("/usr") && r != Path::new("/")) {
-                toolchain.push(root);
-            }
-        }
+        let toolchain = node_install_dirs();
         let listen_shim = match isolation {
             Isolation::Bubblewrap { .. } => {
                 let path = data_dir.join("runtime").join("listen-fd.cjs");
@@ -209,6 +210,17 @@ impl Confinement {
             budget_bytes,
             toolchain,
             listen_shim,
+        }
+    }
+
+    /// The toolchain directories only: no cgroups, no socket shim (one-off
+    /// tool runs such as the starters' pre-bundle, before any provider exists).
+    pub fn without_cgroups(budget_bytes: u64) -> Confinement {
+        Confinement {
+            cgroups: None,
+            budget_bytes,
+            toolchain: node_install_dirs(),
+            listen_shim: None,
         }
     }
 
@@ -247,7 +259,10 @@ pub struct ProcessSpec<'a> {
     pub project_dir: &'a Path,
     /// Hidden inside the sandbox (the data dir: other projects, the database).
     pub hidden_dir: &'a Path,
-    /// Visible read-only inside the hidden dir (the template cache).
+    /// Where the project is mounted inside bubblewrap.
+    pub workspace: &'a Path,
+    /// Visible read-only inside the hidden dir (the template cache's
+    /// `node_modules` and pre-bundles).
     pub read_only_dirs: &'a [PathBuf],
     /// Existing directories inside the read-only ones that get a private,
     /// writable tmpfs (Vite writes its bundled config to `node_modules/.vite-temp`).
@@ -296,7 +311,7 @@ pub fn project_command(
             for dir in spec.private_dirs {
                 c.arg("--tmpfs").arg(dir);
             }
-            let workdir = isolation.workdir(spec.project_dir, spec.hidden_dir);
+            let workdir = isolation.workdir(spec.project_dir, spec.workspace);
             c.arg("--bind").arg(spec.project_dir).arg(&workdir);
             c.arg("--chdir").arg(&workdir);
             c.arg("--").arg(program).args(args);
@@ -309,7 +324,7 @@ pub fn project_command(
         }
     };
     let bin = isolation
-        .workdir(spec.project_dir, spec.hidden_dir)
+        .workdir(spec.project_dir, spec.workspace)
         .join("node_modules/.bin");
     let path = match std::env::var_os("PATH") {
         Some(p) => {

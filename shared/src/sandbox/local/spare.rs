@@ -1,4 +1,5 @@
-//! The warm spare: one template project whose dev server is already running.
+//! The warm spare: one project of the default starter whose dev server is
+//! already running (starters built on it use it too).
 //!
 //! Starting Vite costs ~0.45 s of CPU on the 2-core dev machine, nearly all of
 //! create → ready. Under bubblewrap every project is mounted at the same path
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::process::Isolation;
 use super::supervisor::Supervisor;
 use super::workspace::materialize;
-use super::Inner;
+use super::{Inner, PreparedTemplate};
 use crate::sandbox::SandboxState;
 
 /// Directory-name prefix of spares under `projects/` (never a valid project id).
@@ -26,6 +27,8 @@ struct Spare {
     dir: PathBuf,
     log_file: PathBuf,
     sup: Arc<Supervisor>,
+    /// Set once the first page's modules have been requested (see [`warm_up`]).
+    warm: Arc<AtomicBool>,
 }
 
 /// The provider's slot for one spare.
@@ -65,6 +68,16 @@ impl SpareSlot {
 fn usable(inner: &Inner) -> bool {
     inner.spare.enabled.load(Ordering::SeqCst)
         && matches!(inner.toolchain.isolation(), Isolation::Bubblewrap { .. })
+}
+
+/// Whether a project of `template` can start from the spare: it uses the
+/// default starter's installed dependencies and pre-bundle (its own files are
+/// written over the spare's after adoption).
+pub(super) fn fits(inner: &Inner, template: &PreparedTemplate) -> bool {
+    let default = inner.toolchain.default_starter();
+    usable(inner)
+        && template.node_modules == default.node_modules
+        && template.vite_deps == default.vite_deps
 }
 
 /// Removes spares and half-created projects left by a previous process.
@@ -109,8 +122,14 @@ pub(super) fn refill(inner: &Arc<Inner>) {
             let inner = inner.clone();
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
-                let tc = &inner.toolchain;
-                materialize(tc.template_files(), tc.node_modules(), &staging, &dir)
+                let t = inner.toolchain.default_starter();
+                materialize(
+                    &t.files,
+                    &t.node_modules,
+                    t.vite_deps.as_deref(),
+                    &staging,
+                    &dir,
+                )
             })
             .await
         };
@@ -121,8 +140,14 @@ pub(super) fn refill(inner: &Arc<Inner>) {
                     dir.clone(),
                     log_file.clone(),
                 ));
-                *inner.spare.spare.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(Spare { dir, log_file, sup });
+                let warm = Arc::new(AtomicBool::new(false));
+                tokio::spawn(warm_up(sup.clone(), warm.clone()));
+                *inner.spare.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(Spare {
+                    dir,
+                    log_file,
+                    sup,
+                    warm,
+                });
             }
             Ok(Ok(())) => {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -132,6 +157,65 @@ pub(super) fn refill(inner: &Arc<Inner>) {
         }
         inner.spare.filling.store(false, Ordering::SeqCst);
     });
+}
+
+/// Most modules [`warm_up`] requests.
+const WARM_UP_MODULES: usize = 300;
+
+/// Requests the page and every module it imports once, as a browser's first
+/// load would, so Vite has transformed them (and Tailwind has built the CSS)
+/// before a project adopts the spare: its first preview then finds them done.
+async fn warm_up(sup: Arc<Supervisor>, warm: Arc<AtomicBool>) {
+    let started = Instant::now();
+    let port = loop {
+        let st = sup.status();
+        match (st.state, st.preview_addr) {
+            (SandboxState::Ready, Some(addr)) => break addr,
+            _ if !sup.is_active() || started.elapsed() > Duration::from_secs(120) => return,
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+    else {
+        return;
+    };
+    let (Ok(script), Ok(import)) = (
+        regex::Regex::new(r#"<script type="module" src="(/[^"]+)""#),
+        regex::Regex::new(r#"(?:from|import)\s*\(?\s*"(/[^"]+)""#),
+    ) else {
+        return;
+    };
+    let get = |path: String| {
+        let client = client.clone();
+        let url = format!("http://{port}{path}");
+        async move { client.get(url).send().await.ok()?.text().await.ok() }
+    };
+    let Some(html) = get("/".into()).await else {
+        return;
+    };
+    let mut queue: std::collections::VecDeque<String> = script
+        .captures_iter(&html)
+        .map(|c| c[1].to_string())
+        .collect();
+    let mut seen: std::collections::HashSet<String> = queue.iter().cloned().collect();
+    while let Some(path) = queue.pop_front() {
+        let Some(body) = get(path).await else {
+            continue;
+        };
+        for c in import.captures_iter(&body) {
+            if seen.len() < WARM_UP_MODULES && seen.insert(c[1].to_string()) {
+                queue.push_back(c[1].to_string());
+            }
+        }
+    }
+    warm.store(true, Ordering::SeqCst);
+    tracing::debug!(
+        modules = seen.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "warm spare's first page loaded"
+    );
 }
 
 /// Gives the spare to project `id`: renames its directory to `root` and points
@@ -173,7 +257,8 @@ pub(super) async fn discard(inner: &Arc<Inner>) {
     }
 }
 
-/// Waits until a spare exists and its dev server is ready.
+/// Waits until a spare exists, its dev server is ready and its first page
+/// has been loaded once.
 pub(super) async fn wait_ready(inner: &Arc<Inner>, timeout: Duration) -> bool {
     if !usable(inner) {
         return false;
@@ -186,7 +271,9 @@ pub(super) async fn wait_ready(inner: &Arc<Inner>, timeout: Duration) -> bool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .is_some_and(|s| s.sup.status().state == SandboxState::Ready);
+            .is_some_and(|s| {
+                s.sup.status().state == SandboxState::Ready && s.warm.load(Ordering::SeqCst)
+            });
         if ready {
             return true;
         }

@@ -36,7 +36,9 @@ pub struct ViteSpec {
     pub project_dir: PathBuf,
     /// Data dir, hidden inside bubblewrap.
     pub hidden_dir: PathBuf,
-    /// Template `node_modules`, visible read-only inside bubblewrap.
+    /// Where the project is mounted inside bubblewrap.
+    pub workspace: PathBuf,
+    /// Template `node_modules` and pre-bundles, visible read-only inside bubblewrap.
     pub read_only_dirs: Vec<PathBuf>,
     /// Directories inside those given a private writable tmpfs.
     pub private_dirs: Vec<PathBuf>,
@@ -288,12 +290,13 @@ async fn run_once(
     }
     let vite = spec
         .isolation
-        .workdir(&spec.project_dir, &spec.hidden_dir)
+        .workdir(&spec.project_dir, &spec.workspace)
         .join("node_modules/vite/bin/vite.js");
     let vite = vite.to_string_lossy();
     let proc_spec = ProcessSpec {
         project_dir: &spec.project_dir,
         hidden_dir: &spec.hidden_dir,
+        workspace: &spec.workspace,
         read_only_dirs: &spec.read_only_dirs,
         private_dirs: &spec.private_dirs,
         env: &env,

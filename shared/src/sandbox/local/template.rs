@@ -1,15 +1,24 @@
-//! The project template and its installed dependencies.
+//! The starters and their installed dependencies.
 //!
 //! `npm ci` runs once per `package-lock.json` (the cache is keyed by its hash),
-//! never per project: a project gets the template's source files plus a
-//! `node_modules` symlink into the cache. Measured on the 2-core dev machine
-//! (46 packages, 1,684 files, 94 MB): symlink ≈ 0 ms, hardlink tree 40 ms,
-//! full copy 250 ms, reflink unsupported on ext4. Vite dev, `vite build` and
-//! `tsc` all work through the symlink (Vite's own cache is kept in the project's
-//! `.vite`, see the template's `vite.config.ts`). Before a package-manager
-//! command the link is replaced by a private copy ([`detach_node_modules`]) so a
-//! project's `npm install` never changes the shared cache.
+//! never per project: a project gets its starter's source files plus a
+//! `node_modules` symlink into the cache. Starters built on another one
+//! (`base` in `template.json`) share its lock file and so its cache entry.
+//! Measured on the 2-core dev machine (46 packages, 1,684 files, 94 MB):
+//! symlink ≈ 0 ms, hardlink tree 40 ms, full copy 250 ms, reflink unsupported
+//! on ext4. Vite dev, `vite build` and `tsc` all work through the symlink
+//! (Vite's own cache is kept in the project's `.vite`, see the starter's
+//! `vite.config.ts`). Before a package-manager command the link is replaced by
+//! a private copy ([`detach_node_modules`]) so a project's `npm install` never
+//! changes the shared cache.
+//!
+//! Vite's dependency pre-bundling is shared the same way ([`prebundle`]): it
+//! runs once per lock file and Vite config, and each project's `.vite/deps` is
+//! a symlink to the result. Vite accepts a pre-bundle only for the project
+//! root it was made for, so this works where every project is mounted at the
+//! same path: under bubblewrap, at [`PreparedTemplates::workspace`].
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -18,23 +27,30 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+use super::limits::Limits;
+use super::process::{project_command, Confinement, Isolation, ProcessSpec};
+use super::workspace::DEFAULT_DISK_BUDGET;
 use crate::error::{Error, Result};
 use crate::sandbox::{SourceFile, SourceTree};
+use crate::starter::{self, Starter};
 
 /// Where Vite writes its bundled `vite.config.ts` (inside `node_modules`); it
 /// exists in the cache so bubblewrap can mount a private tmpfs over it.
 pub const VITE_TEMP_DIR: &str = ".vite-temp";
 
-/// Directories of the template that are never copied into the cache or a project.
+/// Directories of a starter that are never copied into the cache or a project.
 const SKIP_DIRS: &[&str] = &["node_modules", "dist", ".vite", ".git", ".apna-build"];
 
-/// The template in this repository (`images/preview/template`), for `apna serve`
-/// run from a checkout and for tests.
-pub fn bundled_template_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/preview/template")
+/// A project's link to the shared pre-bundle (Vite's `cacheDir` is `.vite`).
+pub const VITE_DEPS_LINK: &str = ".vite/deps";
+
+/// The starters in this repository (`images/preview/templates`), for
+/// `apna serve` run from a checkout and for tests.
+pub fn bundled_templates_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/preview/templates")
 }
 
-/// What [`prepare_template`] is doing, for a progress display.
+/// What [`prepare_templates`] is doing, for a progress display.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateProgress {
     /// The dependencies for this lock file are already installed.
@@ -54,53 +70,173 @@ pub enum TemplateProgress {
         /// How long it took.
         elapsed: Duration,
     },
+    /// Vite started pre-bundling the dependencies (once per lock file and config).
+    Prebundling {
+        /// Where the result goes.
+        dir: PathBuf,
+    },
+    /// The pre-bundle is ready.
+    Prebundled {
+        /// How long it took.
+        elapsed: Duration,
+    },
 }
 
-/// A template ready to instantiate: its source files and installed `node_modules`.
+/// A starter ready to instantiate: its source files and installed `node_modules`.
 #[derive(Debug, Clone)]
 pub struct PreparedTemplate {
-    /// The template's source files (small: everything but dependencies).
+    /// The starter's name (`app`, `minimal`, …).
+    pub name: String,
+    /// The source files (small: everything but dependencies), base files included.
     pub files: SourceTree,
     /// `{cache}/{hash}/node_modules`, installed by `npm ci`.
     pub node_modules: PathBuf,
-    /// First 16 hex digits of the lock file's SHA-256.
+    /// First 16 hex digits of the SHA-256 of `package-lock.json` and `package.json`.
     pub hash: String,
+    /// `{cache}/{hash}/vite/{config hash}/deps`: Vite's pre-bundled
+    /// dependencies for a project mounted at the workspace path; `None` where
+    /// there is no bubblewrap (Vite then bundles per project, as before).
+    pub vite_deps: Option<PathBuf>,
 }
 
-/// Reads the template at `template_dir` and makes sure its dependencies are
-/// installed under `cache_root` (once per lock file). Progress goes to `progress`.
-pub async fn prepare_template(
-    template_dir: &Path,
+/// Every starter, prepared.
+#[derive(Debug, Clone)]
+pub struct PreparedTemplates {
+    /// In catalog order: the default starter first.
+    pub starters: Vec<PreparedTemplate>,
+    /// `{cache}/workspace`: the path every project is mounted at inside
+    /// bubblewrap, the same for every provider sharing this cache, so the
+    /// pre-bundles made here are valid in every project.
+    pub workspace: PathBuf,
+}
+
+impl PreparedTemplates {
+    /// The starter called `name`.
+    pub fn get(&self, name: &str) -> Result<&PreparedTemplate> {
+        self.starters
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "unknown template {name:?}; available: {}",
+                    self.starters
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+
+    /// The default starter (the warm spare is one of these).
+    pub fn default_template(&self) -> &PreparedTemplate {
+        // `prepare_templates` never returns an empty list.
+        &self.starters[0]
+    }
+}
+
+/// Reads every starter under `templates_dir` and makes sure each lock file's
+/// dependencies are installed (and, with bubblewrap, pre-bundled) under
+/// `cache_root`, once. Progress goes to `progress`.
+pub async fn prepare_templates(
+    templates_dir: &Path,
     cache_root: &Path,
     progress: &(dyn Fn(TemplateProgress) + Send + Sync),
-) -> Result<PreparedTemplate> {
-    let lock = tokio::fs::read(template_dir.join("package-lock.json"))
-        .await
-        .map_err(|e| {
-            Error::Sandbox(format!(
-                "template {} has no readable package-lock.json: {e}",
-                template_dir.display()
-            ))
-        })?;
-    let package = tokio::fs::read(template_dir.join("package.json")).await?;
-    let mut h = Sha256::new();
-    h.update(&lock);
-    h.update(&package);
-    let hash = hex::encode(h.finalize())[..16].to_string();
-    let dir = cache_root.join(&hash);
-    let node_modules = dir.join("node_modules");
-    let files = read_template_files(template_dir).await?;
-
-    if tokio::fs::metadata(dir.join(".complete")).await.is_ok() {
-        progress(TemplateProgress::Cached { dir: dir.clone() });
-        return Ok(PreparedTemplate {
+) -> Result<PreparedTemplates> {
+    tokio::fs::create_dir_all(cache_root).await?;
+    let cache_root = tokio::fs::canonicalize(cache_root).await?;
+    let workspace = cache_root.join("workspace");
+    tokio::fs::create_dir_all(&workspace).await?;
+    let isolation = Isolation::detect();
+    let mut installed: HashMap<String, PathBuf> = HashMap::new();
+    let mut prebundled: HashMap<(String, String), Option<PathBuf>> = HashMap::new();
+    let mut out = Vec::new();
+    for s in starter::starters()? {
+        let files = read_starter_files(templates_dir, s).await?;
+        let file = |name: &str| {
+            files
+                .files
+                .iter()
+                .find(|f| f.path == name)
+                .map(|f| f.data.clone())
+                .ok_or_else(|| {
+                    Error::Sandbox(format!(
+                        "template {} (in {}) has no {name}",
+                        s.name,
+                        templates_dir.display()
+                    ))
+                })
+        };
+        let (package, lock) = (file("package.json")?, file("package-lock.json")?);
+        let mut h = Sha256::new();
+        h.update(&lock);
+        h.update(&package);
+        let hash = hex::encode(h.finalize())[..16].to_string();
+        let node_modules = match installed.get(&hash) {
+            Some(nm) => nm.clone(),
+            None => {
+                let nm = install(&cache_root, &hash, &package, &lock, progress).await?;
+                installed.insert(hash.clone(), nm.clone());
+                nm
+            }
+        };
+        let config = file("vite.config.ts").unwrap_or_default();
+        let config_hash = hex::encode(Sha256::digest(&config))[..16].to_string();
+        let key = (hash.clone(), config_hash.clone());
+        let vite_deps = match prebundled.get(&key) {
+            Some(d) => d.clone(),
+            None => {
+                let d = match &isolation {
+                    Isolation::Bubblewrap { .. } => Some(
+                        prebundle(
+                            &isolation,
+                            &cache_root,
+                            &workspace,
+                            &files,
+                            &node_modules,
+                            &cache_root.join(&hash).join("vite").join(&config_hash),
+                            progress,
+                        )
+                        .await?,
+                    ),
+                    Isolation::None => None,
+                };
+                prebundled.insert(key, d.clone());
+                d
+            }
+        };
+        out.push(PreparedTemplate {
+            name: s.name.clone(),
             files,
             node_modules,
             hash,
+            vite_deps,
         });
     }
+    if out.is_empty() {
+        return Err(Error::Internal("there are no starters".into()));
+    }
+    Ok(PreparedTemplates {
+        starters: out,
+        workspace,
+    })
+}
 
-    tokio::fs::create_dir_all(cache_root).await?;
+/// Installs one lock file's dependencies into `{cache_root}/{hash}` unless
+/// they are there; returns the `node_modules` path.
+async fn install(
+    cache_root: &Path,
+    hash: &str,
+    package: &[u8],
+    lock: &[u8],
+    progress: &(dyn Fn(TemplateProgress) + Send + Sync),
+) -> Result<PathBuf> {
+    let dir = cache_root.join(hash);
+    let node_modules = dir.join("node_modules");
+    if tokio::fs::metadata(dir.join(".complete")).await.is_ok() {
+        progress(TemplateProgress::Cached { dir: dir.clone() });
+        return Ok(node_modules);
+    }
     // Install next to the final place and rename, so a crash mid-install never
     // leaves a half-filled cache that looks complete.
     let staging = cache_root.join(format!(
@@ -112,11 +248,12 @@ pub async fn prepare_template(
         tokio::fs::remove_dir_all(&staging).await?;
     }
     tokio::fs::create_dir_all(&staging).await?;
-    tokio::fs::write(staging.join("package.json"), &package).await?;
-    tokio::fs::write(staging.join("package-lock.json"), &lock).await?;
+    tokio::fs::write(staging.join("package.json"), package).await?;
+    tokio::fs::write(staging.join("package-lock.json"), lock).await?;
     progress(TemplateProgress::Installing { dir: dir.clone() });
     let started = Instant::now();
     run_npm_ci(&staging, progress).await?;
+    tokio::fs::create_dir_all(staging.join("node_modules").join(VITE_TEMP_DIR)).await?;
     tokio::fs::write(staging.join(".complete"), hash.as_bytes()).await?;
     if tokio::fs::metadata(&dir).await.is_ok() {
         // A previous attempt left an incomplete directory behind.
@@ -133,35 +270,157 @@ pub async fn prepare_template(
     progress(TemplateProgress::Installed {
         elapsed: started.elapsed(),
     });
-    Ok(PreparedTemplate {
-        files,
-        node_modules,
-        hash,
+    Ok(node_modules)
+}
+
+/// Runs Vite's dependency optimiser once for a starter, in a scratch project
+/// mounted at `workspace` exactly as projects are, and keeps the result in
+/// `{dest}/deps` (returned). Nothing happens when it is already there.
+///
+/// Vite accepts a cached pre-bundle when the lock file, the resolved config
+/// and the project root match (`_metadata.json` records their hash); a
+/// project whose packages change gets its own bundle from Vite, which
+/// replaces the `.vite/deps` link, never what it points to.
+pub async fn prebundle(
+    isolation: &Isolation,
+    cache_root: &Path,
+    workspace: &Path,
+    files: &SourceTree,
+    node_modules: &Path,
+    dest: &Path,
+    progress: &(dyn Fn(TemplateProgress) + Send + Sync),
+) -> Result<PathBuf> {
+    let deps = dest.join("deps");
+    if tokio::fs::metadata(deps.join("_metadata.json"))
+        .await
+        .is_ok()
+    {
+        return Ok(deps);
+    }
+    progress(TemplateProgress::Prebundling { dir: deps.clone() });
+    let started = Instant::now();
+    let scratch = cache_root.join(format!(
+        "prebundle.tmp-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let (tree, nm, dir) = (files.clone(), node_modules.to_path_buf(), scratch.clone());
+    tokio::task::spawn_blocking(move || {
+        super::workspace::materialize(&tree, &nm, None, &dir.with_extension("creating"), &dir)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("prebundle task: {e}")))??;
+    let read_only = [node_modules.to_path_buf()];
+    let private = [node_modules.join(VITE_TEMP_DIR)];
+    let confinement = Confinement::without_cgroups(DEFAULT_DISK_BUDGET);
+    let spec = ProcessSpec {
+        project_dir: &scratch,
+        hidden_dir: cache_root,
+        workspace,
+        read_only_dirs: &read_only,
+        private_dirs: &private,
+        env: &[],
+        confinement: &confinement,
+        limits: Limits::command(DEFAULT_DISK_BUDGET),
+        cgroup: None,
+        network: false,
+        listen_fd: None,
+    };
+    let vite = workspace.join("node_modules/vite/bin/vite.js");
+    let vite = vite.to_string_lossy();
+    let mut cmd = project_command(
+        isolation,
+        &spec,
+        "node",
+        &[&vite, "optimize", "--logLevel", "warn"],
+    );
+    cmd.stdin(Stdio::null());
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output()).await;
+    let result = match out {
+        Ok(Ok(o)) if o.status.success() => {
+            let built = scratch.join(VITE_DEPS_LINK);
+            tokio::fs::create_dir_all(dest).await?;
+            match tokio::fs::rename(&built, &deps).await {
+                Ok(()) => Ok(()),
+                // Another process made the same pre-bundle first: use theirs.
+                Err(_)
+                    if tokio::fs::metadata(deps.join("_metadata.json"))
+                        .await
+                        .is_ok() =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Ok(Ok(o)) => Err(Error::Sandbox(format!(
+            "pre-bundling the template's dependencies failed ({}):\n{}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ))),
+        Ok(Err(e)) => Err(Error::Sandbox(format!("could not run vite optimize: {e}"))),
+        Err(_) => Err(Error::Sandbox("vite optimize timed out after 300 s".into())),
+    };
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    result?;
+    progress(TemplateProgress::Prebundled {
+        elapsed: started.elapsed(),
+    });
+    Ok(deps)
+}
+
+/// The starters of the sandbox image (`/opt/apna/templates`), whose
+/// dependencies were installed at build time into each starter's own
+/// `node_modules` (a starter with a `base` uses its base's): no `npm ci`, no
+/// pre-bundle (a pod has no bubblewrap), and nothing written.
+pub async fn installed_templates(templates_dir: &Path) -> Result<PreparedTemplates> {
+    let mut out = Vec::new();
+    for s in starter::starters()? {
+        let owner = s.base.as_deref().unwrap_or(&s.name);
+        let node_modules = templates_dir.join(owner).join("node_modules");
+        if !tokio::fs::metadata(node_modules.join("vite/package.json"))
+            .await
+            .is_ok_and(|m| m.is_file())
+        {
+            return Err(Error::Sandbox(format!(
+                "starter {} has no installed dependencies ({} has no vite)",
+                s.name,
+                node_modules.display()
+            )));
+        }
+        let files = read_starter_files(templates_dir, s).await?;
+        out.push(PreparedTemplate {
+            name: s.name.clone(),
+            hash: lock_hash(&files)?,
+            files,
+            node_modules,
+            vite_deps: None,
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::Internal("there are no starters".into()));
+    }
+    Ok(PreparedTemplates {
+        starters: out,
+        workspace: templates_dir.to_path_buf(),
     })
 }
 
-/// A template whose dependencies are already installed in its own
-/// `node_modules` (the preview image's `/opt/apna/template`, baked at build
-/// time): no `npm ci`, and nothing written.
-pub async fn installed_template(template_dir: &Path) -> Result<PreparedTemplate> {
-    let node_modules = template_dir.join("node_modules");
-    if !tokio::fs::metadata(node_modules.join("vite/package.json"))
-        .await
-        .is_ok_and(|m| m.is_file())
-    {
-        return Err(Error::Sandbox(format!(
-            "template {} has no installed dependencies (node_modules/vite is missing)",
-            template_dir.display()
-        )));
-    }
+/// First 16 hex digits of the SHA-256 of a starter's `package-lock.json` and `package.json`.
+fn lock_hash(files: &SourceTree) -> Result<String> {
+    let file = |name: &str| {
+        files
+            .files
+            .iter()
+            .find(|f| f.path == name)
+            .map(|f| f.data.as_slice())
+            .ok_or_else(|| Error::Sandbox(format!("a starter has no {name}")))
+    };
     let mut h = Sha256::new();
-    h.update(tokio::fs::read(template_dir.join("package-lock.json")).await?);
-    h.update(tokio::fs::read(template_dir.join("package.json")).await?);
-    Ok(PreparedTemplate {
-        files: read_template_files(template_dir).await?,
-        node_modules,
-        hash: hex::encode(h.finalize())[..16].to_string(),
-    })
+    h.update(file("package-lock.json")?);
+    h.update(file("package.json")?);
+    Ok(hex::encode(h.finalize())[..16].to_string())
 }
 
 async fn run_npm_ci(dir: &Path, progress: &(dyn Fn(TemplateProgress) + Send + Sync)) -> Result<()> {
@@ -233,13 +492,39 @@ async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
-async fn read_template_files(template_dir: &Path) -> Result<SourceTree> {
-    let root = template_dir.to_path_buf();
+/// A starter's files: its base's (when it has one) overlaid with its own,
+/// without the metadata files (`template.json`, `prompt.md`, the preview).
+async fn read_starter_files(templates_dir: &Path, s: &Starter) -> Result<SourceTree> {
+    let mut layers = Vec::new();
+    if let Some(base) = &s.base {
+        layers.push((
+            templates_dir.join(base),
+            starter::find(base)?.preview_file.clone(),
+        ));
+    }
+    layers.push((templates_dir.join(&s.name), s.preview_file.clone()));
+    let name = s.name.clone();
     tokio::task::spawn_blocking(move || {
-        let mut files = Vec::new();
-        collect(&root, &root, &mut files)?;
-        files.sort_by(|a: &SourceFile, b| a.path.cmp(&b.path));
-        Ok(SourceTree { files })
+        let mut files: std::collections::BTreeMap<String, SourceFile> = Default::default();
+        for (dir, preview) in layers {
+            if !dir.is_dir() {
+                return Err(Error::Sandbox(format!(
+                    "template {name}: {} is not a directory",
+                    dir.display()
+                )));
+            }
+            let mut found = Vec::new();
+            collect(&dir, &dir, &mut found)?;
+            for f in found {
+                if f.path == preview || starter::METADATA_FILES.contains(&f.path.as_str()) {
+                    continue;
+                }
+                files.insert(f.path.clone(), f);
+            }
+        }
+        Ok(SourceTree {
+            files: files.into_values().collect(),
+        })
     })
     .await
     .map_err(|e| Error::Internal(format!("template read task: {e}")))?

@@ -4,8 +4,8 @@
 //! A [`Workspace`] is a whole [`Sandbox`] on its own: file access with the
 //! symlink checks of `files`, commands (`command`), Vite supervised by
 //! `supervisor`, export and import. What differs between the two hosts is
-//! carried by [`Toolchain`] (isolation, where Vite listens, where the
-//! template's dependencies are) and [`RootKind`] (whether the directory itself
+//! carried by [`Toolchain`] (isolation, where Vite listens, the starters and
+//! where their dependencies are) and [`RootKind`] (whether the directory itself
 //! may be created and removed, or is a volume's mount point). The local driver
 //! adds only what needs many projects: the warm spare and the project table.
 
@@ -20,21 +20,23 @@ use super::command::{self, RunningCommands};
 use super::disk;
 use super::files;
 use super::limits::Limits;
+use super::packages;
 use super::process::{Confinement, Isolation, ProcessSpec};
 use super::supervisor::{DevServerOptions, Supervisor, ViteSpec};
-use super::template::{self, PreparedTemplate, VITE_TEMP_DIR};
+use super::template::{self, PreparedTemplate, PreparedTemplates, VITE_DEPS_LINK, VITE_TEMP_DIR};
 use crate::error::{Error, Result};
 use crate::sandbox::{
     ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxState, SandboxStatus,
     SourceTree,
 };
 
-/// What every workspace of one host shares: the template, its installed
+/// What every workspace of one host shares: the starters, their installed
 /// dependencies, the isolation and the dev server's settings.
 #[derive(Debug)]
 pub struct Toolchain {
-    template: SourceTree,
-    node_modules: PathBuf,
+    templates: PreparedTemplates,
+    /// Every starter's `node_modules` and pre-bundle (canonical; read-only in the sandbox).
+    read_only: Vec<PathBuf>,
     private_dirs: Vec<PathBuf>,
     hidden_dir: PathBuf,
     isolation: Isolation,
@@ -49,35 +51,57 @@ impl Toolchain {
     /// `hidden_dir` is hidden from project processes under bubblewrap (the
     /// data dir: other projects, the database).
     pub fn new(
-        template: PreparedTemplate,
+        mut templates: PreparedTemplates,
         hidden_dir: PathBuf,
         isolation: Isolation,
         dev_server: DevServerOptions,
     ) -> Result<Toolchain> {
-        let node_modules = std::fs::canonicalize(&template.node_modules).map_err(|e| {
-            Error::Sandbox(format!(
-                "template dependencies missing at {} (run prepare_template first): {e}",
-                template.node_modules.display()
-            ))
-        })?;
-        // Under bubblewrap Vite's bundled config goes to a private tmpfs
-        // mounted over this directory, so it must exist in the cache.
-        let private_dirs = match isolation {
-            Isolation::Bubblewrap { .. } => {
-                let vite_temp = node_modules.join(VITE_TEMP_DIR);
-                std::fs::create_dir_all(&vite_temp)?;
-                vec![vite_temp]
+        if templates.starters.is_empty() {
+            return Err(Error::Internal(
+                "a toolchain needs at least one starter".into(),
+            ));
+        }
+        let mut read_only: Vec<PathBuf> = Vec::new();
+        let mut private_dirs: Vec<PathBuf> = Vec::new();
+        for t in &mut templates.starters {
+            t.node_modules = std::fs::canonicalize(&t.node_modules).map_err(|e| {
+                Error::Sandbox(format!(
+                    "dependencies of starter {} missing at {} (run prepare_templates first): {e}",
+                    t.name,
+                    t.node_modules.display()
+                ))
+            })?;
+            // The shared pre-bundle is valid only where every project is
+            // mounted at the path it was made for.
+            if !matches!(isolation, Isolation::Bubblewrap { .. }) {
+                t.vite_deps = None;
             }
-            Isolation::None => Vec::new(),
-        };
+            for dir in [Some(t.node_modules.clone()), t.vite_deps.clone()]
+                .into_iter()
+                .flatten()
+            {
+                if !read_only.contains(&dir) {
+                    read_only.push(dir);
+                }
+            }
+            // Under bubblewrap Vite's bundled config goes to a private tmpfs
+            // mounted over this directory, so it must exist in the cache.
+            if let Isolation::Bubblewrap { .. } = isolation {
+                let vite_temp = t.node_modules.join(VITE_TEMP_DIR);
+                if !private_dirs.contains(&vite_temp) {
+                    std::fs::create_dir_all(&vite_temp)?;
+                    private_dirs.push(vite_temp);
+                }
+            }
+        }
         let confinement = Arc::new(Confinement::new(
             &isolation,
             &hidden_dir,
             DEFAULT_DISK_BUDGET,
         ));
         Ok(Toolchain {
-            template: template.files,
-            node_modules,
+            templates,
+            read_only,
             private_dirs,
             hidden_dir,
             isolation,
@@ -103,14 +127,24 @@ impl Toolchain {
         &self.isolation
     }
 
-    /// The template's source files.
-    pub fn template_files(&self) -> &SourceTree {
-        &self.template
+    /// The starters.
+    pub fn templates(&self) -> &PreparedTemplates {
+        &self.templates
     }
 
-    /// The template's installed `node_modules` (canonical).
-    pub fn node_modules(&self) -> &Path {
-        &self.node_modules
+    /// The starter called `name` (unknown names are bad input naming the choices).
+    pub fn starter(&self, name: &str) -> Result<&PreparedTemplate> {
+        self.templates.get(name)
+    }
+
+    /// The default starter.
+    pub fn default_starter(&self) -> &PreparedTemplate {
+        self.templates.default_template()
+    }
+
+    /// Every starter's installed `node_modules` and pre-bundle (canonical).
+    pub fn read_only_dirs(&self) -> &[PathBuf] {
+        &self.read_only
     }
 
     /// How to (re)start the dev server of the workspace at `project_dir`.
@@ -119,7 +153,8 @@ impl Toolchain {
             project_id: project_id.to_string(),
             project_dir,
             hidden_dir: self.hidden_dir.clone(),
-            read_only_dirs: vec![self.node_modules.clone()],
+            workspace: self.templates.workspace.clone(),
+            read_only_dirs: self.read_only.clone(),
             private_dirs: self.private_dirs.clone(),
             log_file,
             server: self.dev_server.clone(),
@@ -132,7 +167,8 @@ impl Toolchain {
         ProcessSpec {
             project_dir: root,
             hidden_dir: &self.hidden_dir,
-            read_only_dirs: std::slice::from_ref(&self.node_modules),
+            workspace: &self.templates.workspace,
+            read_only_dirs: &self.read_only,
             private_dirs: &self.private_dirs,
             env,
             confinement: &self.confinement,
@@ -167,6 +203,9 @@ pub struct Workspace {
     supervisor: Mutex<Option<Arc<Supervisor>>>,
     commands: RunningCommands,
     lock: tokio::sync::Mutex<()>,
+    /// The starter this process seeded the files from, while nothing else has
+    /// changed them (a warm pod or spare not yet given to a project).
+    seeded: Mutex<Option<String>>,
 }
 
 impl Workspace {
@@ -189,6 +228,7 @@ impl Workspace {
             supervisor: Mutex::new(None),
             commands: RunningCommands::default(),
             lock: tokio::sync::Mutex::new(()),
+            seeded: Mutex::new(None),
         }
     }
 
@@ -234,12 +274,12 @@ impl Workspace {
         *self.supervisor.lock().unwrap_or_else(|p| p.into_inner()) = Some(sup);
     }
 
-    /// Creates the files from the template when missing. The caller holds [`Workspace::lock`].
-    pub async fn create_from_template(&self) -> Result<()> {
+    /// Creates the files from starter `name` when missing. The caller holds [`Workspace::lock`].
+    pub async fn create_from(&self, name: &str) -> Result<()> {
         if self.exists() {
             return Ok(());
         }
-        let toolchain = self.toolchain.clone();
+        let starter = self.toolchain.starter(name)?.clone();
         let root = self.root.clone();
         match self.kind {
             RootKind::Owned => {
@@ -250,25 +290,81 @@ impl Workspace {
                     parent.join(format!(".{}.creating-{}", self.id, rand::random::<u32>()));
                 blocking(move || {
                     materialize(
-                        &toolchain.template,
-                        &toolchain.node_modules,
+                        &starter.files,
+                        &starter.node_modules,
+                        starter.vite_deps.as_deref(),
                         &staging,
                         &root,
                     )
                 })
-                .await
+                .await?;
             }
             RootKind::Mounted => {
-                blocking(move || seed_in_place(&toolchain.template, &toolchain.node_modules, &root))
-                    .await
+                blocking(move || seed_in_place(&starter.files, &starter.node_modules, &root))
+                    .await?;
             }
         }
+        self.set_seeded(Some(name));
+        Ok(())
     }
 
-    /// Creates the files if missing and starts the dev server unless it runs.
+    /// Gives a workspace seeded from another starter, and unchanged since,
+    /// the files and dependencies of starter `name` (a warm pod or spare
+    /// adopted by a project of another starter). Files are rewritten only
+    /// where they differ, so a running dev server reloads what changed.
     /// The caller holds [`Workspace::lock`].
+    pub async fn reseed(&self, name: &str) -> Result<()> {
+        let starter = self.toolchain.starter(name)?.clone();
+        blocking({
+            let root = self.root.clone();
+            move || {
+                files::import(&root, &starter.files)?;
+                relink(&root.join("node_modules"), &starter.node_modules)?;
+                if let Some(deps) = &starter.vite_deps {
+                    relink(&root.join(VITE_DEPS_LINK), deps)?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        self.set_seeded(Some(name));
+        tracing::info!(project_id = %self.id, starter = name, "workspace given another starter's files");
+        Ok(())
+    }
+
+    fn set_seeded(&self, name: Option<&str>) {
+        *self.seeded.lock().unwrap_or_else(|p| p.into_inner()) = name.map(str::to_string);
+    }
+
+    /// The starter the files came from while nothing else changed them.
+    pub fn seeded_from(&self) -> Option<String> {
+        self.seeded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Creates the files from the default starter if missing and starts the
+    /// dev server unless it runs. The caller holds [`Workspace::lock`].
     pub async fn ensure_locked(&self) -> Result<SandboxStatus> {
-        self.create_from_template().await?;
+        self.ensure_with(None).await
+    }
+
+    /// Creates the files from starter `name` if missing (or gives a still
+    /// untouched seed of another starter this one's files) and starts the dev
+    /// server unless it runs. The caller holds [`Workspace::lock`].
+    pub async fn ensure_from_locked(&self, name: &str) -> Result<SandboxStatus> {
+        self.toolchain.starter(name)?;
+        self.ensure_with(Some(name)).await
+    }
+
+    async fn ensure_with(&self, starter: Option<&str>) -> Result<SandboxStatus> {
+        let name = starter.unwrap_or(&self.toolchain.default_starter().name);
+        if !self.exists() {
+            self.create_from(name).await?;
+        } else if starter.is_some() && self.seeded_from().is_some_and(|s| s != name) {
+            self.reseed(name).await?;
+        }
         if let Some(s) = self.supervisor() {
             if s.is_active() {
                 return Ok(s.status());
@@ -282,7 +378,7 @@ impl Workspace {
         ));
         let status = sup.status();
         self.adopt_supervisor(sup);
-        tracing::info!(project_id = %self.id, "dev server starting");
+        tracing::info!(project_id = %self.id, starter = name, "dev server starting");
         Ok(status)
     }
 
@@ -384,11 +480,31 @@ fn write_template(template: &SourceTree, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes the template (sources + `node_modules` link) into `staging`, then
-/// renames it to `dest` (blocking). `dest` must not exist or be incomplete.
+/// Points the symlink `link` at `target`, replacing what is there (a link
+/// or a private copy); nothing to do when it already points there.
+fn relink(link: &Path, target: &Path) -> Result<()> {
+    if std::fs::read_link(link).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
+    match std::fs::symlink_metadata(link) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(link)?,
+        Ok(_) => std::fs::remove_file(link)?,
+        Err(_) => {}
+    }
+    if let Some(parent) = link.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::os::unix::fs::symlink(target, link)?;
+    Ok(())
+}
+
+/// Writes a starter (sources, `node_modules` link, and the `.vite/deps` link
+/// when there is a shared pre-bundle) into `staging`, then renames it to
+/// `dest` (blocking). `dest` must not exist or be incomplete.
 pub(super) fn materialize(
     template: &SourceTree,
     node_modules: &Path,
+    vite_deps: Option<&Path>,
     staging: &Path,
     dest: &Path,
 ) -> Result<()> {
@@ -397,6 +513,9 @@ pub(super) fn materialize(
         let st = std::fs::canonicalize(staging)?;
         write_template(template, &st)?;
         std::os::unix::fs::symlink(node_modules, st.join("node_modules"))?;
+        if let Some(deps) = vite_deps {
+            relink(&st.join(VITE_DEPS_LINK), deps)?;
+        }
         if dest.exists() {
             // A directory without package.json: an interrupted import. Replace it.
             std::fs::remove_dir_all(dest)?;
@@ -440,6 +559,11 @@ impl Sandbox for Workspace {
         self.ensure_locked().await
     }
 
+    async fn ensure_from(&self, starter: &str) -> Result<SandboxStatus> {
+        let _guard = self.lock().await;
+        self.ensure_from_locked(starter).await
+    }
+
     async fn status(&self) -> Result<SandboxStatus> {
         if !self.exists() {
             return Ok(SandboxStatus {
@@ -473,13 +597,14 @@ impl Sandbox for Workspace {
     async fn read_file(&self, path: &ProjectPath) -> Result<Vec<u8>> {
         self.require_exists()?;
         let p = path.clone();
-        let allow = vec![self.toolchain.node_modules.clone()];
+        let allow = self.toolchain.read_only.clone();
         self.in_root(move |root| files::read(root, &p, &allow))
             .await
     }
 
     async fn write_file(&self, path: &ProjectPath, data: &[u8]) -> Result<()> {
         self.require_exists()?;
+        self.set_seeded(None);
         let p = path.clone();
         let data = data.to_vec();
         let budget = self.toolchain.confinement.budget_bytes;
@@ -492,6 +617,7 @@ impl Sandbox for Workspace {
 
     async fn delete_file(&self, path: &ProjectPath) -> Result<bool> {
         self.require_exists()?;
+        self.set_seeded(None);
         let p = path.clone();
         self.in_root(move |root| files::delete(root, &p)).await
     }
@@ -503,7 +629,21 @@ impl Sandbox for Workspace {
 
     async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput> {
         self.require_exists()?;
+        self.set_seeded(None);
         if touches_node_modules(&req.command) {
+            let command = req.command.clone();
+            if let Some(output) = self
+                .in_root(move |root| Ok(packages::already_installed(root, &command)))
+                .await?
+            {
+                tracing::info!(project_id = %self.id, command = %req.command, "answered from the shared node_modules");
+                return Ok(ExecOutput {
+                    exit_code: Some(0),
+                    output,
+                    truncated: false,
+                    timed_out: false,
+                });
+            }
             template::detach_node_modules(&self.root).await?;
         }
         let env = [];
@@ -574,7 +714,9 @@ impl Sandbox for Workspace {
 
     async fn import_source(&self, tree: &SourceTree) -> Result<()> {
         let _guard = self.lock().await;
-        self.create_from_template().await?;
+        let default = self.toolchain.default_starter().name.clone();
+        self.create_from(&default).await?;
+        self.set_seeded(None);
         let imported = tree.clone();
         self.in_root(move |root| files::import(root, &imported))
             .await

@@ -1,0 +1,6 @@
+//! Lambda behind API Gateway: `GET /api/templates` and `GET /api/templates/{name}/preview.png`.
+
+#[tokio::main]
+async fn main() -> Result<(), apna::lambda::BoxError> {
+    apna::lambda::run_endpoint("api-list-templates").await
+}

@@ -1,0 +1,10 @@
+import * as React from "react";
+
+import { cn } from "@/lib/utils";
+
+/** A grey pulsing block standing in for content that is loading. */
+function Skeleton({ className, ...props }: React.ComponentProps<"div">) {
+  return <div data-slot="skeleton" className={cn("animate-pulse rounded-md bg-accent", className)} {...props} />;
+}
+
+export { Skeleton };
