@@ -306,6 +306,22 @@ mod tests {
     }
 
     #[test]
+    fn the_sandbox_image_installs_every_lock_file() {
+        let dockerfile = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/preview/Dockerfile"),
+        )
+        .unwrap();
+        for s in starters().unwrap().iter().filter(|s| s.base.is_none()) {
+            assert!(
+                dockerfile.contains(&format!("npm ci --prefix {} ", s.name)),
+                "images/preview/Dockerfile must `npm ci --prefix {}`",
+                s.name
+            );
+        }
+        assert!(dockerfile.contains("COPY images/preview/templates/ ./"));
+    }
+
+    #[test]
     fn compares_dependencies_not_bytes() {
         let t = crate::starter::find("minimal")
             .unwrap()

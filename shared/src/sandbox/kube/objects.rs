@@ -374,22 +374,47 @@ mod tests {
     use super::*;
     use crate::sandbox::kube::fixtures;
 
+    fn project_pod_input() -> PodSpecInput<'static> {
+        PodSpecInput {
+            name: "project-abc123",
+            labels: project_pod_labels("abc123"),
+            claim: "project-abc123",
+            secret: "project-abc123-sandboxd",
+            log_id: "abc123",
+            starter: None,
+        }
+    }
+
     fn project_pod() -> Pod {
-        pod(
-            &fixtures::options(),
-            PodSpecInput {
-                name: "project-abc123",
-                labels: project_pod_labels("abc123"),
-                claim: "project-abc123",
-                secret: "project-abc123-sandboxd",
-                log_id: "abc123",
-                starter: None,
-            },
-        )
+        pod(&fixtures::options(), project_pod_input())
     }
 
     /// Every control of the "restricted" Pod Security Standard (and the
     /// "baseline" ones it includes), checked on the generated pod.
+    #[test]
+    fn a_pod_of_another_starter_is_seeded_from_it() {
+        let env_of = |p: &Pod| -> Vec<(String, Option<String>)> {
+            p.spec.as_ref().unwrap().containers[0]
+                .env
+                .clone()
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.name, e.value))
+                .collect()
+        };
+        assert!(!env_of(&project_pod())
+            .iter()
+            .any(|(n, _)| n == "APNA_STARTER"));
+        let minimal = pod(
+            &fixtures::options(),
+            PodSpecInput {
+                starter: Some("minimal"),
+                ..project_pod_input()
+            },
+        );
+        assert!(env_of(&minimal).contains(&("APNA_STARTER".into(), Some("minimal".into()))));
+    }
+
     #[test]
     fn the_pod_meets_the_restricted_pod_security_standard() {
         let pod = project_pod();

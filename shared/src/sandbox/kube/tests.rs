@@ -472,6 +472,86 @@ async fn ensure_finishes_an_interrupted_adoption() {
 }
 
 #[tokio::test]
+async fn a_warm_pod_adopted_for_another_starter_gets_its_files() {
+    // Warm pods are seeded from the default starter. A `landing` project's
+    // claim names its starter, and finishing the adoption asks sandboxd for
+    // it (through pods/proxy) before the pod is unmarked.
+    let (sb, server) = sandbox_with(warm_options(1));
+    let mut claim_landing = claim("22222222");
+    claim_landing.body = BodyMatch::Json(json!({
+        "metadata": {
+            "resourceVersion": "41",
+            "labels": {
+                "apna.dev/warm": null,
+                "apna.dev/project": ID,
+                "app": NAME,
+                "apna.dev/adopting": "true",
+                "apna.dev/starter": "landing"
+            }
+        }
+    }));
+    let mut claimed = warm_pod("22222222", PodPhase::Ready);
+    claimed["metadata"]["labels"] = project_pod_labels();
+    claimed["metadata"]["labels"]["apna.dev/adopting"] = json!("true");
+    claimed["metadata"]["labels"]["apna.dev/starter"] = json!("landing");
+    let mut script = vec![
+        no_pods(),
+        volumes(vec![]),
+        list("pods", WARM_SELECTOR).reply(
+            200,
+            list_of("Pod", vec![warm_pod("22222222", PodPhase::Ready)]),
+        ),
+        claim_landing.reply(200, claimed.clone()),
+    ];
+    let mut finish = finish_adoption("22222222");
+    finish.pop(); // the unmark, which here also drops the starter label
+    script.extend(finish);
+    script.extend([
+        pods(vec![claimed]),
+        get("secrets", "warm-22222222-sandboxd").reply(
+            200,
+            secret_with_token("warm-22222222-sandboxd", project_labels()),
+        ),
+        proxy(Method::POST, "warm-22222222", "/v1/ensure?template=landing")
+            .header(TOKEN_HEADER, TOKEN)
+            .reply_raw(
+                200,
+                br#"{"state":"ready","preview_addr":"127.0.0.1:5173","detail":null}"#,
+            ),
+    ]);
+    let mut adopted = warm_pod("22222222", PodPhase::Ready);
+    adopted["metadata"]["labels"] = project_pod_labels();
+    script.push(
+        merge(
+            "pods",
+            "warm-22222222",
+            json!({ "metadata": { "labels": {
+                "apna.dev/adopting": null,
+                "apna.dev/starter": null
+            } } }),
+        )
+        .reply(200, adopted),
+    );
+    // The pool of one is empty now: one more is started.
+    script.extend(start_warm());
+    let server = server.run(script);
+    let st = sb.ensure_from("landing").await.unwrap();
+    assert_eq!(st.state, SandboxState::Ready);
+    assert_eq!(server.await.unwrap(), 14);
+}
+
+#[tokio::test]
+async fn an_unknown_starter_is_bad_input_and_asks_nothing() {
+    let (sb, server) = sandbox();
+    let server = server.run(vec![]);
+    assert!(matches!(
+        sb.ensure_from("nextjs").await,
+        Err(Error::InvalidInput(_))
+    ));
+    assert_eq!(server.await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn the_sweep_replaces_crashed_warm_pods() {
     let (client, server) = client();
     let provider = KubeProvider::new(client, warm_options(2));
