@@ -587,6 +587,65 @@ mod cases {
         assert!(s.root.join("package.json").is_file());
         sb.stop().await.unwrap();
     }
+
+    pub async fn starters_seed_a_new_sandbox_until_it_changes(s: Subject) {
+        let sb = s.sandbox.clone();
+        let read = |path: &'static str| {
+            let sb = sb.clone();
+            async move { sb.read_file(&p(path)).await.unwrap() }
+        };
+        let minimal = apna::testing::local::starter("minimal").await;
+        let landing = apna::testing::local::starter("landing").await;
+        let file_of = |t: &apna::sandbox::local::PreparedTemplate, path: &str| {
+            t.files
+                .files
+                .iter()
+                .find(|f| f.path == path)
+                .unwrap()
+                .data
+                .clone()
+        };
+        assert!(matches!(
+            sb.ensure_from("nextjs").await,
+            Err(Error::InvalidInput(m)) if m.contains("app, dashboard, landing, minimal")
+        ));
+        sb.ensure_from("minimal").await.unwrap();
+        assert_eq!(
+            read("package.json").await,
+            file_of(&minimal, "package.json")
+        );
+        assert_eq!(read("src/App.tsx").await, file_of(&minimal, "src/App.tsx"));
+        sb.destroy().await.unwrap();
+        // Seeded from the default starter and untouched (a warm pod or
+        // spare): asking for another starter gives it that one's files.
+        sb.ensure().await.unwrap();
+        sb.ensure_from("landing").await.unwrap();
+        assert_eq!(read("src/App.tsx").await, file_of(&landing, "src/App.tsx"));
+        assert!(read("src/components/pricing.tsx").await.len() > 100);
+        // Once anything changed it, it is a project: a starter no longer applies.
+        sb.write_file(&p("src/note.txt"), b"mine").await.unwrap();
+        sb.ensure_from("minimal").await.unwrap();
+        assert_eq!(read("src/App.tsx").await, file_of(&landing, "src/App.tsx"));
+        assert_eq!(read("src/note.txt").await, b"mine");
+        sb.stop().await.unwrap();
+    }
+
+    pub async fn installing_a_package_the_starter_has_is_answered(s: Subject) {
+        let sb = s.sandbox.clone();
+        sb.ensure_from("app").await.unwrap();
+        sb.stop().await.unwrap();
+        let out = sb
+            .exec(&exec("npm install recharts lucide-react"))
+            .await
+            .unwrap();
+        assert_eq!(out.exit_code, Some(0), "{out:?}");
+        assert!(out.output.contains("recharts@"), "{}", out.output);
+        // No private copy: node_modules is still the link to the shared install.
+        assert!(std::fs::symlink_metadata(s.root.join("node_modules"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
 }
 
 /// One test per case and driver: `local::NAME` and `remote::NAME`.
@@ -620,6 +679,8 @@ conformance!(
     export_import_leaves_unchanged_files_untouched,
     the_dev_server_serves_the_template_logs_and_stops,
     destroy_ends_a_running_command,
+    starters_seed_a_new_sandbox_until_it_changes,
+    installing_a_package_the_starter_has_is_answered,
 );
 
 /// Every route of sandboxd, as (method, path-and-query).

@@ -241,7 +241,9 @@ impl LocalSandbox {
             if let Some(sup) =
                 spare::adopt(&self.inner, id, self.ws.root(), self.ws.log_file()).await
             {
-                if starter != toolchain.default_starter().name {
+                if starter == toolchain.default_starter().name {
+                    self.ws.set_seeded(Some(starter));
+                } else {
                     self.ws.reseed(starter).await?;
                 }
                 let status = sup.status();

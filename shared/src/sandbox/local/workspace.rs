@@ -332,7 +332,9 @@ impl Workspace {
         Ok(())
     }
 
-    fn set_seeded(&self, name: Option<&str>) {
+    /// Records that the files are starter `name`'s and nothing else changed
+    /// them (`None`: they were changed). An adopted spare is the default's.
+    pub fn set_seeded(&self, name: Option<&str>) {
         *self.seeded.lock().unwrap_or_else(|p| p.into_inner()) = name.map(str::to_string);
     }
 
@@ -390,6 +392,7 @@ impl Workspace {
     /// Stops everything and removes the files. The caller holds [`Workspace::lock`].
     pub async fn destroy_locked(&self) -> Result<()> {
         self.stop().await?;
+        self.set_seeded(None);
         let killed = self.commands.kill_all();
         if killed > 0 {
             tracing::info!(project_id = %self.id, killed, "ended running commands");
