@@ -169,14 +169,13 @@ async fn host_files_and_network_are_out_of_reach() {
     wait_ready(&sb, Duration::from_secs(60)).await.unwrap();
     let addr = proxy_for(&provider).await;
     let host = "proj-canary.localhost";
-    // Control: /@fs/ works for the project's own files (where the sandbox mounts them).
+    // Control: /@fs/ works for the project's own files (where the sandbox
+    // mounts them: one path for every project, so pre-bundles are shared).
+    let mount = apna::testing::local::templates().await.workspace;
     let (status, body) = get(
         addr,
         host,
-        &format!(
-            "/@fs{}/src/main.tsx",
-            data.path().join("workspace").display()
-        ),
+        &format!("/@fs{}/src/main.tsx", mount.display()),
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -35,7 +35,12 @@ try {
     if (msg.type() === 'error') errors.push(`console.error: ${msg.text()}`);
   });
   page.on('pageerror', (err) => errors.push(`uncaught: ${err.message}`));
-  page.on('requestfailed', (req) => errors.push(`request failed: ${req.url()} ${req.failure()?.errorText ?? ''}`));
+  page.on('requestfailed', (req) => {
+    const why = req.failure()?.errorText ?? '';
+    // ERR_ABORTED is the browser cancelling its own request (a reload while
+    // Vite re-optimises a newly installed package), not the app failing.
+    if (why !== 'net::ERR_ABORTED') errors.push(`request failed: ${req.url()} ${why}`);
+  });
   page.on('response', (resp) => {
     if (resp.status() >= 400) errors.push(`HTTP ${resp.status()}: ${resp.url()}`);
   });
