@@ -170,12 +170,13 @@ async fn host_files_and_network_are_out_of_reach() {
     let addr = proxy_for(&provider).await;
     let host = "proj-canary.localhost";
     // Control: /@fs/ works for the project's own files (where the sandbox
-    // mounts them: one path for every project, so pre-bundles are shared).
+    // mounts them: one path for every project, so pre-bundles are shared;
+    // `?raw` because this test project lacks the kit main.tsx imports).
     let mount = apna::testing::local::templates().await.workspace;
     let (status, body) = get(
         addr,
         host,
-        &format!("/@fs{}/src/main.tsx", mount.display()),
+        &format!("/@fs{}/src/main.tsx?raw", mount.display()),
     )
     .await;
     assert_eq!(status, 200, "{body}");
