@@ -229,6 +229,19 @@ async fn bad_input_gets_clear_errors() {
                 StatusCode::BAD_REQUEST,
                 "invalid_input",
             ),
+            // serde would read an array into the struct field by field.
+            (
+                "/api/projects",
+                r#"["a habit tracker"]"#.into(),
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+            ),
+            (
+                "/api/projects",
+                r#"{"prompt": "x", "template": "nope"}"#.into(),
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+            ),
             (
                 "/api/projects",
                 r#"{"prompt": "   "}"#.into(),

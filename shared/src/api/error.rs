@@ -2,10 +2,13 @@
 //! the status its [`Error`] variant stands for. Internal errors are logged with
 //! the request id and shown without their details.
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -86,10 +89,42 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// `Json` whose rejections use our error shape.
-#[derive(Debug, axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `Json` whose rejections use our error shape, for a body that must be a
+/// JSON object.
+#[derive(Debug)]
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|r| {
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError(Error::TooLarge("request body is too large".into()))
+                } else {
+                    ApiError(Error::InvalidInput(r.body_text()))
+                }
+            })?;
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        let Json(value) =
+            Json::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state).await?;
+        // serde reads a JSON array into a struct field by field (`[null, null]`
+        // would be an empty publish request); every body of this API is an object.
+        if first != Some(b'{') {
+            return Err(ApiError(Error::InvalidInput(
+                "the request body must be a JSON object".into(),
+            )));
+        }
+        Ok(ApiJson(value))
+    }
+}
 
 /// `Path` whose rejections use our error shape.
 #[derive(Debug, axum::extract::FromRequestParts)]

@@ -40,12 +40,31 @@ pub struct CreateProject {
     pub prompt: String,
     /// The starter to begin from (`GET /api/templates` lists them; default `app`).
     #[serde(default)]
-    #[schema(example = "app")]
+    #[schema(schema_with = starter_name_schema)]
     pub template: Option<String>,
     /// Accepted for compatibility with the seed and ignored: the user comes from the token.
     #[serde(default, rename = "userId")]
     #[schema(ignore)]
     pub user_id: Option<serde_json::Value>,
+}
+
+/// The starter names as an enum, so the document says exactly which are
+/// accepted (the catalog is compiled in).
+fn starter_name_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    // `null` is listed too: an enum without it would refuse what the server accepts.
+    let mut names: Vec<serde_json::Value> = crate::starter::starters()
+        .map(|all| all.iter().map(|s| s.name.as_str().into()).collect())
+        .unwrap_or_default();
+    names.push(serde_json::Value::Null);
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(names))
+        .description(Some(
+            "The starter to begin from (`GET /api/templates` lists them; default `app`).",
+        ))
+        .examples([serde_json::json!("app")])
+        .build()
 }
 
 /// Answer of `POST /api/projects`.
