@@ -147,7 +147,8 @@ pub struct Config {
     /// Step Functions state machine ARNs by name (`generation` from
     /// `GENERATION_STATE_MACHINE_ARN`, `hibernation` from
     /// `HIBERNATION_STATE_MACHINE_ARN`, `publish` from
-    /// `PUBLISH_STATE_MACHINE_ARN`); empty outside AWS.
+    /// `PUBLISH_STATE_MACHINE_ARN`, `wake` from `WAKE_STATE_MACHINE_ARN`);
+    /// empty outside AWS.
     pub state_machine_arns: Vec<(String, String)>,
     /// Domain published sites are served under, `{slug}.{apps_domain}`
     /// (`APNA_APPS_DOMAIN`, default `apps.localhost`).
@@ -462,6 +463,7 @@ impl Config {
                 ("generation", "GENERATION_STATE_MACHINE_ARN"),
                 ("hibernation", "HIBERNATION_STATE_MACHINE_ARN"),
                 ("publish", "PUBLISH_STATE_MACHINE_ARN"),
+                ("wake", "WAKE_STATE_MACHINE_ARN"),
             ]
             .into_iter()
             .filter_map(|(name, var)| get(var).map(|arn| (name.to_string(), arn)))

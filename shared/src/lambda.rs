@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::api::auth::{GatewayCaller, RequireGatewayCaller};
 use crate::app::{AppState, Backends};
 use crate::config::{Config, SandboxBackend};
+use crate::domain::{Execution, ExecutionStatus};
 use crate::error::{Error, Result};
 use crate::sandbox::kube::KubeProvider;
 use crate::sandbox::{Sandbox, SandboxProvider};
@@ -147,6 +148,104 @@ pub async fn handle_task(
     crate::tasks::run_task(name, event.payload, state)
         .await
         .map_err(|e| TaskError(TaskFailure::from(e)))
+}
+
+/// The part of EventBridge's "Step Functions Execution Status Change" event
+/// that says which execution ended and how.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusChange {
+    state_machine_arn: String,
+    name: String,
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    cause: Option<String>,
+    #[serde(default)]
+    start_date: Option<i64>,
+    #[serde(default)]
+    stop_date: Option<i64>,
+}
+
+/// Handles one execution status change (the EventBridge rule's target, also
+/// used by tests): a generation that ended without ending its run has the run
+/// finished. Returns what was done, for the function's log.
+pub async fn handle_execution_event(
+    state: &Backends,
+    event: lambda_runtime::LambdaEvent<Value>,
+) -> std::result::Result<Value, BoxError> {
+    let detail = event
+        .payload
+        .get("detail")
+        .cloned()
+        .ok_or("not an EventBridge event: no detail")?;
+    let change: StatusChange = serde_json::from_value(detail)?;
+    let machine = state
+        .config
+        .state_machine_arns
+        .iter()
+        .find(|(_, arn)| *arn == change.state_machine_arn)
+        .map(|(name, _)| name.clone())
+        .unwrap_or_default();
+    let status = match change.status.as_str() {
+        "RUNNING" => ExecutionStatus::Running,
+        "SUCCEEDED" => ExecutionStatus::Succeeded,
+        "TIMED_OUT" => ExecutionStatus::TimedOut,
+        "ABORTED" => ExecutionStatus::Aborted,
+        _ => ExecutionStatus::Failed,
+    };
+    let error = match (change.error.as_deref(), change.cause.as_deref()) {
+        (None, None) => None,
+        (e, c) => Some(format!("{}: {}", e.unwrap_or(""), c.unwrap_or(""))),
+    };
+    let started = crate::domain::from_millis(change.start_date.unwrap_or(0));
+    let execution = Execution {
+        id: change.name.clone(),
+        state_machine: machine,
+        status,
+        input: Value::Null,
+        output: None,
+        error,
+        checkpoint: None,
+        started_at: started,
+        updated_at: change.stop_date.map_or(started, crate::domain::from_millis),
+    };
+    let run = crate::run::execution_ended(state, &execution).await?;
+    Ok(serde_json::json!({
+        "execution": change.name,
+        "status": change.status,
+        "run_finished": run.map(|r| r.status),
+    }))
+}
+
+/// Runs the EventBridge target for Step Functions status changes until the
+/// Lambda runtime stops.
+pub async fn run_execution_events() -> std::result::Result<(), BoxError> {
+    init_tracing();
+    let state = lambda_backends().await?;
+    lambda_runtime::run(lambda_runtime::service_fn(move |ev| {
+        let state = state.clone();
+        async move { handle_execution_event(&state, ev).await }
+    }))
+    .await
+}
+
+/// Runs the scheduled reconciliation of stuck runs ([`crate::run::reconcile_runs`])
+/// until the Lambda runtime stops.
+pub async fn run_reconcile() -> std::result::Result<(), BoxError> {
+    init_tracing();
+    let state = lambda_state().await?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_: lambda_runtime::LambdaEvent<Value>| {
+            let state = state.clone();
+            async move {
+                let report = crate::run::reconcile_runs(&state, 100).await?;
+                Ok::<_, BoxError>(serde_json::to_value(report)?)
+            }
+        },
+    ))
+    .await
 }
 
 /// Runs Step Functions task `name` (e.g. `AgentStep`) until the Lambda runtime stops.

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::app::Backends;
-use crate::domain::{now, Project, ProjectStatus, User};
+use crate::app::{AppState, Backends};
+use crate::domain::{now, ExecutionStatus, Project, ProjectStatus, User};
 use crate::error::{Error, Result};
 use crate::sandbox::{FileEntry, ProjectPath, Sandbox, SandboxState, SourceTree};
 
@@ -146,22 +146,76 @@ pub async fn wake(state: &Backends, project_id: &str) -> Result<()> {
     }
 }
 
-/// Starts waking a hibernated project without waiting for it.
-pub fn wake_in_background(state: &Backends, project_id: &str) {
-    let state = state.clone();
-    let project_id = project_id.to_string();
-    tokio::spawn(async move {
-        if let Err(e) = crate::snapshot::wake_project(
-            &*state.store,
-            &*state.blobs,
-            &*state.sandboxes,
-            &project_id,
-        )
-        .await
-        {
-            tracing::warn!(project_id, error = %e, "wake failed");
+/// The state machine that wakes a project (`statemachines/wake.asl.json`).
+pub const WAKE: &str = "wake";
+
+/// How many wake executions one hibernation may start: the first, then one
+/// more after each that failed.
+const WAKE_ATTEMPTS: usize = 5;
+
+/// What [`start_wake`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "wake", rename_all = "snake_case")]
+pub enum WakeStart {
+    /// A wake execution was started under this name.
+    Started {
+        /// The execution's name.
+        execution: String,
+    },
+    /// One is running (or has succeeded) for this hibernation already.
+    AlreadyStarted {
+        /// The execution's name.
+        execution: String,
+    },
+    /// The project is not hibernated: nothing to wake.
+    Awake,
+}
+
+/// Starts waking a hibernated project and returns at once: on AWS the restore
+/// (pod, volume, snapshot, packages) outlives any API request, so it runs as
+/// an execution of the wake state machine; `apna serve` interprets the same
+/// file. Idempotent: the execution is named after the project and the moment
+/// it hibernated, so repeated calls start one execution per hibernation (and
+/// one more only when the previous one failed).
+pub async fn start_wake(state: &AppState, project: &Project) -> Result<WakeStart> {
+    if project.status != ProjectStatus::Hibernated {
+        return Ok(WakeStart::Awake);
+    }
+    let base = format!(
+        "wake-{}-{}",
+        project.id,
+        project.updated_at.timestamp_millis()
+    );
+    for attempt in 1..=WAKE_ATTEMPTS {
+        let name = if attempt == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{attempt}")
+        };
+        let input = serde_json::json!({ "project_id": project.id });
+        match state.workflow.start(WAKE, &name, input).await {
+            Ok(()) => {
+                tracing::info!(project_id = %project.id, execution = %name, "wake started");
+                return Ok(WakeStart::Started { execution: name });
+            }
+            Err(Error::Conflict(_)) => {
+                let ended_badly = state.workflow.describe(&name).await?.is_some_and(|e| {
+                    !matches!(
+                        e.status,
+                        ExecutionStatus::Running | ExecutionStatus::Succeeded
+                    )
+                });
+                if !ended_badly {
+                    return Ok(WakeStart::AlreadyStarted { execution: name });
+                }
+            }
+            Err(e) => return Err(e),
         }
-    });
+    }
+    Err(Error::Internal(format!(
+        "waking project {} failed {WAKE_ATTEMPTS} times; see the executions named {base}*",
+        project.id
+    )))
 }
 
 /// Snapshots a project's sandbox (so a deleted project's last state is kept)

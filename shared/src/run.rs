@@ -10,8 +10,8 @@ use tracing::Instrument;
 
 use crate::app::{AppState, Backends};
 use crate::domain::{
-    now, ContentBlock, NewMessage, Project, ProjectStatus, Role, Run, RunEvent, RunEventKind,
-    RunStatus,
+    now, ContentBlock, Execution, ExecutionStatus, NewMessage, Project, ProjectStatus, Role, Run,
+    RunEvent, RunEventKind, RunStatus,
 };
 use crate::error::{Error, Result};
 use crate::project::move_project;
@@ -21,6 +21,18 @@ use crate::store::Store;
 pub const GENERATION: &str = "generation";
 /// The state machine the idle sweep runs (`statemachines/hibernation.asl.json`).
 pub const HIBERNATION: &str = "hibernation";
+pub use crate::project::WAKE;
+/// Every state machine, as the local interpreter and the Lambda config name them.
+pub const STATE_MACHINES: &[&str] = &[GENERATION, HIBERNATION, WAKE];
+
+/// The cause [`cancel_run`] stops a run's execution with: an execution that
+/// ended `ABORTED` with it was cancelled by its person, not lost.
+pub const CANCEL_CAUSE: &str = "cancelled by the user";
+
+/// How long a run may wait for its execution to appear before the sweep
+/// counts it as never started (a process that died between recording the run
+/// and starting its workflow).
+const START_GRACE: chrono::Duration = chrono::Duration::minutes(5);
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,10 +112,9 @@ pub async fn start_run(state: &AppState, project: &Project, message: &str) -> Re
             "you have used ${spent:.2} of your ${limit:.2} daily model budget; it resets at 00:00 UTC"
         )));
     }
-    if project.status == ProjectStatus::Hibernated {
-        // Wake first (restore + dependencies), so the run starts on the real tree.
-        crate::project::wake(state, &project.id).await?;
-    }
+    // A hibernated project is not woken here: that can take longer than an
+    // API request may (pod, volume, restore). The run's EnsureSandbox restores
+    // the latest snapshot before the agent's first step.
     let run = Run::new(&project.id, &project.owner, message);
     if !state.store.acquire_run_lock(&project.id, &run.id).await? {
         let holder = state.store.run_lock_holder(&project.id).await?;
@@ -260,8 +271,144 @@ pub async fn cancel_run(state: &AppState, run_id: &str) -> Result<Run> {
     if run.status.is_terminal() {
         return Ok(run);
     }
-    state.workflow.stop(run_id, "cancelled by the user").await?;
+    state.workflow.stop(run_id, CANCEL_CAUSE).await?;
     finish_run(state, run_id, RunEnd::Cancelled).await
+}
+
+/// Ends the run of a generation execution that has ended without ending it:
+/// aborted in the Step Functions console, timed out, or failed where even
+/// MarkFailed could not run. Its status, the reason, the lock and the
+/// watchers' `done` event are settled as if MarkFailed had run. Runs that
+/// ended already, executions still running and other state machines are left
+/// alone. Called by the EventBridge rule on Step Functions status changes, by
+/// the local interpreter at the end of every execution, and by the sweep.
+pub async fn execution_ended(state: &Backends, execution: &Execution) -> Result<Option<Run>> {
+    if execution.state_machine != GENERATION || execution.status == ExecutionStatus::Running {
+        return Ok(None);
+    }
+    let Some(run) = state.store.get_run(&execution.id).await? else {
+        return Ok(None);
+    };
+    if run.status.is_terminal() {
+        return Ok(None);
+    }
+    let end = ended_as(execution);
+    tracing::warn!(
+        project_id = %run.project_id,
+        run_id = %run.id,
+        status = execution.status.as_str(),
+        end = ?end,
+        "the run's execution ended before the run did; finishing it"
+    );
+    finish_run(state, &run.id, end).await.map(Some)
+}
+
+/// How a run ends when its execution ended on its own.
+fn ended_as(execution: &Execution) -> RunEnd {
+    // Step Functions reports "Error: cause"; the interpreter "Aborted: cause".
+    let detail = execution.error.as_deref().unwrap_or("").trim();
+    let cause = detail
+        .split_once(": ")
+        .map_or(detail, |(_, c)| c)
+        .trim()
+        .to_string();
+    let error = match execution.status {
+        ExecutionStatus::Aborted if cause == CANCEL_CAUSE => return RunEnd::Cancelled,
+        ExecutionStatus::Aborted if cause.is_empty() => {
+            "The run was stopped from outside Apna.".to_string()
+        }
+        ExecutionStatus::Aborted => format!("The run was stopped from outside Apna: {cause}"),
+        ExecutionStatus::TimedOut => {
+            "The run took longer than its workflow allows and was stopped.".to_string()
+        }
+        ExecutionStatus::Failed if detail.is_empty() => "The run's workflow failed.".to_string(),
+        ExecutionStatus::Failed => format!("The run's workflow failed: {detail}"),
+        ExecutionStatus::Succeeded | ExecutionStatus::Running => {
+            "The run's workflow ended without recording the run's end.".to_string()
+        }
+    };
+    RunEnd::Failed { error }
+}
+
+/// What [`reconcile_runs`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reconciled {
+    /// Runs finished because their execution had ended or never started.
+    pub finished: Vec<String>,
+    /// Projects whose run had ended but whose lock or status had not followed.
+    pub settled: Vec<String>,
+}
+
+/// The sweep's safety net for runs whose end was never recorded (an
+/// EventBridge event lost, a process that died between two writes): every
+/// project still `building` is checked against its run's execution, and a run
+/// whose execution has ended (or never started) is finished.
+pub async fn reconcile_runs(state: &AppState, limit: i64) -> Result<Reconciled> {
+    let mut report = Reconciled::default();
+    for project in state.store.building_projects(limit).await? {
+        let Some(holder) = state.store.run_lock_holder(&project.id).await? else {
+            continue;
+        };
+        if crate::snapshot::is_maintenance_holder(&holder) {
+            continue;
+        }
+        let Some(run) = state.store.get_run(&holder).await? else {
+            continue;
+        };
+        let span = tracing::info_span!("reconcile", project_id = %project.id, run_id = %run.id);
+        let outcome = async {
+            if run.status.is_terminal() {
+                // The run ended but its finish stopped before the lock: redo the tail.
+                settle(state, &run).await?;
+                return Ok::<_, Error>(Some(false));
+            }
+            match state.workflow.describe(&run.id).await? {
+                Some(e) if e.status == ExecutionStatus::Running => Ok(None),
+                Some(e) => Ok(execution_ended(state, &e).await?.map(|_| true)),
+                None if now() - run.created_at > START_GRACE => {
+                    finish_run(
+                        state,
+                        &run.id,
+                        RunEnd::Failed {
+                            error: "The run's workflow never started.".into(),
+                        },
+                    )
+                    .await?;
+                    Ok(Some(true))
+                }
+                None => Ok(None),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        match outcome {
+            Ok(Some(true)) => report.finished.push(run.id),
+            Ok(Some(false)) => report.settled.push(project.id),
+            Ok(None) => {}
+            Err(e) => span.in_scope(|| tracing::warn!(error = %e, "could not reconcile the run")),
+        }
+    }
+    Ok(report)
+}
+
+/// Puts a project whose run has ended back where [`finish_run`] would have:
+/// out of `building`, its lock released.
+async fn settle(state: &Backends, run: &Run) -> Result<()> {
+    let to = match run.status {
+        RunStatus::Succeeded => ProjectStatus::Ready,
+        RunStatus::Cancelled if !state.store.list_versions(&run.project_id).await?.is_empty() => {
+            ProjectStatus::Ready
+        }
+        _ => ProjectStatus::Failed,
+    };
+    if let Err(e) = move_project(state, &run.project_id, to, run.error.as_deref()).await {
+        tracing::warn!(error = %e, "project status not updated");
+    }
+    state
+        .store
+        .release_run_lock(&run.project_id, &run.id)
+        .await?;
+    Ok(())
 }
 
 /// Creates a project for the single local user from `prompt`, runs its first

@@ -17,7 +17,7 @@ use crate::sandbox::local::{
 use crate::sandbox::SandboxProvider;
 use crate::site::SiteServer;
 use crate::tasks::TaskRouter;
-use crate::workflow::local::LocalWorkflow;
+use crate::workflow::local::{LocalWorkflow, OnEnd};
 
 /// The generation state machine, as committed.
 pub const GENERATION_ASL: &str = include_str!("../../statemachines/generation.asl.json");
@@ -25,6 +25,8 @@ pub const GENERATION_ASL: &str = include_str!("../../statemachines/generation.as
 pub const HIBERNATION_ASL: &str = include_str!("../../statemachines/hibernation.asl.json");
 /// The publish state machine, as committed.
 pub const PUBLISH_ASL: &str = include_str!("../../statemachines/publish.asl.json");
+/// The wake state machine, as committed.
+pub const WAKE_ASL: &str = include_str!("../../statemachines/wake.asl.json");
 
 /// A running local deployment's parts.
 pub struct LocalServer {
@@ -69,15 +71,19 @@ pub async fn build(
     let (provider, local) = sandboxes(&config, progress).await?;
     let model = crate::agent::model_from_config(&config).await?;
     let backends = Backends::new(config, store.clone(), blobs, provider, model);
-    let workflow = Arc::new(LocalWorkflow::new(
-        store,
-        Arc::new(TaskRouter::new(backends.clone())),
-        [
-            (crate::run::GENERATION, GENERATION_ASL),
-            (crate::run::HIBERNATION, HIBERNATION_ASL),
-            (crate::publish::PUBLISH, PUBLISH_ASL),
-        ],
-    )?);
+    let workflow = Arc::new(
+        LocalWorkflow::new(
+            store,
+            Arc::new(TaskRouter::new(backends.clone())),
+            [
+                (crate::run::GENERATION, GENERATION_ASL),
+                (crate::run::HIBERNATION, HIBERNATION_ASL),
+                (crate::publish::PUBLISH, PUBLISH_ASL),
+                (crate::run::WAKE, WAKE_ASL),
+            ],
+        )?
+        .on_end(run_finisher(backends.clone())),
+    );
     let state = AppState::new(backends, workflow.clone());
     let report = workflow.resume_incomplete().await?;
     tracing::info!(?report, "resumed executions left by the previous process");
@@ -87,6 +93,20 @@ pub async fn build(
         workflow,
         router,
         sandboxes: local,
+    })
+}
+
+/// What the interpreter does at the end of every execution: a generation
+/// whose run did not end (stopped, timed out, failed past MarkFailed) has its
+/// run finished, as the EventBridge rule does on AWS.
+fn run_finisher(backends: Backends) -> OnEnd {
+    Arc::new(move |exec| {
+        let backends = backends.clone();
+        Box::pin(async move {
+            if let Err(e) = crate::run::execution_ended(&backends, &exec).await {
+                tracing::warn!(run_id = %exec.id, error = %e, "could not finish the run of an ended execution");
+            }
+        })
     })
 }
 
@@ -193,14 +213,21 @@ async fn route_site(
     }
 }
 
-/// Sweeps idle projects into hibernation every `CLEANUP_INTERVAL_MINUTES`,
-/// by running the same hibernation state machine AWS runs on a schedule.
+/// Every `CLEANUP_INTERVAL_MINUTES`: finishes runs whose workflow ended
+/// without ending them ([`crate::run::reconcile_runs`]), then sweeps idle
+/// projects into hibernation by running the same hibernation state machine
+/// AWS runs on a schedule.
 pub fn spawn_hibernation_sweep(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(state.config.cleanup_interval);
         tick.tick().await;
         loop {
             tick.tick().await;
+            match crate::run::reconcile_runs(&state, 100).await {
+                Ok(r) if r != Default::default() => tracing::warn!(?r, "reconciled stuck runs"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reconciling runs failed"),
+            }
             let name = format!("hibernation-{}", crate::domain::new_run_id());
             let started = state
                 .workflow

@@ -38,6 +38,7 @@ async fn conformance(store: Arc<dyn Store>) {
     executions(&*store).await;
     idle(&*store).await;
     sites(store.clone()).await;
+    building(&*store).await;
     purge(&*store).await;
 }
 
@@ -568,6 +569,48 @@ async fn idle(store: &dyn Store) {
             p.prompt
         );
     }
+}
+
+/// Projects a run is building are listed (for the reconciliation of stuck
+/// runs) until their status moves on; deleted ones never are.
+async fn building(store: &dyn Store) {
+    let owner = format!("owner-{}", uuid::Uuid::new_v4());
+    let mut created = Project::new(&owner, "created building", "vite-react");
+    created.status = ProjectStatus::Building;
+    let moved = Project::new(&owner, "moved to building", "vite-react");
+    let mut ready = Project::new(&owner, "ready", "vite-react");
+    ready.status = ProjectStatus::Ready;
+    let gone = Project::new(&owner, "deleted while building", "vite-react");
+    for p in [&created, &moved, &ready, &gone] {
+        store.create_project(p).await.unwrap();
+    }
+    for p in [&moved, &gone] {
+        assert!(store
+            .set_project_status(
+                &p.id,
+                ProjectStatus::Creating,
+                ProjectStatus::Building,
+                None
+            )
+            .await
+            .unwrap());
+    }
+    store.soft_delete_project(&gone.id).await.unwrap();
+    let ids = |ps: Vec<Project>| ps.into_iter().map(|p| p.id).collect::<HashSet<_>>();
+    let listed = ids(store.building_projects(1000).await.unwrap());
+    assert!(listed.contains(&created.id) && listed.contains(&moved.id));
+    assert!(!listed.contains(&ready.id) && !listed.contains(&gone.id));
+    assert!(store
+        .set_project_status(
+            &moved.id,
+            ProjectStatus::Building,
+            ProjectStatus::Failed,
+            Some("x")
+        )
+        .await
+        .unwrap());
+    let listed = ids(store.building_projects(1000).await.unwrap());
+    assert!(listed.contains(&created.id) && !listed.contains(&moved.id));
 }
 
 /// A project with one of everything the store keeps about it; returns its run id.

@@ -4,7 +4,7 @@
 //! * [`error`]: the JSON error shape and status mapping.
 //! * [`auth`]: who is calling (API Gateway claims, HS256 tokens, or single-user).
 //! * [`guard`]: the Host allowlist (DNS rebinding) and cross-site refusals (CSRF), before routing.
-//! * [`projects`], [`runs`], [`versions`], [`publish`], [`git`], [`previews`], [`templates`], [`health`]: the handlers.
+//! * [`projects`], [`runs`], [`versions`], [`publish`], [`git`], [`previews`], [`templates`], [`health`], [`wake`]: the handlers.
 //! * [`openapi`]: the OpenAPI 3.1 document generated from the handlers.
 
 pub mod auth;
@@ -19,6 +19,7 @@ pub mod publish;
 pub mod runs;
 pub mod templates;
 pub mod versions;
+pub mod wake;
 
 use std::time::Duration;
 
@@ -223,6 +224,11 @@ fn unguarded_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>
             "api-preview-access",
             "/api/projects/{id}/share",
             put(previews::share),
+        ),
+        (
+            "api-preview-wake",
+            "/preview-wake/{id}",
+            post(wake::preview_wake),
         ),
     ]
 }

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    error, git, health, previews, projects, publish, runs, templates, versions, ClientConfig,
+    error, git, health, previews, projects, publish, runs, templates, versions, wake, ClientConfig,
 };
 use crate::domain;
 
@@ -44,6 +44,7 @@ use crate::domain;
         git::push,
         previews::preview_access,
         previews::share,
+        wake::preview_wake,
     ),
     components(schemas(
         error::ErrorBody,
@@ -78,6 +79,7 @@ use crate::domain;
         git::Pushed,
         previews::PreviewAccess,
         previews::ShareRequest,
+        wake::WakeAnswer,
         domain::Project,
         domain::ProjectStatus,
         domain::Run,

@@ -280,7 +280,7 @@ pub async fn list_projects(
     }))
 }
 
-/// One project. Reading a hibernated project wakes it.
+/// One project. Reading a hibernated project starts waking it (the answer does not wait).
 #[utoipa::path(get, path = "/api/projects/{id}", params(("id" = String, Path, description = "Project id")),
     responses((status = 200, body = ProjectView), (status = 404, body = ErrorBody)))]
 pub async fn get_project(
@@ -291,7 +291,10 @@ pub async fn get_project(
     let project = owned_project(&state, &caller, &id).await?;
     state.store.touch_project(&id, now()).await?;
     if project.status == ProjectStatus::Hibernated {
-        crate::project::wake_in_background(&state, &id);
+        // Only the start of an execution: the answer does not wait for the restore.
+        if let Err(e) = crate::project::start_wake(&state, &project).await {
+            tracing::warn!(project_id = %id, error = %e, "could not start waking the project");
+        }
     }
     Ok(Json(view(&state, project).await?))
 }

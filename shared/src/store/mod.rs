@@ -97,6 +97,10 @@ pub trait Store: ExecutionLog + Send + Sync {
     async fn soft_delete_project(&self, id: &str) -> Result<bool>;
     /// Projects that are `ready` or `failed`, not running, and inactive since `before`.
     async fn idle_projects(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<Project>>;
+    /// Projects in status `building` (not deleted), least recently changed
+    /// first: where a run whose workflow ended without finishing it would be
+    /// stuck (the sweep's reconciliation looks here).
+    async fn building_projects(&self, limit: i64) -> Result<Vec<Project>>;
     /// Ids of projects deleted before `before` (oldest first), due for purging.
     async fn deleted_projects(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<String>>;
     /// Removes a deleted project and everything recorded about it (runs,

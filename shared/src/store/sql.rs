@@ -463,6 +463,17 @@ macro_rules! sql_store {
                 rows.iter().map(Self::project).collect()
             }
 
+            async fn building_projects(&self, limit: i64) -> Result<Vec<Project>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM projects WHERE status = 'building' AND deleted_at IS NULL \
+                     ORDER BY updated_at LIMIT $1",
+                )
+                .bind(limit.clamp(1, 1000))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::project).collect()
+            }
+
             async fn deleted_projects(
                 &self,
                 before: DateTime<Utc>,

@@ -13,6 +13,7 @@
 //! * [`finish`]: Finalize (a version, then the run's end) and MarkFailed.
 //! * [`sweep`]: ListIdleProjects, HibernateProject, PurgeDeleted.
 //! * [`publish`]: BuildSite, ActivateSite, PublishFailed.
+//! * [`wake`]: WakeProject (a hibernated project restored, off the request path).
 //! * [`revive`]: a sandbox lost mid-run rebuilt before the next task uses it.
 
 mod agent;
@@ -23,6 +24,7 @@ pub mod revive;
 mod sandbox;
 mod sweep;
 mod verify;
+mod wake;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -46,6 +48,7 @@ pub const TASKS: &[&str] = &[
     "BuildSite",
     "ActivateSite",
     "PublishFailed",
+    "WakeProject",
 ];
 
 /// The task name behind a Resource: `${AgentStepFunctionArn}` → `AgentStep`,
@@ -74,6 +77,7 @@ pub async fn run_task(name: &str, input: Value, state: &Backends) -> Result<Valu
         "BuildSite" => publish::build_site(input, state).await,
         "ActivateSite" => publish::activate_site(input, state).await,
         "PublishFailed" => publish::publish_failed(input, state).await,
+        "WakeProject" => wake::wake_project(input, state).await,
         other => Err(Error::Workflow(format!("no task named {other:?}"))),
     }
 }

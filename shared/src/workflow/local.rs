@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -31,12 +32,19 @@ pub struct ResumeReport {
     pub failed: Vec<(String, String)>,
 }
 
+/// Called once with an execution's final record when it ends: succeeded,
+/// failed, timed out, stopped, or failed because it could not be resumed.
+/// The engine knows nothing of what an execution is for; `apna serve` passes
+/// a hook that finishes a generation's run if the run did not.
+pub type OnEnd = Arc<dyn Fn(Execution) -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// Runs state machines in this process.
 pub struct LocalWorkflow {
     store: Arc<dyn ExecutionLog>,
     executor: Executor,
     machines: HashMap<String, Arc<StateMachine>>,
     running: Arc<Mutex<HashMap<String, Running>>>,
+    on_end: Option<OnEnd>,
 }
 
 impl LocalWorkflow {
@@ -67,6 +75,22 @@ impl LocalWorkflow {
             store,
             machines,
             running: Arc::new(Mutex::new(HashMap::new())),
+            on_end: None,
+        }
+    }
+
+    /// Calls `hook` at the end of every execution, before [`Self::wait`]
+    /// returns for it.
+    pub fn on_end(mut self, hook: OnEnd) -> Self {
+        self.on_end = Some(hook);
+        self
+    }
+
+    async fn ended(on_end: &Option<OnEnd>, exec: Execution) {
+        if let Some(hook) = on_end {
+            if exec.status != ExecutionStatus::Running {
+                hook(exec).await;
+            }
         }
     }
 
@@ -98,15 +122,19 @@ impl LocalWorkflow {
         );
         let executor = self.executor.clone();
         let running = self.running.clone();
+        let on_end = self.on_end.clone();
         tokio::spawn(async move {
             let result = if resume {
                 executor.resume(&machine, exec, stop).await
             } else {
                 executor.run(&machine, exec, stop).await
             };
-            if let Err(e) = result {
+            match result {
+                Ok(exec) => Self::ended(&on_end, exec).await,
                 // The store failed: the execution stays RUNNING and is resumed at the next start.
-                tracing::error!(run_id = %name, error = %e, "execution interrupted by a store error");
+                Err(e) => {
+                    tracing::error!(run_id = %name, error = %e, "execution interrupted by a store error")
+                }
             }
             if let Ok(mut r) = running.lock() {
                 r.remove(&name);
@@ -139,7 +167,8 @@ impl LocalWorkflow {
                 Err(reason) => {
                     tracing::warn!(run_id = %exec.id, %reason, "cannot resume execution");
                     let name = exec.id.clone();
-                    self.executor.fail_unresumable(exec, &reason).await?;
+                    let exec = self.executor.fail_unresumable(exec, &reason).await?;
+                    Self::ended(&self.on_end, exec).await;
                     report.failed.push((name, reason));
                 }
             }
@@ -191,7 +220,8 @@ impl Workflow for LocalWorkflow {
         match self.store.get_execution(name).await? {
             Some(exec) if exec.status == ExecutionStatus::Running => {
                 // Nobody runs it (e.g. not resumed yet): record the stop directly.
-                self.executor.abort_orphan(exec, cause).await?;
+                let exec = self.executor.abort_orphan(exec, cause).await?;
+                Self::ended(&self.on_end, exec).await;
                 Ok(())
             }
             Some(_) => Ok(()),

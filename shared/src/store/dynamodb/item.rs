@@ -47,6 +47,8 @@ pub(super) const STATE_AT: &str = "state_at";
 pub(super) const STATE_IDLE: &str = "IDLE";
 /// `state_key` of soft-deleted projects awaiting purge.
 pub(super) const STATE_DELETED: &str = "DELETED";
+/// `state_key` of projects a run is building (where a stuck run would show).
+pub(super) const STATE_BUSY: &str = "BUSY";
 /// `state_key` of executions still running.
 pub(super) const STATE_RUNNING: &str = "RUNNING";
 
@@ -197,6 +199,7 @@ pub(super) fn project_state(p: &Project) -> Option<(&'static str, DateTime<Utc>)
     match (p.deleted_at, p.status) {
         (Some(at), _) => Some((STATE_DELETED, at)),
         (None, ProjectStatus::Ready | ProjectStatus::Failed) => Some((STATE_IDLE, p.last_active)),
+        (None, ProjectStatus::Building) => Some((STATE_BUSY, p.updated_at)),
         _ => None,
     }
 }

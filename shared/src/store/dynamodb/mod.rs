@@ -38,7 +38,8 @@
 //!   creation time — the daily budget sums today's runs' cost.
 //! - `by_state` (`state_key`, `state_at`; keys only): items in a state a sweep
 //!   or a cap looks for — `IDLE` projects by last activity (hibernation),
-//!   `DELETED` projects by deletion time (purge), `RUNNING` executions (resume
+//!   `DELETED` projects by deletion time (purge), `BUSY` projects by the time
+//!   their run began (the sweep's reconciliation of stuck runs), `RUNNING` executions (resume
 //!   after a restart), `ACTIVE#{owner}` runs (the active-runs cap). The key
 //!   attributes are set and removed with the status.
 //!
@@ -741,6 +742,10 @@ impl Store for DynamoStore {
                 e.set(STATE_KEY, s(STATE_IDLE));
                 e.copy(STATE_AT, "last_active");
             }
+            ProjectStatus::Building => {
+                e.set(STATE_KEY, s(STATE_BUSY));
+                e.set(STATE_AT, ms(t));
+            }
             _ => {
                 e.remove(STATE_KEY);
                 e.remove(STATE_AT);
@@ -832,6 +837,27 @@ impl Store for DynamoStore {
                     && p.last_active < before
                     && !locked.contains(&project_pk(&p.id))
                 {
+                    out.push(p);
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn building_projects(&self, limit: i64) -> Result<Vec<Project>> {
+        let limit = limit.clamp(1, 1000) as usize;
+        let entries = self
+            .query_index(BY_STATE, STATE_KEY, STATE_BUSY, None, true, usize::MAX)
+            .await?;
+        let mut out = Vec::new();
+        // The index may lag behind a status change: check each project itself.
+        for chunk in entries.chunks(100) {
+            for item in self.fetch_in_order(chunk).await? {
+                let p = project_from(&item)?;
+                if p.status == ProjectStatus::Building && p.deleted_at.is_none() {
                     out.push(p);
                     if out.len() == limit {
                         return Ok(out);

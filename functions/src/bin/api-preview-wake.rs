@@ -1,0 +1,6 @@
+//! Lambda behind API Gateway: `POST /preview-wake/{id}` (public, throttled).
+
+#[tokio::main]
+async fn main() -> Result<(), apna::lambda::BoxError> {
+    apna::lambda::run_endpoint("api-preview-wake").await
+}

@@ -1,0 +1,6 @@
+//! Lambda for the Step Functions task `WakeProject` (statemachines/wake.asl.json).
+
+#[tokio::main]
+async fn main() -> Result<(), apna::lambda::BoxError> {
+    apna::lambda::run_task("WakeProject").await
+}
