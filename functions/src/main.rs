@@ -39,6 +39,9 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Apply the database schema migrations (PostgreSQL: as a role that may
+    /// create tables, once per upgrade when the app runs with APNA_DB_MIGRATIONS=check).
+    Migrate,
     /// Serve one project's workspace over HTTP (the entrypoint of a sandbox pod).
     Sandboxd(SandboxdArgs),
 }
@@ -229,6 +232,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Generate { prompt } => generate(config, &prompt).await,
         Command::Openapi => {
             print!("{}", apna::api::openapi::document());
+            Ok(())
+        }
+        Command::Migrate => {
+            match apna::store::migrate(&config.database_url).await? {
+                Some(m) if m.applied.is_empty() => {
+                    println!("the schema is up to date (version {})", m.version)
+                }
+                Some(m) => println!(
+                    "applied migrations {:?}; the schema is at version {}",
+                    m.applied, m.version
+                ),
+                None => println!("nothing to migrate for this database"),
+            }
             Ok(())
         }
         Command::Sandboxd(args) => sandboxd(args).await,

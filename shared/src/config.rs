@@ -35,6 +35,17 @@ pub enum SandboxBackend {
     Kube,
 }
 
+/// What connecting to PostgreSQL does with the schema (`APNA_DB_MIGRATIONS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbMigrations {
+    /// Applies pending migrations (the default: `apna serve`, one process).
+    Apply,
+    /// Only checks that they are applied, failing clearly when not: for a
+    /// fleet of functions whose role may not create tables (the SAM template
+    /// sets it; its migrate step applies them once per deploy).
+    Check,
+}
+
 /// How the backend reaches a pod's `apna sandboxd` (`APNA_KUBE_TRANSPORT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KubeTransport {
@@ -65,6 +76,9 @@ pub struct Config {
     pub event_retention_days: u32,
     /// Most PostgreSQL connections per process (`APNA_DB_POOL_SIZE`, default 16; 1–2 on Lambda).
     pub db_pool_size: u32,
+    /// Whether connecting applies or only checks the PostgreSQL schema
+    /// (`APNA_DB_MIGRATIONS`: `apply`, the default, or `check`).
+    pub db_migrations: DbMigrations,
     /// Anthropic API key (`ANTHROPIC_API_KEY`); without it runs fail with a clear message.
     pub anthropic_api_key: Option<String>,
     /// Model id (`ANTHROPIC_MODEL`).
@@ -396,6 +410,16 @@ impl Config {
                 30,
             )?,
             db_pool_size: parse_or(&get("APNA_DB_POOL_SIZE"), "APNA_DB_POOL_SIZE", 16)?,
+            db_migrations: match get("APNA_DB_MIGRATIONS").as_deref() {
+                None | Some("apply") => DbMigrations::Apply,
+                Some("check") => DbMigrations::Check,
+                Some(other) => {
+                    return Err(Error::Config {
+                        var: "APNA_DB_MIGRATIONS",
+                        message: format!("{other:?} is neither apply nor check"),
+                    })
+                }
+            },
             anthropic_api_key: get("ANTHROPIC_API_KEY"),
             anthropic_model: get("ANTHROPIC_MODEL").unwrap_or_else(|| {
                 match model_provider {

@@ -99,7 +99,7 @@ pub async fn build(
 /// What the interpreter does at the end of every execution: a generation
 /// whose run did not end (stopped, timed out, failed past MarkFailed) has its
 /// run finished, as the EventBridge rule does on AWS.
-fn run_finisher(backends: Backends) -> OnEnd {
+pub fn run_finisher(backends: Backends) -> OnEnd {
     Arc::new(move |exec| {
         let backends = backends.clone();
         Box::pin(async move {

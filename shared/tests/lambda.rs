@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use apna::store::SqliteStore;
 use apna::testing::api::harness;
+use apna::testing::lambda::http_event;
 use axum::http::StatusCode;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 fn event(
     method: &str,
@@ -18,37 +17,12 @@ fn event(
     body: Option<Value>,
     path_params: Value,
 ) -> String {
-    let (raw_path, query) = path.split_once('?').unwrap_or((path, ""));
-    let mut ctx = json!({
-        "accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-        "domainPrefix": "abc123", "requestId": "req-1", "routeKey": format!("{method} {raw_path}"), "stage": "$default",
-        "time": "25/Nov/2026:17:00:00 +0000", "timeEpoch": 1795000000000i64,
-        "http": { "method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "fixture" }
-    });
-    if let Some(sub) = sub {
-        ctx["authorizer"] = json!({ "jwt": { "claims": { "sub": sub, "iss": "https://issuer.example" }, "scopes": null } });
-    }
-    json!({
-        "version": "2.0", "routeKey": format!("{method} {raw_path}"), "rawPath": raw_path, "rawQueryString": query,
-        "headers": { "content-type": "application/json", "host": "abc123.execute-api.us-east-1.amazonaws.com" },
-        "requestContext": ctx,
-        "pathParameters": path_params,
-        "body": body.map(|b| b.to_string()),
-        "isBase64Encoded": false
-    })
-    .to_string()
+    http_event(method, path, sub, &[], body, path_params)
 }
 
 async fn invoke(name: &str, state: &apna::app::AppState, event: &str) -> (StatusCode, Value) {
-    let req = lambda_http::request::from_str(event).expect("valid API Gateway v2 event");
-    let app = apna::lambda::endpoint_app(name, state.clone()).unwrap();
-    let resp = app.oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let a = apna::testing::lambda::invoke(name, state, event).await;
+    (a.status, a.body)
 }
 
 #[tokio::test]
@@ -265,6 +239,14 @@ async fn every_endpoint_function_reaches_its_handler() {
             "api-get-publish",
             "GET",
             format!("/api/projects/{id}/publish"),
+            None,
+            pid.clone(),
+            StatusCode::OK,
+        ),
+        (
+            "api-preview-wake",
+            "POST",
+            format!("/preview-wake/{id}"),
             None,
             pid.clone(),
             StatusCode::OK,

@@ -4,7 +4,9 @@
 //!
 //! [`Store`] has two SQL implementations generated from one body of queries
 //! (`sql.rs`): SQLite, the embedded default, and PostgreSQL for RDS; both run
-//! versioned migrations at connect time. The third is DynamoDB
+//! versioned migrations at connect time, except PostgreSQL with
+//! `APNA_DB_MIGRATIONS=check` (AWS), which only checks them: there the deploy
+//! runs [`migrate`] once, as a role that may create tables. The third is DynamoDB
 //! ([`dynamodb`], cargo feature `dynamodb`), the serverless deployment's
 //! database. All three pass the same conformance suite
 //! (`tests/store_conformance.rs` in this crate).
@@ -20,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::blob::BlobStore;
-use crate::config::{dynamodb_table, Config};
+use crate::config::{dynamodb_table, Config, DbMigrations};
 use crate::domain::{
     Execution, HistoryEvent, Message, NewMessage, Page, Project, ProjectStatus, Run, RunEvent,
     RunEventKind, Site, User, Version,
@@ -29,7 +31,7 @@ use crate::error::{Error, Result};
 
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoStore;
-pub use sql::{PostgresStore, SqliteStore};
+pub use sql::{migrate_postgres, Migrated, PostgresStore, SqliteStore};
 
 /// Workflow executions and their history: the part of the store the ASL
 /// interpreter uses, so it (and its tests) need nothing else.
@@ -206,7 +208,29 @@ pub async fn open(config: &Config, blobs: Arc<dyn BlobStore>) -> Result<Arc<dyn 
             return Err(dynamodb_not_built());
         }
     }
+    if config.db_migrations == DbMigrations::Check && is_postgres(&config.database_url) {
+        return Ok(Arc::new(
+            PostgresStore::connect_checked(&config.database_url, config.db_pool_size).await?,
+        ));
+    }
     connect_with_pool(&config.database_url, config.db_pool_size).await
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Applies the schema migrations of this build to the database `url` names
+/// (`apna migrate`, the deploy's migrate step). SQLite applies them at every
+/// open anyway; DynamoDB has none.
+pub async fn migrate(url: &str) -> Result<Option<Migrated>> {
+    if is_postgres(url) {
+        return migrate_postgres(url).await.map(Some);
+    }
+    if url.starts_with("sqlite:") {
+        SqliteStore::connect(url).await?;
+    }
+    Ok(None)
 }
 
 #[cfg(not(feature = "dynamodb"))]

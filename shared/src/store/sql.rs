@@ -97,17 +97,116 @@ impl PostgresStore {
     }
 
     /// Connects with at most `max_connections` pooled connections (1–2 per
-    /// Lambda instance keeps a fleet of functions within RDS's limit).
+    /// Lambda instance keeps a fleet of functions within RDS's limit), and
+    /// applies the migrations.
     pub async fn connect_with_pool(url: &str, max_connections: u32) -> Result<Self> {
-        let pool = PgPoolOptions::new()
+        let pool = Self::pool(url, max_connections).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Connects without changing the schema: fails, naming the migrate step,
+    /// when a migration of this build is not applied. For deployments where
+    /// migrations run once per deploy and the app's role may not create tables.
+    pub async fn connect_checked(url: &str, max_connections: u32) -> Result<Self> {
+        let pool = Self::pool(url, max_connections).await?;
+        check_schema(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    async fn pool(url: &str, max_connections: u32) -> Result<PgPool> {
+        PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
-            .map_err(|e| Error::Store(format!("cannot connect to PostgreSQL: {e}")))?;
-        MIGRATOR.run(&pool).await?;
-        Ok(PostgresStore { pool })
+            .map_err(|e| Error::Store(format!("cannot connect to PostgreSQL: {e}")))
     }
+}
+
+/// What [`migrate_postgres`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Migrated {
+    /// Versions applied by this call.
+    pub applied: Vec<i64>,
+    /// The schema's version afterwards (the newest migration).
+    pub version: i64,
+}
+
+/// The migrations this build needs: (version, checksum, description).
+fn wanted_migrations() -> Vec<(i64, Vec<u8>, String)> {
+    MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| (m.version, m.checksum.to_vec(), m.description.to_string()))
+        .collect()
+}
+
+/// Applies this build's migrations to the PostgreSQL database at `url` (as
+/// a role that may create tables: the deploy's migrate step, `apna migrate`).
+pub async fn migrate_postgres(url: &str) -> Result<Migrated> {
+    let pool = PostgresStore::pool(url, 1).await?;
+    let before = applied_versions(&pool).await?.unwrap_or_default();
+    MIGRATOR.run(&pool).await?;
+    pool.close().await;
+    let wanted = wanted_migrations();
+    Ok(Migrated {
+        applied: wanted
+            .iter()
+            .map(|(v, _, _)| *v)
+            .filter(|v| !before.iter().any(|(b, _)| b == v))
+            .collect(),
+        version: wanted.last().map_or(0, |(v, _, _)| *v),
+    })
+}
+
+/// The migrations recorded as applied, or `None` when none ever were.
+async fn applied_versions(pool: &PgPool) -> Result<Option<Vec<(i64, Vec<u8>)>>> {
+    let rows = sqlx::query(
+        "SELECT version, checksum FROM _sqlx_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(pool)
+    .await;
+    match rows {
+        Ok(rows) => Ok(Some(
+            rows.iter()
+                .map(|r| Ok((r.try_get("version")?, r.try_get("checksum")?)))
+                .collect::<Result<_>>()?,
+        )),
+        // undefined_table: this database was never migrated.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The text every "schema not ready" error ends with.
+const RUN_MIGRATE: &str = "run the migrate step first: on AWS the stack's MigrateFunction, which \
+every `sam deploy` runs (infra/README.md); elsewhere `apna migrate` with the same DATABASE_URL \
+as a role that may create tables";
+
+/// Checks that every migration of this build is applied, unchanged.
+async fn check_schema(pool: &PgPool) -> Result<()> {
+    let Some(applied) = applied_versions(pool).await? else {
+        return Err(Error::Store(format!(
+            "the database has no Apna schema yet; {RUN_MIGRATE}"
+        )));
+    };
+    for (version, checksum, description) in wanted_migrations() {
+        match applied.iter().find(|(v, _)| *v == version) {
+            None => {
+                return Err(Error::Store(format!(
+                    "the database schema is behind this build: migration {version} ({description}) is not applied; {RUN_MIGRATE}"
+                )))
+            }
+            Some((_, c)) if *c != checksum => {
+                return Err(Error::Store(format!(
+                    "migration {version} ({description}) in the database differs from this build's: the database was migrated by another version of Apna"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {

@@ -355,3 +355,109 @@ impl SandboxProvider for FaultyProvider {
         "faulty-memory"
     }
 }
+
+/// Sandboxes that take `delay` for every call (an EKS pod being scheduled, a
+/// volume attaching), then act like [`MemorySandbox`]: for checking that a
+/// request path does not wait for a sandbox.
+pub struct SlowProvider {
+    delay: std::time::Duration,
+    inner: super::memory::MemoryProvider,
+    calls: Arc<AtomicUsize>,
+}
+
+impl SlowProvider {
+    /// Sandboxes taking `delay` per call.
+    pub fn new(delay: std::time::Duration) -> Self {
+        SlowProvider {
+            delay,
+            inner: super::memory::MemoryProvider::default(),
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Calls made to any of its sandboxes so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+struct SlowSandbox {
+    delay: std::time::Duration,
+    inner: MemorySandbox,
+    calls: Arc<AtomicUsize>,
+}
+
+impl SlowSandbox {
+    async fn wait(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+    }
+}
+
+#[async_trait]
+impl Sandbox for SlowSandbox {
+    fn project_id(&self) -> &str {
+        self.inner.project_id()
+    }
+    async fn ensure(&self) -> Result<SandboxStatus> {
+        self.wait().await;
+        self.inner.ensure().await
+    }
+    async fn status(&self) -> Result<SandboxStatus> {
+        self.wait().await;
+        self.inner.status().await
+    }
+    async fn read_file(&self, path: &ProjectPath) -> Result<Vec<u8>> {
+        self.wait().await;
+        self.inner.read_file(path).await
+    }
+    async fn write_file(&self, path: &ProjectPath, data: &[u8]) -> Result<()> {
+        self.wait().await;
+        self.inner.write_file(path, data).await
+    }
+    async fn delete_file(&self, path: &ProjectPath) -> Result<bool> {
+        self.wait().await;
+        self.inner.delete_file(path).await
+    }
+    async fn list_files(&self) -> Result<Vec<FileEntry>> {
+        self.wait().await;
+        self.inner.list_files().await
+    }
+    async fn exec(&self, req: &ExecRequest) -> Result<ExecOutput> {
+        self.wait().await;
+        self.inner.exec(req).await
+    }
+    async fn logs(&self, lines: usize) -> Result<String> {
+        self.wait().await;
+        self.inner.logs(lines).await
+    }
+    async fn stop(&self) -> Result<()> {
+        self.wait().await;
+        self.inner.stop().await
+    }
+    async fn destroy(&self) -> Result<()> {
+        self.wait().await;
+        self.inner.destroy().await
+    }
+    async fn export_source(&self) -> Result<SourceTree> {
+        self.wait().await;
+        self.inner.export_source().await
+    }
+    async fn import_source(&self, tree: &SourceTree) -> Result<()> {
+        self.wait().await;
+        self.inner.import_source(tree).await
+    }
+}
+
+impl SandboxProvider for SlowProvider {
+    fn sandbox(&self, project_id: &str) -> Result<Arc<dyn Sandbox>> {
+        Ok(Arc::new(SlowSandbox {
+            delay: self.delay,
+            inner: self.inner.get(project_id),
+            calls: self.calls.clone(),
+        }))
+    }
+    fn backend(&self) -> &'static str {
+        "slow"
+    }
+}

@@ -14,6 +14,7 @@
 //! * [`services`]: where the services `tests/run` starts are (PostgreSQL, moto, dynalite).
 //! * [`site`]: a fake `vite build` for publishing, and requests to published sites.
 //! * `sfn` (feature `aws`): Step Functions clients for moto.
+//! * `lambda` (feature `lambda`): API Gateway and EventBridge events, endpoint functions called with them.
 //! * [`browser`]: Chromium rendering a page, for browser smoke checks.
 //! * [`bench`]: what the benches share.
 
@@ -25,6 +26,8 @@ pub mod bench;
 pub mod browser;
 pub mod faults;
 pub mod fixtures;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod local;
 pub mod memory;
 pub mod model;

@@ -60,3 +60,55 @@ pub fn client(url: &str) -> aws_sdk_sfn::Client {
         .build();
     aws_sdk_sfn::Client::from_conf(conf)
 }
+
+/// Creates state machine `name` from an ASL document on moto; returns its ARN.
+pub async fn create_state_machine(
+    client: &aws_sdk_sfn::Client,
+    name: &str,
+    definition: &str,
+) -> String {
+    client
+        .create_state_machine()
+        .name(name)
+        .definition(definition)
+        .role_arn("arn:aws:iam::123456789012:role/apna-states")
+        .send()
+        .await
+        .expect("create state machine on moto")
+        .state_machine_arn()
+        .to_string()
+}
+
+/// The names of a state machine's executions on moto, newest first.
+pub async fn execution_names(client: &aws_sdk_sfn::Client, state_machine_arn: &str) -> Vec<String> {
+    client
+        .list_executions()
+        .state_machine_arn(state_machine_arn)
+        .send()
+        .await
+        .expect("list executions on moto")
+        .executions()
+        .iter()
+        .map(|e| e.name().to_string())
+        .collect()
+}
+
+/// A state machine that waits an hour: its executions stay `RUNNING` until
+/// stopped, whether or not moto is set to execute state machines.
+pub const WAIT_AN_HOUR: &str =
+    r#"{"StartAt":"Hold","States":{"Hold":{"Type":"Wait","Seconds":3600,"End":true}}}"#;
+
+/// `statemachines/{file}` with every `${XFunctionArn}` replaced by a Lambda ARN
+/// in moto's default account, as `sam deploy` substitutes them.
+pub fn substituted(file: &str) -> String {
+    let path = super::fixtures::repo_root()
+        .join("statemachines")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("read the state machine");
+    let re = regex::Regex::new(r"\$\{(\w+)FunctionArn\}").unwrap();
+    re.replace_all(
+        &text,
+        "arn:aws:lambda:us-east-1:123456789012:function:apna-$1",
+    )
+    .into_owned()
+}
