@@ -3,6 +3,7 @@
 // project view lives in project.js.
 
 import { api, apiUrl, getToken, setToken, ApiError } from './api.js';
+import { beginSignIn, completeSignIn, currentToken, signOut } from './auth.js';
 import { h, mount, toast, showError, relativeTime, badge } from './dom.js';
 import { projectView } from './project.js';
 
@@ -48,7 +49,9 @@ function renderChrome() {
     mount(banner);
   }
   const slot = document.getElementById('auth-slot');
-  if (cfg && cfg.auth === 'jwt') {
+  if (cfg && cfg.auth === 'oidc') {
+    mount(slot, signInControl(cfg.oidc));
+  } else if (cfg && cfg.auth === 'jwt') {
     mount(slot, tokenControl());
   } else {
     mount(slot, cfg && cfg.model ? h('span', { class: 'model-chip', title: 'Model in use' }, cfg.model) : null);
@@ -97,12 +100,63 @@ function tokenControl() {
   return form;
 }
 
-/** Focuses the token field after a 401, so the fix is one paste away. */
+// With an OpenID Connect provider: a Sign in / Sign out button, no token field.
+function signInControl(oidc) {
+  if (!getToken()) {
+    return h(
+      'button',
+      { id: 'sign-in', class: 'btn btn-small btn-primary', type: 'button', onclick: () => signIn(oidc) },
+      'Sign in',
+    );
+  }
+  return h(
+    'button',
+    {
+      id: 'sign-out',
+      class: 'btn btn-small btn-ghost',
+      type: 'button',
+      onclick: async () => {
+        await signOut(oidc);
+        renderChrome();
+        route();
+      },
+    },
+    'Sign out',
+  );
+}
+
+function signIn(oidc) {
+  beginSignIn(oidc).catch((e) => showError(e, 'Could not start signing in'));
+}
+
+/** After a 401: focuses the token field, or offers to sign in again. */
 export function onUnauthorized(err) {
   if (err instanceof ApiError && err.status === 401) {
+    if (app.config && app.config.auth === 'oidc') {
+      setToken('');
+      renderChrome();
+      route();
+      return;
+    }
     const input = document.getElementById('token-input');
     if (input) input.focus();
   }
+}
+
+// Signed out with an OpenID Connect provider: nothing to show but the way in.
+function signedOutView(el, oidc) {
+  mount(
+    el,
+    h(
+      'section',
+      { class: 'signed-out', 'aria-labelledby': 'signed-out-title' },
+      h('h1', { id: 'signed-out-title' }, 'Sign in to build apps'),
+      h('p', { class: 'muted' }, 'Apna keeps your projects under your account.'),
+      h('button', { id: 'sign-in-main', class: 'btn btn-primary', type: 'button', onclick: () => signIn(oidc) }, 'Sign in'),
+    ),
+  );
+  document.title = 'Apna — sign in';
+  return () => {};
 }
 
 // ---------------------------------------------------------------- home
@@ -342,7 +396,10 @@ function route() {
   const hash = location.hash || '#/';
   const m = hash.match(/^#\/p\/([a-z0-9-]+)/i);
   const el = root();
-  if (m) {
+  const cfg = app.config;
+  if (cfg && cfg.auth === 'oidc' && !getToken()) {
+    app.cleanup = signedOutView(el, cfg.oidc);
+  } else if (m) {
     app.cleanup = projectView(el, m[1].toLowerCase(), { onUnauthorized });
   } else {
     app.cleanup = homeView(el);
@@ -355,5 +412,24 @@ window.addEventListener('unhandledrejection', (e) => {
   showError(e.reason);
   e.preventDefault();
 });
-loadConfig();
-route();
+// The config says how people sign in; with an OpenID Connect provider a
+// sign-in that has just come back is finished (and an expired token renewed)
+// before any API call.
+async function start() {
+  await loadConfig();
+  const cfg = app.config;
+  if (cfg && cfg.auth === 'oidc') {
+    try {
+      await completeSignIn(cfg.oidc);
+    } catch (e) {
+      showError(e, 'Sign-in failed');
+    }
+    await currentToken(cfg.oidc);
+    renderChrome();
+    // ID tokens last about an hour: renew ahead of expiry while the page is open.
+    setInterval(() => currentToken(cfg.oidc).then(() => renderChrome()), 5 * 60 * 1000);
+  }
+  route();
+}
+
+start();

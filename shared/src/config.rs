@@ -56,6 +56,18 @@ pub enum KubeTransport {
     Direct,
 }
 
+/// The browser UI's OpenID Connect client (`APNA_OIDC_ISSUER`,
+/// `APNA_OIDC_CLIENT_ID`, `APNA_OIDC_SCOPES`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct OidcClient {
+    /// The issuer (its discovery document is at `{issuer}/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// The UI's client id at the issuer (a public client: no secret).
+    pub client_id: String,
+    /// Scopes to ask for (default `openid email profile`).
+    pub scopes: String,
+}
+
 /// All settings.
 #[derive(Clone)]
 pub struct Config {
@@ -81,6 +93,10 @@ pub struct Config {
     pub db_migrations: DbMigrations,
     /// Anthropic API key (`ANTHROPIC_API_KEY`); without it runs fail with a clear message.
     pub anthropic_api_key: Option<String>,
+    /// Secrets Manager secret holding the key (`ANTHROPIC_API_KEY_SECRET_ARN`,
+    /// on AWS): the functions that call the model read it at start; the others
+    /// only report that a key is configured.
+    pub anthropic_api_key_secret: Option<String>,
     /// Model id (`ANTHROPIC_MODEL`).
     pub anthropic_model: String,
     /// Messages API base URL (`ANTHROPIC_BASE_URL`, default https://api.anthropic.com).
@@ -122,6 +138,10 @@ pub struct Config {
     pub pod_ttl: Duration,
     /// HS256 secret for API tokens (`APNA_JWT_SECRET`); unset means single-user mode.
     pub jwt_secret: Option<String>,
+    /// The OpenID Connect provider the browser UI signs people in with
+    /// (authorization code + PKCE), when its tokens are what the API accepts:
+    /// behind API Gateway's JWT authorizer (the SAM template sets these).
+    pub oidc: Option<OidcClient>,
     /// Verify attempts before giving up (`APNA_MAX_FIX_ATTEMPTS`, default 4 as in the seed).
     pub max_fix_attempts: u32,
     /// Model calls per run (`APNA_MAX_STEPS`, default 40).
@@ -216,11 +236,14 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Config {
-    /// Whether a model call can be made: an API key for Anthropic; for Bedrock
-    /// the AWS credential chain decides at call time.
+    /// Whether a model call can be made: an API key (or, on AWS, the secret
+    /// holding it) for Anthropic; for Bedrock the AWS credential chain decides
+    /// at call time.
     pub fn model_configured(&self) -> bool {
         match self.model_provider {
-            ModelProvider::Anthropic => self.anthropic_api_key.is_some(),
+            ModelProvider::Anthropic => {
+                self.anthropic_api_key.is_some() || self.anthropic_api_key_secret.is_some()
+            }
             ModelProvider::Bedrock => true,
         }
     }
@@ -421,6 +444,7 @@ impl Config {
                 }
             },
             anthropic_api_key: get("ANTHROPIC_API_KEY"),
+            anthropic_api_key_secret: get("ANTHROPIC_API_KEY_SECRET_ARN"),
             anthropic_model: get("ANTHROPIC_MODEL").unwrap_or_else(|| {
                 match model_provider {
                     ModelProvider::Anthropic => DEFAULT_MODEL,
@@ -455,6 +479,30 @@ impl Config {
                 positive(&get("POD_TTL_HOURS"), "POD_TTL_HOURS", 1.0)? * 3600.0,
             ),
             jwt_secret: get("APNA_JWT_SECRET"),
+            oidc: match (get("APNA_OIDC_ISSUER"), get("APNA_OIDC_CLIENT_ID")) {
+                (None, None) => None,
+                (Some(issuer), Some(client_id)) => {
+                    check_http_url("APNA_OIDC_ISSUER", &issuer)?;
+                    Some(OidcClient {
+                        issuer: issuer.trim_end_matches('/').to_string(),
+                        client_id,
+                        scopes: get("APNA_OIDC_SCOPES")
+                            .unwrap_or_else(|| "openid email profile".into()),
+                    })
+                }
+                (Some(_), None) => {
+                    return Err(Error::Config {
+                        var: "APNA_OIDC_CLIENT_ID",
+                        message: "required with APNA_OIDC_ISSUER".into(),
+                    })
+                }
+                (None, Some(_)) => {
+                    return Err(Error::Config {
+                        var: "APNA_OIDC_ISSUER",
+                        message: "required with APNA_OIDC_CLIENT_ID".into(),
+                    })
+                }
+            },
             max_fix_attempts: parse_or(&get("APNA_MAX_FIX_ATTEMPTS"), "APNA_MAX_FIX_ATTEMPTS", 4)?,
             max_steps: parse_or(&get("APNA_MAX_STEPS"), "APNA_MAX_STEPS", 40)?,
             max_output_tokens: parse_or(

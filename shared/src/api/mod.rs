@@ -48,8 +48,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// What the UI needs to know about this server.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClientConfig {
-    /// `single_user` (no token needed) or `jwt` (send `Authorization: Bearer`).
+    /// `single_user` (no token needed), `jwt` (send `Authorization: Bearer`
+    /// with a token you have) or `oidc` (sign in with `oidc`'s provider and
+    /// send its ID token as the bearer token).
     pub auth: &'static str,
+    /// The OpenID Connect provider to sign in with, when `auth` is `oidc`.
+    pub oidc: Option<crate::config::OidcClient>,
     /// Whether ANTHROPIC_API_KEY is set.
     pub model_configured: bool,
     /// Model id.
@@ -72,8 +76,14 @@ pub async fn client_config(
     let configured = state.config.model_configured();
     // Behind API Gateway the JWT authorizer checks tokens: the UI must send one.
     let jwt = state.config.jwt_secret.is_some() || gateway.is_some();
+    let oidc = state.config.oidc.clone().filter(|_| jwt);
     Json(ClientConfig {
-        auth: if jwt { "jwt" } else { "single_user" },
+        auth: match (&oidc, jwt) {
+            (Some(_), _) => "oidc",
+            (None, true) => "jwt",
+            (None, false) => "single_user",
+        },
+        oidc,
         model_configured: configured,
         model: state.config.anthropic_model.clone(),
         setup_hint: (!configured).then(|| SETUP_HINT.to_string()),

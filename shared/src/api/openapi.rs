@@ -54,6 +54,7 @@ use crate::domain;
         ClientConfig,
         templates::TemplateList,
         templates::TemplateView,
+        crate::config::OidcClient,
         projects::ProjectView,
         projects::CreateProject,
         projects::Created,

@@ -16,6 +16,12 @@ use axum::Router;
 use lambda_http::request::RequestContext;
 use serde_json::Value;
 
+pub mod custom_resource;
+pub mod secrets;
+pub mod site;
+
+pub use secrets::Needs;
+
 use crate::api::auth::{GatewayCaller, RequireGatewayCaller};
 use crate::app::{AppState, Backends};
 use crate::config::{Config, SandboxBackend};
@@ -76,11 +82,26 @@ impl SandboxProvider for NoSandboxes {
     }
 }
 
+/// The tasks that call the model: the only functions that read its key.
+const MODEL_TASKS: &[&str] = &["AgentStep"];
+
+/// The settings of a Lambda: the environment, with the secrets it needs read
+/// from Secrets Manager ([`secrets`]).
+pub async fn lambda_config(needs: Needs) -> Result<Config> {
+    let mut vars: HashMap<String, String> = std::env::vars().collect();
+    secrets::resolve(&mut vars, needs, None).await?;
+    Config::from_vars(vars)
+}
+
 /// The backends of a Lambda: store, blob store and model from the
-/// environment; sandboxes on Kubernetes with `APNA_SANDBOX=kube` (EKS with
-/// `EKS_CLUSTER_NAME`), connected on first use.
-pub async fn lambda_backends() -> Result<Backends> {
-    let config = Config::from_env()?;
+/// environment (secrets read as `needs` says); sandboxes on Kubernetes with
+/// `APNA_SANDBOX=kube` (EKS with `EKS_CLUSTER_NAME`), connected on first use.
+pub async fn lambda_backends(needs: Needs) -> Result<Backends> {
+    backends_from(lambda_config(needs).await?).await
+}
+
+/// [`lambda_backends`] from a given config.
+pub async fn backends_from(config: Config) -> Result<Backends> {
     let blobs = crate::blob::connect(&config).await?;
     let store = crate::store::open(&config, blobs.clone()).await?;
     let model = crate::agent::model_from_config(&config).await?;
@@ -91,10 +112,16 @@ pub async fn lambda_backends() -> Result<Backends> {
     Ok(Backends::new(config, store, blobs, sandboxes, model))
 }
 
+/// What every function but the model's reads at start.
+const DATABASE_ONLY: Needs = Needs {
+    database: true,
+    model_key: false,
+};
+
 /// The API's state for a Lambda: its backends, and Step Functions as the
 /// workflow (the ARNs in `Config::state_machine_arns`).
 pub async fn lambda_state() -> Result<AppState> {
-    let backends = lambda_backends().await?;
+    let backends = lambda_backends(DATABASE_ONLY).await?;
     let machines: HashMap<String, String> =
         backends.config.state_machine_arns.iter().cloned().collect();
     let workflow = Arc::new(StepFunctionsWorkflow::from_env(machines, None).await);
@@ -223,7 +250,7 @@ pub async fn handle_execution_event(
 /// Lambda runtime stops.
 pub async fn run_execution_events() -> std::result::Result<(), BoxError> {
     init_tracing();
-    let state = lambda_backends().await?;
+    let state = lambda_backends(DATABASE_ONLY).await?;
     lambda_runtime::run(lambda_runtime::service_fn(move |ev| {
         let state = state.clone();
         async move { handle_execution_event(&state, ev).await }
@@ -248,10 +275,55 @@ pub async fn run_reconcile() -> std::result::Result<(), BoxError> {
     .await
 }
 
+/// Runs the migrate step (a CloudFormation custom resource, PostgreSQL only)
+/// until the Lambda runtime stops.
+pub async fn run_migrate() -> std::result::Result<(), BoxError> {
+    init_tracing();
+    lambda_runtime::run(lambda_runtime::service_fn(
+        |ev: lambda_runtime::LambdaEvent<Value>| async move {
+            let request: custom_resource::Request = serde_json::from_value(ev.payload)?;
+            let out = custom_resource::answer(&request, |r| {
+                custom_resource::migrate(r, std::env::vars().collect(), None)
+            })
+            .await?;
+            Ok::<_, BoxError>(out)
+        },
+    ))
+    .await
+}
+
+/// Runs the publication of the browser UI (a CloudFormation custom resource)
+/// until the Lambda runtime stops.
+pub async fn run_publish_web() -> std::result::Result<(), BoxError> {
+    init_tracing();
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::Client::new(&conf);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |ev: lambda_runtime::LambdaEvent<Value>| {
+            let s3 = s3.clone();
+            async move {
+                let request: custom_resource::Request = serde_json::from_value(ev.payload)?;
+                let out = custom_resource::answer(&request, |r| async move {
+                    custom_resource::publish_web(r, &s3).await
+                })
+                .await?;
+                Ok::<_, BoxError>(out)
+            }
+        },
+    ))
+    .await
+}
+
 /// Runs Step Functions task `name` (e.g. `AgentStep`) until the Lambda runtime stops.
 pub async fn run_task(name: &'static str) -> std::result::Result<(), BoxError> {
     init_tracing();
-    let state = lambda_backends().await?;
+    let state = lambda_backends(Needs {
+        database: true,
+        model_key: MODEL_TASKS.contains(&name),
+    })
+    .await?;
     lambda_runtime::run(lambda_runtime::service_fn(move |ev| {
         let state = state.clone();
         async move { handle_task(name, &state, ev).await }
