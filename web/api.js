@@ -123,10 +123,21 @@ export const api = {
   share: (id, isPublic) => request('PUT', `/api/projects/${enc(id)}/share`, { public: isPublic }),
 };
 
-/** Downloads a URL with the bearer token (a plain link cannot send headers). */
+/**
+ * Downloads a URL with the bearer token (a plain link cannot send headers).
+ * A large archive comes back as a JSON link to storage (no token needed),
+ * which the browser then downloads directly.
+ */
 export async function downloadWithToken(url, filename) {
-  const res = await fetch(url, { headers: headers() });
+  const res = await fetch(url, { headers: headers({ Accept: 'application/zip, application/json' }) });
   if (!res.ok) throw await errorFrom(res);
+  if ((res.headers.get('content-type') || '').startsWith('application/json')) {
+    const link = await res.json();
+    if (link && typeof link.url === 'string') {
+      location.assign(link.url);
+      return;
+    }
+  }
   const blob = await res.blob();
   const a = document.createElement('a');
   a.href = URL.createObjectURL(blob);

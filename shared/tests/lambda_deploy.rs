@@ -329,3 +329,82 @@ async fn the_web_ui_is_published_with_the_api_address_and_removed_with_the_stack
     assert_eq!(a["Status"], "FAILED");
     assert!(a["Reason"].as_str().unwrap().contains("Bucket"));
 }
+
+#[tokio::test]
+async fn a_download_too_large_for_lambda_is_a_link_to_s3() {
+    let Some(blobs) = apna::testing::fixtures::s3_blobs().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sandboxes = Arc::new(apna::testing::memory::MemoryProvider::default());
+    let backends = apna::app::Backends::new(
+        apna::testing::fixtures::config(dir.path(), &[]),
+        apna::testing::fixtures::memory_store().await,
+        blobs,
+        sandboxes.clone(),
+        Arc::new(apna::testing::model::NoModel),
+    );
+    let state = apna::app::AppState::new(
+        backends,
+        Arc::new(apna::testing::workflow::RecordingWorkflow::default()),
+    );
+    let p = apna::testing::fixtures::ready_project(&*state.store).await;
+    // ~8 MB of base64 noise: the zip stays well over the 4 MiB inline limit.
+    let noise: Vec<u8> = (0..6_000_000).map(|_| rand::random::<u8>()).collect();
+    use base64::Engine;
+    let big = base64::engine::general_purpose::STANDARD.encode(&noise);
+    let sb = sandboxes.get(&p.id);
+    sb.put("public/big.txt", &big);
+    sb.put("src/App.tsx", "export default () => null;\n");
+    let get = |accept: &'static str| {
+        apna::testing::lambda::http_event(
+            "GET",
+            &format!("/api/projects/{}/download", p.id),
+            Some(&p.owner),
+            &[("accept", accept)],
+            None,
+            json!({ "id": p.id }),
+        )
+    };
+
+    // The browser UI asks for JSON: a link, which works without a token.
+    let a = apna::testing::lambda::invoke(
+        "api-download",
+        &state,
+        &get("application/zip, application/json"),
+    )
+    .await;
+    assert_eq!(a.status, axum::http::StatusCode::OK, "{}", a.body);
+    let size = a.body["size"].as_u64().unwrap();
+    assert!(
+        size > apna::api::versions::INLINE_DOWNLOAD_LIMIT as u64,
+        "{size}"
+    );
+    assert_eq!(a.body["expires_in"], 900);
+    let url = a.body["url"].as_str().unwrap();
+    let resp = reqwest::get(url).await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let zip = resp.bytes().await.unwrap();
+    assert_eq!(zip.len() as u64, size);
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("public/big.txt").unwrap(), &mut text)
+        .unwrap();
+    assert_eq!(text, big);
+
+    // Anything else is redirected there.
+    let a = apna::testing::lambda::invoke("api-download", &state, &get("*/*")).await;
+    assert_eq!(a.status, axum::http::StatusCode::SEE_OTHER);
+    assert!(a.headers["location"]
+        .to_str()
+        .unwrap()
+        .contains("/downloads/"));
+
+    // A small project is still answered inline.
+    use apna::sandbox::Sandbox;
+    let big_path = apna::sandbox::ProjectPath::parse("public/big.txt").unwrap();
+    assert!(sb.delete_file(&big_path).await.unwrap());
+    let a = apna::testing::lambda::invoke("api-download", &state, &get("*/*")).await;
+    assert_eq!(a.status, axum::http::StatusCode::OK);
+    assert_eq!(a.headers["content-type"], "application/zip");
+}

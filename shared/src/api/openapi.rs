@@ -80,6 +80,7 @@ use crate::domain;
         git::Pushed,
         previews::PreviewAccess,
         previews::ShareRequest,
+        versions::DownloadLink,
         wake::WakeAnswer,
         domain::Project,
         domain::ProjectStatus,

@@ -92,13 +92,44 @@ pub async fn restore_version(
     Ok((StatusCode::ACCEPTED, Json(Restored { version })))
 }
 
-/// The project's current source as a zip.
+/// Largest archive sent in the answer itself. A Lambda answers at most 6 MB,
+/// and a binary body goes base64-encoded (4/3 larger): 4 MiB of zip is 5.6 MB
+/// on the wire, 5 MB would not fit.
+pub const INLINE_DOWNLOAD_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How long the link to a large archive works.
+const DOWNLOAD_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Where a large archive waits for its download (the bucket expires them).
+fn download_key(project_id: &str) -> String {
+    format!("downloads/{project_id}/{}.zip", uuid::Uuid::new_v4())
+}
+
+/// A link to a project archive too large to send in the answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DownloadLink {
+    /// Where to GET the zip (no token needed; it expires).
+    pub url: String,
+    /// The archive's size in bytes.
+    pub size: u64,
+    /// Seconds until the link stops working.
+    pub expires_in: u64,
+}
+
+/// The project's current source as a zip. Archives over 4 MiB, where the
+/// blob store can hand out links (S3), are answered with a link instead:
+/// `303 See Other` to it, or the link as JSON when the request accepts
+/// `application/json` (the browser UI, which cannot read a cross-origin
+/// redirect).
 #[utoipa::path(get, path = "/api/projects/{id}/download", params(("id" = String, Path, description = "Project id")),
     responses((status = 200, description = "application/zip of the source tree", content_type = "application/zip"),
+              (status = 200, description = "a link to a large archive", body = DownloadLink, content_type = "application/json"),
+              (status = 303, description = "a large archive: its link in Location"),
               (status = 404, body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let project = owned_project(&state, &caller, &id).await?;
@@ -107,13 +138,37 @@ pub async fn download(
         return Err(Error::NotFound("the project has no files yet".into()).into());
     }
     let zip = crate::snapshot::zip_tree(&tree)?;
-    let name = file_name(&project.name);
+    let filename = format!("{}.zip", file_name(&project.name));
+    if zip.len() > INLINE_DOWNLOAD_LIMIT {
+        let key = download_key(&id);
+        if let Some(url) = state
+            .blobs
+            .presigned_get(&key, DOWNLOAD_LINK_TTL, &filename)
+            .await?
+        {
+            let size = zip.len() as u64;
+            state.blobs.put(&key, zip.into()).await?;
+            let wants_json = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("application/json"));
+            if wants_json {
+                return Ok(Json(DownloadLink {
+                    url,
+                    size,
+                    expires_in: DOWNLOAD_LINK_TTL.as_secs(),
+                })
+                .into_response());
+            }
+            return Ok((StatusCode::SEE_OTHER, [(header::LOCATION, url)]).into_response());
+        }
+    }
     Ok((
         [
             (header::CONTENT_TYPE, "application/zip".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}.zip\""),
+                format!("attachment; filename=\"{filename}\""),
             ),
         ],
         zip,

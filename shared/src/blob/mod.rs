@@ -82,6 +82,18 @@ pub trait BlobStore: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Removes an object; `false` if it was absent.
     async fn delete(&self, key: &str) -> Result<bool>;
+    /// A URL anyone holding it may GET the object from until `expires`, served
+    /// as an attachment named `filename`; `None` when the store has no such
+    /// URLs (a directory on disk). Lets an answer too large for Lambda go
+    /// straight from S3.
+    async fn presigned_get(
+        &self,
+        _key: &str,
+        _expires: std::time::Duration,
+        _filename: &str,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Opens the blob store the config names: S3 when `S3_BUCKET` is set, else `{data_dir}/blobs`.

@@ -332,6 +332,31 @@ impl BlobStore for S3BlobStore {
         self.put_multipart(key, first.freeze(), data).await
     }
 
+    async fn presigned_get(
+        &self,
+        key: &str,
+        expires: std::time::Duration,
+        filename: &str,
+    ) -> Result<Option<String>> {
+        check_key(key)?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| Error::Blob(format!("presign {key}: {e}")))?;
+        let filename: String = filename
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .collect();
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_disposition(format!("attachment; filename=\"{filename}\""))
+            .presigned(config)
+            .await
+            .map_err(|e| Error::Blob(format!("presign {key}: {e}")))?;
+        Ok(Some(req.uri().to_string()))
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes> {
         let out = self.get_object(key).await?;
         let data = out
