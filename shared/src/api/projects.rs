@@ -318,7 +318,9 @@ pub async fn delete_project(
     if project.deleted_at.is_some() {
         return Ok(Json(Deleted { deleted: true }));
     }
-    if let Some(run_id) = state.store.run_lock_holder(&id).await? {
+    // A maintenance hold (hibernate, wake, restore) is not a run to cancel.
+    let holder = state.store.run_lock_holder(&id).await?;
+    if let Some(run_id) = holder.filter(|h| !crate::snapshot::is_maintenance_holder(h)) {
         cancel_run(&state, &run_id).await?;
     }
     crate::project::remove_sandbox(&state, &project).await?;
