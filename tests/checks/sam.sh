@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The SAM template must pass cfn-lint (with each DatabaseBackend) and `sam
-# validate --lint` (offline, with dummy credentials), and must deploy what the
-# code defines: one function per Lambda binary in functions/Cargo.toml, every
-# route of the API's route table on the function that serves it (auth on all
-# but the public three), a substitution for every ${…FunctionArn} in the state
-# machines, each Lambda ending before its Task state's TimeoutSeconds, and for
-# DatabaseBackend=dynamodb the table of infra/dynamodb-table.json with every
-# function allowed into it and no further.
+# The SAM template must pass cfn-lint (also its informational checks, with
+# each DatabaseBackend) and `sam validate --lint` (offline, with dummy
+# credentials), and must deploy what the code defines: one function per
+# Lambda binary in functions/Cargo.toml, every route of the API's route table
+# on the function that serves it (auth on all but the public four) and in
+# openapi.json, a substitution for every ${…} in the state machines, each
+# Lambda ending before its Task state's TimeoutSeconds, for
+# DatabaseBackend=dynamodb the table of infra/dynamodb-table.json; each
+# function's IAM actions as infra/README.md's table says, the EKS access entry
+# only with a cluster, no secret in any environment (tests/checks/template_iam.py);
+# and `sam build` configured to build with the lambda profile's settings.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 template=infra/template.yaml
@@ -19,13 +22,18 @@ export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
 export SAM_CLI_TELEMETRY=0
 
 cfn-lint "$template"
-# Both database backends, with the parameters a deploy of each must give.
-required="JwtIssuer=https://issuer.example.com/ JwtAudience=apna"
-# shellcheck disable=SC2086
-cfn-lint "$template" --parameters DatabaseBackend=dynamodb $required
-# shellcheck disable=SC2086
-cfn-lint "$template" --parameters DatabaseBackend=postgres DatabaseUrlSecret=apna/database-url $required
-echo "cfn-lint: $template ok (DatabaseBackend dynamodb and postgres)"
+cfn-lint --include-checks I -- "$template"
+# Both database backends, with the parameters a deploy of each must give (the
+# second also with a cluster, Bedrock and an outside OIDC issuer).
+secret=arn:aws:secretsmanager:us-east-1:123456789012:secret:apna
+image=123456789012.dkr.ecr.us-east-1.amazonaws.com/apna-preview@sha256:$(printf '0%.0s' $(seq 64))
+for params in \
+  "DatabaseBackend=dynamodb AnthropicApiKeySecretArn=$secret/anthropic-AbCdEf" \
+  "DatabaseBackend=postgres DatabaseSecretArn=$secret/db-AbCdEf ModelProvider=bedrock EksClusterName=apna SandboxImage=$image JwtIssuer=https://issuer.example.com/ OidcClientId=web JwtAudience=web"; do
+  # shellcheck disable=SC2086
+  cfn-lint --include-checks I --parameters $params -- "$template"
+done
+echo "cfn-lint: $template ok (also informational checks; DatabaseBackend dynamodb and postgres)"
 cfn-lint infra/site-domain.yaml
 echo "cfn-lint: infra/site-domain.yaml ok"
 
@@ -89,7 +97,8 @@ for binary, path, method in re.findall(r'\(\s*"(api-[a-z0-9-]+)"\s*,\s*"([^"]+)"
 if not want:
     errors.append("found no routes in shared/src/api/mod.rs unguarded_routes()")
 public = {("GET", "/healthz"), ("GET", "/api/config"), ("GET", "/api/openapi.json"),
-          ("GET", "/api/templates"), ("GET", "/api/templates/{name}/preview.png")}
+          ("GET", "/api/templates"), ("GET", "/api/templates/{name}/preview.png"),
+          ("POST", "/preview-wake/{id}")}
 have = set()
 for name, f in functions.items():
     for ev_name, ev in (f["Properties"].get("Events") or {}).items():
@@ -192,18 +201,18 @@ if attrs(table.get("AttributeDefinitions", [])) != attrs(spec["AttributeDefiniti
 index = lambda l: sorted(json.dumps(i, sort_keys=True) for i in l)
 if index(table.get("GlobalSecondaryIndexes", [])) != index(spec["GlobalSecondaryIndexes"]):
     errors.append("StoreTable.GlobalSecondaryIndexes differ from infra/dynamodb-table.json")
+# (Which roles may use the table: tests/checks/template_iam.py, from infra/README.md.)
 policy = resources.get("StoreTablePolicy", {}).get("Properties", {})
-roles = set(policy.get("Roles", []))
-for name in sorted(functions):
-    if f"{name}Role" not in roles:
-        errors.append(f"{name}: its role is not in StoreTablePolicy.Roles")
-for extra in sorted(roles - {f"{n}Role" for n in functions}):
-    errors.append(f"StoreTablePolicy.Roles: {extra} is no function's role")
 for statement in policy.get("PolicyDocument", {}).get("Statement", []):
-    if sorted(statement.get("Resource", [])) != sorted(["StoreTable.Arn", "${StoreTable.Arn}/index/*"]):
-        errors.append(f"StoreTablePolicy reaches beyond the table and its indexes: {statement.get('Resource')}")
-    if any(not a.startswith("dynamodb:") or a.endswith("*") or a in ("dynamodb:Scan", "dynamodb:DeleteTable") for a in statement.get("Action", [])):
-        errors.append(f"StoreTablePolicy actions: {statement.get('Action')}")
+    actions = statement.get("Action", [])
+    if all(a.startswith("dynamodb:") for a in actions):
+        if sorted(statement.get("Resource", [])) != sorted(["StoreTable.Arn", "${StoreTable.Arn}/index/*"]):
+            errors.append(f"StoreTablePolicy reaches beyond the table and its indexes: {statement.get('Resource')}")
+        if any(a.endswith("*") or a in ("dynamodb:Scan", "dynamodb:DeleteTable") for a in actions):
+            errors.append(f"StoreTablePolicy actions: {actions}")
+    elif statement.get("Resource") != "${SnapshotBucket.Arn}/dynamodb/*" or \
+            sorted(actions) != ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]:
+        errors.append(f"StoreTablePolicy: {actions} on {statement.get('Resource')} (only the store's objects, dynamodb/*)")
 
 def resolve(value, env):
     """Evaluates !If (read as [condition, then, else]) for one parameter set."""
@@ -211,14 +220,20 @@ def resolve(value, env):
         value = value[1] if env[value[0]] else value[2]
     return value
 
-url = t["Globals"]["Function"]["Environment"]["Variables"]["DATABASE_URL"]
+variables = t["Globals"]["Function"]["Environment"]["Variables"]
+url = variables["DATABASE_URL"]
 rule = t["Rules"]["DatabaseIsConfigured"]
 for chosen in ("dynamodb", "postgres"):
-    env = {"UseDynamoDb": chosen == "dynamodb", "HasDatabaseUrlSecret": True}
+    env = {"UseDynamoDb": chosen == "dynamodb"}
     got = resolve(url, env)
-    want = "dynamodb://${StoreTable}" if chosen == "dynamodb" else "{{resolve:secretsmanager:${DatabaseUrlSecret}}}"
+    # PostgreSQL: the URL without credentials; they come from DATABASE_SECRET_ARN at start.
+    want = "dynamodb://${StoreTable}" if chosen == "dynamodb" else "DatabaseUrl"
     if got != want:
         errors.append(f"DatabaseBackend={chosen}: DATABASE_URL is {got}, should be {want}")
+if variables.get("DATABASE_SECRET_ARN") != "DatabaseSecretArn":
+    errors.append("DATABASE_SECRET_ARN should be the DatabaseSecretArn parameter")
+if variables.get("APNA_DB_MIGRATIONS") != "check":
+    errors.append("the functions should only check the schema (APNA_DB_MIGRATIONS=check); the migrate step applies it")
 if rule.get("RuleCondition") != ["DatabaseBackend", "postgres"]:
     errors.append("rule DatabaseIsConfigured should apply only with DatabaseBackend=postgres")
 
@@ -236,5 +251,39 @@ if errors:
     print("\n".join(f"template: {e}" for e in errors), file=sys.stderr)
     sys.exit(1)
 print(f"template: {len(functions)} functions, {len(have)} routes, {len(machines)} state machines match the code; "
-      f"the DynamoDB table matches infra/dynamodb-table.json, all {len(functions)} roles may use it")
+      f"the DynamoDB table matches infra/dynamodb-table.json")
+PY
+
+python3 tests/checks/template_iam.py "$template"
+
+# `sam build` runs `cargo lambda build --release`: functions/Cargo.toml's
+# cargo-lambda config must give the release profile the lambda profile's
+# settings, and samconfig.toml must allow the beta build method.
+python3 - <<'PY'
+import sys, tomllib
+from pathlib import Path
+
+errors = []
+profile = tomllib.loads(Path("Cargo.toml").read_text())["profile"]["lambda"]
+meta = tomllib.loads(Path("functions/Cargo.toml").read_text())["package"]["metadata"]["lambda"]["build"]
+config = {}
+for item in meta.get("config", []):
+    key, value = item.split("=", 1)
+    if not key.startswith("profile.release."):
+        errors.append(f"functions/Cargo.toml: cargo-lambda config {item!r} is not a release profile setting")
+        continue
+    config[key.removeprefix("profile.release.")] = tomllib.loads(f"v = {value}")["v"]
+want = {k: v for k, v in profile.items() if k != "inherits"}
+if config != want:
+    errors.append(f"functions/Cargo.toml's cargo-lambda config {config} != [profile.lambda] {want}")
+if "lambda" not in meta.get("features", []):
+    errors.append("functions/Cargo.toml: cargo-lambda must build with the lambda feature")
+sam = tomllib.loads(Path("samconfig.toml").read_text())["default"]
+for command in ("build", "sync"):
+    if sam.get(command, {}).get("parameters", {}).get("beta_features") is not True:
+        errors.append(f"samconfig.toml: [default.{command}.parameters] beta_features = true (rust-cargolambda is a beta build method)")
+if errors:
+    print("\n".join(f"build: {e}" for e in errors), file=sys.stderr)
+    sys.exit(1)
+print(f"build: sam build uses the lambda profile's settings {want}")
 PY

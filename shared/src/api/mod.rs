@@ -139,7 +139,7 @@ fn unguarded_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>
         (
             "api-create-project",
             "/api/projects/create",
-            post(projects::create_project),
+            post(projects::create_project_alias),
         ),
         (
             "api-list-projects",

@@ -22,6 +22,7 @@ use crate::domain;
         templates::list_templates,
         templates::preview,
         projects::create_project,
+        projects::create_project_alias,
         projects::list_projects,
         projects::get_project,
         projects::delete_project,

@@ -259,6 +259,18 @@ pub async fn create_project(
     ))
 }
 
+/// The seed's name for `POST /api/projects`, kept for its clients.
+#[utoipa::path(post, path = "/api/projects/create", request_body = CreateProject,
+    responses((status = 202, body = Created), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn create_project_alias(
+    state: State<AppState>,
+    caller: Caller,
+    body: ApiJson<CreateProject>,
+) -> ApiResult<(StatusCode, Json<Created>)> {
+    create_project(state, caller, body).await
+}
+
 /// The caller's projects, most recently active first.
 #[utoipa::path(get, path = "/api/projects", params(PageQuery),
     responses((status = 200, body = ProjectList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
