@@ -60,7 +60,25 @@ ui_url=$APNA_URL
 multi_secret="e2e-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 start_mock tests/fixtures/conversations/ui_e2e.json
 start_apna multi APNA_JWT_SECRET="$multi_secret"
-APNA_E2E_URL="$ui_url" APNA_E2E_MULTI_URL="$APNA_URL" APNA_E2E_MULTI_SECRET="$multi_secret" \
+multi_url=$APNA_URL
+# The sign-in e2e: apna serve as the AWS deployment's UI sees it, with a
+# loopback OpenID Connect provider whose ID tokens apna serve accepts.
+oidc_secret=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+oidc_log="$out/mock-oidc.log"
+APNA_JWT_SECRET="$oidc_secret" node tests/e2e/mock_oidc.mjs >"$oidc_log" 2>&1 &
+pids+=($!)
+oidc_url=
+for _ in $(seq 1 100); do
+  oidc_url=$(grep -m1 -o 'http://[0-9.:]*' "$oidc_log" || true)
+  [ -n "$oidc_url" ] && break
+  sleep 0.1
+done
+[ -n "$oidc_url" ] || { echo "mock-oidc did not start: $(cat "$oidc_log")" >&2; exit 1; }
+# Its own scripted model, so its run does not take the main e2e's turns.
+start_mock tests/fixtures/conversations/generation_e2e.json
+start_apna oidc APNA_JWT_SECRET="$oidc_secret" APNA_OIDC_ISSUER="$oidc_url" APNA_OIDC_CLIENT_ID=apna-web
+APNA_E2E_URL="$ui_url" APNA_E2E_MULTI_URL="$multi_url" APNA_E2E_MULTI_SECRET="$multi_secret" \
+  APNA_OIDC_E2E_URL="$APNA_URL" APNA_OIDC_PROVIDER_URL="$oidc_url" \
   node --test tests/e2e/
 
 echo "== schemathesis against apna serve with openapi.json"

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 const GENERATION: &str = include_str!("../../statemachines/generation.asl.json");
 const HIBERNATION: &str = include_str!("../../statemachines/hibernation.asl.json");
 const PUBLISH: &str = include_str!("../../statemachines/publish.asl.json");
+const WAKE: &str = include_str!("../../statemachines/wake.asl.json");
 
 #[test]
 fn repository_state_machines_load() {
@@ -19,6 +20,7 @@ fn repository_state_machines_load() {
         ("generation", GENERATION),
         ("hibernation", HIBERNATION),
         ("publish", PUBLISH),
+        ("wake", WAKE),
     ] {
         StateMachine::parse(json).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
@@ -192,4 +194,30 @@ async fn publish_builds_then_activates_and_fails_into_publish_failed() {
             }
         }
     }
+/// The wake machine waits for whoever holds the project (`Apna.NotReady`,
+/// retried with backoff) and gives up, leaving the project hibernated, on an
+/// error it cannot wait out.
+#[tokio::test(start_paused = true)]
+async fn wake_waits_out_a_held_project_then_wakes_it() {
+    let invoker = ScriptInvoker::new(|resource, input, n| {
+        Box::pin(async move {
+            assert_eq!(resource, "${WakeProjectFunctionArn}");
+            assert_eq!(input, json!({"project_id": "p-1"}));
+            if n < 2 {
+                return Err(TaskFailure::new("Apna.NotReady", "held by a run"));
+            }
+            Ok(json!({"project_id": "p-1", "wake": {"outcome": "woken"}}))
+        })
+    });
+    let (exec, history) = run_paused(WAKE, json!({"project_id": "p-1"}), invoker.clone()).await;
+    assert_eq!(exec.status, ExecutionStatus::Succeeded, "{:?}", exec.error);
+    assert_eq!(invoker.calls().len(), 3);
+    assert_eq!(entered(&history), ["WakeProject"]);
+
+    let broken = ScriptInvoker::new(|_, _, _| {
+        Box::pin(async { Err(TaskFailure::new("Apna.Sandbox", "no node can take the pod")) })
+    });
+    let (exec, _) = run_paused(WAKE, json!({"project_id": "p-1"}), broken.clone()).await;
+    assert_eq!(exec.status, ExecutionStatus::Failed);
+    assert_eq!(broken.calls().len(), 1, "a sandbox error is not retried");
 }
