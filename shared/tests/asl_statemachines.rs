@@ -194,6 +194,8 @@ async fn publish_builds_then_activates_and_fails_into_publish_failed() {
             }
         }
     }
+}
+
 /// The wake machine waits for whoever holds the project (`Apna.NotReady`,
 /// retried with backoff) and gives up, leaving the project hibernated, on an
 /// error it cannot wait out.

@@ -359,3 +359,41 @@ async fn task_functions_report_named_errors() {
         .unwrap();
     assert_eq!(out, json!({ "projects": [] }));
 }
+
+/// Behind API Gateway the stack's web UI is another origin (CloudFront) than
+/// the API (execute-api): the template passes it in APNA_CORS_ORIGINS, so the
+/// cross-site guard lets it change state and still refuses other sites; no
+/// Host allowlist applies (APNA_PUBLIC_HOSTS unset), so the gateway's and any
+/// custom domain's Host pass.
+#[tokio::test]
+async fn the_stack_web_ui_may_change_state_through_the_gateway_other_sites_may_not() {
+    let ui = "https://d111111abcdef8.cloudfront.net";
+    let h = harness(
+        Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap()),
+        &[("APNA_CORS_ORIGINS", ui)],
+    )
+    .await;
+    let create = |origin: &str, host: &str| {
+        http_event(
+            "POST",
+            "/api/projects",
+            Some("alice"),
+            &[("origin", origin), ("host", host)],
+            Some(json!({"prompt": "a gateway app"})),
+            json!({}),
+        )
+    };
+    let gateway = "abc123.execute-api.us-east-1.amazonaws.com";
+    for host in [gateway, "api.example.com"] {
+        let (status, body) = invoke("api-create-project", &h.state, &create(ui, host)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{host}: {body}");
+    }
+    let (status, body) = invoke(
+        "api-create-project",
+        &h.state,
+        &create("https://evil.example.com", gateway),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "cross_site");
+}

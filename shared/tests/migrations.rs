@@ -58,6 +58,18 @@ async fn the_app_checks_the_schema_and_runs_as_a_role_without_create() {
     // The migrate step, as the owner: once, then nothing to do.
     let m = apna::store::migrate(&owner_url).await.unwrap().unwrap();
     assert!(!m.applied.is_empty() && m.version == *m.applied.last().unwrap());
+    // Every migration this build carries (0001_init, 0002_sites,
+    // 0003_preview_public, …), none skipped.
+    let mut files: Vec<i64> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.split_once('_')?.0.parse().ok()
+        })
+        .collect();
+    files.sort_unstable();
+    assert!(files.len() >= 3, "{files:?}");
+    assert_eq!(m.applied, files);
     let again = apna::store::migrate(&owner_url).await.unwrap().unwrap();
     assert!(again.applied.is_empty());
     assert_eq!(again.version, m.version);
@@ -99,6 +111,23 @@ async fn the_app_checks_the_schema_and_runs_as_a_role_without_create() {
     store.create_run(&run).await.unwrap();
     assert!(store.acquire_run_lock(&p.id, &run.id).await.unwrap());
     assert_eq!(store.get_project(&p.id).await.unwrap().unwrap().id, p.id);
+    // The later migrations' tables and columns, as the data-only role:
+    // 0002 (sites and their slugs), 0003 (public previews).
+    assert!(store.claim_slug("todo-list", &p.id).await.unwrap());
+    let mut site = apna::domain::Site::new(&p.id);
+    site.slug = Some("todo-list".into());
+    assert!(store.save_site(&site, None).await.unwrap());
+    assert_eq!(
+        store
+            .get_site(&p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .slug
+            .as_deref(),
+        Some("todo-list")
+    );
+    assert!(store.set_preview_public(&p.id, true).await.unwrap());
     as_app.close().await.unwrap();
     drop(store);
     // Roles outlive the test database: drop this one.

@@ -236,6 +236,15 @@ if variables.get("APNA_DB_MIGRATIONS") != "check":
     errors.append("the functions should only check the schema (APNA_DB_MIGRATIONS=check); the migrate step applies it")
 if rule.get("RuleCondition") != ["DatabaseBackend", "postgres"]:
     errors.append("rule DatabaseIsConfigured should apply only with DatabaseBackend=postgres")
+# The #15 guards behind API Gateway: the web UI (CloudFront) is another
+# origin than the API, so the cross-site guard must list it in both parameter
+# sets; the Host allowlist stays off (the gateway routes only its own names).
+for has_cors in (True, False):
+    origins = str(resolve(variables.get("APNA_CORS_ORIGINS"), {"HasCorsOrigins": has_cors}))
+    if "https://${WebDistribution.DomainName}" not in origins:
+        errors.append(f"APNA_CORS_ORIGINS (HasCorsOrigins={has_cors}) should name the web UI's origin: {origins}")
+if "APNA_PUBLIC_HOSTS" in variables:
+    errors.append("APNA_PUBLIC_HOSTS would make the functions refuse API Gateway's own host names")
 
 # 5. The CloudFront Function inlined in the templates is infra/site-router.js
 #    (which tests/e2e/site_router.test.mjs runs with node).

@@ -283,7 +283,7 @@ for f in Path("statemachines").glob("*.asl.json"):
 
 # Routes: the route table, openapi.json and the deployed HttpApi events agree.
 source = Path("shared/src/api/mod.rs").read_text()
-rt = source[source.index("fn route_table"):]
+rt = source[source.index("fn unguarded_routes"):]
 rt = rt[:rt.index("\n}\n")]
 routes = {(m.upper(), re.sub(r"\{\*(\w+)\}", r"{\1}", p))
           for _, p, m in re.findall(r'\(\s*"(api-[a-z0-9-]+)"\s*,\s*"([^"]+)"\s*,\s*(get|post|put|patch|delete)\(', rt)}

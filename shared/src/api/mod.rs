@@ -95,19 +95,26 @@ pub async fn not_found() -> error::ApiError {
     error::ApiError(Error::NotFound("no such endpoint".into()))
 }
 
+/// The one state-changing route other sites may call.
+const PUBLIC_WAKE: &str = "api-preview-wake";
+
 /// Every API route: the Lambda function that serves it, its path and its
 /// handler. `apna serve` mounts them all; each Lambda mounts its own rows.
 pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
     // The cross-site guard runs only for a method a route has, so that any
     // other method stays a 405.
+    // `POST /preview-wake/{id}` is exempt: a preview's waking page calls it
+    // from the preview's own origin without credentials, and all it can do
+    // is start an idempotent wake (throttled on AWS).
     unguarded_routes()
         .into_iter()
         .map(|(name, path, m)| {
-            (
-                name,
-                path,
-                m.route_layer(axum::middleware::from_fn(guard::csrf_guard)),
-            )
+            let m = if name == PUBLIC_WAKE {
+                m
+            } else {
+                m.route_layer(axum::middleware::from_fn(guard::csrf_guard))
+            };
+            (name, path, m)
         })
         .collect()
 }
