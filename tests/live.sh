@@ -69,7 +69,7 @@ APNA_JWT_SECRET="$oidc_secret" node tests/e2e/mock_oidc.mjs >"$oidc_log" 2>&1 &
 pids+=($!)
 oidc_url=
 for _ in $(seq 1 100); do
-  oidc_url=$(grep -m1 -o 'http://[0-9.:]*' "$oidc_log" || true)
+  oidc_url=$(grep -m1 -o 'http://[0-9.:]*' "$oidc_log" 2>/dev/null || true)
   [ -n "$oidc_url" ] && break
   sleep 0.1
 done
