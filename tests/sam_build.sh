@@ -80,25 +80,34 @@ if [ "${1:-}" = "--variant" ]; then
   exit 0
 fi
 
-if [ "${1:-}" = "--all" ]; then
-  functions=()
-else
-  functions=("${@:-ApiHealthzFunction}")
-fi
+# `sam build` takes one resource (or none: all of them), so several named
+# functions are built one after the other, each reported as it is done (a
+# later `sam build` replaces .aws-sam/build).
+total=0
+report_built() {
+  local fn
+  for fn in $(cd .aws-sam/build && ls -d */ | tr -d /); do
+    [ -f ".aws-sam/build/$fn/bootstrap" ] || continue
+    check_bootstrap ".aws-sam/build/$fn/bootstrap"
+    report "$fn" ".aws-sam/build/$fn/bootstrap"
+    total=$((total + 1))
+  done
+}
 
 start=$(date +%s)
-# Plain `sam build`: samconfig.toml gives the template, beta_features, no cache.
-sam build "${functions[@]}"
+if [ "${1:-}" = "--all" ]; then
+  # Plain `sam build`: samconfig.toml gives the template, beta_features, no cache.
+  sam build
+  report_built
+else
+  for fn in "${@:-ApiHealthzFunction}"; do
+    t0=$(date +%s)
+    sam build "$fn"
+    echo "sam build $fn: $(( $(date +%s) - t0 )) s"
+    report_built
+  done
+fi
 end=$(date +%s)
 echo
-echo "sam build ${functions[*]:-(all)}: $((end - start)) s"
-
-built=$(cd .aws-sam/build && ls -d */ | tr -d /)
-total=0
-for fn in $built; do
-  [ -f ".aws-sam/build/$fn/bootstrap" ] || continue
-  check_bootstrap ".aws-sam/build/$fn/bootstrap"
-  report "$fn" ".aws-sam/build/$fn/bootstrap"
-  total=$((total + 1))
-done
+echo "sam build ${*:-ApiHealthzFunction}: $((end - start)) s in all"
 echo "$total bootstrap(s): stripped aarch64 ELF executables"
