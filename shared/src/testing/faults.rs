@@ -403,6 +403,10 @@ impl Sandbox for SlowSandbox {
         self.wait().await;
         self.inner.ensure().await
     }
+    async fn ensure_from(&self, starter: &str) -> Result<SandboxStatus> {
+        self.wait().await;
+        self.inner.ensure_from(starter).await
+    }
     async fn status(&self) -> Result<SandboxStatus> {
         self.wait().await;
         self.inner.status().await
