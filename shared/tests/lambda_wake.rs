@@ -29,6 +29,13 @@ struct Aws {
 /// The API's state as a Lambda has it, over moto's Step Functions.
 async fn aws() -> Option<Aws> {
     let url = apna::testing::services::moto_url()?;
+    // These tests need executions to stay RUNNING until stopped; the ASL
+    // tests (another binary, same moto in tests/run) turn execution on.
+    apna::testing::sfn::configure_moto(
+        &url,
+        serde_json::json!({"stepfunctions": {"execute_state_machine": false}}),
+    )
+    .await;
     let client = apna::testing::sfn::client(&url);
     let mut machines = HashMap::new();
     machines.insert(

@@ -100,6 +100,13 @@ struct Moto {
 
 async fn moto() -> Option<Moto> {
     let url = apna::testing::services::moto_url()?;
+    // These tests need executions to stay RUNNING until stopped; the ASL
+    // tests (another binary, same moto in tests/run) turn execution on.
+    apna::testing::sfn::configure_moto(
+        &url,
+        serde_json::json!({"stepfunctions": {"execute_state_machine": false}}),
+    )
+    .await;
     let client = apna::testing::sfn::client(&url);
     let generation = create_state_machine(&client, "apna-generation", WAIT_AN_HOUR).await;
     let dir = tempfile::tempdir().unwrap();
