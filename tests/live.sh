@@ -19,8 +19,12 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_mock SCRIPT → sets MOCK_URL
+mocks=0
 start_mock() {
-  local log="$out/mock-$(basename "$1" .json).log"
+  # One log per mock: two mocks of one script sharing a log let the second's
+  # start read the first's address before the file was truncated.
+  mocks=$((mocks + 1))
+  local log="$out/mock-$mocks-$(basename "$1" .json).log"
   "$target/debug/mock-anthropic" --script "$1" >"$log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do

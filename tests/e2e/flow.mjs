@@ -117,7 +117,14 @@ export async function mainFlow(browser, baseUrl, errors, { timeouts = { run: 60_
     const appCard = page.locator('.starter-card[data-starter="app"]');
     await appCard.waitFor();
     assert.equal(await appCard.locator('input').isChecked(), true, 'the default starter is chosen');
-    assert.ok(await appCard.locator('img').evaluate((img) => img.complete && img.naturalWidth > 0), 'its preview image loads');
+    // The image is lazy: wait for it to settle rather than catch it mid-load.
+    const loaded = await appCard.locator('img').evaluate((img) => (img.complete
+      ? img.naturalWidth > 0
+      : new Promise((resolve) => {
+        img.addEventListener('load', () => resolve(img.naturalWidth > 0));
+        img.addEventListener('error', () => resolve(false));
+      })));
+    assert.ok(loaded, 'its preview image loads');
     const dashboard = page.locator('.starter-card[data-starter="dashboard"]');
     await dashboard.click();
     assert.equal(await dashboard.locator('input').isChecked(), true);

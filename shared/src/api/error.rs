@@ -113,6 +113,7 @@ where
                 }
             })?;
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        let bytes = integral_floats_as_integers(bytes);
         let Json(value) =
             Json::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state).await?;
         // serde reads a JSON array into a struct field by field (`[null, null]`
@@ -124,6 +125,37 @@ where
         }
         Ok(ApiJson(value))
     }
+}
+
+/// JSON Schema counts `137.0` as an integer and serde does not: such numbers
+/// become integers, so a body the document calls valid is read as valid.
+fn integral_floats_as_integers(bytes: Bytes) -> Bytes {
+    fn fix(v: &mut serde_json::Value) -> bool {
+        use serde_json::Value;
+        match v {
+            Value::Number(n) => match n.as_f64() {
+                // Below 2^53 a float is an exact integer.
+                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    *v = Value::from(f as i64);
+                    true
+                }
+                _ => false,
+            },
+            Value::Array(items) => items.iter_mut().fold(false, |c, x| fix(x) | c),
+            Value::Object(fields) => fields.values_mut().fold(false, |c, x| fix(x) | c),
+            _ => false,
+        }
+    }
+    if !bytes.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        return bytes;
+    }
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return bytes;
+    };
+    if !fix(&mut value) {
+        return bytes;
+    }
+    serde_json::to_vec(&value).map_or(bytes, Bytes::from)
 }
 
 /// `Path` whose rejections use our error shape.
@@ -138,3 +170,30 @@ pub struct ApiQuery<T>(pub T);
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixed(s: &str) -> String {
+        String::from_utf8(integral_floats_as_integers(Bytes::from(s.to_string())).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn integral_floats_become_integers_and_nothing_else_changes() {
+        assert_eq!(fixed(r#"{"version": 137.0}"#), r#"{"version":137}"#);
+        assert_eq!(
+            fixed(r#"{"a": [2e2, {"b": -3.0}]}"#),
+            r#"{"a":[200,{"b":-3}]}"#
+        );
+        for same in [
+            r#"{"v": 1.5}"#,
+            r#"{"s": "1.0"}"#,
+            r#"{"v": 1}"#,
+            "{not json 1.0",
+            r#"{"v": 1e300}"#,
+        ] {
+            assert_eq!(fixed(same), same);
+        }
+    }
+}

@@ -262,7 +262,8 @@ pub async fn create_project(
 /// The seed's name for `POST /api/projects`, kept for its clients.
 #[utoipa::path(post, path = "/api/projects/create", request_body = CreateProject,
     responses((status = 202, body = Created), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+              (status = 401, body = ErrorBody), (status = 403, description = "a cross-site request", body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn create_project_alias(
     state: State<AppState>,
     caller: Caller,

@@ -122,8 +122,8 @@ pub struct DownloadLink {
 /// `application/json` (the browser UI, which cannot read a cross-origin
 /// redirect).
 #[utoipa::path(get, path = "/api/projects/{id}/download", params(("id" = String, Path, description = "Project id")),
-    responses((status = 200, description = "application/zip of the source tree", content_type = "application/zip"),
-              (status = 200, description = "a link to a large archive", body = DownloadLink, content_type = "application/json"),
+    responses((status = 200, description = "the source tree as application/zip, or (asked with Accept: application/json) a link to a large archive",
+               content((Vec<u8> = "application/zip"), (DownloadLink = "application/json"))),
               (status = 303, description = "a large archive: its link in Location"),
               (status = 404, body = ErrorBody)))]
 pub async fn download(
