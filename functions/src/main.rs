@@ -79,6 +79,9 @@ struct SandboxdArgs {
         default_value = "/tmp/apna-sandboxd"
     )]
     state_dir: PathBuf,
+    /// The headless browser for the page check (default: Chromium on PATH).
+    #[arg(long, env = "APNA_CHROMIUM")]
+    chromium: Option<PathBuf>,
 }
 
 async fn sandboxd(args: SandboxdArgs) -> anyhow::Result<()> {
@@ -94,6 +97,7 @@ async fn sandboxd(args: SandboxdArgs) -> anyhow::Result<()> {
         project_id: std::env::var("APNA_PROJECT_ID")
             .ok()
             .filter(|v| !v.is_empty()),
+        chromium: args.chromium,
     };
     apna::sandbox::sandboxd::run(opts, shutdown_signal()).await?;
     Ok(())

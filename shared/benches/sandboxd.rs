@@ -140,6 +140,7 @@ fn start_sandboxd(dir: &std::path::Path, token: &str) -> std::net::SocketAddr {
         state_dir: dir.join("state"),
         token: token.into(),
         project_id: Some("bench".into()),
+        chromium: None,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -173,6 +174,7 @@ fn main() {
             hmr_client_port: None,
             isolation: Some(Isolation::None),
             max_project_mb: 500,
+            browser: Default::default(),
         })
         .unwrap();
         local.set_warm_spare(false).await;
@@ -203,6 +205,7 @@ fn main() {
                 hmr_client_port: None,
                 isolation: None,
                 max_project_mb: 500,
+                browser: Default::default(),
             })
             .unwrap();
             bw.set_warm_spare(false).await;

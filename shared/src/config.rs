@@ -178,6 +178,15 @@ pub struct Config {
     pub allow_unsandboxed: bool,
     /// Disk budget of one project's directory in MiB (`APNA_MAX_PROJECT_MB`, default 500).
     pub max_project_mb: u64,
+    /// The browser the check after Verify starts (`APNA_CHROMIUM`; unset:
+    /// `/usr/bin/chromium` or a Chromium on `PATH`).
+    pub chromium: Option<PathBuf>,
+    /// Whether the app is opened in a headless browser after Verify passes
+    /// (`APNA_SMOKE_CHECK`, default on; `0` turns it off).
+    pub smoke_check: bool,
+    /// Whether a create run ends with the model looking at its own screenshot
+    /// (`APNA_VISUAL_CHECK=1`; off by default: it costs one model call).
+    pub visual_check: bool,
     /// Step Functions state machine ARNs by name (`generation` from
     /// `GENERATION_STATE_MACHINE_ARN`, `hibernation` from
     /// `HIBERNATION_STATE_MACHINE_ARN`, `publish` from
@@ -531,6 +540,9 @@ impl Config {
                 "APNA_MAX_PROMPT_CHARS",
                 20_000,
             )?,
+            chromium: get("APNA_CHROMIUM").map(PathBuf::from),
+            smoke_check: flag(&get("APNA_SMOKE_CHECK"), "APNA_SMOKE_CHECK", true)?,
+            visual_check: flag(&get("APNA_VISUAL_CHECK"), "APNA_VISUAL_CHECK", false)?,
             state_machine_arns: [
                 ("generation", "GENERATION_STATE_MACHINE_ARN"),
                 ("hibernation", "HIBERNATION_STATE_MACHINE_ARN"),
@@ -686,6 +698,21 @@ fn parse_or<T: std::str::FromStr>(v: &Option<String>, var: &'static str, default
             var,
             message: format!("{s:?} is not a valid value"),
         }),
+    }
+}
+
+/// `1`/`true`/`on`/`yes` or `0`/`false`/`off`/`no`.
+fn flag(v: &Option<String>, var: &'static str, default: bool) -> Result<bool> {
+    match v.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(s) => match s.as_str() {
+            "1" | "true" | "on" | "yes" => Ok(true),
+            "0" | "false" | "off" | "no" => Ok(false),
+            _ => Err(Error::Config {
+                var,
+                message: format!("{s:?} is not on or off (use 1 or 0)"),
+            }),
+        },
     }
 }
 

@@ -152,6 +152,10 @@ async fn sandboxes(
                 hmr_client_port: Some(config.port),
                 isolation: Some(isolation),
                 max_project_mb: config.max_project_mb,
+                browser: crate::sandbox::browser::BrowserOptions {
+                    executable: config.chromium.clone(),
+                    no_sandbox: None,
+                },
             })?);
             Ok((local.clone(), Some(local)))
         }

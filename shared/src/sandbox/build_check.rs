@@ -34,6 +34,8 @@ pub enum DiagnosticSource {
     Build,
     /// The running dev server's log.
     DevServer,
+    /// The page in a headless browser (the Smoke task, after Verify).
+    Browser,
 }
 
 /// One problem, located in the project.

@@ -8,6 +8,7 @@
 //! `crate::testing::memory`. Every path crossing this seam is a
 //! [`ProjectPath`], already checked to stay inside the project root.
 
+pub mod browser;
 pub mod build_check;
 #[cfg(feature = "kube")]
 pub mod kube;
@@ -16,6 +17,7 @@ pub mod path;
 pub mod pid1;
 pub mod remote;
 pub mod sandboxd;
+pub mod smoke;
 pub mod source_tar;
 
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use utoipa::ToSchema;
 
 use crate::error::Result;
 pub use path::ProjectPath;
+pub use smoke::{SmokeReport, SmokeRequest};
 
 /// Whether a sandbox's dev server is serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -139,6 +142,15 @@ pub trait Sandbox: Send + Sync {
     async fn export_source(&self) -> Result<SourceTree>;
     /// Replaces the source tree with `tree` (creating the sandbox if needed), for restore and wake.
     async fn import_source(&self, tree: &SourceTree) -> Result<()>;
+    /// Opens the running app in a headless browser where its dev server is
+    /// and reports what went wrong (see [`smoke`]). `Err` means the browser
+    /// itself failed; a backend without one says so in a skipped report.
+    async fn smoke_check(&self, req: &SmokeRequest) -> Result<SmokeReport> {
+        let _ = req;
+        Ok(SmokeReport::skipped(
+            "this sandbox backend cannot open the app in a browser",
+        ))
+    }
 }
 
 /// Gives out sandbox handles for projects of one backend.

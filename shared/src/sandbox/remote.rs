@@ -29,6 +29,7 @@
 //! | `POST /v1/destroy` | — | 204 |
 //! | `GET /v1/source` | — | 200 `application/x-tar` (see [`super::source_tar`]) |
 //! | `PUT /v1/source` | `application/x-tar` (≤ 256 MiB) | 204 |
+//! | `POST /v1/smoke` | JSON [`SmokeRequest`] | 200 JSON [`SmokeReport`] (screenshots base64) |
 //!
 //! A failure is JSON `{ "error": { "code", "message" } }` with the status the
 //! API uses for that [`Error`] variant; `code` is [`Error::code`] and
@@ -63,7 +64,8 @@ use super::local::files::{check_import, MAX_FILE_BYTES};
 use super::source_tar;
 use crate::error::{Error, Result};
 use crate::sandbox::{
-    ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxStatus, SourceTree,
+    ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxStatus, SmokeReport,
+    SmokeRequest, SourceTree,
 };
 
 /// The port sandboxd listens on in a pod.
@@ -462,6 +464,20 @@ impl Sandbox for RemoteSandbox {
         )
         .await?;
         Ok(())
+    }
+
+    async fn smoke_check(&self, req: &SmokeRequest) -> Result<SmokeReport> {
+        let body = serde_json::to_vec(req)?;
+        let out = self
+            .call(
+                Method::POST,
+                "/v1/smoke",
+                Some("application/json"),
+                Bytes::from(body),
+                req.timeout().saturating_add(EXEC_GRACE),
+            )
+            .await?;
+        json(&out, "smoke report")
     }
 }
 

@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::Instrument;
 
+use super::browser::{Browser, BrowserOptions};
 use super::local::files::MAX_FILE_BYTES;
 use super::local::process::Isolation;
 use super::local::supervisor::DevServerOptions;
@@ -40,10 +41,12 @@ use super::local::workspace::{RootKind, Toolchain, Workspace};
 use super::remote::{Deleted, ExecBody, WireError, TOKEN_ENV, TOKEN_HEADER};
 use super::source_tar::{self, MAX_SOURCE_BYTES};
 use crate::error::{Error, Result};
-use crate::sandbox::{ExecRequest, ProjectPath, Sandbox};
+use crate::sandbox::{ExecRequest, ProjectPath, Sandbox, SmokeRequest};
 
 /// Largest exec request body (the command line is in it).
 const MAX_EXEC_BODY: usize = 1024 * 1024;
+/// Longest browser check one request may ask for.
+pub const MAX_SMOKE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Most output one command may keep, whatever the caller asks for.
 pub const MAX_EXEC_OUTPUT: usize = 16 * 1024 * 1024;
 /// Most log lines one request returns.
@@ -71,6 +74,9 @@ pub struct SandboxdOptions {
     pub token: String,
     /// The project, for logs and messages (`APNA_PROJECT_ID`).
     pub project_id: Option<String>,
+    /// The headless browser for the page check (`APNA_CHROMIUM`; unset: the
+    /// image's `chromium-headless-shell` on `PATH`).
+    pub chromium: Option<PathBuf>,
 }
 
 /// Checks the token's presence (the one setting without a default).
@@ -103,7 +109,13 @@ pub async fn open_workspace(opts: &SandboxdOptions) -> Result<Arc<Workspace>> {
             // node_modules is on the image's read-only file system.
             vite_args: vec!["--configLoader".into(), "runner".into()],
         },
-    )?;
+    )?
+    .with_browser(Arc::new(Browser::new(BrowserOptions {
+        executable: opts.chromium.clone(),
+        // The pod is the isolation: its restricted profile allows neither the
+        // user namespaces nor the setuid helper Chromium's own sandbox needs.
+        no_sandbox: Some(true),
+    })));
     let id = opts
         .project_id
         .clone()
@@ -154,6 +166,7 @@ async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = ws.stop().await;
+    ws.toolchain().browser().close().await;
     let killed = ws.kill_commands();
     tracing::info!(killed, "sandboxd stopped");
     served.map_err(Error::Io)
@@ -184,6 +197,7 @@ pub fn router(sandbox: Arc<dyn Sandbox>, token: &str) -> Router {
         .route("/v1/stop", post(stop))
         .route("/v1/destroy", post(destroy))
         .route("/v1/source", get(export_source).put(import_source))
+        .route("/v1/smoke", post(smoke))
         .fallback(|| async { DaemonError(Error::NotFound("no such sandboxd route".into())) })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -365,4 +379,17 @@ async fn import_source(State(d): State<Arc<Daemon>>, body: Body) -> Answer<Statu
         .map_err(|e| Error::Internal(format!("tar task: {e}")))??;
     d.sandbox.import_source(&tree).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn smoke(State(d): State<Arc<Daemon>>, body: Body) -> Answer<Response> {
+    let raw = body_bytes(body, MAX_EXEC_BODY, "smoke request").await?;
+    let mut req: SmokeRequest = serde_json::from_slice(&raw).map_err(Error::from)?;
+    req.timeout_ms = req
+        .timeout_ms
+        .min(u64::try_from(MAX_SMOKE_TIMEOUT.as_millis()).unwrap_or(u64::MAX));
+    if req.viewports.len() > 4 || req.viewports.iter().any(|v| v.width > 4096 || v.height > 4096) {
+        return Err(Error::InvalidInput("at most 4 viewports of at most 4096×4096".into()).into());
+    }
+    let report = d.sandbox.smoke_check(&req).await?;
+    Ok(Json(report).into_response())
 }

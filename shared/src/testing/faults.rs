@@ -16,7 +16,7 @@ use crate::blob::{BlobMeta, BlobStore, ByteStream};
 use crate::error::{Error, Result};
 use crate::sandbox::{
     ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxProvider, SandboxStatus,
-    SourceTree,
+    SmokeReport, SmokeRequest, SourceTree,
 };
 
 /// How the armed call fails.
@@ -285,6 +285,11 @@ impl Sandbox for FaultySandbox {
     async fn export_source(&self) -> Result<SourceTree> {
         self.faults
             .gate("export_source", Error::Sandbox, self.inner.export_source())
+            .await
+    }
+    async fn smoke_check(&self, req: &SmokeRequest) -> Result<SmokeReport> {
+        self.faults
+            .gate("smoke_check", Error::Sandbox, self.inner.smoke_check(req))
             .await
     }
     async fn import_source(&self, tree: &SourceTree) -> Result<()> {

@@ -91,6 +91,10 @@ pub async fn provider_with_budget(
             .is_ok_and(|v| v == "1")
             .then_some(crate::sandbox::local::Isolation::None),
         max_project_mb,
+        browser: crate::sandbox::browser::BrowserOptions {
+            executable: std::env::var_os("APNA_CHROMIUM").map(PathBuf::from),
+            no_sandbox: None,
+        },
     })
     .expect("provider")
 }

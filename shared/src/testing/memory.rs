@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::sandbox::{
     ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxProvider, SandboxState,
-    SandboxStatus, SourceFile, SourceTree,
+    SandboxStatus, SmokeReport, SmokeRequest, SourceFile, SourceTree,
 };
 
 /// What `exec` answers for a command (tests install one to script `npm`/`tsc`).
@@ -32,6 +32,8 @@ struct Inner {
     writes: Vec<String>,
     handler: Option<ExecHandler>,
     starter: Option<String>,
+    smoke: std::collections::VecDeque<std::result::Result<SmokeReport, String>>,
+    smoke_calls: usize,
 }
 
 impl MemorySandbox {
@@ -47,6 +49,8 @@ impl MemorySandbox {
                 writes: Vec::new(),
                 handler: None,
                 starter: None,
+                smoke: Default::default(),
+                smoke_calls: 0,
             })),
         }
     }
@@ -113,6 +117,17 @@ impl MemorySandbox {
     /// The starter `ensure_from` last created the sandbox from, if any.
     pub fn starter(&self) -> Option<String> {
         self.lock().starter.clone()
+    }
+
+    /// Queues the answer of the next `smoke_check` (`Err(text)`: the browser
+    /// failed with `Error::Sandbox(text)`). With none queued it is skipped.
+    pub fn push_smoke(&self, answer: std::result::Result<SmokeReport, String>) {
+        self.lock().smoke.push_back(answer);
+    }
+
+    /// How many times `smoke_check` ran.
+    pub fn smoke_calls(&self) -> usize {
+        self.lock().smoke_calls
     }
 
     /// Forces the reported state (e.g. `Crashed`) for status tests.
@@ -263,6 +278,16 @@ impl Sandbox for MemorySandbox {
             .collect();
         g.state = SandboxState::Ready;
         Ok(())
+    }
+
+    async fn smoke_check(&self, _req: &SmokeRequest) -> Result<SmokeReport> {
+        let mut g = self.lock();
+        g.smoke_calls += 1;
+        match g.smoke.pop_front() {
+            Some(Ok(report)) => Ok(report),
+            Some(Err(text)) => Err(Error::Sandbox(text)),
+            None => Ok(SmokeReport::skipped("the memory sandbox has no browser")),
+        }
     }
 }
 

@@ -44,9 +44,10 @@ use async_trait::async_trait;
 
 use crate::domain::is_valid_id;
 use crate::error::{Error, Result};
+use crate::sandbox::browser::{Browser, BrowserOptions};
 use crate::sandbox::{
     ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxProvider, SandboxState,
-    SandboxStatus, SourceTree,
+    SandboxStatus, SmokeReport, SmokeRequest, SourceTree,
 };
 pub use process::Isolation;
 use supervisor::DevServerOptions;
@@ -66,6 +67,8 @@ pub struct LocalOptions {
     pub isolation: Option<Isolation>,
     /// Disk budget of one project in MiB (`APNA_MAX_PROJECT_MB`).
     pub max_project_mb: u64,
+    /// The browser the page checks after Verify start (one, kept warm).
+    pub browser: BrowserOptions,
 }
 
 struct Inner {
@@ -103,7 +106,8 @@ impl LocalProvider {
             data_dir.clone(),
             isolation,
             DevServerOptions::loopback(opts.hmr_client_port),
-        )?;
+        )?
+        .with_browser(Arc::new(Browser::new(opts.browser)));
         toolchain.set_disk_budget(opts.max_project_mb.saturating_mul(1024 * 1024));
         let orphans = process::kill_orphans(&[std::fs::canonicalize(&projects)?, workspace]);
         if orphans > 0 {
@@ -185,8 +189,14 @@ impl LocalProvider {
         self.inner.toolchain.confinement().cgroups.is_some()
     }
 
-    /// Stops every dev server this process started (for shutdown).
+    /// The browser the page checks use.
+    pub fn browser(&self) -> &Arc<Browser> {
+        self.inner.toolchain.browser()
+    }
+
+    /// Stops every dev server this process started, and the browser (for shutdown).
     pub async fn stop_all(&self) {
+        self.inner.toolchain.browser().close().await;
         let all: Vec<Arc<Workspace>> = self.inner.workspaces().values().cloned().collect();
         for ws in all {
             let _ = ws.stop().await;
@@ -318,6 +328,10 @@ impl Sandbox for LocalSandbox {
 
     async fn import_source(&self, tree: &SourceTree) -> Result<()> {
         self.ws.import_source(tree).await
+    }
+
+    async fn smoke_check(&self, req: &SmokeRequest) -> Result<SmokeReport> {
+        self.ws.smoke_check(req).await
     }
 }
 

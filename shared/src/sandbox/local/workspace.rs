@@ -25,6 +25,8 @@ use super::process::{Confinement, Isolation, ProcessSpec};
 use super::supervisor::{DevServerOptions, Supervisor, ViteSpec};
 use super::template::{self, PreparedTemplate, PreparedTemplates, VITE_DEPS_LINK, VITE_TEMP_DIR};
 use crate::error::{Error, Result};
+use crate::sandbox::browser::{Browser, BrowserOptions, PageCheck};
+use crate::sandbox::smoke::{self, Finding, SmokeReport, SmokeRequest};
 use crate::sandbox::{
     ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxState, SandboxStatus,
     SourceTree,
@@ -42,6 +44,7 @@ pub struct Toolchain {
     isolation: Isolation,
     dev_server: DevServerOptions,
     confinement: Arc<Confinement>,
+    browser: Arc<Browser>,
 }
 
 /// A project's disk budget unless the host sets another (`APNA_MAX_PROJECT_MB`).
@@ -107,7 +110,19 @@ impl Toolchain {
             isolation,
             dev_server,
             confinement,
+            browser: Arc::new(Browser::new(BrowserOptions::default())),
         })
+    }
+
+    /// The same toolchain checking pages with `browser` (one per host).
+    pub fn with_browser(mut self, browser: Arc<Browser>) -> Toolchain {
+        self.browser = browser;
+        self
+    }
+
+    /// The browser the page checks use.
+    pub fn browser(&self) -> &Arc<Browser> {
+        &self.browser
     }
 
     /// Sets the disk budget of each project (bytes); before any workspace uses it.
@@ -437,6 +452,52 @@ impl Workspace {
         }
     }
 
+    /// The browser check of this workspace's running dev server.
+    async fn check_page(&self, req: &SmokeRequest) -> Result<SmokeReport> {
+        let started = std::time::Instant::now();
+        let status = self.status().await?;
+        let addr = match (status.state, status.preview_addr) {
+            (SandboxState::Ready, Some(addr)) => addr,
+            (state, _) => {
+                return Err(Error::NotReady(format!(
+                    "the dev server of project {} is not serving (state {state:?}); the page cannot be checked",
+                    self.id
+                )))
+            }
+        };
+        let url = format!("http://{addr}/");
+        let span = tracing::info_span!("smoke_check", project_id = %self.id);
+        let checked = self
+            .toolchain
+            .browser
+            .check(&url, req)
+            .instrument(span)
+            .await?;
+        let (findings, screenshots) = match checked {
+            PageCheck::Unavailable(note) => return Ok(SmokeReport::skipped(note)),
+            PageCheck::Checked {
+                findings,
+                screenshots,
+            } => (findings, screenshots),
+        };
+        let needs_source = findings
+            .iter()
+            .any(|f| !matches!(f, Finding::Located(_)));
+        let tree = if needs_source {
+            self.in_root(files::export).await?
+        } else {
+            SourceTree::default()
+        };
+        let root = self.root.display().to_string();
+        Ok(SmokeReport {
+            checked: true,
+            diagnostics: smoke::locate(findings, &tree, &root),
+            screenshots,
+            note: None,
+            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
     async fn in_root<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Path) -> Result<T> + Send + 'static,
@@ -723,6 +784,10 @@ impl Sandbox for Workspace {
         let imported = tree.clone();
         self.in_root(move |root| files::import(root, &imported))
             .await
+    }
+
+    async fn smoke_check(&self, req: &SmokeRequest) -> Result<SmokeReport> {
+        self.check_page(req).await
     }
 }
 

@@ -1,0 +1,273 @@
+//! One warm headless Chromium per host, and the page check it runs.
+//!
+//! [`Browser`] finds Chromium (`APNA_CHROMIUM`, `/usr/bin/chromium`, or a
+//! `chromium`/`chromium-headless-shell`/… on `PATH`), starts it on the first
+//! check and keeps it running; every check gets a fresh browser context (no
+//! cookies, storage or cache shared between projects or checks) whose network
+//! reaches only the page's own origin. A browser that crashed is started
+//! again on the next check. A missing browser is not an error: the check is
+//! skipped with a note, logged once.
+//!
+//! The driver (`chromium`, cargo feature `browser`) speaks CDP through
+//! chromiumoxide; without the feature the check is skipped with a note
+//! saying how to turn it on.
+//!
+//! What one check collects while the page loads and settles: uncaught
+//! exceptions and unhandled rejections (stack frames mapped back to the
+//! project's `src/…:line:column` through the dev server's inline source
+//! maps), `console.error` calls, failed requests for the page's own origin,
+//! Vite's error overlay, and a root element with nothing visible in it.
+
+#[cfg(feature = "browser")]
+mod chromium;
+#[cfg(feature = "browser")]
+mod source_map;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::smoke::{Finding, ScreenshotImage, SmokeRequest};
+use crate::error::Result;
+
+/// Names Chromium goes by on `PATH`, most likely first.
+const NAMES: &[&str] = &[
+    "chromium",
+    "chromium-headless-shell",
+    "chromium-browser",
+    "headless_shell",
+    "chrome-headless-shell",
+    "google-chrome",
+    "google-chrome-stable",
+    "chrome",
+];
+
+/// How to start the browser.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrowserOptions {
+    /// `APNA_CHROMIUM`: the executable; `None` searches the usual places.
+    pub executable: Option<PathBuf>,
+    /// Run without Chromium's own sandbox. `None`: only as root, where
+    /// Chromium refuses to start with it. In a pod it is always off: the
+    /// restricted profile allows neither user namespaces nor setuid, and the
+    /// pod is the isolation.
+    pub no_sandbox: Option<bool>,
+}
+
+/// What one check saw.
+#[derive(Debug)]
+pub enum PageCheck {
+    /// The page was looked at.
+    Checked {
+        /// Problems, not yet placed in the project's files.
+        findings: Vec<Finding>,
+        /// One per viewport asked for.
+        screenshots: Vec<ScreenshotImage>,
+    },
+    /// No browser to look with, and why.
+    Unavailable(String),
+}
+
+/// A Chromium started on first use and kept running (see the module doc).
+pub struct Browser {
+    options: BrowserOptions,
+    missing_reported: AtomicBool,
+    #[cfg(feature = "browser")]
+    warm: tokio::sync::Mutex<Option<chromium::Warm>>,
+}
+
+impl std::fmt::Debug for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Browser")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Browser {
+    /// A browser started with `options` on the first check.
+    pub fn new(options: BrowserOptions) -> Browser {
+        Browser {
+            options,
+            missing_reported: AtomicBool::new(false),
+            #[cfg(feature = "browser")]
+            warm: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The executable a check would start, or why there is none.
+    pub fn executable(&self) -> std::result::Result<PathBuf, String> {
+        find_chromium(self.options.executable.as_deref(), std::env::var_os("PATH"))
+    }
+
+    /// Whether this build can drive a browser at all (cargo feature `browser`).
+    pub fn supported() -> bool {
+        cfg!(feature = "browser")
+    }
+
+    /// Opens `url` (the project's dev server) and looks at it as `req` says.
+    /// `Err` is the browser's own failure (it did not start, crashed or hung),
+    /// never the page's: a page that throws or never finishes loading is a
+    /// finding.
+    pub async fn check(&self, url: &str, req: &SmokeRequest) -> Result<PageCheck> {
+        if !Self::supported() {
+            return Ok(self.unavailable(
+                "this build of Apna has no browser check (build it with `--features browser`)"
+                    .into(),
+            ));
+        }
+        let exe = match self.executable() {
+            Ok(exe) => exe,
+            Err(why) => return Ok(self.unavailable(why)),
+        };
+        self.check_with(&exe, url, req).await
+    }
+
+    #[cfg(feature = "browser")]
+    async fn check_with(&self, exe: &Path, url: &str, req: &SmokeRequest) -> Result<PageCheck> {
+        chromium::check(&self.warm, exe, &self.options, url, req).await
+    }
+
+    #[cfg(not(feature = "browser"))]
+    async fn check_with(&self, _exe: &Path, _url: &str, _req: &SmokeRequest) -> Result<PageCheck> {
+        Ok(PageCheck::Unavailable("no browser support in this build".into()))
+    }
+
+    /// Starts the browser now, so the first check does not wait for it.
+    pub async fn warm_up(&self) -> Result<()> {
+        #[cfg(feature = "browser")]
+        if let Ok(exe) = self.executable() {
+            chromium::warm(&self.warm, &exe, &self.options).await?;
+        }
+        Ok(())
+    }
+
+    /// Memory of the running browser (proportional set size of its process
+    /// and every child, in bytes), `None` when none runs.
+    pub async fn memory_bytes(&self) -> Option<u64> {
+        #[cfg(feature = "browser")]
+        {
+            let pid = self.warm.lock().await.as_ref().and_then(chromium::Warm::pid)?;
+            Some(process_tree_pss(pid))
+        }
+        #[cfg(not(feature = "browser"))]
+        None
+    }
+
+    /// Stops the browser (it is started again by the next check).
+    pub async fn close(&self) {
+        #[cfg(feature = "browser")]
+        chromium::close(&self.warm).await;
+    }
+
+    fn unavailable(&self, why: String) -> PageCheck {
+        if !self.missing_reported.swap(true, Ordering::Relaxed) {
+            tracing::warn!(reason = %why, "the browser check after Verify is skipped");
+        }
+        PageCheck::Unavailable(why)
+    }
+}
+
+/// The Chromium to run: `explicit` when given (it must exist), else
+/// `/usr/bin/chromium`, else the first of [`NAMES`] on `path`.
+pub fn find_chromium(
+    explicit: Option<&Path>,
+    path: Option<std::ffi::OsString>,
+) -> std::result::Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(format!(
+                "APNA_CHROMIUM={} is not a file; no browser check",
+                p.display()
+            ))
+        };
+    }
+    let debian = Path::new("/usr/bin/chromium");
+    if debian.is_file() {
+        return Ok(debian.to_path_buf());
+    }
+    let dirs: Vec<PathBuf> = path
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    NAMES
+        .iter()
+        .flat_map(|name| dirs.iter().map(move |d| d.join(name)))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            "no Chromium found (install Debian's `chromium` or set APNA_CHROMIUM); no browser check"
+                .to_string()
+        })
+}
+
+/// The summed proportional set size of `pid` and its descendants (Linux
+/// `/proc`; 0 elsewhere). Chromium's processes share much memory, which PSS
+/// divides between them instead of counting it in each.
+pub fn process_tree_pss(pid: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut parent_of = std::collections::HashMap::new();
+    for e in entries.flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid …`: comm may hold spaces, so split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u32>().ok());
+        if let Some(pp) = ppid {
+            parent_of.insert(p, pp);
+        }
+    }
+    let in_tree = |mut p: u32| {
+        for _ in 0..64 {
+            if p == pid {
+                return true;
+            }
+            match parent_of.get(&p) {
+                Some(&pp) if pp != 0 => p = pp,
+                _ => return false,
+            }
+        }
+        false
+    };
+    parent_of
+        .keys()
+        .copied()
+        .filter(|p| in_tree(*p))
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/smaps_rollup"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_browser_must_exist() {
+        let err = find_chromium(Some(Path::new("/nope/chromium")), None).unwrap_err();
+        assert!(err.contains("APNA_CHROMIUM=/nope/chromium"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("chromium-headless-shell");
+        std::fs::write(&exe, "").unwrap();
+        assert_eq!(find_chromium(Some(&exe), None).unwrap(), exe);
+        if !Path::new("/usr/bin/chromium").exists() {
+            assert_eq!(
+                find_chromium(None, Some(dir.path().as_os_str().to_owned())).unwrap(),
+                exe
+            );
+            assert!(find_chromium(None, Some("/nowhere".into())).is_err());
+        }
+    }
+}
