@@ -583,6 +583,10 @@ pub struct Version {
     pub summary: String,
     /// Files changed against the previous version.
     pub file_diffs: Vec<FileDiff>,
+    /// The app as the browser check after Verify saw it (desktop first);
+    /// empty when the check was skipped or the build never passed.
+    #[serde(default)]
+    pub screenshots: Vec<Screenshot>,
     /// When it was recorded.
     pub created_at: DateTime<Utc>,
 }
@@ -634,6 +638,35 @@ impl Site {
             last_error: None,
             updated_at: now(),
         }
+    }
+}
+
+/// A screenshot of a version's running app, stored by content in the blob
+/// store (`projects/{id}/screenshots/{sha256}.png`) and served by
+/// `GET /api/projects/{id}/screenshots/{sha256}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Screenshot {
+    /// `desktop` (1280×800) or `phone` (390×844).
+    pub viewport: String,
+    /// Width in CSS pixels.
+    pub width: u32,
+    /// Height in CSS pixels.
+    pub height: u32,
+    /// SHA-256 of the PNG, lowercase hex: its name in the blob store.
+    pub sha256: String,
+    /// Size of the PNG in bytes.
+    pub bytes: u64,
+}
+
+impl Screenshot {
+    /// Where the PNG of `sha256` is kept for `project_id`.
+    pub fn blob_key(project_id: &str, sha256: &str) -> String {
+        format!("projects/{project_id}/screenshots/{sha256}.png")
+    }
+
+    /// Whether `s` can name a screenshot (64 lowercase hex digits).
+    pub fn is_valid_sha256(s: &str) -> bool {
+        s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     }
 }
 

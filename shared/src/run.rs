@@ -484,11 +484,20 @@ pub fn describe_event(ev: &RunEvent) -> Option<String> {
                 .get("items")
                 .and_then(|v| v.as_array())
                 .map_or(0, Vec::len);
-            Some(if n == 0 {
-                "✓ build check passed".to_string()
+            let check = if ev.data.get("check").and_then(|v| v.as_str()) == Some("browser") {
+                "browser check"
             } else {
-                format!("✗ build check found {n} problem(s)")
-            })
+                "build check"
+            };
+            Some(
+                if ev.data.get("smoke").and_then(|v| v.as_str()) == Some("skipped") {
+                    format!("– {check} skipped: {}", s("note").trim())
+                } else if n == 0 {
+                    format!("✓ {check} passed")
+                } else {
+                    format!("✗ {check} found {n} problem(s)")
+                },
+            )
         }
         RunEventKind::Done => Some(format!(
             "done: {}",

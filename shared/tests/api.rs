@@ -802,6 +802,22 @@ async fn versions_diff_restore_download_and_wake() {
         .await
         .unwrap();
     end_run(&h, &run).await;
+    // The browser check's screenshot of version 1, as Finalize attaches it.
+    let png = b"\x89PNG\r\n\x1a\n a tiny stand-in".to_vec();
+    let shots = apna::tasks::smoke::store_screenshots(
+        &*blobs,
+        &id,
+        &[apna::sandbox::smoke::ScreenshotImage {
+            viewport: "desktop".into(),
+            width: 1280,
+            height: 800,
+            png: png.clone(),
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(store.set_version_screenshots(&id, 1, &shots).await.unwrap());
+    assert!(!store.set_version_screenshots(&id, 7, &shots).await.unwrap());
     sb.put(
         "src/App.tsx",
         "export default function App() { return <h1>second</h1> }\n",
@@ -818,6 +834,42 @@ async fn versions_diff_restore_download_and_wake() {
         "{}",
         r.text
     );
+    let listed = &r.body["versions"][0]["screenshots"];
+    assert_eq!(listed[0]["viewport"], "desktop", "{}", r.text);
+    assert_eq!(listed[0]["bytes"], png.len());
+    assert_eq!(r.body["versions"][1]["screenshots"], serde_json::json!([]));
+    let sha = listed[0]["sha256"].as_str().unwrap().to_string();
+    let r = h
+        .get(&format!("/api/projects/{id}/screenshots/{sha}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "image/png");
+    assert!(r.headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    assert_eq!(r.bytes.as_ref(), png.as_slice());
+    for (path, status) in [
+        (
+            format!("/api/projects/{id}/screenshots/{}", "0".repeat(64)),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/api/projects/{id}/screenshots/..%2F..%2Fsecret"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/api/projects/{id}/screenshots/{}", sha.to_uppercase()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/api/projects/nope/screenshots/{sha}"),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let r = h.get(&path, None).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+    }
     let r = h
         .get(&format!("/api/projects/{id}/versions/2/diff"), None)
         .await;
@@ -851,6 +903,7 @@ async fn versions_diff_restore_download_and_wake() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     assert_eq!(r.body["version"]["number"], 3);
     assert_eq!(r.body["version"]["summary"], "Restored version 1");
+    assert_eq!(r.body["version"]["screenshots"][0]["sha256"], sha.as_str());
     assert!(sb.file("src/App.tsx").unwrap().contains("first"));
 
     // Not while a run is active.

@@ -139,9 +139,11 @@ struct Trace {
 /// The cause of a failed invoke is engine-specific text (moto's is an HTML
 /// error page); keep only its presence.
 fn mask(mut v: Value) -> Value {
-    if let Some(e) = v.get_mut("error").and_then(Value::as_object_mut) {
-        if e.get("Error") == Some(&json!("Exception")) {
-            e.insert("Cause".into(), json!("(masked)"));
+    for caught in ["error", "smoke_error"] {
+        if let Some(e) = v.get_mut(caught).and_then(Value::as_object_mut) {
+            if e.get("Error") == Some(&json!("Exception")) {
+                e.insert("Cause".into(), json!("(masked)"));
+            }
         }
     }
     if let Some(o) = v.as_object_mut() {
@@ -359,6 +361,13 @@ fn verify(ok: bool, attempt: u32) -> Answer {
     Returns(json!({ "ok": ok, "attempt": attempt, "problems": if ok { 0 } else { 2 } }))
 }
 
+fn smoke(ok: bool, attempt: u32) -> Answer {
+    Returns(json!({
+        "ok": ok, "attempt": attempt, "problems": if ok { 0 } else { 1 },
+        "smoke": if ok { "passed" } else { "failed" }, "note": null, "screenshots": 2,
+    }))
+}
+
 fn scenarios() -> Vec<Scenario> {
     let finalize = |status: &str| Returns(json!({ "version": 1, "status": status }));
     let marked = || Returns(json!({ "status": "failed" }));
@@ -376,6 +385,7 @@ fn scenarios() -> Vec<Scenario> {
                 ("Verify", verify(false, 1)),
                 ("AgentStep", agent(3, true)),
                 ("Verify", verify(true, 2)),
+                ("Smoke", smoke(true, 2)),
                 ("Finalize", finalize("succeeded")),
             ],
             path: vec![
@@ -398,6 +408,8 @@ fn scenarios() -> Vec<Scenario> {
                 "AfterAgentStep",
                 "Verify",
                 "AfterVerify",
+                "Smoke",
+                "AfterSmoke",
                 "Finalize",
                 "Done",
             ],
@@ -476,6 +488,93 @@ fn scenarios() -> Vec<Scenario> {
                 "AfterAgentStep",
                 "Verify",
                 "AfterVerify",
+                "Finalize",
+                "Done",
+            ],
+            status: ExecutionStatus::Succeeded,
+        },
+        Scenario {
+            name: "the browser check finds a runtime error; the fix passes both checks",
+            region: "us-east-2",
+            max_fix_attempts: 4,
+            calls: vec![
+                ("EnsureSandbox", sandbox(true, 0)),
+                ("AgentStep", agent(1, true)),
+                ("Verify", verify(true, 1)),
+                ("Smoke", smoke(false, 1)),
+                ("AgentStep", agent(2, true)),
+                ("Verify", verify(true, 2)),
+                ("Smoke", smoke(true, 2)),
+                ("Finalize", finalize("succeeded")),
+            ],
+            path: vec![
+                "Init",
+                "EnsureSandbox",
+                "IsSandboxReady",
+                "AgentStep",
+                "AfterAgentStep",
+                "Verify",
+                "AfterVerify",
+                "Smoke",
+                "AfterSmoke",
+                "AgentStep",
+                "AfterAgentStep",
+                "Verify",
+                "AfterVerify",
+                "Smoke",
+                "AfterSmoke",
+                "Finalize",
+                "Done",
+            ],
+            status: ExecutionStatus::Succeeded,
+        },
+        Scenario {
+            name: "the browser check cannot run: skipped, the run still finalizes",
+            region: "eu-north-1",
+            max_fix_attempts: 4,
+            calls: vec![
+                ("EnsureSandbox", sandbox(true, 0)),
+                ("AgentStep", agent(1, true)),
+                ("Verify", verify(true, 1)),
+                ("Smoke", CannotInvoke),
+                ("Finalize", finalize("succeeded")),
+            ],
+            path: vec![
+                "Init",
+                "EnsureSandbox",
+                "IsSandboxReady",
+                "AgentStep",
+                "AfterAgentStep",
+                "Verify",
+                "AfterVerify",
+                "Smoke",
+                "SmokeSkipped",
+                "Finalize",
+                "Done",
+            ],
+            status: ExecutionStatus::Succeeded,
+        },
+        Scenario {
+            name: "the browser check still fails when attempts run out: finalize unverified",
+            region: "eu-west-3",
+            max_fix_attempts: 1,
+            calls: vec![
+                ("EnsureSandbox", sandbox(true, 0)),
+                ("AgentStep", agent(1, true)),
+                ("Verify", verify(true, 1)),
+                ("Smoke", smoke(false, 1)),
+                ("Finalize", finalize("failed")),
+            ],
+            path: vec![
+                "Init",
+                "EnsureSandbox",
+                "IsSandboxReady",
+                "AgentStep",
+                "AfterAgentStep",
+                "Verify",
+                "AfterVerify",
+                "Smoke",
+                "AfterSmoke",
                 "Finalize",
                 "Done",
             ],
@@ -571,7 +670,18 @@ async fn generation_machine_runs_the_same_in_moto_and_the_interpreter() {
             with(json!({"attempt": 1, "max_fix_attempts": 4, "step": 3}))
         ]
     );
-    assert_eq!(params(0, "Finalize"), [with(json!({"verified": true}))]);
+    assert_eq!(
+        params(0, "Smoke"),
+        [with(
+            json!({"attempt": 2, "max_fix_attempts": 4, "step": 3})
+        )]
+    );
+    assert_eq!(
+        params(0, "Finalize"),
+        [with(json!({"verified": true, "check": {
+            "ok": true, "attempt": 2, "problems": 0, "smoke": "passed", "note": null, "screenshots": 2
+        }}))]
+    );
     assert_eq!(
         params(1, "MarkFailed"),
         [with(
@@ -589,9 +699,29 @@ async fn generation_machine_runs_the_same_in_moto_and_the_interpreter() {
             "Cause": "the run reached its limit of 40 model calls"
         }}))]
     );
-    assert_eq!(params(3, "Finalize"), [with(json!({"verified": false}))]);
     assert_eq!(
-        params(4, "MarkFailed")[0]["error"]["Error"],
+        params(3, "Finalize"),
+        [with(
+            json!({"verified": false, "check": {"ok": false, "attempt": 2, "problems": 2}})
+        )]
+    );
+    assert_eq!(
+        params(4, "Smoke"),
+        [
+            with(json!({"attempt": 1, "max_fix_attempts": 4, "step": 1})),
+            with(json!({"attempt": 2, "max_fix_attempts": 4, "step": 2}))
+        ]
+    );
+    assert_eq!(
+        params(5, "Finalize"),
+        [with(json!({"verified": true, "check": {
+            "ok": true, "attempt": 1, "problems": 0, "smoke": "skipped",
+            "error": {"Error": "Exception", "Cause": "(masked)"}
+        }}))]
+    );
+    assert_eq!(params(6, "Finalize")[0]["verified"], false);
+    assert_eq!(
+        params(7, "MarkFailed")[0]["error"]["Error"],
         "Apna.SandboxTimeout"
     );
 }

@@ -1,6 +1,6 @@
 //! The repository's `statemachines/*.asl.json` load in the interpreter, and the
-//! generation machine walks its loops (sandbox polling, agent steps, verify and
-//! fix) with scripted step handlers under a paused clock.
+//! generation machine walks its loops (sandbox polling, agent steps, verify,
+//! the browser check and fix) with scripted step handlers under a paused clock.
 
 use std::sync::Arc;
 
@@ -45,6 +45,9 @@ fn scripted() -> Arc<ScriptInvoker> {
                     let attempt = input["attempt"].as_i64().unwrap() + 1;
                     json!({"attempt": attempt, "ok": attempt >= 2})
                 }
+                "${SmokeFunctionArn}" => json!({
+                    "ok": true, "attempt": input["attempt"], "problems": 0, "smoke": "passed"
+                }),
                 "${FinalizeFunctionArn}" => json!({"version": 1, "verified": input["verified"]}),
                 "${MarkFailedFunctionArn}" => json!({"marked": input["error"]}),
                 other => return Err(TaskFailure::new("Test.Unexpected", other.to_string())),
@@ -87,6 +90,8 @@ async fn generation_happy_path_polls_loops_and_finalizes() {
             "AfterAgentStep",
             "Verify",
             "AfterVerify",
+            "Smoke",
+            "AfterSmoke",
             "Finalize",
             "Done"
         ]
@@ -222,4 +227,114 @@ async fn wake_waits_out_a_held_project_then_wakes_it() {
     let (exec, _) = run_paused(WAKE, json!({"project_id": "p-1"}), broken.clone()).await;
     assert_eq!(exec.status, ExecutionStatus::Failed);
     assert_eq!(broken.calls().len(), 1, "a sandbox error is not retried");
+}
+
+/// The browser check finds a problem once: the model gets another step, the
+/// build and the page are checked again, and Finalize sees Smoke's verdict.
+#[tokio::test(start_paused = true)]
+async fn a_failed_browser_check_goes_back_to_the_agent() {
+    let base = scripted();
+    let invoker = ScriptInvoker::new(move |resource, input, _| {
+        let base = base.clone();
+        Box::pin(async move {
+            match resource.as_str() {
+                "${VerifyFunctionArn}" => {
+                    let attempt = input["attempt"].as_i64().unwrap() + 1;
+                    Ok(json!({"attempt": attempt, "ok": true}))
+                }
+                "${SmokeFunctionArn}" => {
+                    let ok = input["attempt"] != 1;
+                    Ok(
+                        json!({"ok": ok, "attempt": input["attempt"], "problems": if ok { 0 } else { 1 },
+                              "smoke": if ok { "passed" } else { "failed" }}),
+                    )
+                }
+                _ => base.invoke(&resource, input).await,
+            }
+        })
+    });
+    let (exec, history) = run_paused(GENERATION, generation_input(), invoker.clone()).await;
+    assert_eq!(exec.status, ExecutionStatus::Succeeded, "{:?}", exec.error);
+    let path = entered(&history);
+    let tail: Vec<&str> = path.iter().skip(9).map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "AgentStep",
+            "AfterAgentStep",
+            "AgentStep",
+            "AfterAgentStep",
+            "Verify",
+            "AfterVerify",
+            "Smoke",
+            "AfterSmoke",
+            "AgentStep",
+            "AfterAgentStep",
+            "AgentStep",
+            "AfterAgentStep",
+            "Verify",
+            "AfterVerify",
+            "Smoke",
+            "AfterSmoke",
+            "Finalize",
+            "Done"
+        ]
+    );
+    let smoke: Vec<Value> = invoker
+        .calls()
+        .iter()
+        .filter(|c| c.resource == "${SmokeFunctionArn}")
+        .map(|c| c.input.clone())
+        .collect();
+    assert_eq!(
+        smoke,
+        [
+            json!({"run_id": "run-1", "project_id": "p-1", "attempt": 1, "max_fix_attempts": 4, "step": 2}),
+            json!({"run_id": "run-1", "project_id": "p-1", "attempt": 2, "max_fix_attempts": 4, "step": 4}),
+        ]
+    );
+    let finalize = invoker
+        .calls()
+        .into_iter()
+        .find(|c| c.resource == "${FinalizeFunctionArn}")
+        .unwrap();
+    assert_eq!(finalize.input["verified"], true);
+    assert_eq!(finalize.input["check"]["smoke"], "passed");
+}
+
+/// A browser that crashes is retried once, then the check is skipped: the
+/// run goes on to Finalize (never MarkFailed), which is told why.
+#[tokio::test(start_paused = true)]
+async fn a_crashing_browser_is_retried_then_skipped() {
+    let base = scripted();
+    let invoker = ScriptInvoker::new(move |resource, input, _| {
+        let base = base.clone();
+        Box::pin(async move {
+            if resource == "${SmokeFunctionArn}" {
+                return Err(TaskFailure::new(
+                    "Apna.Sandbox",
+                    "sandbox: the browser failed during the check: connection closed",
+                ));
+            }
+            base.invoke(&resource, input).await
+        })
+    });
+    let (exec, history) = run_paused(GENERATION, generation_input(), invoker.clone()).await;
+    assert_eq!(exec.status, ExecutionStatus::Succeeded, "{:?}", exec.error);
+    assert_eq!(invoker.count("${SmokeFunctionArn}"), 2, "one retry");
+    assert_eq!(invoker.count("${MarkFailedFunctionArn}"), 0);
+    let path = entered(&history);
+    assert_eq!(
+        path[path.len() - 5..],
+        ["AfterVerify", "Smoke", "SmokeSkipped", "Finalize", "Done"]
+    );
+    let finalize = invoker
+        .calls()
+        .into_iter()
+        .find(|c| c.resource == "${FinalizeFunctionArn}")
+        .unwrap();
+    assert_eq!(finalize.input["verified"], true);
+    assert_eq!(finalize.input["check"]["smoke"], "skipped");
+    assert_eq!(finalize.input["check"]["attempt"], 2);
+    assert_eq!(finalize.input["check"]["error"]["Error"], "Apna.Sandbox");
 }

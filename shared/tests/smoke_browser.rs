@@ -17,17 +17,35 @@ async fn explore() {
     sb.ensure().await.unwrap();
     wait_ready(&sb, Duration::from_secs(60)).await.unwrap();
     let app = std::env::var("APP").unwrap_or_else(|_| "export default function App() {\n  const items: string[] | undefined = undefined\n  return <ul>{items!.map((i) => <li>{i}</li>)}</ul>\n}\n".into());
-    sb.write_file(&ProjectPath::parse("src/App.tsx").unwrap(), app.as_bytes()).await.unwrap();
+    sb.write_file(&ProjectPath::parse("src/App.tsx").unwrap(), app.as_bytes())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     for _ in 0..3 {
         let t = std::time::Instant::now();
         let r = sb.smoke_check(&SmokeRequest::default()).await;
         match r {
             Ok(r) => {
-                println!("elapsed {:?} {} ms checked={} note={:?}", t.elapsed(), r.elapsed_ms, r.checked, r.note);
-                for d in &r.diagnostics { println!("  {}:{}:{} {}", d.file, d.line, d.column, d.message); }
-                for s in &r.screenshots { println!("  shot {} {}x{} {} bytes", s.viewport, s.width, s.height, s.png.len());
-                    std::fs::write(format!("/tmp/smoke-{}.png", s.viewport), &s.png).unwrap(); }
+                println!(
+                    "elapsed {:?} {} ms checked={} note={:?}",
+                    t.elapsed(),
+                    r.elapsed_ms,
+                    r.checked,
+                    r.note
+                );
+                for d in &r.diagnostics {
+                    println!("  {}:{}:{} {}", d.file, d.line, d.column, d.message);
+                }
+                for s in &r.screenshots {
+                    println!(
+                        "  shot {} {}x{} {} bytes",
+                        s.viewport,
+                        s.width,
+                        s.height,
+                        s.png.len()
+                    );
+                    std::fs::write(format!("/tmp/smoke-{}.png", s.viewport), &s.png).unwrap();
+                }
             }
             Err(e) => println!("error {e}"),
         }

@@ -247,6 +247,11 @@ fn unguarded_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>
             "/preview-wake/{id}",
             post(wake::preview_wake),
         ),
+        (
+            "api-get-screenshot",
+            "/api/projects/{id}/screenshots/{sha256}",
+            get(versions::screenshot),
+        ),
     ]
 }
 

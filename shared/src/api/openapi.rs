@@ -46,6 +46,7 @@ use crate::domain;
         previews::preview_access,
         previews::share,
         wake::preview_wake,
+        versions::screenshot,
     ),
     components(schemas(
         error::ErrorBody,
@@ -95,6 +96,7 @@ use crate::domain;
         domain::FileDiff,
         domain::FileAction,
         domain::Version,
+        domain::Screenshot,
     ))
 )]
 pub struct ApiDoc;

@@ -12,7 +12,7 @@ use super::auth::Caller;
 use super::error::{ApiPath, ApiResult, ErrorBody};
 use super::projects::owned_project;
 use crate::app::AppState;
-use crate::domain::{FileDiff, Version};
+use crate::domain::{FileDiff, Screenshot, Version};
 use crate::error::Error;
 
 /// A project's versions.
@@ -90,6 +90,42 @@ pub async fn restore_version(
         crate::snapshot::restore_version(&*state.store, &*state.blobs, &*sandbox, &id, n).await?;
     state.store.touch_project(&id, crate::domain::now()).await?;
     Ok((StatusCode::ACCEPTED, Json(Restored { version })))
+}
+
+/// A version's screenshot as PNG (named by its SHA-256, so it never changes).
+#[utoipa::path(get, path = "/api/projects/{id}/screenshots/{sha256}",
+    params(("id" = String, Path, description = "Project id"), ("sha256" = String, Path, description = "The screenshot's SHA-256, as a version lists it")),
+    responses((status = 200, description = "The PNG", content_type = "image/png"),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn screenshot(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, sha256)): ApiPath<(String, String)>,
+) -> ApiResult<Response> {
+    owned_project(&state, &caller, &id).await?;
+    if !Screenshot::is_valid_sha256(&sha256) {
+        return Err(Error::InvalidInput(format!(
+            "{sha256:?} is not a screenshot name (64 lowercase hex digits)"
+        ))
+        .into());
+    }
+    let key = Screenshot::blob_key(&id, &sha256);
+    if state.blobs.head(&key).await?.is_none() {
+        return Err(Error::NotFound("no such screenshot".into()).into());
+    }
+    let png = state.blobs.get(&key).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            // Content-addressed: the same name is always the same picture.
+            (
+                header::CACHE_CONTROL,
+                "private, max-age=31536000, immutable",
+            ),
+        ],
+        png,
+    )
+        .into_response())
 }
 
 /// Largest archive sent in the answer itself. A Lambda answers at most 6 MB,

@@ -387,7 +387,12 @@ async fn smoke(State(d): State<Arc<Daemon>>, body: Body) -> Answer<Response> {
     req.timeout_ms = req
         .timeout_ms
         .min(u64::try_from(MAX_SMOKE_TIMEOUT.as_millis()).unwrap_or(u64::MAX));
-    if req.viewports.len() > 4 || req.viewports.iter().any(|v| v.width > 4096 || v.height > 4096) {
+    if req.viewports.len() > 4
+        || req
+            .viewports
+            .iter()
+            .any(|v| v.width > 4096 || v.height > 4096)
+    {
         return Err(Error::InvalidInput("at most 4 viewports of at most 4096×4096".into()).into());
     }
     let report = d.sandbox.smoke_check(&req).await?;

@@ -217,7 +217,9 @@ fn relative(path: &str, root: &str) -> String {
         Some(rest) if !root.is_empty() => rest,
         _ => p,
     };
-    p.trim_start_matches("./").trim_start_matches('/').to_string()
+    p.trim_start_matches("./")
+        .trim_start_matches('/')
+        .to_string()
 }
 
 /// Text files worth searching: the app's source and its HTML entry.

@@ -173,7 +173,7 @@ pub async fn restore_version(
             }
             let tree = load_tree(blobs, &target.snapshot_key).await?;
             super::wake::import_with_dependencies(sandbox, &tree).await?;
-            record_version(
+            let mut restored = record_version(
                 store,
                 blobs,
                 sandbox,
@@ -181,7 +181,15 @@ pub async fn restore_version(
                 None,
                 &format!("Restored version {number}"),
             )
-            .await
+            .await?;
+            // The same files: the same app, so the same screenshots.
+            if !target.screenshots.is_empty() {
+                store
+                    .set_version_screenshots(project_id, restored.number, &target.screenshots)
+                    .await?;
+                restored.screenshots = target.screenshots.clone();
+            }
+            Ok(restored)
         }
         .await;
         lock.release(store).await;

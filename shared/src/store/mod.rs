@@ -164,6 +164,13 @@ pub trait Store: ExecutionLog + Send + Sync {
         summary: &str,
         file_diffs: &[crate::domain::FileDiff],
     ) -> Result<Version>;
+    /// Sets a version's screenshots (replacing any); `false` when there is no such version.
+    async fn set_version_screenshots(
+        &self,
+        project_id: &str,
+        number: i64,
+        screenshots: &[crate::domain::Screenshot],
+    ) -> Result<bool>;
     /// A project's versions, oldest first.
     async fn list_versions(&self, project_id: &str) -> Result<Vec<Version>>;
     /// One version.

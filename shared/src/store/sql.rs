@@ -24,8 +24,8 @@ use sqlx::{PgPool, Row, SqlitePool};
 use super::{ExecutionLog, Store};
 use crate::domain::{
     from_millis, now, Execution, ExecutionStatus, FileDiff, HistoryEvent, Message, NewMessage,
-    Page, Project, ProjectStatus, Role, Run, RunEvent, RunEventKind, RunStatus, Site, Usage, User,
-    Version,
+    Page, Project, ProjectStatus, Role, Run, RunEvent, RunEventKind, RunStatus, Screenshot, Site,
+    Usage, User, Version,
 };
 use crate::error::{Error, Result};
 
@@ -348,6 +348,7 @@ macro_rules! sql_store {
                     snapshot_key: r.try_get("snapshot_key")?,
                     summary: r.try_get("summary")?,
                     file_diffs: from_json(&r.try_get::<String, _>("file_diffs")?)?,
+                    screenshots: from_json(&r.try_get::<String, _>("screenshots")?)?,
                     created_at: from_millis(r.try_get("created_at")?),
                 })
             }
@@ -914,6 +915,23 @@ macro_rules! sql_store {
                 })
                 .await?;
                 Self::version(&row)
+            }
+
+            async fn set_version_screenshots(
+                &self,
+                project_id: &str,
+                number: i64,
+                screenshots: &[Screenshot],
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE versions SET screenshots = $1 WHERE project_id = $2 AND number = $3",
+                )
+                .bind(to_json(&screenshots)?)
+                .bind(project_id)
+                .bind(number)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn list_versions(&self, project_id: &str) -> Result<Vec<Version>> {

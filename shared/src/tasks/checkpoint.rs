@@ -11,6 +11,9 @@ use crate::store::Store;
 pub enum TaskKey {
     /// `verify:{attempt}` — Verify's answer for one attempt.
     Verify(u32),
+    /// `smoke:{attempt}` — Smoke's answer after the build check `attempt`
+    /// (Verify's count, 1-based) passed, with its screenshots.
+    Smoke(u32),
     /// `fix:{step}` — the diagnostics text step `step` starts from.
     Fix(u32),
     /// `finalize:version` — the version number Finalize recorded.
@@ -21,6 +24,7 @@ impl std::fmt::Display for TaskKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TaskKey::Verify(n) => write!(f, "verify:{n}"),
+            TaskKey::Smoke(n) => write!(f, "smoke:{n}"),
             TaskKey::Fix(n) => write!(f, "fix:{n}"),
             TaskKey::FinalizeVersion => f.write_str("finalize:version"),
         }
@@ -49,6 +53,7 @@ mod tests {
     fn keys_keep_their_stored_names() {
         assert_eq!(TaskKey::Verify(0).to_string(), "verify:0");
         assert_eq!(TaskKey::Fix(4).to_string(), "fix:4");
+        assert_eq!(TaskKey::Smoke(2).to_string(), "smoke:2");
         assert_eq!(TaskKey::FinalizeVersion.to_string(), "finalize:version");
     }
 }

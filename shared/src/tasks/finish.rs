@@ -8,6 +8,7 @@ use tracing::Instrument;
 use super::checkpoint::TaskKey;
 use super::parse;
 use super::revive::live_sandbox;
+use super::smoke::screenshots_of;
 use crate::app::Backends;
 use crate::domain::{ContentBlock, Page, Role};
 use crate::error::Result;
@@ -18,6 +19,24 @@ struct FinalizeInput {
     run_id: String,
     project_id: String,
     verified: bool,
+    /// The last check's verdict (`$.verify`: Verify's or Smoke's answer).
+    #[serde(default)]
+    check: Option<CheckState>,
+}
+
+/// What Finalize reads of the last check.
+#[derive(Debug, Deserialize)]
+struct CheckState {
+    attempt: u32,
+    /// `passed`, `failed`, `skipped`; absent when the last check was Verify's.
+    #[serde(default)]
+    smoke: Option<String>,
+    /// Why the browser check was skipped, when it was.
+    #[serde(default)]
+    note: Option<String>,
+    /// The error the state machine caught when Smoke itself failed.
+    #[serde(default)]
+    error: Option<Value>,
 }
 
 /// The model's closing text in this run: its last assistant text.
@@ -81,6 +100,18 @@ pub(super) async fn finalize(input: Value, state: &Backends) -> Result<Value> {
                     &summary,
                 )
                 .await?;
+                if let Some(check) = &i.check {
+                    let shots = screenshots_of(state, &i.run_id, check.attempt).await?;
+                    if !shots.is_empty() {
+                        state
+                            .store
+                            .set_version_screenshots(&i.project_id, v.number, &shots)
+                            .await?;
+                    }
+                    if check.smoke.as_deref() == Some("skipped") {
+                        skipped_note(state, &i.run_id, check).await?;
+                    }
+                }
                 TaskKey::FinalizeVersion
                     .put(&*state.store, &i.run_id, &json!(v.number))
                     .await?
@@ -100,6 +131,23 @@ pub(super) async fn finalize(input: Value, state: &Backends) -> Result<Value> {
         Ok(json!({ "version": version, "status": run.status }))
     }
     .instrument(span)
+    .await
+}
+
+/// Tells the run's watchers the browser check did not run, and why.
+async fn skipped_note(state: &Backends, run_id: &str, check: &CheckState) -> Result<()> {
+    let why = check
+        .error
+        .as_ref()
+        .map(reason)
+        .or_else(|| check.note.clone())
+        .unwrap_or_else(|| "no reason given".into());
+    report_phase(
+        &*state.store,
+        run_id,
+        "finalize",
+        &format!("The browser check was skipped ({why}); saving a version"),
+    )
     .await
 }
 

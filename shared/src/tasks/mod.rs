@@ -10,6 +10,8 @@
 //! * [`sandbox`]: EnsureSandbox, SandboxStatus.
 //! * [`agent`]: AgentStep (one model call and its tools, text streamed as events).
 //! * [`verify`]: Verify (the build check; its findings feed the next step).
+//! * [`smoke`]: Smoke (the app in a headless browser after Verify passes; its
+//!   findings feed the next step too, and its screenshots go with the version).
 //! * [`finish`]: Finalize (a version, then the run's end) and MarkFailed.
 //! * [`sweep`]: ListIdleProjects, HibernateProject, PurgeDeleted.
 //! * [`publish`]: BuildSite, ActivateSite, PublishFailed.
@@ -22,6 +24,7 @@ mod finish;
 mod publish;
 pub mod revive;
 mod sandbox;
+pub mod smoke;
 mod sweep;
 mod verify;
 mod wake;
@@ -40,6 +43,7 @@ pub const TASKS: &[&str] = &[
     "SandboxStatus",
     "AgentStep",
     "Verify",
+    "Smoke",
     "Finalize",
     "MarkFailed",
     "ListIdleProjects",
@@ -69,6 +73,7 @@ pub async fn run_task(name: &str, input: Value, state: &Backends) -> Result<Valu
         "SandboxStatus" => sandbox::sandbox_status(input, state).await,
         "AgentStep" => agent::agent_step(input, state).await,
         "Verify" => verify::verify(input, state).await,
+        "Smoke" => smoke::smoke(input, state).await,
         "Finalize" => finish::finalize(input, state).await,
         "MarkFailed" => finish::mark_failed(input, state).await,
         "ListIdleProjects" => sweep::list_idle_projects(input, state).await,

@@ -59,6 +59,8 @@ pub struct Reply {
     pub body: Value,
     /// The body as text.
     pub text: String,
+    /// The body as it came.
+    pub bytes: bytes::Bytes,
 }
 
 impl Harness {
@@ -114,6 +116,7 @@ impl Harness {
             headers,
             body,
             text,
+            bytes,
         }
     }
 

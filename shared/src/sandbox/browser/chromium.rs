@@ -295,7 +295,13 @@ async fn listen(page: &Page, seen: &Arc<Mutex<Seen>>) -> Result<Vec<JoinHandle<(
             let described = d
                 .exception
                 .as_ref()
-                .map(|o| object_text(o).lines().next().unwrap_or_default().to_string())
+                .map(|o| {
+                    object_text(o)
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                })
                 .filter(|t| !t.is_empty());
             let text = match described {
                 Some(first) => format!("{} {first}", d.text.trim()),
@@ -472,7 +478,9 @@ async fn screenshot(page: &Page, v: &Viewport) -> Result<ScreenshotImage> {
 /// Waits for two animation frames, so a resize or a late render is painted.
 async fn next_paint(page: &Page) -> Result<()> {
     let wait = EvaluateParams::builder()
-        .expression("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
+        .expression(
+            "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
+        )
         .await_promise(true)
         .return_by_value(true)
         .build()
@@ -552,11 +560,8 @@ async fn check_page(browser: &Cdp, url: &str, req: &SmokeRequest) -> Result<Page
         .map_err(|e| browser_error("could not open a page", e))?;
     let result = look(&page, url, &origin, req).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), page.close()).await;
-    let _ = tokio::time::timeout(
-        Duration::from_secs(2),
-        browser.dispose_browser_context(ctx),
-    )
-    .await;
+    let _ =
+        tokio::time::timeout(Duration::from_secs(2), browser.dispose_browser_context(ctx)).await;
     result
 }
 
@@ -665,7 +670,10 @@ async fn findings_of(seen: &Arc<Mutex<Seen>>, state: PageState, origin: &str) ->
     let mut failed = failed;
     for src in &state.broken_images {
         let bare = src.split(['?', '#']).next().unwrap_or(src);
-        if !failed.iter().any(|(u, _)| u.split(['?', '#']).next() == Some(bare)) {
+        if !failed
+            .iter()
+            .any(|(u, _)| u.split(['?', '#']).next() == Some(bare))
+        {
             failed.push((src.clone(), "the image did not load".to_string()));
         }
     }
@@ -735,7 +743,13 @@ mod tests {
             console_text(&[s("%s failed: %s%%"), s("load"), s("boom"), s("extra")]),
             "load failed: boom% extra"
         );
-        assert_eq!(split_file("/p/src/App.tsx:3:9"), ("/p/src/App.tsx".into(), 3, 9));
-        assert_eq!(split_file("/p/src/App.tsx"), ("/p/src/App.tsx".into(), 0, 0));
+        assert_eq!(
+            split_file("/p/src/App.tsx:3:9"),
+            ("/p/src/App.tsx".into(), 3, 9)
+        );
+        assert_eq!(
+            split_file("/p/src/App.tsx"),
+            ("/p/src/App.tsx".into(), 0, 0)
+        );
     }
 }

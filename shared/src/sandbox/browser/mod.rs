@@ -129,7 +129,9 @@ impl Browser {
 
     #[cfg(not(feature = "browser"))]
     async fn check_with(&self, _exe: &Path, _url: &str, _req: &SmokeRequest) -> Result<PageCheck> {
-        Ok(PageCheck::Unavailable("no browser support in this build".into()))
+        Ok(PageCheck::Unavailable(
+            "no browser support in this build".into(),
+        ))
     }
 
     /// Starts the browser now, so the first check does not wait for it.
@@ -146,7 +148,12 @@ impl Browser {
     pub async fn memory_bytes(&self) -> Option<u64> {
         #[cfg(feature = "browser")]
         {
-            let pid = self.warm.lock().await.as_ref().and_then(chromium::Warm::pid)?;
+            let pid = self
+                .warm
+                .lock()
+                .await
+                .as_ref()
+                .and_then(chromium::Warm::pid)?;
             Some(process_tree_pss(pid))
         }
         #[cfg(not(feature = "browser"))]

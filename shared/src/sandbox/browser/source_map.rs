@@ -163,7 +163,8 @@ mod tests {
     fn only_the_apps_own_modules_count() {
         let maps = SourceMaps::new("http://127.0.0.1:5173/");
         assert_eq!(
-            maps.app_path("http://127.0.0.1:5173/src/App.tsx?t=17").as_deref(),
+            maps.app_path("http://127.0.0.1:5173/src/App.tsx?t=17")
+                .as_deref(),
             Some("src/App.tsx")
         );
         for other in [

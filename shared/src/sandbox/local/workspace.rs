@@ -480,9 +480,7 @@ impl Workspace {
                 screenshots,
             } => (findings, screenshots),
         };
-        let needs_source = findings
-            .iter()
-            .any(|f| !matches!(f, Finding::Located(_)));
+        let needs_source = findings.iter().any(|f| !matches!(f, Finding::Located(_)));
         let tree = if needs_source {
             self.in_root(files::export).await?
         } else {

@@ -386,6 +386,10 @@ pub(super) fn version_from(item: &Item) -> Result<Version> {
         snapshot_key: item.get_s("snapshot_key")?.to_string(),
         summary: item.get_s("summary")?.to_string(),
         file_diffs: item.get_json("file_diffs")?,
+        screenshots: match item.opt_s("screenshots") {
+            Some(_) => item.get_json("screenshots")?,
+            None => Vec::new(),
+        },
         created_at: item.get_time("created_at")?,
     })
 }

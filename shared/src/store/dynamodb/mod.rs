@@ -108,7 +108,7 @@ use super::{ExecutionLog, Store};
 use crate::blob::BlobStore;
 use crate::domain::{
     now, Execution, ExecutionStatus, FileDiff, HistoryEvent, Message, NewMessage, Page, Project,
-    ProjectStatus, Run, RunEvent, RunEventKind, Site, User, Version,
+    ProjectStatus, Run, RunEvent, RunEventKind, Screenshot, Site, User, Version,
 };
 use crate::error::{Error, Result};
 
@@ -1228,8 +1228,29 @@ impl Store for DynamoStore {
             snapshot_key: snapshot_key.to_string(),
             summary: summary.to_string(),
             file_diffs: file_diffs.to_vec(),
+            screenshots: Vec::new(),
             created_at: t,
         })
+    }
+
+    async fn set_version_screenshots(
+        &self,
+        project_id: &str,
+        number: i64,
+        screenshots: &[Screenshot],
+    ) -> Result<bool> {
+        if !(1..=MAX_NUMBER).contains(&number) {
+            return Ok(false);
+        }
+        let mut e = Expr::default();
+        e.set("screenshots", json(&screenshots)?);
+        self.update_if(
+            &project_pk(project_id),
+            &numbered(VERSION, number),
+            e,
+            "attribute_exists(#pk)",
+        )
+        .await
     }
 
     async fn list_versions(&self, project_id: &str) -> Result<Vec<Version>> {

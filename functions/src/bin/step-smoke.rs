@@ -1,0 +1,6 @@
+//! Lambda for the Step Functions task `Smoke` (statemachines/*.asl.json).
+
+#[tokio::main]
+async fn main() -> Result<(), apna::lambda::BoxError> {
+    apna::lambda::run_task("Smoke").await
+}
