@@ -460,6 +460,8 @@ async fn crash_while_the_model_answers_step_two() {
             "AfterAgentStep",
             "Verify",
             "AfterVerify",
+            "Smoke",
+            "AfterSmoke",
             "Finalize",
             "Done"
         ]
@@ -496,6 +498,8 @@ async fn crash_while_a_tool_runs_after_an_edit_in_the_same_step() {
             "AfterAgentStep",
             "Verify",
             "AfterVerify",
+            "Smoke",
+            "AfterSmoke",
             "Finalize",
             "Done"
         ]
@@ -518,7 +522,14 @@ async fn crash_while_verify_builds() {
     assert_eq!(out.request_sizes, [1, 3], "run {}", out.run_id);
     assert_eq!(
         out.entered_after_resume,
-        ["Verify", "AfterVerify", "Finalize", "Done"]
+        [
+            "Verify",
+            "AfterVerify",
+            "Smoke",
+            "AfterSmoke",
+            "Finalize",
+            "Done"
+        ]
     );
     assert_eq!(out.assistant_texts.len(), 2);
 }

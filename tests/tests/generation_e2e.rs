@@ -210,6 +210,8 @@ async fn prompt_to_ready(store_vars: &[(&str, &str)]) {
             "AfterAgentStep",
             "Verify",
             "AfterVerify",
+            "Smoke",
+            "AfterSmoke",
             "Finalize",
             "Done"
         ],

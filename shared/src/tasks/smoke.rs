@@ -21,8 +21,12 @@ use crate::blob::BlobStore;
 use crate::domain::{RunEventKind, Screenshot};
 use crate::error::Result;
 use crate::run::report_phase;
+use crate::sandbox::local::wait_ready;
 use crate::sandbox::smoke::ScreenshotImage;
-use crate::sandbox::SmokeRequest;
+use crate::sandbox::{SandboxState, SmokeRequest};
+
+/// How long a stopped dev server may take to serve again.
+const DEV_SERVER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, Deserialize)]
 struct SmokeInput {
@@ -79,6 +83,12 @@ pub(super) async fn smoke(input: Value, state: &Backends) -> Result<Value> {
             )
             .await?;
             let sandbox = live_sandbox(state, &i.project_id, &i.run_id, None).await?;
+            // Verify needs files only; the page needs its dev server, which a
+            // restarted `apna serve` (or a rescheduled pod) has not started.
+            if sandbox.status().await?.state != SandboxState::Ready {
+                sandbox.ensure().await?;
+                wait_ready(&*sandbox, DEV_SERVER_WAIT).await?;
+            }
             sandbox.smoke_check(&SmokeRequest::default()).await?
         } else {
             crate::sandbox::SmokeReport::skipped("the browser check is turned off (APNA_SMOKE_CHECK=0)")
