@@ -92,6 +92,30 @@ export async function request(method, path, body, { signal } = {}) {
 
 const enc = encodeURIComponent;
 
+const screenshotUrls = new Map();
+
+/**
+ * An object URL for a version's screenshot (PNG). Fetched with the bearer
+ * token, so it works where an <img src> to the API could not authenticate;
+ * cached for the page's life (a screenshot's name is its content hash).
+ */
+export function screenshotUrl(projectId, sha256) {
+  const key = `${projectId}/${sha256}`;
+  if (!screenshotUrls.has(key)) {
+    const p = fetch(apiUrl(`/api/projects/${enc(projectId)}/screenshots/${enc(sha256)}`), { headers: headers({ Accept: 'image/png' }) })
+      .then(async (res) => {
+        if (!res.ok) throw await errorFrom(res);
+        return URL.createObjectURL(await res.blob());
+      })
+      .catch((e) => {
+        screenshotUrls.delete(key);
+        throw e;
+      });
+    screenshotUrls.set(key, p);
+  }
+  return screenshotUrls.get(key);
+}
+
 /** The typed endpoints the UI uses. */
 export const api = {
   config: () => request('GET', '/api/config'),

@@ -2,7 +2,7 @@
 // with a code viewer, and versions with diffs and restore. On wide screens the
 // chat sits beside a tabbed workspace; on narrow ones every pane is a tab.
 
-import { api, followRun, getToken, downloadWithToken } from './api.js';
+import { api, followRun, getToken, downloadWithToken, screenshotUrl } from './api.js';
 import { h, mount, toast, showError, relativeTime, compactNumber, formatCost, totalTokens, badge, renderMarkdown } from './dom.js';
 import { renderCode, renderDiff } from './highlight.js';
 
@@ -391,12 +391,31 @@ export function projectView(el, id, { onUnauthorized }) {
     );
   }
 
+  // A version's screenshot as a small picture that opens the full one. The
+  // image loads after the element is placed (it needs the bearer token).
+  // `link: false` inside a button (a link may not nest there).
+  function shot(v, viewport = 'desktop', cls = 'shot-thumb', { link = true } = {}) {
+    const all = (v && v.screenshots) || [];
+    const pick = all.find((x) => x.viewport === viewport);
+    if (!pick) return null;
+    const img = h('img', { class: cls, alt: `Screenshot of version ${v.number} (${pick.viewport}, ${pick.width}×${pick.height})`, width: pick.width, height: pick.height, dataset: { sha256: pick.sha256 } });
+    const outer = link ? h('a', { class: 'shot-link', target: '_blank', rel: 'noopener', title: `Open the ${pick.viewport} screenshot of v${v.number}` }, img) : img;
+    screenshotUrl(id, pick.sha256)
+      .then((url) => {
+        img.src = url;
+        if (link) outer.href = url;
+      })
+      .catch(() => outer.remove());
+    return outer;
+  }
+
   function runEnd(status, { summary, error, version, usage, cost } = {}) {
     const icon = status === 'succeeded' ? '✓' : status === 'cancelled' ? '■' : '✕';
+    const number = version && typeof version === 'object' ? version.number : version;
     let text =
       status === 'succeeded'
-        ? version
-          ? `Saved as version ${version}`
+        ? number
+          ? `Saved as version ${number}`
           : 'Done'
         : status === 'cancelled'
           ? 'Stopped'
@@ -411,6 +430,7 @@ export function projectView(el, id, { onUnauthorized }) {
       h('span', { class: 'run-end-label' }, text),
       meta.length ? h('span', { class: 'muted' }, ` · ${meta.join(' · ')}`) : null,
       summary && status !== 'succeeded' ? h('p', { class: 'run-summary' }, summary) : null,
+      version && typeof version === 'object' ? shot(version) : null,
     );
   }
 
@@ -686,9 +706,11 @@ export function projectView(el, id, { onUnauthorized }) {
       if (!s.disposed) {
         s.runs = new Map((r.runs || []).map((x) => [x.id, x]));
         s.versionByRun = versionsByRun(v.versions || []);
-        const n = l && s.versionByRun.get(l.runId);
+        const v = l && s.versionByRun.get(l.runId);
         const label = l && l.end && l.end.querySelector('.run-end-label');
-        if (n && label && l.status === 'succeeded') label.textContent = `Saved as version ${n}`;
+        if (v && label && l.status === 'succeeded') label.textContent = `Saved as version ${v.number}`;
+        const thumb = v && l.end && !l.end.querySelector('.shot-link') ? shot(v) : null;
+        if (thumb) l.end.append(thumb);
       }
     } catch (e) {
       fail('Could not refresh runs')(e);
@@ -818,6 +840,7 @@ export function projectView(el, id, { onUnauthorized }) {
       if (s.disposed) return;
       const versions = res.versions || [];
       s.versionByRun = versionsByRun(versions);
+      s.versions = versions;
       renderVersions(versions);
     } catch (e) {
       s.versionsLoaded = false;
@@ -842,6 +865,7 @@ export function projectView(el, id, { onUnauthorized }) {
                 'button',
                 { class: 'version-main', type: 'button', 'aria-label': `Show changes in version ${v.number}`, onclick: () => showDiff(v.number) },
                 h('span', { class: 'version-num' }, `v${v.number}`),
+                shot(v, 'desktop', 'version-thumb', { link: false }),
                 h('span', { class: 'version-summary' }, v.summary || 'No summary'),
                 h(
                   'span',
@@ -878,7 +902,11 @@ export function projectView(el, id, { onUnauthorized }) {
     try {
       const d = await api.versionDiff(id, n);
       if (s.disposed || s.selectedVersion !== n) return;
-      mount(diffView, h('div', { class: 'viewer-head' }, h('span', {}, `Changes in v${n}`)), renderDiff(d.diff || ''));
+      const v = (s.versions || []).find((x) => x.number === n);
+      const shots = v && (v.screenshots || []).length
+        ? h('div', { class: 'version-shots', 'aria-label': `Screenshots of v${n}` }, shot(v, 'desktop', 'version-shot'), shot(v, 'phone', 'version-shot version-shot-phone'))
+        : null;
+      mount(diffView, h('div', { class: 'viewer-head' }, h('span', {}, `Changes in v${n}`)), shots, renderDiff(d.diff || ''));
     } catch (e) {
       mount(diffView, h('p', { class: 'error-text small pad' }, `Could not load the diff: ${e.message}`));
       fail('Could not load the diff')(e);
@@ -1030,7 +1058,7 @@ export function projectView(el, id, { onUnauthorized }) {
 }
 
 function versionsByRun(versions) {
-  return new Map(versions.filter((v) => v.run_id).map((v) => [v.run_id, v.number]));
+  return new Map(versions.filter((v) => v.run_id).map((v) => [v.run_id, v]));
 }
 
 /** The compact one-line description of a stored tool call. */

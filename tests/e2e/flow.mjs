@@ -162,6 +162,9 @@ export async function mainFlow(browser, baseUrl, errors, { timeouts = { run: 60_
     assert.equal(await firstBubbles.count(), 1, 'the first answer is shown once');
     assert.equal((await firstBubbles.textContent()).trim(), FIRST_TEXT);
     await page.locator('.run-end.run-succeeded', { hasText: 'Saved as version 1' }).waitFor({ timeout: 10_000 });
+    // The browser check's screenshot of the app goes with the version, shown
+    // under "Saved as version 1" once the run ends.
+    await waitForImage(page, '.run-end.run-succeeded img.shot-thumb', 'the screenshot after the run');
     assert.match(await page.locator('.runbar').textContent(), /tokens/, 'the run bar shows token usage');
 
     // The UI reloads a preview that loaded mid-run once the run ends; let it settle.
@@ -187,7 +190,13 @@ export async function mainFlow(browser, baseUrl, errors, { timeouts = { run: 60_
     const versions = page.locator('.version-list li.version');
     await page.waitForFunction(() => document.querySelectorAll('.version-list li.version').length === 2, null, { timeout: 15_000 });
     assert.deepEqual(await page.locator('.version-list .version-num').allTextContents(), ['v2', 'v1']);
+    // Each version row has its screenshot thumbnail; the selected one shows
+    // the desktop and phone screenshots next to its diff.
+    await waitForImage(page, '.version-list li.version:nth-child(1) img.version-thumb', 'the v2 thumbnail');
+    await waitForImage(page, '.version-list li.version:nth-child(2) img.version-thumb', 'the v1 thumbnail');
     await page.getByRole('button', { name: 'Show changes in version 2' }).click();
+    await waitForImage(page, '.version-shots img.version-shot', 'the v2 screenshot next to its diff');
+    await waitForImage(page, '.version-shots img.version-shot-phone', 'the v2 phone screenshot');
     await page.locator('.diff .dl-add', { hasText: SECOND_HEADING }).waitFor();
     await page.locator('.diff .dl-del', { hasText: FIRST_HEADING }).waitFor();
 
@@ -302,4 +311,20 @@ export async function publishFlow(browser, projectUrl, errors, { timeouts = { ru
     saveTranscript(`${shotPrefix}-publish`);
     await context.close();
   }
+}
+
+/** Waits until the image `selector` has loaded a real picture (its PNG came through the API). */
+export async function waitForImage(page, selector, what, timeout = 30_000) {
+  await page.locator(selector).first().waitFor({ timeout });
+  const ok = await page
+    .waitForFunction(
+      (sel) => {
+        const img = document.querySelector(sel);
+        return Boolean(img && img.complete && img.naturalWidth > 100 && img.currentSrc.startsWith('blob:'));
+      },
+      selector,
+      { timeout },
+    )
+    .then(() => true, () => false);
+  assert.ok(ok, `${what} (${selector}) did not load`);
 }

@@ -4,7 +4,7 @@
 # loopback ports with a throwaway data dir, waits for /healthz, runs the test,
 # and stops both. Logs go to test-output/.
 #
-#   cargo build -p apna-functions --bin apna && cargo build -p apna-tests --bin mock-anthropic
+#   cargo build -p apna-functions --bin apna --features browser && cargo build -p apna-tests --bin mock-anthropic
 #   tests/e2e/run_ui_e2e.sh
 #
 # APNA_BIN / MOCK_ANTHROPIC_BIN override the binaries; APNA_TEMPLATE_CACHE
