@@ -215,13 +215,15 @@ async fn generate(config: Config, prompt: &str) -> anyhow::Result<()> {
 }
 
 /// The default log filter.
-const LOG_DEFAULT: &str = "info,sqlx=warn,tower_http=warn,aws_config=warn";
+// chromiumoxide warns about every CDP event newer than its bindings; they are
+// skipped and harmless.
+const LOG_DEFAULT: &str = "info,sqlx=warn,tower_http=warn,aws_config=warn,chromiumoxide=error";
 
 async fn run(command: Command) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     // `generate` prints its own progress lines; only problems are logged.
     init_tracing(match command {
-        Command::Generate { .. } => "warn",
+        Command::Generate { .. } => "warn,chromiumoxide=error",
         _ => LOG_DEFAULT,
     });
     match command {

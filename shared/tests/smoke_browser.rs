@@ -11,7 +11,14 @@ use apna::testing::local::provider;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn explore() {
     let dir = tempfile::tempdir().unwrap();
-    let p = provider(dir.path(), None).await;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hmr = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            drop(c);
+        }
+    });
+    let p = provider(dir.path(), Some(hmr)).await;
     p.set_warm_spare(false).await;
     let sb = p.local("smoke-explore").unwrap();
     sb.ensure().await.unwrap();

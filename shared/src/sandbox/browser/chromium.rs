@@ -222,6 +222,31 @@ fn frames(trace: Option<&StackTrace>) -> Vec<Frame> {
     out
 }
 
+/// Frames of a V8 stack in text (`    at fn (url:line:col)` or
+/// `    at url:line:col`), 0-based like CDP's.
+fn frames_from_text(stack: &str) -> Vec<Frame> {
+    stack
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("at ")?;
+            let (function, loc) = match rest.rsplit_once(" (") {
+                Some((f, loc)) => (f.trim(), loc.trim_end_matches(')')),
+                None => ("", rest),
+            };
+            let mut parts = loc.rsplitn(3, ':');
+            let column = parts.next()?.parse::<u32>().ok()?;
+            let line = parts.next()?.parse::<u32>().ok()?;
+            let url = parts.next()?.to_string();
+            Some(Frame {
+                url,
+                line: line.saturating_sub(1),
+                column: column.saturating_sub(1),
+                function: function.to_string(),
+            })
+        })
+        .collect()
+}
+
 fn object_text(o: &RemoteObject) -> String {
     match (&o.value, &o.description) {
         (Some(serde_json::Value::String(s)), _) => s.clone(),
@@ -292,22 +317,18 @@ async fn listen(page: &Page, seen: &Arc<Mutex<Seen>>) -> Result<Vec<JoinHandle<(
     tasks.push(tokio::spawn(async move {
         while let Some(ev) = ex.next().await {
             let d = &ev.exception_details;
-            let described = d
-                .exception
-                .as_ref()
-                .map(|o| {
-                    object_text(o)
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                })
-                .filter(|t| !t.is_empty());
-            let text = match described {
-                Some(first) => format!("{} {first}", d.text.trim()),
-                None => d.text.clone(),
+            let description = d.exception.as_ref().map(object_text).unwrap_or_default();
+            let first = description.lines().next().unwrap_or_default().trim();
+            let text = if first.is_empty() {
+                d.text.clone()
+            } else {
+                format!("{} {first}", d.text.trim())
             };
             let mut fr = frames(d.stack_trace.as_ref());
+            if fr.is_empty() {
+                // A rejection's stack is only in the error's own text.
+                fr = frames_from_text(&description);
+            }
             if fr.is_empty() {
                 if let Some(url) = &d.url {
                     fr.push(Frame {
@@ -649,18 +670,21 @@ async fn findings_of(seen: &Arc<Mutex<Seen>>, state: PageState, origin: &str) ->
     };
     let mut maps = SourceMaps::new(origin);
     let mut out = Vec::new();
+    let vite_client = format!("{origin}/@vite/");
     for (text, fr) in exceptions {
         let places = maps.app_frames(&fr, 3).await;
+        // The dev server's own client failing (its HMR socket cannot reach a
+        // proxy that is not in front of this page) is not the app's fault.
+        if places.is_empty() && fr.iter().any(|f| f.url.starts_with(&vite_client)) {
+            continue;
+        }
         let message = format!("{text}{}", stack_text(&places));
         out.push(browser_diag(places.first().cloned(), message));
     }
     for (text, fr) in console_errors {
         // The Vite client's own complaints (its HMR socket cannot reach a
         // proxy that is not in front of this page) are not the app's.
-        if fr
-            .first()
-            .is_some_and(|f| f.url.starts_with(&format!("{origin}/@vite/")))
-        {
+        if fr.first().is_some_and(|f| f.url.starts_with(&vite_client)) {
             continue;
         }
         let place = maps.first_app_frame(&fr).await;
@@ -746,6 +770,18 @@ mod tests {
         assert_eq!(
             split_file("/p/src/App.tsx:3:9"),
             ("/p/src/App.tsx".into(), 3, 9)
+        );
+        let fr = frames_from_text(
+            "Error: WebSocket closed without opened.\n    at WebSocket.<anonymous> (http://127.0.0.1:5173/@vite/client:535:10)\n    at http://127.0.0.1:5173/src/App.tsx?t=1:4:7",
+        );
+        assert_eq!(fr.len(), 2);
+        assert_eq!(
+            (fr[0].function.as_str(), fr[0].line, fr[0].column),
+            ("WebSocket.<anonymous>", 534, 9)
+        );
+        assert_eq!(
+            (fr[1].url.as_str(), fr[1].line),
+            ("http://127.0.0.1:5173/src/App.tsx?t=1", 3)
         );
         assert_eq!(
             split_file("/p/src/App.tsx"),
