@@ -121,7 +121,7 @@ impl Generated {
     }
 
     async fn stop(self) {
-        self.server.sandboxes.stop_all().await;
+        self.server.stop_sandboxes().await;
     }
 }
 
