@@ -10,6 +10,7 @@ const PHASES = {
   sandbox: 'Setting up the sandbox…',
   agent: 'Writing code…',
   verify: 'Checking the build…',
+  smoke: 'Opening the app in a browser…',
   finalize: 'Saving a version…',
 };
 
@@ -660,14 +661,18 @@ export function projectView(el, id, { onUnauthorized }) {
       case 'diagnostics': {
         l.stream = null;
         const items = d.items || [];
-        if (d.ok) {
-          l.box.append(h('div', { class: 'tool-line tool-ok' }, h('span', { class: 'tool-icon', 'aria-hidden': 'true' }, '✓'), h('span', { class: 'tool-text' }, 'Type check and build passed')));
+        const browser = d.check === 'browser';
+        if (browser && d.smoke === 'skipped') {
+          l.box.append(h('div', { class: 'tool-line muted' }, h('span', { class: 'tool-icon', 'aria-hidden': 'true' }, '–'), h('span', { class: 'tool-text' }, `Browser check skipped${d.note ? `: ${d.note}` : ''}`)));
+        } else if (d.ok) {
+          const text = browser ? 'Opened in a browser: no errors' : 'Type check and build passed';
+          l.box.append(h('div', { class: 'tool-line tool-ok' }, h('span', { class: 'tool-icon', 'aria-hidden': 'true' }, '✓'), h('span', { class: 'tool-text' }, text)));
         } else {
           l.box.append(
             h(
               'details',
               { class: 'tool-line tool-error diag' },
-              h('summary', {}, `Found ${items.length} problem${items.length === 1 ? '' : 's'} — fixing`),
+              h('summary', {}, `${browser ? 'The app in a browser showed' : 'Found'} ${items.length} problem${items.length === 1 ? '' : 's'} — fixing`),
               h('ul', {}, items.map((it) => h('li', {}, `${it.file || ''}${it.line ? `:${it.line}` : ''}${it.column ? `:${it.column}` : ''} ${it.message || ''}`))),
             ),
           );

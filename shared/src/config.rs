@@ -184,9 +184,6 @@ pub struct Config {
     /// Whether the app is opened in a headless browser after Verify passes
     /// (`APNA_SMOKE_CHECK`, default on; `0` turns it off).
     pub smoke_check: bool,
-    /// Whether a create run ends with the model looking at its own screenshot
-    /// (`APNA_VISUAL_CHECK=1`; off by default: it costs one model call).
-    pub visual_check: bool,
     /// Step Functions state machine ARNs by name (`generation` from
     /// `GENERATION_STATE_MACHINE_ARN`, `hibernation` from
     /// `HIBERNATION_STATE_MACHINE_ARN`, `publish` from
@@ -542,7 +539,6 @@ impl Config {
             )?,
             chromium: get("APNA_CHROMIUM").map(PathBuf::from),
             smoke_check: flag(&get("APNA_SMOKE_CHECK"), "APNA_SMOKE_CHECK", true)?,
-            visual_check: flag(&get("APNA_VISUAL_CHECK"), "APNA_VISUAL_CHECK", false)?,
             state_machine_arns: [
                 ("generation", "GENERATION_STATE_MACHINE_ARN"),
                 ("hibernation", "HIBERNATION_STATE_MACHINE_ARN"),

@@ -306,11 +306,24 @@ async fn a_failed_browser_check_goes_back_to_the_agent() {
 /// run goes on to Finalize (never MarkFailed), which is told why.
 #[tokio::test(start_paused = true)]
 async fn a_crashing_browser_is_retried_then_skipped() {
+    browser_failure_is_retried_then_skipped("Apna.Sandbox", false).await;
+}
+
+/// A check that hangs past the state's TimeoutSeconds is treated the same way.
+#[tokio::test(start_paused = true)]
+async fn a_hung_browser_check_times_out_is_retried_then_skipped() {
+    browser_failure_is_retried_then_skipped("States.Timeout", true).await;
+}
+
+async fn browser_failure_is_retried_then_skipped(error: &'static str, hang: bool) {
     let base = scripted();
     let invoker = ScriptInvoker::new(move |resource, input, _| {
         let base = base.clone();
         Box::pin(async move {
             if resource == "${SmokeFunctionArn}" {
+                if hang {
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
                 return Err(TaskFailure::new(
                     "Apna.Sandbox",
                     "sandbox: the browser failed during the check: connection closed",
@@ -336,5 +349,5 @@ async fn a_crashing_browser_is_retried_then_skipped() {
     assert_eq!(finalize.input["verified"], true);
     assert_eq!(finalize.input["check"]["smoke"], "skipped");
     assert_eq!(finalize.input["check"]["attempt"], 2);
-    assert_eq!(finalize.input["check"]["error"]["Error"], "Apna.Sandbox");
+    assert_eq!(finalize.input["check"]["error"]["Error"], error);
 }

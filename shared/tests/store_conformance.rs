@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use apna::domain::{
     now, ContentBlock, Execution, ExecutionStatus, FileAction, FileDiff, NewMessage, Page, Project,
-    ProjectStatus, Role, Run, RunEventKind, RunStatus, Site, User,
+    ProjectStatus, Role, Run, RunEventKind, RunStatus, Screenshot, Site, User,
 };
 use apna::store::{PostgresStore, SqliteStore, Store};
 use chrono::Duration;
@@ -481,6 +481,53 @@ async fn versions(store: Arc<dyn Store>) {
         3
     );
     assert!(store.get_version(&project, 99).await.unwrap().is_none());
+
+    // Screenshots (issue #17): none at first, then the browser check's, kept
+    // in order and listed with the version; an unknown version is `false`.
+    assert!(list.iter().all(|v| v.screenshots.is_empty()));
+    let shots = [
+        Screenshot {
+            viewport: "desktop".into(),
+            width: 1280,
+            height: 800,
+            sha256: "a".repeat(64),
+            bytes: 51_234,
+        },
+        Screenshot {
+            viewport: "phone".into(),
+            width: 390,
+            height: 844,
+            sha256: "b".repeat(64),
+            bytes: 20_001,
+        },
+    ];
+    assert!(store
+        .set_version_screenshots(&project, 3, &shots)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get_version(&project, 3).await.unwrap().unwrap().screenshots,
+        shots
+    );
+    let listed = store.list_versions(&project).await.unwrap();
+    let third = listed.iter().find(|v| v.number == 3).unwrap();
+    assert_eq!(third.screenshots, shots);
+    assert!(listed
+        .iter()
+        .filter(|v| v.number != 3)
+        .all(|v| v.screenshots.is_empty()));
+    assert!(!store
+        .set_version_screenshots(&project, 99, &shots)
+        .await
+        .unwrap());
+    assert!(store
+        .set_version_screenshots(&project, 3, &shots[..1])
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get_version(&project, 3).await.unwrap().unwrap().screenshots,
+        shots[..1]
+    );
 }
 
 async fn executions(store: &dyn Store) {

@@ -165,6 +165,7 @@ export async function mainFlow(browser, baseUrl, errors, { timeouts = { run: 60_
     // The browser check's screenshot of the app goes with the version, shown
     // under "Saved as version 1" once the run ends.
     await waitForImage(page, '.run-end.run-succeeded img.shot-thumb', 'the screenshot after the run');
+    await page.locator('.tool-line.tool-ok', { hasText: 'Opened in a browser: no errors' }).first().waitFor({ timeout: 10_000 });
     assert.match(await page.locator('.runbar').textContent(), /tokens/, 'the run bar shows token usage');
 
     // The UI reloads a preview that loaded mid-run once the run ends; let it settle.

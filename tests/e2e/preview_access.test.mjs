@@ -7,7 +7,8 @@
 // link, the preview host swaps it for a cookie); a browser without that
 // cookie gets the sign-in page; another user's or an expired token is
 // refused; the owner's Share button opens the preview to anyone with the
-// link, and unsharing closes it again.
+// link, and unsharing closes it again. The browser check after Verify still
+// opens the private app (its screenshots are the owner's only).
 
 import crypto from 'node:crypto';
 import path from 'node:path';
@@ -74,6 +75,18 @@ if (!url || !secret) {
       assert.ok(Date.now() < deadline, 'the run did not end');
       await new Promise((r) => setTimeout(r, 500));
     }
+
+    // The browser check opened the private preview's app in multi-user mode
+    // (bubblewrap): the version has its screenshots, for Alice only.
+    const versions = await api('GET', `/api/projects/${id}/versions`, alice);
+    assert.equal(versions.status, 200);
+    const shots = versions.body.versions[0].screenshots;
+    assert.deepEqual(shots.map((x) => x.viewport), ['desktop', 'phone'], JSON.stringify(versions.body));
+    const png = await fetch(new URL(`/api/projects/${id}/screenshots/${shots[0].sha256}`, url), { headers: { authorization: `Bearer ${alice}` } });
+    assert.equal(png.status, 200);
+    assert.equal(png.headers.get('content-type'), 'image/png');
+    assert.equal((await png.arrayBuffer()).byteLength, shots[0].bytes);
+    assert.equal((await api('GET', `/api/projects/${id}/screenshots/${shots[0].sha256}`, bob)).status, 404);
 
     // Bob cannot get a link for it.
     assert.equal((await api('GET', `/api/projects/${id}/preview-access`, bob)).status, 404);

@@ -62,7 +62,7 @@ use crate::error::{Error, Result};
 use crate::sandbox::remote::TOKEN_ENV;
 use crate::sandbox::{
     ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxProvider, SandboxState,
-    SandboxStatus, SourceTree,
+    SandboxStatus, SmokeReport, SmokeRequest, SourceTree,
 };
 use api_error::Call;
 use connection::Connection;
@@ -661,6 +661,13 @@ impl Sandbox for KubeSandbox {
 
     async fn import_source(&self, tree: &SourceTree) -> Result<()> {
         self.with_remote(true, |r| async move { r.import_source(tree).await })
+            .await
+    }
+    /// sandboxd opens its own dev server in the headless browser of the image.
+    async fn smoke_check(&self, req: &SmokeRequest) -> Result<SmokeReport> {
+        let span = tracing::info_span!("smoke_check", project_id = %self.id);
+        self.with_remote(false, |r| async move { r.smoke_check(req).await })
+            .instrument(span)
             .await
     }
 }

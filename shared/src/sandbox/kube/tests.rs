@@ -597,6 +597,46 @@ async fn files_go_through_pods_proxy_with_the_token() {
     assert_eq!(server.await.unwrap(), 4);
 }
 
+/// The browser check runs in the pod: sandboxd gets the request through
+/// pods/proxy with the token and answers with the report (PNG bytes base64).
+#[tokio::test]
+async fn the_smoke_check_runs_in_the_pod_through_pods_proxy() {
+    use crate::sandbox::smoke::{SmokeRequest, Viewport};
+    let (sb, server) = sandbox();
+    let secret = format!("{NAME}-sandboxd");
+    let req = SmokeRequest {
+        timeout_ms: 5_000,
+        viewports: vec![Viewport::desktop()],
+    };
+    let report = json!({
+        "checked": true,
+        "diagnostics": [{"file": "src/App.tsx", "line": 9, "column": 31,
+                         "message": "TypeError: x is null", "source": "browser"}],
+        "screenshots": [{"viewport": "desktop", "width": 1280, "height": 800, "png": "iVBORw=="}],
+        "note": null,
+        "elapsed_ms": 412
+    });
+    let mut smoke = proxy(Method::POST, NAME, "/v1/smoke")
+        .header(TOKEN_HEADER, TOKEN)
+        .reply(200, report);
+    smoke.content_type = Some("application/json");
+    smoke.body = BodyMatch::Json(serde_json::to_value(&req).unwrap());
+    let server = server.run(vec![
+        pods(vec![project_pod(PodPhase::Ready)]),
+        get("secrets", &secret).reply(200, secret_with_token(&secret, project_labels())),
+        smoke,
+    ]);
+    let got = sb.smoke_check(&req).await.unwrap();
+    assert!(got.checked);
+    assert_eq!(got.diagnostics.len(), 1);
+    assert_eq!(
+        (got.diagnostics[0].file.as_str(), got.diagnostics[0].line),
+        ("src/App.tsx", 9)
+    );
+    assert_eq!(got.screenshots[0].png, b"\x89PNG");
+    assert_eq!(server.await.unwrap(), 3);
+}
+
 #[tokio::test]
 async fn a_refused_token_is_read_again_once() {
     // The sandbox was destroyed and created again by another process: new
