@@ -377,7 +377,8 @@ mod tests {
         ]);
         assert_eq!(
             find_reference(&t, "/images/hero.png?v=1"),
-            Some(("src/App.tsx".into(), 2, 18))
+            // `/` of the path is the 20th character of `  return <img src="/images/…`.
+            Some(("src/App.tsx".into(), 2, 20))
         );
         assert_eq!(find_reference(&t, "/nowhere.png"), None);
         let d = locate(
