@@ -148,7 +148,10 @@ async fn main() {
     summary("cold (browser started by the check)", cold);
     summary("warm (browser running)", warm);
     match memory {
-        Some(b) => println!("warm browser memory (PSS, all processes): {:.0} MiB", b as f64 / 1048576.0),
+        Some(b) => println!(
+            "warm browser memory (PSS, all processes): {:.0} MiB",
+            b as f64 / 1048576.0
+        ),
         None => println!("warm browser memory: no browser running"),
     }
     p.stop_all().await;

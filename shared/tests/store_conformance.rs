@@ -506,7 +506,12 @@ async fn versions(store: Arc<dyn Store>) {
         .await
         .unwrap());
     assert_eq!(
-        store.get_version(&project, 3).await.unwrap().unwrap().screenshots,
+        store
+            .get_version(&project, 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .screenshots,
         shots
     );
     let listed = store.list_versions(&project).await.unwrap();
@@ -525,7 +530,12 @@ async fn versions(store: Arc<dyn Store>) {
         .await
         .unwrap());
     assert_eq!(
-        store.get_version(&project, 3).await.unwrap().unwrap().screenshots,
+        store
+            .get_version(&project, 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .screenshots,
         shots[..1]
     );
 }
