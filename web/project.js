@@ -711,10 +711,10 @@ export function projectView(el, id, { onUnauthorized }) {
       if (!s.disposed) {
         s.runs = new Map((r.runs || []).map((x) => [x.id, x]));
         s.versionByRun = versionsByRun(v.versions || []);
-        const v = l && s.versionByRun.get(l.runId);
+        const saved = l && s.versionByRun.get(l.runId);
         const label = l && l.end && l.end.querySelector('.run-end-label');
-        if (v && label && l.status === 'succeeded') label.textContent = `Saved as version ${v.number}`;
-        const thumb = v && l.end && !l.end.querySelector('.shot-link') ? shot(v) : null;
+        if (saved && label && l.status === 'succeeded') label.textContent = `Saved as version ${saved.number}`;
+        const thumb = saved && l.end && !l.end.querySelector('.shot-link') ? shot(saved) : null;
         if (thumb) l.end.append(thumb);
       }
     } catch (e) {

@@ -14,6 +14,7 @@ import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -171,6 +172,37 @@ function zip(files) {
   return Buffer.concat([...parts, cenBuf, end]);
 }
 
+// ------------------------------------------------------------------ screenshots
+
+/** A one-colour RGB PNG, as the browser check's screenshots are PNGs. */
+function solidPng(width, height, [r, g, b]) {
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  const row = Buffer.alloc(1 + width * 3);
+  for (let x = 0; x < width; x++) row.set([r, g, b], 1 + x * 3);
+  const raw = Buffer.concat(Array.from({ length: height }, () => row));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+}
+
+/** What the browser check stores for a version: desktop and phone screenshots, by SHA-256. */
+const SHOTS = [
+  ['desktop', 1280, 800],
+  ['phone', 390, 844],
+].map(([viewport, width, height]) => {
+  const png = solidPng(width, height, [0x0f, 0x76, 0x6e]);
+  return { viewport, width, height, sha256: crypto.createHash('sha256').update(png).digest('hex'), bytes: png.length, png };
+});
+
 // ------------------------------------------------------------------ server
 
 /** Starts the stub; resolves to { url, port, close() }. */
@@ -219,7 +251,9 @@ export async function startStub({ port = 0, script = path.join(repo, 'tests/fixt
 
   function addVersion(p, runId, summary, before) {
     const { fileDiffs } = diffFiles(before, p.files);
-    const v = { project_id: p.id, number: p.versions.length + 1, run_id: runId, snapshot_key: `snapshots/${p.id}/${p.versions.length + 1}.tar.zst`, summary, file_diffs: fileDiffs, created_at: now(), files: new Map(p.files), before };
+    // A run's version has the browser check's screenshots; a restore has none.
+    const screenshots = runId ? SHOTS.map(({ png, ...meta }) => meta) : [];
+    const v = { project_id: p.id, number: p.versions.length + 1, run_id: runId, snapshot_key: `snapshots/${p.id}/${p.versions.length + 1}.tar.zst`, summary, file_diffs: fileDiffs, screenshots, created_at: now(), files: new Map(p.files), before };
     p.versions.push(v);
     p.latest_version = v.number;
     return v;
@@ -328,6 +362,9 @@ export async function startStub({ port = 0, script = path.join(repo, 'tests/fixt
     emit(run, 'status', { status: 'running', phase: 'verify' });
     await wait(250);
     emit(run, 'diagnostics', { ok: true, items: [] });
+    emit(run, 'status', { status: 'running', phase: 'smoke' });
+    await wait(100);
+    emit(run, 'diagnostics', { check: 'browser', ok: true, smoke: 'passed', items: [], screenshots: SHOTS.map(({ png, ...meta }) => meta) });
     emit(run, 'status', { status: 'running', phase: 'finalize' });
     await wait(150);
     addVersion(p, run.id, lastText || run.message, before);
@@ -522,6 +559,12 @@ setInterval(async () => {
             const nv = addVersion(p, null, `Restored version ${v.number}`, before);
             return json(res, 202, { version: publicVersion(nv) });
           }
+        }
+        if (b === 'screenshots' && rest.length === 1 && m === 'GET') {
+          const shot = SHOTS.find((x) => x.sha256 === rest[0]);
+          if (!shot || !p.versions.some((v) => v.screenshots.some((x) => x.sha256 === rest[0]))) return err(res, 404, 'not_found', 'no such screenshot');
+          res.writeHead(200, { 'content-type': 'image/png', 'cache-control': 'private, max-age=31536000, immutable' });
+          return res.end(shot.png);
         }
         if (b === 'download' && m === 'GET') {
           res.writeHead(200, { 'content-type': 'application/zip', 'content-disposition': `attachment; filename="apna-${id}.zip"` });
