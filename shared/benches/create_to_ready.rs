@@ -105,6 +105,7 @@ async fn provider_for(
         hmr_client_port: Some(port),
         isolation: None,
         max_project_mb: 500,
+        browser: Default::default(),
     })
     .unwrap();
     let shared: Arc<dyn SandboxProvider> = Arc::new(provider.clone());

@@ -85,6 +85,13 @@ for b in sorted(set(deployed) - bins):
     errors.append(f"template builds {b}, which functions/Cargo.toml does not define with the lambda feature")
 for b in sorted({b for b in deployed if deployed.count(b) > 1}):
     errors.append(f"binary {b} is deployed by more than one function")
+# The Lambda build (cargo-lambda reads these) has the lambda feature and none
+# of the local binary's defaults it does not use: no headless browser.
+lambda_build = cargo.get("package", {}).get("metadata", {}).get("lambda", {}).get("build", {})
+if "lambda" not in lambda_build.get("features", []):
+    errors.append("functions/Cargo.toml [package.metadata.lambda.build]: features lack lambda")
+if lambda_build.get("no_default_features") is not True or "browser" in lambda_build.get("features", []):
+    errors.append("functions/Cargo.toml [package.metadata.lambda.build]: the Lambdas build with the browser feature")
 
 # 2. Every route in the route table, on its function; nothing else.
 source = Path("shared/src/api/mod.rs").read_text()

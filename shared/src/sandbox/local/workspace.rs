@@ -486,7 +486,13 @@ impl Workspace {
         } else {
             SourceTree::default()
         };
-        let root = self.root.display().to_string();
+        // Stacks name files where the dev server sees the project: under
+        // bubblewrap that is the shared mount point, not `self.root`.
+        let seen_at = self
+            .toolchain
+            .isolation
+            .workdir(&self.root, &self.toolchain.templates.workspace);
+        let root = seen_at.display().to_string();
         Ok(SmokeReport {
             checked: true,
             diagnostics: smoke::locate(findings, &tree, &root),
