@@ -195,6 +195,15 @@ async fn every_endpoint_function_reaches_its_handler() {
             StatusCode::NOT_FOUND,
         ),
         (
+            "api-get-screenshot",
+            "GET",
+            format!("/api/projects/{id}/screenshots/not-a-sha256"),
+            None,
+            json!({"id": id, "sha256": "not-a-sha256"}),
+            // Only the handler rejects the name (the route takes any).
+            StatusCode::BAD_REQUEST,
+        ),
+        (
             "api-restore-version",
             "POST",
             format!("/api/projects/{id}/versions/7/restore"),
