@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::auth::Caller;
-use super::error::{ApiPath, ApiResult, ErrorBody};
+use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
 use super::projects::owned_project;
 use crate::app::AppState;
 use crate::domain::{FileDiff, Version};
@@ -198,4 +198,27 @@ pub fn file_name(project_name: &str) -> String {
     } else {
         name
     }
+}
+
+/// "Edit text" on an element selected in the preview: changes the element's
+/// literal text in its source file without the model, recorded as a new
+/// version. 409 while a run is active or when the text is not a literal there.
+#[utoipa::path(post, path = "/api/projects/{id}/text-edit", request_body = crate::snapshot::TextEdit,
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = crate::snapshot::TextEdited), (status = 400, body = ErrorBody),
+              (status = 403, description = "a cross-site request", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub async fn text_edit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(edit): ApiJson<crate::snapshot::TextEdit>,
+) -> ApiResult<Json<crate::snapshot::TextEdited>> {
+    owned_project(&state, &caller, &id).await?;
+    let sandbox = state.sandboxes.sandbox(&id)?;
+    let edited =
+        crate::snapshot::edit_text(&*state.store, &*state.blobs, &*sandbox, &id, &edit).await?;
+    state.store.touch_project(&id, crate::domain::now()).await?;
+    Ok(Json(edited))
 }
