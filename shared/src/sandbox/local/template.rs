@@ -492,6 +492,45 @@ async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
+/// Files every starter shares, kept once next to the starters and put at the
+/// root of each project (a starter's `vite.config.ts` imports them).
+pub const SHARED_FILES: &[&str] = &["vite-plugin-apna-source.js"];
+
+/// Adds each [`SHARED_FILES`] entry a starter lacks, from the starters'
+/// folder itself (`/opt/apna/templates` in the sandbox image) or its parent
+/// (`images/preview/` in this repository); missing from both is an error, as
+/// no project could start without it.
+fn add_shared_files(
+    templates_dir: &Path,
+    files: &mut std::collections::BTreeMap<String, SourceFile>,
+) -> Result<()> {
+    for name in SHARED_FILES {
+        if files.contains_key(*name) {
+            continue;
+        }
+        let found = templates_dir
+            .ancestors()
+            .take(2)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file());
+        let path = found.ok_or_else(|| {
+            Error::Sandbox(format!(
+                "{name} (imported by the starters' vite.config.ts) is in neither {} nor its parent",
+                templates_dir.display()
+            ))
+        })?;
+        files.insert(
+            (*name).to_string(),
+            SourceFile {
+                path: (*name).to_string(),
+                data: std::fs::read(&path)?,
+                executable: false,
+            },
+        );
+    }
+    Ok(())
+}
+
 /// A starter's files: its base's (when it has one) overlaid with its own,
 /// without the metadata files (`template.json`, `prompt.md`, the preview).
 async fn read_starter_files(templates_dir: &Path, s: &Starter) -> Result<SourceTree> {
@@ -504,6 +543,7 @@ async fn read_starter_files(templates_dir: &Path, s: &Starter) -> Result<SourceT
     }
     layers.push((templates_dir.join(&s.name), s.preview_file.clone()));
     let name = s.name.clone();
+    let shared_from = templates_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let mut files: std::collections::BTreeMap<String, SourceFile> = Default::default();
         for (dir, preview) in layers {
@@ -522,6 +562,7 @@ async fn read_starter_files(templates_dir: &Path, s: &Starter) -> Result<SourceT
                 files.insert(f.path.clone(), f);
             }
         }
+        add_shared_files(&shared_from, &mut files)?;
         Ok(SourceTree {
             files: files.into_values().collect(),
         })
