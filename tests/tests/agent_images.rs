@@ -160,8 +160,8 @@ async fn the_same_on_bedrock() {
 }
 
 #[tokio::test]
-async fn a_rebuilt_sandbox_gets_the_copied_image_back() {
-    // save_image is replayed like the other file changes when a sandbox is rebuilt.
+async fn save_image_copies_only_the_projects_images() {
+    // (revive replays save_image like the other file-changing tools.)
     let png = screenshot();
     let prepared = apna::images::prepare(&png, "image 1").unwrap();
     let h = AgentHarness::new(script(&prepared.meta.id)).await.unwrap();

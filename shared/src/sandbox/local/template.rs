@@ -644,3 +644,87 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLUGIN: &str = "vite-plugin-apna-source.js";
+
+    fn plugin_of(tree: &SourceTree) -> Option<&[u8]> {
+        tree.files
+            .iter()
+            .find(|f| f.path == PLUGIN)
+            .map(|f| f.data.as_slice())
+    }
+
+    /// `{root}/templates/minimal`, a copy of the bundled starter, as in the image.
+    fn copy_minimal(root: &Path) -> PathBuf {
+        let templates = root.join("templates");
+        let from = bundled_templates_dir().join("minimal");
+        let mut files = Vec::new();
+        collect(&from, &from, &mut files).unwrap();
+        for f in files {
+            let to = templates.join("minimal").join(&f.path);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::write(to, f.data).unwrap();
+        }
+        templates
+    }
+
+    #[tokio::test]
+    async fn every_starter_gets_the_plugin_its_config_imports() {
+        let dir = bundled_templates_dir();
+        let shared = std::fs::read(dir.join("..").join(PLUGIN)).unwrap();
+        for s in starter::starters().unwrap() {
+            let tree = read_starter_files(&dir, s).await.unwrap();
+            let config = tree
+                .files
+                .iter()
+                .find(|f| f.path == "vite.config.ts")
+                .unwrap_or_else(|| panic!("{} has a vite.config.ts", s.name));
+            let config = String::from_utf8_lossy(&config.data);
+            assert!(
+                config.contains("import apnaSource from \"./vite-plugin-apna-source.js\";"),
+                "{}: {config}",
+                s.name
+            );
+            assert!(
+                config.contains("plugins: [apnaSource(), "),
+                "{}: apnaSource() comes first: {config}",
+                s.name
+            );
+            assert_eq!(plugin_of(&tree), Some(shared.as_slice()), "{}", s.name);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_plugin_comes_from_the_starters_folder_as_in_the_image() {
+        let root = tempfile::tempdir().unwrap();
+        let templates = copy_minimal(&root.path().join("opt"));
+        let minimal = starter::find("minimal").unwrap();
+        // Neither the folder nor its parent has it: a clear error, not a
+        // project whose dev server cannot load its config.
+        let err = read_starter_files(&templates, minimal).await.unwrap_err();
+        assert!(err.to_string().contains(PLUGIN), "{err}");
+
+        std::fs::write(templates.join(PLUGIN), "in the folder").unwrap();
+        std::fs::write(root.path().join("opt").join(PLUGIN), "in the parent").unwrap();
+        let tree = read_starter_files(&templates, minimal).await.unwrap();
+        assert_eq!(plugin_of(&tree), Some(&b"in the folder"[..]));
+
+        std::fs::remove_file(templates.join(PLUGIN)).unwrap();
+        let tree = read_starter_files(&templates, minimal).await.unwrap();
+        assert_eq!(plugin_of(&tree), Some(&b"in the parent"[..]));
+
+        // A starter's own copy wins.
+        std::fs::write(templates.join("minimal").join(PLUGIN), "own").unwrap();
+        let tree = read_starter_files(&templates, minimal).await.unwrap();
+        assert_eq!(
+            tree.files.iter().filter(|f| f.path == PLUGIN).count(),
+            1,
+            "one copy"
+        );
+        assert_eq!(plugin_of(&tree), Some(&b"own"[..]));
+    }
+}
