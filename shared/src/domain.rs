@@ -367,7 +367,8 @@ impl ElementSelection {
         {
             return bad("tag must be an HTML tag name such as h1 or button".into());
         }
-        if self.classes.chars().count() > Self::MAX_TEXT || self.text.chars().count() > Self::MAX_TEXT
+        if self.classes.chars().count() > Self::MAX_TEXT
+            || self.text.chars().count() > Self::MAX_TEXT
         {
             return bad(format!(
                 "classes and text may have at most {} characters",

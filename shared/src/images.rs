@@ -14,12 +14,12 @@
 
 use std::io::Cursor;
 
-use base64::Engine;
-use bytes::Bytes;
-use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 use crate::blob::{sha256_hex, BlobStore};
 use crate::domain::{ContentBlock, ImageRef, ImageSource};
 use crate::error::{Error, Result};
+use base64::Engine;
+use bytes::Bytes;
+use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
 /// Most images one message may carry.
 pub const MAX_IMAGES: usize = 5;
@@ -186,8 +186,8 @@ pub fn prepare(data: &[u8], label: &str) -> Result<PreparedImage> {
 /// else as PNG, which keeps a screenshot's text sharp.
 fn encode(img: &DynamicImage, was: MediaType) -> Result<(Bytes, MediaType)> {
     let mut out = Cursor::new(Vec::new());
-    let photo = matches!(was, MediaType::Jpeg)
-        || (was == MediaType::Webp && !img.color().has_alpha());
+    let photo =
+        matches!(was, MediaType::Jpeg) || (was == MediaType::Webp && !img.color().has_alpha());
     let media_type = if photo {
         let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85);
         DynamicImage::ImageRgb8(img.to_rgb8())
@@ -356,7 +356,10 @@ mod tests {
         let e = prepare(&fake, "image 2").unwrap_err();
         assert!(e.to_string().contains("not a valid one"), "{e}");
         let e = prepare(b"%PDF-1.4", "image 3").unwrap_err();
-        assert!(e.to_string().contains("not a PNG, JPEG, WebP or GIF"), "{e}");
+        assert!(
+            e.to_string().contains("not a PNG, JPEG, WebP or GIF"),
+            "{e}"
+        );
         let e = prepare(&vec![0u8; MAX_IMAGE_BYTES + 1], "image 4").unwrap_err();
         assert!(matches!(e, Error::TooLarge(_)), "{e}");
     }

@@ -80,9 +80,7 @@ async fn images_are_stored_with_the_message_and_served_to_their_owner() {
                 { "data": format!("data:image/jpeg;base64,{}", b64(&photo)) },
             ],
         });
-        let r = h
-            .post("/api/projects", None, &body.to_string())
-            .await;
+        let r = h.post("/api/projects", None, &body.to_string()).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{backend}: {}", r.text);
         let id = r.body["project"]["id"].as_str().unwrap().to_string();
 
@@ -90,23 +88,37 @@ async fn images_are_stored_with_the_message_and_served_to_their_owner() {
         let r = h.get(&format!("/api/projects/{id}/messages"), None).await;
         let content = r.body["messages"][0]["content"].as_array().unwrap().clone();
         assert_eq!(content.len(), 3, "{content:?}");
-        assert_eq!(content[2], json!({"type": "text", "text": "make it look like this"}));
+        assert_eq!(
+            content[2],
+            json!({"type": "text", "text": "make it look like this"})
+        );
         let first = &content[0]["source"];
         assert_eq!(first["type"], "stored");
         assert_eq!(first["media_type"], "image/png");
-        assert_eq!((first["width"].as_u64(), first["height"].as_u64()), (Some(1280), Some(800)));
+        assert_eq!(
+            (first["width"].as_u64(), first["height"].as_u64()),
+            (Some(1280), Some(800))
+        );
         assert_eq!(first["id"], apna::blob::sha256_hex(&shot));
         // The 4000×3000 photo was scaled to what the model takes.
         let second = &content[1]["source"];
         assert_eq!(second["media_type"], "image/jpeg");
-        let (w, h2) = (second["width"].as_u64().unwrap(), second["height"].as_u64().unwrap());
+        let (w, h2) = (
+            second["width"].as_u64().unwrap(),
+            second["height"].as_u64().unwrap(),
+        );
         assert!(w <= 1568 && w * h2 <= 1092 * 1092, "{w}×{h2}");
         assert!(w * h2 / 750 <= 1600);
 
         // Served back byte for byte with its type, to the owner.
         let image_id = first["id"].as_str().unwrap();
         let r = h
-            .call("GET", &format!("/api/projects/{id}/images/{image_id}"), None, None)
+            .call(
+                "GET",
+                &format!("/api/projects/{id}/images/{image_id}"),
+                None,
+                None,
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.headers["content-type"], "image/png");
@@ -114,7 +126,9 @@ async fn images_are_stored_with_the_message_and_served_to_their_owner() {
         assert_eq!(stored_blobs(&h).await.len(), 2);
         // Unknown and malformed ids: 404.
         for bad in ["0".repeat(64), "../latest".into(), "ABC".into()] {
-            let r = h.get(&format!("/api/projects/{id}/images/{bad}"), None).await;
+            let r = h
+                .get(&format!("/api/projects/{id}/images/{bad}"), None)
+                .await;
             assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}: {}", r.text);
         }
     }
@@ -131,15 +145,43 @@ async fn bad_images_are_refused_and_nothing_is_stored() {
         huge.resize(5 * 1024 * 1024 + 10, 0);
         let svg = br#"<svg xmlns="http://www.w3.org/2000/svg"/>"#;
         let cases: Vec<(Value, StatusCode, &str)> = vec![
-            (json!([{ "data": b64(svg), "name": "logo.png" }]), StatusCode::BAD_REQUEST, "not a PNG, JPEG, WebP or GIF"),
-            (json!([{ "data": b64(b"%PDF-1.7 ...") }]), StatusCode::BAD_REQUEST, "not a PNG, JPEG, WebP or GIF"),
-            (json!([{ "data": b64(&fake_png), "name": "shot.png" }]), StatusCode::BAD_REQUEST, "not a valid one"),
-            (json!([{ "data": b64(&huge) }]), StatusCode::PAYLOAD_TOO_LARGE, "5 MB"),
-            (json!([{ "data": "not base64!!" }]), StatusCode::BAD_REQUEST, "not valid base64"),
+            (
+                json!([{ "data": b64(svg), "name": "logo.png" }]),
+                StatusCode::BAD_REQUEST,
+                "not a PNG, JPEG, WebP or GIF",
+            ),
+            (
+                json!([{ "data": b64(b"%PDF-1.7 ...") }]),
+                StatusCode::BAD_REQUEST,
+                "not a PNG, JPEG, WebP or GIF",
+            ),
+            (
+                json!([{ "data": b64(&fake_png), "name": "shot.png" }]),
+                StatusCode::BAD_REQUEST,
+                "not a valid one",
+            ),
+            (
+                json!([{ "data": b64(&huge) }]),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "5 MB",
+            ),
+            (
+                json!([{ "data": "not base64!!" }]),
+                StatusCode::BAD_REQUEST,
+                "not valid base64",
+            ),
             (json!([{ "data": "" }]), StatusCode::BAD_REQUEST, "empty"),
-            (json!(vec![json!({ "data": ok }); 6]), StatusCode::BAD_REQUEST, "at most 5 images"),
+            (
+                json!(vec![json!({ "data": ok }); 6]),
+                StatusCode::BAD_REQUEST,
+                "at most 5 images",
+            ),
             // One good image does not let a bad one through.
-            (json!([{ "data": ok }, { "data": b64(svg) }]), StatusCode::BAD_REQUEST, "image 2"),
+            (
+                json!([{ "data": ok }, { "data": b64(svg) }]),
+                StatusCode::BAD_REQUEST,
+                "image 2",
+            ),
         ];
         for (images, status, words) in &cases {
             let r = h
@@ -162,9 +204,15 @@ async fn bad_images_are_refused_and_nothing_is_stored() {
             .await;
         let id = r.body["project"]["id"].as_str().unwrap().to_string();
         let run_id = r.body["run_id"].as_str().unwrap().to_string();
-        finish_run(&h.state, &run_id, RunEnd::Succeeded { summary: "ok".into() })
-            .await
-            .unwrap();
+        finish_run(
+            &h.state,
+            &run_id,
+            RunEnd::Succeeded {
+                summary: "ok".into(),
+            },
+        )
+        .await
+        .unwrap();
         for (images, status, words) in &cases {
             let r = h
                 .post(
@@ -194,7 +242,13 @@ async fn bad_images_are_refused_and_nothing_is_stored() {
         }
         let r = h.get(&format!("/api/projects/{id}/messages"), None).await;
         assert_eq!(r.body["messages"].as_array().unwrap().len(), 1);
-        assert_eq!(h.get(&format!("/api/projects/{id}/runs"), None).await.body["runs"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            h.get(&format!("/api/projects/{id}/runs"), None).await.body["runs"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(stored_blobs(&h).await.is_empty());
     }
 }
@@ -206,12 +260,20 @@ async fn a_chat_carries_images_and_the_selected_element() {
         &[],
     )
     .await;
-    let r = h.post("/api/projects", None, r#"{"prompt": "an app"}"#).await;
+    let r = h
+        .post("/api/projects", None, r#"{"prompt": "an app"}"#)
+        .await;
     let id = r.body["project"]["id"].as_str().unwrap().to_string();
     let run_id = r.body["run_id"].as_str().unwrap().to_string();
-    finish_run(&h.state, &run_id, RunEnd::Succeeded { summary: "ok".into() })
-        .await
-        .unwrap();
+    finish_run(
+        &h.state,
+        &run_id,
+        RunEnd::Succeeded {
+            summary: "ok".into(),
+        },
+    )
+    .await
+    .unwrap();
     let selection = json!({
         "source": "src/App.tsx:12:9",
         "tag": "h1",
@@ -234,7 +296,10 @@ async fn a_chat_carries_images_and_the_selected_element() {
     let r = h.get(&format!("/api/projects/{id}/messages"), None).await;
     let content = &r.body["messages"][1]["content"];
     assert_eq!(content[0]["type"], "image");
-    assert_eq!(content[1], json!({"type": "selection", "selection": selection}));
+    assert_eq!(
+        content[1],
+        json!({"type": "selection", "selection": selection})
+    );
     assert_eq!(content[2]["text"], "make it red");
 }
 
@@ -255,7 +320,10 @@ async fn another_user_cannot_read_a_projects_images() {
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
         let id = r.body["project"]["id"].as_str().unwrap().to_string();
-        let uri = format!("/api/projects/{id}/images/{}", apna::blob::sha256_hex(&shot));
+        let uri = format!(
+            "/api/projects/{id}/images/{}",
+            apna::blob::sha256_hex(&shot)
+        );
         assert_eq!(h.get(&uri, Some(&alice)).await.status, StatusCode::OK);
         let r = h.get(&uri, Some(&bob)).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
@@ -270,7 +338,10 @@ async fn another_user_cannot_read_a_projects_images() {
         };
         let r = h
             .get(
-                &format!("/api/projects/{bob_project}/images/{}", apna::blob::sha256_hex(&shot)),
+                &format!(
+                    "/api/projects/{bob_project}/images/{}",
+                    apna::blob::sha256_hex(&shot)
+                ),
                 Some(&bob),
             )
             .await;
@@ -297,37 +368,79 @@ async fn images_survive_hibernation_and_go_with_the_purge() {
     let run_id = r.body["run_id"].as_str().unwrap().to_string();
     let (store, blobs) = (h.state.store.clone(), h.state.blobs.clone());
     let sb = h.sandboxes.get(&id);
-    sb.put("src/App.tsx", "export default function App() { return <h1>hi</h1> }\n");
+    sb.put(
+        "src/App.tsx",
+        "export default function App() { return <h1>hi</h1> }\n",
+    );
     apna::snapshot::record_version(&*store, &*blobs, &sb, &id, Some(&run_id), "first")
         .await
         .unwrap();
-    finish_run(&h.state, &run_id, RunEnd::Succeeded { summary: "ok".into() })
-        .await
-        .unwrap();
-    let uri = format!("/api/projects/{id}/images/{}", apna::blob::sha256_hex(&shot));
+    finish_run(
+        &h.state,
+        &run_id,
+        RunEnd::Succeeded {
+            summary: "ok".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let uri = format!(
+        "/api/projects/{id}/images/{}",
+        apna::blob::sha256_hex(&shot)
+    );
 
     let out = apna::snapshot::hibernate_project(&*store, &*blobs, &*h.sandboxes, &id)
         .await
         .unwrap();
-    assert!(matches!(out, apna::snapshot::HibernateOutcome::Hibernated { .. }), "{out:?}");
+    assert!(
+        matches!(out, apna::snapshot::HibernateOutcome::Hibernated { .. }),
+        "{out:?}"
+    );
     let r = h.call("GET", &uri, None, None).await;
     assert_eq!(r.status, StatusCode::OK, "readable while hibernated");
     apna::project::wake(&h.state, &id).await.unwrap();
-    assert_eq!(store.get_project(&id).await.unwrap().unwrap().status.as_str(), "ready");
+    assert_eq!(
+        store
+            .get_project(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .as_str(),
+        "ready"
+    );
     let r = h.call("GET", &uri, None, None).await;
     assert_eq!(r.status, StatusCode::OK, "and after the wake");
     // The conversation still refers to it, so the next run sends it again.
-    let messages = apna::agent::conversation::load_messages(&*store, &id).await.unwrap();
+    let messages = apna::agent::conversation::load_messages(&*store, &id)
+        .await
+        .unwrap();
     let model_msgs = apna::agent::conversation::to_model_messages(&messages, "later-run");
     assert_eq!(apna::agent::safety::image_tokens(&model_msgs), 86);
 
     // Deleted, then purged: the image goes with every other blob of the project.
-    assert_eq!(h.call("DELETE", &format!("/api/projects/{id}"), None, None).await.status, StatusCode::OK);
-    assert!(blobs.head(&apna::images::image_key(&id, &apna::blob::sha256_hex(&shot))).await.unwrap().is_some());
+    assert_eq!(
+        h.call("DELETE", &format!("/api/projects/{id}"), None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert!(blobs
+        .head(&apna::images::image_key(
+            &id,
+            &apna::blob::sha256_hex(&shot)
+        ))
+        .await
+        .unwrap()
+        .is_some());
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let report = apna::project::purge_deleted(&h.state, 10).await.unwrap();
     assert_eq!(report.purged, vec![id.clone()]);
-    assert!(blobs.list(&format!("projects/{id}/")).await.unwrap().is_empty());
+    assert!(blobs
+        .list(&format!("projects/{id}/"))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -337,31 +450,49 @@ async fn edit_text_changes_the_literal_and_records_a_version() {
         &[],
     )
     .await;
-    let r = h.post("/api/projects", None, r#"{"prompt": "an app"}"#).await;
+    let r = h
+        .post("/api/projects", None, r#"{"prompt": "an app"}"#)
+        .await;
     let id = r.body["project"]["id"].as_str().unwrap().to_string();
     let run_id = r.body["run_id"].as_str().unwrap().to_string();
     let sb = h.sandboxes.get(&id);
     let app = "export default function App() {\n  return (\n    <main>\n      <h1 className=\"text-3xl\">Habit Trackr</h1>\n      <p>{n} done</p>\n    </main>\n  );\n}\n";
     sb.put("src/App.tsx", app);
-    apna::snapshot::record_version(&*h.state.store, &*h.state.blobs, &sb, &id, Some(&run_id), "first")
-        .await
-        .unwrap();
+    apna::snapshot::record_version(
+        &*h.state.store,
+        &*h.state.blobs,
+        &sb,
+        &id,
+        Some(&run_id),
+        "first",
+    )
+    .await
+    .unwrap();
 
     // While the run holds the project: 409, nothing changed.
     let edit = json!({"source": "src/App.tsx:4:7", "old_text": "Habit Trackr", "new_text": "Habit Tracker"});
     let uri = format!("/api/projects/{id}/text-edit");
     let r = h.post(&uri, None, &edit.to_string()).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
-    finish_run(&h.state, &run_id, RunEnd::Succeeded { summary: "ok".into() })
-        .await
-        .unwrap();
+    finish_run(
+        &h.state,
+        &run_id,
+        RunEnd::Succeeded {
+            summary: "ok".into(),
+        },
+    )
+    .await
+    .unwrap();
 
     let r = h.post(&uri, None, &edit.to_string()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["version"]["number"], 2);
     assert_eq!(r.body["file_diff"]["added"], 1);
     assert_eq!(r.body["file_diff"]["removed"], 1);
-    assert!(sb.file("src/App.tsx").unwrap().contains("<h1 className=\"text-3xl\">Habit Tracker</h1>"));
+    assert!(sb
+        .file("src/App.tsx")
+        .unwrap()
+        .contains("<h1 className=\"text-3xl\">Habit Tracker</h1>"));
     let r = h.get(&format!("/api/projects/{id}/versions"), None).await;
     assert!(r.text.contains("Edited text in src/App.tsx"), "{}", r.text);
     // No model, no run: the project has still one run.
@@ -371,12 +502,30 @@ async fn edit_text_changes_the_literal_and_records_a_version() {
     // Not exact: clear errors, the file untouched.
     let before = sb.file("src/App.tsx").unwrap();
     for (body, status) in [
-        (json!({"source": "src/App.tsx:5:7", "old_text": "3 done", "new_text": "x"}), StatusCode::CONFLICT),
-        (json!({"source": "src/App.tsx:4:7", "old_text": "Habit Trackr", "new_text": "again"}), StatusCode::CONFLICT),
-        (json!({"source": "src/App.tsx:4:7", "old_text": "Habit Tracker", "new_text": "<b>x</b>"}), StatusCode::BAD_REQUEST),
-        (json!({"source": "../etc/passwd:1:1", "old_text": "a", "new_text": "b"}), StatusCode::BAD_REQUEST),
-        (json!({"source": "src/Nope.tsx:1:1", "old_text": "a", "new_text": "b"}), StatusCode::NOT_FOUND),
-        (json!({"source": "nonsense", "old_text": "a", "new_text": "b"}), StatusCode::BAD_REQUEST),
+        (
+            json!({"source": "src/App.tsx:5:7", "old_text": "3 done", "new_text": "x"}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            json!({"source": "src/App.tsx:4:7", "old_text": "Habit Trackr", "new_text": "again"}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            json!({"source": "src/App.tsx:4:7", "old_text": "Habit Tracker", "new_text": "<b>x</b>"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"source": "../etc/passwd:1:1", "old_text": "a", "new_text": "b"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"source": "src/Nope.tsx:1:1", "old_text": "a", "new_text": "b"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            json!({"source": "nonsense", "old_text": "a", "new_text": "b"}),
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let r = h.post(&uri, None, &body.to_string()).await;
         assert_eq!(r.status, status, "{body}: {}", r.text);

@@ -113,7 +113,10 @@ async fn converse(bedrock: bool) {
             .filter_map(|b| b["text"].as_str())
             .collect();
         let joined = text.join("\n");
-        assert!(joined.contains(&format!("image {image_id} (1280×800 image/png)")), "{joined}");
+        assert!(
+            joined.contains(&format!("image {image_id} (1280×800 image/png)")),
+            "{joined}"
+        );
         assert!(
             joined.contains("<selected_element source=\"src/App.tsx:4:7\" tag=\"h1\" class=\"text-3xl font-bold\">Habit Tracker</selected_element>"),
             "{joined}"
@@ -122,7 +125,11 @@ async fn converse(bedrock: bool) {
         assert!(joined.ends_with("make it red"), "{joined}");
     }
     // The mock counted the image as the API documents: 1280 × 800 / 750.
-    assert!(outcomes[0].usage.input_tokens >= 1366, "{:?}", outcomes[0].usage);
+    assert!(
+        outcomes[0].usage.input_tokens >= 1366,
+        "{:?}",
+        outcomes[0].usage
+    );
 
     // Exactly the selected line changed; its twin two lines down did not.
     let after = h.sandbox.file("src/App.tsx").unwrap();
@@ -185,7 +192,11 @@ async fn save_image_copies_only_the_projects_images() {
             &serde_json::json!({"image_id": "0".repeat(64), "path": "public/b.png"}),
         )
         .await;
-    assert!(out.is_error && out.content.contains("no attached image"), "{}", out.content);
+    assert!(
+        out.is_error && out.content.contains("no attached image"),
+        "{}",
+        out.content
+    );
     let out = tools
         .execute(
             &h.sandbox,

@@ -18,8 +18,8 @@ use std::collections::HashSet;
 
 use super::model::ModelMessage;
 use crate::domain::{ContentBlock, ImageSource, Message, Page, Role};
-use crate::images::MAX_IMAGES_IN_CONTEXT;
 use crate::error::Result;
+use crate::images::MAX_IMAGES_IN_CONTEXT;
 use crate::store::Store;
 
 /// Every message of a project's conversation, in order.
@@ -109,7 +109,10 @@ fn describe_old_images(msgs: &mut [ModelMessage]) {
             seen += 1;
             if seen > MAX_IMAGES_IN_CONTEXT {
                 *b = ContentBlock::Text {
-                    text: format!("[image {} left out: the conversation has newer images]", r.id),
+                    text: format!(
+                        "[image {} left out: the conversation has newer images]",
+                        r.id
+                    ),
                 };
             }
         }

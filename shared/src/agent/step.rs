@@ -186,8 +186,7 @@ async fn run_step_inner(
                 ));
             }
             let images = image_tokens(&conversation);
-            if let Some(stop) =
-                check_image_budget(&run, deps.config, deps.model.model_id(), images)
+            if let Some(stop) = check_image_budget(&run, deps.config, deps.model.model_id(), images)
             {
                 tracing::info!(image_tokens = images, "the images would exceed the budget");
                 return finish(store, run_id, step, stopped(step, stop)).await;

@@ -27,7 +27,8 @@ use crate::images::{PreparedImage, MAX_IMAGES, MAX_IMAGE_BYTES};
 
 /// Largest create or chat body: five images of the largest size, base64,
 /// plus the longest prompt (see [`super::BODY_LIMIT`]).
-pub const MESSAGE_BODY_LIMIT: usize = MAX_IMAGES * (MAX_IMAGE_BYTES * 4 / 3 + 1024) + super::BODY_LIMIT;
+pub const MESSAGE_BODY_LIMIT: usize =
+    MAX_IMAGES * (MAX_IMAGE_BYTES * 4 / 3 + 1024) + super::BODY_LIMIT;
 
 /// One attached image.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -98,7 +99,10 @@ pub async fn get_image(
         [
             (header::CONTENT_TYPE, media_type.as_str()),
             // Content-addressed: the bytes under this URL never change.
-            (header::CACHE_CONTROL, "private, max-age=31536000, immutable"),
+            (
+                header::CACHE_CONTROL,
+                "private, max-age=31536000, immutable",
+            ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
         ],

@@ -173,12 +173,10 @@ pub async fn edit_text(
         }
         let lock = match MaintenanceLock::acquire(store, project_id, "edit").await? {
             Ok(lock) => lock,
-            Err(_) => {
-                return Err(Error::Conflict(
-                    "the project is busy (a generation, restore or wake); try again when it finishes"
-                        .into(),
-                ))
-            }
+            Err(_) => return Err(Error::Conflict(
+                "the project is busy (a generation, restore or wake); try again when it finishes"
+                    .into(),
+            )),
         };
         let result = async {
             let project = store
@@ -210,7 +208,8 @@ pub async fn edit_text(
                 .map_err(|_| Error::InvalidInput(format!("{path} is not a text file")))?;
             let after = replace_element_text(&text, line, column, &edit.old_text, &edit.new_text)?;
             sandbox.write_file(&path, after.as_bytes()).await?;
-            let file_diff = crate::diff::file_diff(path.as_str(), Some(&before), Some(after.as_bytes()));
+            let file_diff =
+                crate::diff::file_diff(path.as_str(), Some(&before), Some(after.as_bytes()));
             let summary = format!(
                 "Edited text in {path}: “{}” → “{}”",
                 squash(&edit.old_text).chars().take(60).collect::<String>(),

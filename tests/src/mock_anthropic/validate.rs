@@ -143,11 +143,16 @@ pub fn check_image(block: &Value) -> Result<image::DynamicImage, String> {
     use base64::Engine;
     let src = &block["source"];
     if src["type"] != "base64" {
-        return Err(format!("source.type must be \"base64\", got {}", src["type"]));
+        return Err(format!(
+            "source.type must be \"base64\", got {}",
+            src["type"]
+        ));
     }
     let media_type = src["media_type"].as_str().unwrap_or_default();
     if !IMAGE_TYPES.contains(&media_type) {
-        return Err(format!("media_type {media_type:?} is not one of {IMAGE_TYPES:?}"));
+        return Err(format!(
+            "media_type {media_type:?} is not one of {IMAGE_TYPES:?}"
+        ));
     }
     let data = base64::engine::general_purpose::STANDARD
         .decode(src["data"].as_str().unwrap_or_default())

@@ -113,7 +113,10 @@ impl Toolbox {
     }
 
     /// The eight tools plus `save_image` for the images attached to `project_id`'s messages.
-    pub fn for_project(blobs: std::sync::Arc<dyn crate::blob::BlobStore>, project_id: &str) -> Self {
+    pub fn for_project(
+        blobs: std::sync::Arc<dyn crate::blob::BlobStore>,
+        project_id: &str,
+    ) -> Self {
         let mut toolbox = Self::standard();
         toolbox.tools.push(Box::new(SaveImage {
             blobs,
