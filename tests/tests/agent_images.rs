@@ -173,7 +173,7 @@ async fn save_image_copies_only_the_projects_images() {
     let prepared = apna::images::prepare(&png, "image 1").unwrap();
     let h = AgentHarness::new(script(&prepared.meta.id)).await.unwrap();
     let blobs = h.blobs.clone();
-    apna::images::store(&*blobs, &h.project.id, &[prepared.clone()])
+    apna::images::store(&*blobs, &h.project.id, std::slice::from_ref(&prepared))
         .await
         .unwrap();
     let tools = apna::agent::tools::Toolbox::for_project(blobs, &h.project.id);

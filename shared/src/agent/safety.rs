@@ -143,12 +143,12 @@ pub fn check_image_budget(
     image_tokens: u64,
 ) -> Option<StopReason> {
     let estimate = image_tokens as f64 * super::pricing::price(model).input / 1_000_000.0;
-    (image_tokens > 0 && run.cost_usd + estimate > config.max_cost_usd).then(|| {
+    (image_tokens > 0 && run.cost_usd + estimate > config.max_cost_usd).then_some(
         StopReason::MaxCost {
             limit: config.max_cost_usd,
             spent: run.cost_usd + estimate,
-        }
-    })
+        },
+    )
 }
 
 /// Midnight UTC today: where a daily budget starts.
