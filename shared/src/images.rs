@@ -113,9 +113,10 @@ pub fn fitted_size(width: u32, height: u32) -> (u32, u32) {
     if scale >= 1.0 {
         return (width, height);
     }
+    // The epsilon keeps 3000 × (1568 / 3000) from flooring to 1567.
     (
-        ((w * scale).floor() as u32).max(1),
-        ((h * scale).floor() as u32).max(1),
+        ((w * scale + 1e-6).floor() as u32).max(1),
+        ((h * scale + 1e-6).floor() as u32).max(1),
     )
 }
 
@@ -342,14 +343,20 @@ mod tests {
 
         let big = png(2000, 1000);
         let p = prepare(&big, "image 1").unwrap();
-        assert_eq!(p.meta.width, MAX_LONG_EDGE);
+        // The area binds here: 1544×772, under 1092² pixels and 1568 px.
+        assert_eq!((p.meta.width, p.meta.height), (1544, 772));
         assert_eq!(p.meta.media_type, "image/png");
         assert!(p.meta.estimated_tokens() <= 1600);
+        assert_eq!(
+            MediaType::sniff(&p.bytes),
+            Some(MediaType::Png),
+            "stored as the PNG it claims"
+        );
     }
 
     #[test]
     fn prepare_refuses_what_is_not_an_image() {
-        let e = prepare(b"GIF87a but not really", "image 1").unwrap_err();
+        let e = prepare(b"GIF87a\x02\x00\x02\x00 but not really", "image 1").unwrap_err();
         assert!(matches!(e, Error::InvalidInput(_)), "{e}");
         let mut fake = b"\x89PNG\r\n\x1a\n".to_vec();
         fake.extend_from_slice(&[0u8; 100]);
