@@ -317,20 +317,66 @@ impl ImageRef {
     }
 }
 
+/// Longest `path:line:column` of an element ([`ElementSelection::source`],
+/// a text edit's `source`), in characters: its path then stays within the
+/// 1,024 bytes a project path may have.
+pub const MAX_SOURCE_CHARS: usize = 256;
+
+/// Where an element is written, `src/App.tsx:12:5`: a relative path whose
+/// segments do not start with `.` or `~` and hold no `\`, `:` or control
+/// character, then a 1-based line and column of at most nine digits without
+/// leading zeros. The OpenAPI document carries the same rule as a pattern
+/// ([`SOURCE_PATTERN`]; a test checks the two agree).
+pub fn source_location(source: &str) -> Option<(&str, u32, u32)> {
+    fn number(s: &str) -> Option<u32> {
+        let ok = (1..=9).contains(&s.len())
+            && !s.starts_with('0')
+            && s.bytes().all(|b| b.is_ascii_digit());
+        ok.then(|| s.parse().ok()).flatten()
+    }
+    fn segment(s: &str) -> bool {
+        !s.is_empty()
+            && !s.starts_with(['.', '~'])
+            && !s.chars().any(|c| matches!(c, '\\' | ':') || c.is_control())
+    }
+    if source.chars().count() > MAX_SOURCE_CHARS {
+        return None;
+    }
+    let mut parts = source.rsplitn(3, ':');
+    let col = number(parts.next()?)?;
+    let line = number(parts.next()?)?;
+    let path = parts.next()?;
+    path.split('/').all(segment).then_some((path, line, col))
+}
+
+/// [`source_location`]'s rule as an OpenAPI (ECMA-262) pattern.
+pub const SOURCE_PATTERN: &str = r"^[^/\\:.~\x00-\x1F\x7F-\x9F][^/\\:\x00-\x1F\x7F-\x9F]*(/[^/\\:.~\x00-\x1F\x7F-\x9F][^/\\:\x00-\x1F\x7F-\x9F]*)*:[1-9][0-9]{0,8}:[1-9][0-9]{0,8}$";
+
 /// An element the person picked in the preview with "Select".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ElementSelection {
-    /// Where the element is written: `path:line:column` (1-based), e.g. `src/App.tsx:12:5`.
-    #[schema(max_length = 300, example = "src/App.tsx:12:5")]
+    /// Where the element is written: `path:line:column` (1-based), e.g.
+    /// `src/App.tsx:12:5`, as the preview's `data-apna-src` gives it. The
+    /// path is relative; its segments do not start with `.` or `~`.
+    #[schema(
+        max_length = 256,
+        pattern = r"^[^/\\:.~\x00-\x1F\x7F-\x9F][^/\\:\x00-\x1F\x7F-\x9F]*(/[^/\\:.~\x00-\x1F\x7F-\x9F][^/\\:\x00-\x1F\x7F-\x9F]*)*:[1-9][0-9]{0,8}:[1-9][0-9]{0,8}$",
+        example = "src/App.tsx:12:5"
+    )]
     pub source: String,
     /// Its tag name, e.g. `button`.
-    #[schema(max_length = 40, example = "h1")]
+    #[schema(
+        min_length = 1,
+        max_length = 40,
+        pattern = "^[A-Za-z0-9-]+$",
+        example = "h1"
+    )]
     pub tag: String,
-    /// Its `class` attribute.
+    /// Its `class` attribute. NUL characters are stored as U+FFFD.
     #[serde(default)]
     #[schema(max_length = 1000)]
     pub classes: String,
-    /// Its text (shortened by the preview).
+    /// Its text (shortened by the preview). NUL characters are stored as U+FFFD.
     #[serde(default)]
     #[schema(max_length = 1000)]
     pub text: String,
@@ -342,19 +388,17 @@ impl ElementSelection {
 
     /// The file, line and column of [`ElementSelection::source`], when it has that shape.
     pub fn location(&self) -> Option<(&str, u32, u32)> {
-        let mut parts = self.source.rsplitn(3, ':');
-        let col = parts.next()?.parse().ok()?;
-        let line = parts.next()?.parse().ok()?;
-        let path = parts.next()?;
-        (line > 0 && col > 0 && !path.is_empty()).then_some((path, line, col))
+        source_location(&self.source)
     }
 
-    /// Checks the shape (the path itself is checked where a file is read).
-    pub fn check(&self) -> Result<()> {
+    /// The selection checked (the rules the OpenAPI document states), with
+    /// NUL characters replaced as in prompts; the path is checked where a
+    /// file is read.
+    pub fn checked(mut self) -> Result<Self> {
         let bad = |m: String| Err(Error::InvalidInput(format!("selection: {m}")));
-        if self.source.len() > 300 || self.location().is_none() {
+        if self.location().is_none() {
             return bad(format!(
-                "source must look like src/App.tsx:12:5, got {:?}",
+                "source must look like src/App.tsx:12:5 (at most {MAX_SOURCE_CHARS} characters), got {:?}",
                 self.source.chars().take(80).collect::<String>()
             ));
         }
@@ -375,10 +419,9 @@ impl ElementSelection {
                 Self::MAX_TEXT
             ));
         }
-        if self.classes.contains('\0') || self.text.contains('\0') {
-            return bad("classes and text must not contain NUL".into());
-        }
-        Ok(())
+        self.classes = self.classes.replace('\0', "\u{FFFD}");
+        self.text = self.text.replace('\0', "\u{FFFD}");
+        Ok(self)
     }
 
     /// The selection as the model reads it: a tag with the facts, then one sentence.

@@ -533,3 +533,108 @@ async fn edit_text_changes_the_literal_and_records_a_version() {
     }
     assert_eq!(sb.file("src/App.tsx").unwrap(), before);
 }
+
+/// The patterns `openapi.json` states for a selection, a text edit and an
+/// image are the server's own rules, so a body the schema admits is not
+/// refused for them (tests/schemathesis.toml keeps only what no schema can
+/// say: whether the bytes are an image).
+mod schema_rules {
+    use apna::domain::{source_location, MAX_SOURCE_CHARS};
+    use apna::snapshot::replace_element_text;
+    use base64::Engine;
+    use proptest::prelude::*;
+    use regex::Regex;
+    use serde_json::Value;
+
+    fn schemas() -> Value {
+        let doc: Value = serde_json::from_str(&apna::api::openapi::document()).unwrap();
+        doc["components"]["schemas"].clone()
+    }
+
+    fn pattern(schema: &str, field: &str) -> String {
+        schemas()[schema]["properties"][field]["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{schema}.{field} has a pattern"))
+            .to_string()
+    }
+
+    fn source_re() -> Regex {
+        let p = pattern("ElementSelection", "source");
+        assert_eq!(
+            p,
+            pattern("TextEdit", "source"),
+            "one rule for both sources"
+        );
+        assert_eq!(p, apna::domain::SOURCE_PATTERN);
+        Regex::new(&p).unwrap()
+    }
+
+    /// The pattern without its anchors, for proptest's generator.
+    fn unanchored(p: &str) -> String {
+        p.trim_start_matches('^').trim_end_matches('$').to_string()
+    }
+
+    const APP: &str =
+        "export default function App() {\n  return <h1 className=\"t\">Hello</h1>;\n}\n";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn every_source_the_schema_admits_is_accepted(
+            s in proptest::string::string_regex(&unanchored(apna::domain::SOURCE_PATTERN)).unwrap()
+        ) {
+            prop_assume!(s.chars().count() <= MAX_SOURCE_CHARS);
+            let (path, _, _) = source_location(&s).expect("accepted");
+            prop_assert!(apna::sandbox::ProjectPath::parse(path).is_ok(), "{s:?}");
+        }
+
+        #[test]
+        fn a_source_is_accepted_exactly_when_the_schema_admits_it(
+            s in "[a-z0-9/.:~\\\\ \\x00\\x7f\\u{85}é-]{0,14}"
+        ) {
+            let re = source_re();
+            let schema = re.is_match(&s) && s.chars().count() <= MAX_SOURCE_CHARS;
+            prop_assert_eq!(schema, source_location(&s).is_some(), "{:?}", s);
+        }
+
+        #[test]
+        fn new_text_is_refused_exactly_when_the_schema_refuses_it(
+            s in "[a-z {}<>\\t\\n\\u{85}\\u{a0}\\u{2003}\\u{3000}\\u{feff}]{1,6}"
+        ) {
+            let re = Regex::new(&pattern("TextEdit", "new_text")).unwrap();
+            let done = replace_element_text(APP, 2, 10, "Hello", &s);
+            prop_assert_eq!(re.is_match(&s), done.is_ok(), "{:?}: {:?}", s, done);
+        }
+
+        #[test]
+        fn image_data_decodes_exactly_when_the_schema_admits_it(
+            bytes in proptest::collection::vec(any::<u8>(), 0..12),
+            noise in "[A-Za-z0-9+/=]{0,9}",
+            prefix in proptest::option::of("data:[a-z/;0-9]{0,12},")
+        ) {
+            let re = Regex::new(&pattern("ImageUpload", "data")).unwrap();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            for b64 in [encoded, noise.clone()] {
+                let data = format!("{}{b64}", prefix.clone().unwrap_or_default());
+                let decodes = base64::engine::general_purpose::STANDARD.decode(&b64).is_ok();
+                prop_assert_eq!(re.is_match(&data), decodes, "{:?}", data);
+            }
+        }
+    }
+
+    #[test]
+    fn template_names_are_the_starters() {
+        let schemas = schemas();
+        let names: Vec<Value> = apna::starter::starters()
+            .unwrap()
+            .iter()
+            .map(|s| Value::from(s.name.clone()))
+            .chain([Value::Null])
+            .collect();
+        assert_eq!(
+            schemas["CreateProject"]["properties"]["template"]["enum"],
+            Value::Array(names)
+        );
+    }
+}

@@ -33,11 +33,17 @@ pub const MESSAGE_BODY_LIMIT: usize =
 /// One attached image.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ImageUpload {
-    /// The image file, base64 (standard alphabet; a `data:image/…;base64,`
-    /// prefix is allowed). PNG, JPEG, WebP or GIF, judged by the bytes; at most
-    /// 5 MB decoded. Larger than 1568 px on the long edge or about 1.19
+    /// The image file, base64 (standard alphabet, padded; a data URL prefix
+    /// such as `data:image/png;base64,` is allowed): PNG, JPEG, WebP or GIF,
+    /// judged by the bytes (bytes that are no such image are refused with
+    /// 400, which no schema can say), at most 5 MiB decoded (6,990,508 base64
+    /// characters). Larger than 1568 px on the long edge or about 1.19
     /// megapixels, it is scaled down to that.
-    #[schema(max_length = 7000000)]
+    #[schema(
+        max_length = 6990508,
+        content_encoding = "base64",
+        pattern = r"^(data:[^,]*,)?([A-Za-z0-9+/]{4})*([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$"
+    )]
     pub data: String,
     /// The file name, only to name the image in errors.
     #[serde(default)]

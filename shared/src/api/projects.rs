@@ -375,14 +375,12 @@ pub async fn chat(
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatStarted>)> {
     let message = check_text("message", &body.message, state.config.max_prompt_chars)?;
-    if let Some(selection) = &body.selection {
-        selection.check()?;
-    }
+    let selection = body.selection.map(ElementSelection::checked).transpose()?;
     let project = owned_project(&state, &caller, &id).await?;
     let prompt = Prompt {
         text: message,
         images: prepare_uploads(&body.images).await?,
-        selection: body.selection,
+        selection,
     };
     let run = start_run(&state, &project, prompt).await?;
     Ok((StatusCode::ACCEPTED, Json(ChatStarted { run_id: run.id })))

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::lock::MaintenanceLock;
 use super::version::record_version;
 use crate::blob::BlobStore;
-use crate::domain::{ElementSelection, FileDiff, ProjectStatus, Version};
+use crate::domain::{source_location, FileDiff, ProjectStatus, Version, MAX_SOURCE_CHARS};
 use crate::error::{Error, Result};
 use crate::sandbox::{ProjectPath, Sandbox};
 use crate::store::Store;
@@ -26,14 +26,24 @@ pub const MAX_TEXT_EDIT: usize = 1000;
 /// A text change to one element.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TextEdit {
-    /// Where the element is written, `path:line:column`, from the selection.
-    #[schema(max_length = 300, example = "src/App.tsx:12:5")]
+    /// Where the element is written, `path:line:column`, from the selection
+    /// (the same rule as a selection's `source`).
+    #[schema(
+        max_length = 256,
+        pattern = r"^[^/\\:.~\x00-\x1F\x7F-\x9F][^/\\:\x00-\x1F\x7F-\x9F]*(/[^/\\:.~\x00-\x1F\x7F-\x9F][^/\\:\x00-\x1F\x7F-\x9F]*)*:[1-9][0-9]{0,8}:[1-9][0-9]{0,8}$",
+        example = "src/App.tsx:12:5"
+    )]
     pub source: String,
     /// The element's text as the preview shows it.
     #[schema(min_length = 1, max_length = 1000)]
     pub old_text: String,
-    /// The text it should have.
-    #[schema(min_length = 1, max_length = 1000)]
+    /// The text it should have: not only white space, and without `{`, `}`,
+    /// `<` or `>` (which would change the code, not the text).
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^{}<>]*[^{}<>\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^{}<>]*$"
+    )]
     pub new_text: String,
 }
 
@@ -155,21 +165,18 @@ pub async fn edit_text(
                 "the texts may have at most {MAX_TEXT_EDIT} characters"
             )));
         }
-        let selection = ElementSelection {
-            source: edit.source.clone(),
-            tag: "x".into(),
-            classes: String::new(),
-            text: String::new(),
-        };
-        let (path, line, column) = selection.location().ok_or_else(|| {
+        let (path, line, column) = source_location(&edit.source).ok_or_else(|| {
             Error::InvalidInput(format!(
-                "source must look like src/App.tsx:12:5, got {:?}",
+                "source must look like src/App.tsx:12:5 (at most {MAX_SOURCE_CHARS} characters), got {:?}",
                 edit.source.chars().take(80).collect::<String>()
             ))
         })?;
         let path = ProjectPath::parse(path)?;
+        // Well-formed, but not where the app's source is: like a missing file.
         if path.is_in_ignored_dir() {
-            return Err(Error::InvalidInput(format!("{path} is not a source file")));
+            return Err(Error::NotFound(format!(
+                "{path} is not one of the project's source files"
+            )));
         }
         let lock = match MaintenanceLock::acquire(store, project_id, "edit").await? {
             Ok(lock) => lock,
@@ -204,8 +211,11 @@ pub async fn edit_text(
                 }
                 Err(e) => return Err(e),
             };
-            let text = String::from_utf8(before.clone())
-                .map_err(|_| Error::InvalidInput(format!("{path} is not a text file")))?;
+            // The request is well-formed; the file is simply not one that
+            // holds elements (any more), as when the element moved.
+            let text = String::from_utf8(before.clone()).map_err(|_| {
+                Error::Conflict(format!("{path} is not a text file, so no element is there"))
+            })?;
             let after = replace_element_text(&text, line, column, &edit.old_text, &edit.new_text)?;
             sandbox.write_file(&path, after.as_bytes()).await?;
             let file_diff =
