@@ -40,6 +40,7 @@ pub struct ImageUpload {
     /// characters). Larger than 1568 px on the long edge or about 1.19
     /// megapixels, it is scaled down to that.
     #[schema(
+        min_length = 4,
         max_length = 6990508,
         content_encoding = "base64",
         pattern = r"^(data:[^,]*,)?([A-Za-z0-9+/]{4})*([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$"
