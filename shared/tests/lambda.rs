@@ -281,7 +281,7 @@ async fn every_endpoint_function_reaches_its_handler() {
             format!("/api/projects/{id}/git"),
             None,
             pid.clone(),
-            StatusCode::NOT_FOUND,
+            StatusCode::CONFLICT,
         ),
         (
             "api-git-push",

@@ -125,7 +125,8 @@ pub struct DownloadLink {
     responses((status = 200, description = "the source tree as application/zip, or (asked with Accept: application/json) a link to a large archive",
                content((Vec<u8> = "application/zip"), (DownloadLink = "application/json"))),
               (status = 303, description = "a large archive: its link in Location"),
-              (status = 404, body = ErrorBody)))]
+              (status = 404, body = ErrorBody),
+              (status = 409, description = "the project has no files yet", body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
     caller: Caller,
@@ -135,7 +136,8 @@ pub async fn download(
     let project = owned_project(&state, &caller, &id).await?;
     let tree = crate::project::current_tree(&state, &id).await?;
     if tree.files.is_empty() {
-        return Err(Error::NotFound("the project has no files yet".into()).into());
+        // The project is there; there is nothing to zip yet (a 404 would say it is not).
+        return Err(Error::Conflict("the project has no files yet".into()).into());
     }
     let zip = crate::snapshot::zip_tree(&tree)?;
     let filename = format!("{}.zip", file_name(&project.name));
