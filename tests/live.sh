@@ -81,8 +81,14 @@ done
 # Its own scripted model, so its run does not take the main e2e's turns.
 start_mock tests/fixtures/conversations/generation_e2e.json
 start_apna oidc APNA_JWT_SECRET="$oidc_secret" APNA_OIDC_ISSUER="$oidc_url" APNA_OIDC_CLIENT_ID=apna-web
+oidc_apna_url=$APNA_URL
+# Images and Select (issue #21): its own server and mock (select_e2e.json).
+start_mock tests/fixtures/conversations/select_e2e.json
+select_mock=$MOCK_URL
+start_apna select
 APNA_E2E_URL="$ui_url" APNA_E2E_MULTI_URL="$multi_url" APNA_E2E_MULTI_SECRET="$multi_secret" \
-  APNA_OIDC_E2E_URL="$APNA_URL" APNA_OIDC_PROVIDER_URL="$oidc_url" \
+  APNA_OIDC_E2E_URL="$oidc_apna_url" APNA_OIDC_PROVIDER_URL="$oidc_url" \
+  APNA_E2E_SELECT_URL="$APNA_URL" APNA_E2E_SELECT_MOCK_URL="$select_mock" \
   node --test tests/e2e/
 
 echo "== schemathesis against apna serve with openapi.json"

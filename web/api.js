@@ -121,10 +121,21 @@ export const api = {
   config: () => request('GET', '/api/config'),
   listProjects: (limit = 50, offset = 0) => request('GET', `/api/projects?limit=${limit}&offset=${offset}`),
   templates: () => request('GET', '/api/templates'),
-  createProject: (prompt, template) => request('POST', '/api/projects', template ? { prompt, template } : { prompt }),
+  createProject: (prompt, template, images = []) =>
+    request('POST', '/api/projects', {
+      prompt,
+      ...(template ? { template } : {}),
+      ...(images.length ? { images } : {}),
+    }),
   project: (id) => request('GET', `/api/projects/${enc(id)}`),
   deleteProject: (id) => request('DELETE', `/api/projects/${enc(id)}`),
-  chat: (id, message) => request('POST', `/api/projects/${enc(id)}/chat`, { message }),
+  chat: (id, message, { images = [], selection = null } = {}) =>
+    request('POST', `/api/projects/${enc(id)}/chat`, {
+      message,
+      ...(images.length ? { images } : {}),
+      ...(selection ? { selection } : {}),
+    }),
+  textEdit: (id, body) => request('POST', `/api/projects/${enc(id)}/text-edit`, body),
   messages: (id, limit = 200, offset = 0) =>
     request('GET', `/api/projects/${enc(id)}/messages?limit=${limit}&offset=${offset}`),
   runs: (id) => request('GET', `/api/projects/${enc(id)}/runs`),
@@ -146,6 +157,23 @@ export const api = {
   previewAccess: (id) => request('GET', `/api/projects/${enc(id)}/preview-access`),
   share: (id, isPublic) => request('PUT', `/api/projects/${enc(id)}/share`, { public: isPublic }),
 };
+
+const imageUrls = new Map();
+
+/** An object URL for one of a project's message images (fetched with the token, cached). */
+export function imageUrl(projectId, imageId) {
+  const key = `${projectId}/${imageId}`;
+  if (!imageUrls.has(key)) {
+    imageUrls.set(
+      key,
+      fetch(apiUrl(`/api/projects/${enc(projectId)}/images/${enc(imageId)}`), { headers: headers({ Accept: 'image/*' }) }).then(async (res) => {
+        if (!res.ok) throw await errorFrom(res);
+        return URL.createObjectURL(await res.blob());
+      }),
+    );
+  }
+  return imageUrls.get(key);
+}
 
 /**
  * Downloads a URL with the bearer token (a plain link cannot send headers).

@@ -6,6 +6,7 @@ import { api, apiUrl, getToken, setToken, ApiError } from './api.js';
 import { beginSignIn, completeSignIn, currentToken, signOut } from './auth.js';
 import { h, mount, toast, showError, relativeTime, badge } from './dom.js';
 import { projectView } from './project.js';
+import { attachmentTray } from './attachments.js';
 
 const EXAMPLES = [
   'A habit tracker with daily streaks and a weekly chart',
@@ -177,10 +178,15 @@ function homeView(el) {
     { class: 'prompt-box', 'aria-label': 'New project' },
     h('label', { for: 'prompt', class: 'sr-only' }, 'What do you want to build?'),
     textarea,
+  );
+  const attach = attachmentTray(textarea, { label: 'Attach images to the prompt' });
+  form.append(
+    attach.tray,
     h(
       'div',
       { class: 'prompt-actions' },
-      h('span', { id: 'prompt-hint', class: 'hint' }, 'Enter to build · Shift+Enter for a new line'),
+      attach.button,
+      h('span', { id: 'prompt-hint', class: 'hint' }, 'Enter to build · Shift+Enter for a new line · paste or drop a screenshot'),
       submit,
     ),
   );
@@ -200,7 +206,8 @@ function homeView(el) {
     submit.disabled = true;
     submit.textContent = 'Starting…';
     try {
-      const res = await api.createProject(prompt, starter);
+      const res = await api.createProject(prompt, starter, await attach.images());
+      attach.clear();
       sessionStorage.setItem(`apna.run.${res.project.id}`, res.run_id);
       location.hash = `#/p/${res.project.id}`;
     } catch (e) {

@@ -2,7 +2,9 @@
 // with a code viewer, and versions with diffs and restore. On wide screens the
 // chat sits beside a tabbed workspace; on narrow ones every pane is a tab.
 
-import { api, followRun, getToken, downloadWithToken, screenshotUrl } from './api.js';
+import { api, followRun, getToken, downloadWithToken, screenshotUrl, imageUrl } from './api.js';
+import { attachmentTray } from './attachments.js';
+import { selectBridge } from './select.js';
 import { h, mount, toast, showError, relativeTime, compactNumber, formatCost, totalTokens, badge, renderMarkdown } from './dom.js';
 import { renderCode, renderDiff } from './highlight.js';
 
@@ -42,6 +44,8 @@ export function projectView(el, id, { onUnauthorized }) {
     confirmRestore: null,
     site: null,
     publishOpen: false,
+    // The element picked in the preview with Select: { source, tag, classes, text }.
+    selection: null,
   };
   const later = (fn, ms) => {
     const t = setTimeout(() => {
@@ -127,12 +131,18 @@ export function projectView(el, id, { onUnauthorized }) {
     'aria-describedby': 'chat-hint',
   });
   const sendBtn = h('button', { class: 'btn btn-primary', type: 'submit', 'aria-label': 'Send message' }, 'Send');
+  const chipSlot = h('div', { class: 'selection-slot' });
   const composer = h(
     'form',
     { class: 'composer', 'aria-label': 'Send a message' },
+    chipSlot,
     h('label', { for: 'chat-input', class: 'sr-only' }, 'Message to Apna'),
     input,
-    h('div', { class: 'composer-actions' }, h('span', { id: 'chat-hint', class: 'hint' }, 'Enter to send · Shift+Enter for a new line'), sendBtn),
+  );
+  const attach = attachmentTray(input, { label: 'Attach images to the message' });
+  composer.append(
+    attach.tray,
+    h('div', { class: 'composer-actions' }, attach.button, h('span', { id: 'chat-hint', class: 'hint' }, 'Enter to send · Shift+Enter for a new line'), sendBtn),
   );
   composer.addEventListener('submit', (e) => {
     e.preventDefault();
@@ -158,6 +168,23 @@ export function projectView(el, id, { onUnauthorized }) {
   const overlay = h('div', { class: 'preview-overlay', hidden: true, role: 'status' });
   const reloadBtn = h('button', { class: 'btn btn-small btn-ghost', type: 'button', 'aria-label': 'Reload the preview', onclick: () => reloadPreview() }, '↻ Reload');
   const shareBtn = h('button', { class: 'btn btn-small btn-ghost share-btn', type: 'button', hidden: true, 'aria-pressed': 'false', onclick: () => toggleShare() }, 'Share');
+  const selectBtn = h(
+    'button',
+    { class: 'btn btn-small btn-ghost select-btn', type: 'button', 'aria-pressed': 'false', title: 'Click an element in the preview to talk about it', onclick: () => bridge.toggle() },
+    '⌖ Select',
+  );
+  const bridge = selectBridge(iframe, {
+    onModeChange: (on) => {
+      selectBtn.setAttribute('aria-pressed', String(on));
+      selectBtn.classList.toggle('active', on);
+    },
+    onSelected: (sel) => {
+      s.selection = sel;
+      renderChip();
+      if (!isWide()) selectTab('chat');
+      input.focus();
+    },
+  });
   openLink.addEventListener('click', (e) => {
     // A private preview opens through a fresh sign-in link (the token in it lives minutes).
     if (!s.multiUser || (s.project && s.project.preview_public)) return;
@@ -195,7 +222,7 @@ export function projectView(el, id, { onUnauthorized }) {
     h(
       'section',
       { class: 'pane pane-preview', id: 'pane-preview', role: 'tabpanel', 'aria-labelledby': 'tab-preview' },
-      h('div', { class: 'toolbar' }, previewUrl, h('div', { class: 'toolbar-actions' }, shareBtn, reloadBtn, openLink)),
+      h('div', { class: 'toolbar' }, previewUrl, h('div', { class: 'toolbar-actions' }, selectBtn, shareBtn, reloadBtn, openLink)),
       h('div', { class: 'frame-wrap' }, iframe, overlay),
     ),
     h(
@@ -334,6 +361,7 @@ export function projectView(el, id, { onUnauthorized }) {
     }
     if (s.disposed || !url) return;
     // Assigning src (even the same URL) reloads a cross-origin frame.
+    bridge.setUrl(url);
     iframe.src = url;
   }
 
@@ -444,8 +472,63 @@ export function projectView(el, id, { onUnauthorized }) {
     );
   }
 
-  function userBubble(text) {
-    return h('div', { class: 'msg msg-user' }, h('div', { class: 'bubble' }, text));
+  // ------------------------------------------------------------ selection chip
+  function selectionChip(sel, actions) {
+    const label = `<${sel.tag}>${sel.text ? ` “${sel.text.length > 40 ? `${sel.text.slice(0, 40)}…` : sel.text}”` : ''}`;
+    return h('div', { class: 'selection-chip', title: sel.classes ? `class="${sel.classes}"` : '' }, h('span', { class: 'chip-tag' }, label), h('code', { class: 'chip-src' }, sel.source), actions || null);
+  }
+
+  function renderChip() {
+    const sel = s.selection;
+    if (!sel) return mount(chipSlot);
+    const remove = h('button', { type: 'button', class: 'chip-remove', 'aria-label': 'Remove the selection', onclick: () => { s.selection = null; renderChip(); } }, '×');
+    const edit = sel.text ? h('button', { type: 'button', class: 'btn btn-small btn-ghost chip-edit', onclick: () => editText(sel) }, '✎ Edit text') : null;
+    mount(chipSlot, selectionChip(sel, [edit, remove]));
+  }
+
+  // Changes the element's literal text in its file without the model.
+  function editText(sel) {
+    const field = h('input', { type: 'text', class: 'edit-text-input', value: sel.text, 'aria-label': `New text for the <${sel.tag}>` });
+    const save = h('button', { type: 'submit', class: 'btn btn-small btn-primary' }, 'Save');
+    const cancel = h('button', { type: 'button', class: 'btn btn-small btn-ghost', onclick: () => renderChip() }, 'Cancel');
+    const form = h('form', { class: 'edit-text' }, field, save, cancel);
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const next = field.value.trim();
+      if (!next || next === sel.text) return renderChip();
+      save.disabled = true;
+      try {
+        const res = await api.textEdit(id, { source: sel.source, old_text: sel.text, new_text: next });
+        s.selection = null;
+        renderChip();
+        clearEmptyState();
+        messages.append(restoreLine(res.version));
+        scrollChat();
+        toast(`Changed the text without the model · saved as v${res.version.number}`, 'info');
+        s.versionsLoaded = false;
+      } catch (err) {
+        save.disabled = false;
+        fail('Could not change the text')(err);
+      }
+    });
+    mount(chipSlot, selectionChip(sel), form);
+    field.focus();
+    field.select();
+  }
+
+  function userBubble(text, { images = [], selection = null } = {}) {
+    const pics = images.length
+      ? h(
+          'div',
+          { class: 'bubble-images' },
+          images.map((src, i) => {
+            const img = h('img', { alt: `attached image ${i + 1}`, loading: 'lazy' });
+            Promise.resolve(src).then((u) => { img.src = u; }, () => { img.alt = 'image unavailable'; });
+            return img;
+          }),
+        )
+      : null;
+    return h('div', { class: 'msg msg-user' }, h('div', { class: 'bubble' }, selection ? selectionChip(selection) : null, pics, text));
   }
 
   async function loadHistory(activeRunId) {
@@ -499,7 +582,11 @@ export function projectView(el, id, { onUnauthorized }) {
       const texts = (m.content || []).filter((b) => b.type === 'text' && b.text && b.text.trim()).map((b) => b.text);
       if (m.role === 'user') {
         if (firstOfRun || !m.run_id) {
-          if (texts.length) out.push(userBubble(texts.join('\n\n')));
+          const images = (m.content || [])
+            .filter((b) => b.type === 'image' && b.source && b.source.type === 'stored')
+            .map((b) => imageUrl(id, b.source.id));
+          const sel = (m.content || []).find((b) => b.type === 'selection');
+          if (texts.length || images.length) out.push(userBubble(texts.join('\n\n'), { images, selection: sel ? sel.selection : null }));
         } else if (texts.length) {
           out.push(h('details', { class: 'note' }, h('summary', {}, 'Apna sent build feedback to the model'), h('pre', {}, texts.join('\n\n'))));
         }
@@ -739,10 +826,15 @@ export function projectView(el, id, { onUnauthorized }) {
     sendBtn.disabled = true;
     s.sending = true;
     try {
-      const res = await api.chat(id, text);
+      const selection = s.selection;
+      const res = await api.chat(id, text, { images: await attach.images(), selection });
+      const images = attach.previews();
+      attach.clear();
+      s.selection = null;
+      renderChip();
       input.value = '';
       clearEmptyState();
-      messages.append(userBubble(text));
+      messages.append(userBubble(text, { images, selection }));
       messages.scrollTop = messages.scrollHeight;
       startLive(res.run_id);
     } catch (e) {
@@ -1056,6 +1148,7 @@ export function projectView(el, id, { onUnauthorized }) {
 
   return () => {
     s.disposed = true;
+    bridge.dispose();
     if (s.stopFollow) s.stopFollow();
     for (const t of s.timers) clearTimeout(t);
     s.timers.clear();

@@ -257,6 +257,16 @@ pub enum ContentBlock {
         #[schema(value_type = Object)]
         input: Value,
     },
+    /// An image: a stored one in messages, inlined as base64 in model requests.
+    Image {
+        /// Where the image's bytes are.
+        source: ImageSource,
+    },
+    /// The element the person selected in the preview; the model gets it as text.
+    Selection {
+        /// What was selected.
+        selection: ElementSelection,
+    },
     /// The result of a tool call, sent back to the model.
     ToolResult {
         /// The id of the `tool_use` this answers.
@@ -267,6 +277,176 @@ pub enum ContentBlock {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         is_error: bool,
     },
+}
+
+/// Where an image block's bytes are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ImageSource {
+    /// In the project's blob store (how messages keep images).
+    Stored(ImageRef),
+    /// Inline, as the Messages API takes it (only in model requests).
+    Base64 {
+        /// `image/png`, `image/jpeg`, `image/webp` or `image/gif`.
+        media_type: String,
+        /// The image, base64.
+        data: String,
+    },
+}
+
+/// A stored image, as a message refers to it (see `crate::images`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImageRef {
+    /// Lower-case hex SHA-256 of the stored bytes; read it at
+    /// `GET /api/projects/{id}/images/{image_id}`.
+    pub id: String,
+    /// The stored image's type: `image/png`, `image/jpeg`, `image/webp` or `image/gif`.
+    pub media_type: String,
+    /// Width in pixels, after any scaling.
+    pub width: u32,
+    /// Height in pixels, after any scaling.
+    pub height: u32,
+    /// Stored size in bytes.
+    pub size: u64,
+}
+
+impl ImageRef {
+    /// Input tokens the model counts for it: `width × height / 750`, as Anthropic documents.
+    pub fn estimated_tokens(&self) -> u64 {
+        (u64::from(self.width) * u64::from(self.height)).div_ceil(750)
+    }
+}
+
+/// Longest `path:line:column` of an element ([`ElementSelection::source`],
+/// a text edit's `source`), in characters: its path then stays within the
+/// 1,024 bytes a project path may have.
+pub const MAX_SOURCE_CHARS: usize = 256;
+
+/// Where an element is written, `src/App.tsx:12:5`: a relative path whose
+/// segments do not start with `.` or `~` and hold no `\`, `:` or control
+/// character, then a 1-based line and column of at most nine digits without
+/// leading zeros. The OpenAPI document carries the same rule as a pattern
+/// ([`SOURCE_PATTERN`]; a test checks the two agree).
+pub fn source_location(source: &str) -> Option<(&str, u32, u32)> {
+    fn number(s: &str) -> Option<u32> {
+        let ok = (1..=9).contains(&s.len())
+            && !s.starts_with('0')
+            && s.bytes().all(|b| b.is_ascii_digit());
+        ok.then(|| s.parse().ok()).flatten()
+    }
+    fn segment(s: &str) -> bool {
+        !s.is_empty()
+            && !s.starts_with(['.', '~'])
+            && !s.chars().any(|c| matches!(c, '\\' | ':') || c.is_control())
+    }
+    if source.chars().count() > MAX_SOURCE_CHARS {
+        return None;
+    }
+    let mut parts = source.rsplitn(3, ':');
+    let col = number(parts.next()?)?;
+    let line = number(parts.next()?)?;
+    let path = parts.next()?;
+    path.split('/').all(segment).then_some((path, line, col))
+}
+
+/// [`source_location`]'s rule as an OpenAPI (ECMA-262) pattern.
+pub const SOURCE_PATTERN: &str = r"^[^/\\:.~\x00-\x1F\x7F-\x9F][^/\\:\x00-\x1F\x7F-\x9F]*(/[^/\\:.~\x00-\x1F\x7F-\x9F][^/\\:\x00-\x1F\x7F-\x9F]*)*:[1-9][0-9]{0,8}:[1-9][0-9]{0,8}$";
+
+/// An element the person picked in the preview with "Select".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ElementSelection {
+    /// Where the element is written: `path:line:column` (1-based), e.g.
+    /// `src/App.tsx:12:5`, as the preview's `data-apna-src` gives it. The
+    /// path is relative; its segments do not start with `.` or `~`.
+    #[schema(
+        max_length = 256,
+        pattern = r"^[^/\\:.~\x00-\x1F\x7F-\x9F][^/\\:\x00-\x1F\x7F-\x9F]*(/[^/\\:.~\x00-\x1F\x7F-\x9F][^/\\:\x00-\x1F\x7F-\x9F]*)*:[1-9][0-9]{0,8}:[1-9][0-9]{0,8}$",
+        example = "src/App.tsx:12:5"
+    )]
+    pub source: String,
+    /// Its tag name, e.g. `button`.
+    #[schema(
+        min_length = 1,
+        max_length = 40,
+        pattern = "^[A-Za-z0-9-]+$",
+        example = "h1"
+    )]
+    pub tag: String,
+    /// Its `class` attribute. NUL characters are stored as U+FFFD.
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    pub classes: String,
+    /// Its text (shortened by the preview). NUL characters are stored as U+FFFD.
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    pub text: String,
+}
+
+impl ElementSelection {
+    /// Longest `classes` or `text` accepted.
+    pub const MAX_TEXT: usize = 1000;
+
+    /// The file, line and column of [`ElementSelection::source`], when it has that shape.
+    pub fn location(&self) -> Option<(&str, u32, u32)> {
+        source_location(&self.source)
+    }
+
+    /// The selection checked (the rules the OpenAPI document states), with
+    /// NUL characters replaced as in prompts; the path is checked where a
+    /// file is read.
+    pub fn checked(mut self) -> Result<Self> {
+        let bad = |m: String| Err(Error::InvalidInput(format!("selection: {m}")));
+        if self.location().is_none() {
+            return bad(format!(
+                "source must look like src/App.tsx:12:5 (at most {MAX_SOURCE_CHARS} characters), got {:?}",
+                self.source.chars().take(80).collect::<String>()
+            ));
+        }
+        if self.tag.is_empty()
+            || self.tag.len() > 40
+            || !self
+                .tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return bad("tag must be an HTML tag name such as h1 or button".into());
+        }
+        if self.classes.chars().count() > Self::MAX_TEXT
+            || self.text.chars().count() > Self::MAX_TEXT
+        {
+            return bad(format!(
+                "classes and text may have at most {} characters",
+                Self::MAX_TEXT
+            ));
+        }
+        self.classes = self.classes.replace('\0', "\u{FFFD}");
+        self.text = self.text.replace('\0', "\u{FFFD}");
+        Ok(self)
+    }
+
+    /// The selection as the model reads it: a tag with the facts, then one sentence.
+    pub fn describe(&self) -> String {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('"', "&quot;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        let at = match self.location() {
+            Some((path, line, col)) => format!("{path} line {line}, column {col}"),
+            None => esc(&self.source),
+        };
+        format!(
+            "<selected_element source=\"{}\" tag=\"{}\" class=\"{}\">{}</selected_element>\n\
+             The person selected this element in the preview: the <{}> written at {at}. \
+             Their message is about it; change that element in that file.",
+            esc(&self.source),
+            esc(&self.tag),
+            esc(&self.classes),
+            esc(&self.text),
+            esc(&self.tag),
+        )
+    }
 }
 
 /// What happened to a file in a run.

@@ -15,6 +15,7 @@
 //! * [`diff`]: a file's change as a unified diff and line counts.
 //! * [`store`]: durable state behind `trait Store` (SQLite | PostgreSQL).
 //! * [`blob`]: object storage behind `trait BlobStore` (disk | S3).
+//! * [`images`]: images attached to messages: checked, scaled to the model, stored, inlined.
 //! * [`sandbox`]: a project's files and dev server behind `trait Sandbox` (local processes;
 //!   in a pod, `apna sandboxd` serving one workspace and `RemoteSandbox` its client).
 //! * [`starter`]: the templates a project can begin from (`images/preview/templates`).
@@ -44,6 +45,7 @@ pub mod domain;
 pub mod error;
 #[cfg(feature = "git")]
 pub mod git;
+pub mod images;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod preview;

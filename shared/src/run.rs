@@ -51,6 +51,55 @@ pub enum RunEnd {
     Cancelled,
 }
 
+/// What a person sends to start a run: text, and optionally checked images
+/// (stored once the run is accepted) and the element they selected.
+#[derive(Debug, Clone, Default)]
+pub struct Prompt {
+    /// The message.
+    pub text: String,
+    /// Attached images, checked and scaled (see `crate::images::prepare`).
+    pub images: Vec<crate::images::PreparedImage>,
+    /// The element selected in the preview, if any.
+    pub selection: Option<crate::domain::ElementSelection>,
+}
+
+impl From<&str> for Prompt {
+    fn from(text: &str) -> Self {
+        Prompt {
+            text: text.to_string(),
+            ..Prompt::default()
+        }
+    }
+}
+
+impl From<&String> for Prompt {
+    fn from(text: &String) -> Self {
+        Prompt::from(text.as_str())
+    }
+}
+
+impl Prompt {
+    /// The message's content blocks: images first (as Anthropic recommends),
+    /// then the selection, then the text.
+    fn content(&self, images: Vec<crate::domain::ImageRef>) -> Vec<ContentBlock> {
+        let mut content: Vec<ContentBlock> = images
+            .into_iter()
+            .map(|r| ContentBlock::Image {
+                source: crate::domain::ImageSource::Stored(r),
+            })
+            .collect();
+        if let Some(selection) = &self.selection {
+            content.push(ContentBlock::Selection {
+                selection: selection.clone(),
+            });
+        }
+        content.push(ContentBlock::Text {
+            text: self.text.clone(),
+        });
+        content
+    }
+}
+
 /// Reports that a running run entered `phase`, with a line for people.
 pub async fn report_phase(
     store: &dyn Store,
@@ -74,10 +123,11 @@ pub async fn report_phase(
 pub async fn create_and_start(
     state: &AppState,
     owner: &str,
-    prompt: &str,
+    prompt: impl Into<Prompt>,
     template: &str,
 ) -> Result<(Project, Run)> {
-    let project = crate::project::create(state, owner, prompt, template).await?;
+    let prompt = prompt.into();
+    let project = crate::project::create(state, owner, &prompt.text, template).await?;
     let run = match start_run(state, &project, prompt).await {
         Ok(run) => run,
         Err(e) => {
@@ -97,7 +147,13 @@ pub async fn create_and_start(
 /// takes the run lock (409 if a run is active), records the message and starts
 /// the workflow. On any failure after the lock, the run is failed and the lock
 /// released, so nothing is left half-started.
-pub async fn start_run(state: &AppState, project: &Project, message: &str) -> Result<Run> {
+pub async fn start_run(
+    state: &AppState,
+    project: &Project,
+    prompt: impl Into<Prompt>,
+) -> Result<Run> {
+    let prompt = prompt.into();
+    let message = prompt.text.as_str();
     let cfg = &state.config;
     if state.store.count_active_runs(&project.owner).await? >= cfg.max_active_runs_per_user {
         return Err(Error::QuotaExceeded(format!(
@@ -132,6 +188,7 @@ pub async fn start_run(state: &AppState, project: &Project, message: &str) -> Re
     let span = tracing::info_span!("start_run", project_id = %project.id, run_id = %run.id);
     let started = async {
         state.store.create_run(&run).await?;
+        let images = crate::images::store(&*state.blobs, &project.id, &prompt.images).await?;
         state
             .store
             .append_messages(
@@ -139,9 +196,7 @@ pub async fn start_run(state: &AppState, project: &Project, message: &str) -> Re
                 &[NewMessage {
                     run_id: Some(run.id.clone()),
                     role: Role::User,
-                    content: vec![ContentBlock::Text {
-                        text: message.to_string(),
-                    }],
+                    content: prompt.content(images),
                     tool_calls: vec![],
                     file_diffs: vec![],
                 }],

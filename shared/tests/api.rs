@@ -262,7 +262,8 @@ async fn bad_input_gets_clear_errors() {
             ),
             (
                 "/api/projects",
-                json!({"prompt": "x".repeat(300_000)}).to_string(),
+                // Create and chat take images, so their limit is that of five of them.
+                json!({"prompt": "x".repeat(apna::api::images::MESSAGE_BODY_LIMIT)}).to_string(),
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
             ),

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules, from the bottom up.
 const LAYERS: &[&str] = &[
-    "error", "config", "domain", "starter", "diff", "blob", "store", "sandbox", "snapshot",
-    "agent", "workflow", "app", "project", "publish", "git", "run", "tasks", "preview", "site",
-    "api", "server", "lambda", "testing",
+    "error", "config", "domain", "starter", "diff", "blob", "images", "store", "sandbox",
+    "snapshot", "agent", "workflow", "app", "project", "publish", "git", "run", "tasks", "preview",
+    "site", "api", "server", "lambda", "testing",
 ];
 
 fn src_dir() -> PathBuf {

@@ -395,7 +395,8 @@ async fn the_bundle_clones_into_the_version_history() {
     let none =
         s.h.get(&format!("/api/projects/{}/git", s.project.id), None)
             .await;
-    assert_eq!(none.status, 404, "{}", none.text);
+    // The project is there; it has nothing to bundle yet (as publish answers).
+    assert_eq!(none.status, 409, "{}", none.text);
     s.version("First", "export default () => <h1>One</h1>\n")
         .await;
     s.version("Second", "export default () => <h1>Two</h1>\n")

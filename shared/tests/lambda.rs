@@ -228,6 +228,22 @@ async fn every_endpoint_function_reaches_its_handler() {
             StatusCode::OK,
         ),
         (
+            "api-text-edit",
+            "POST",
+            format!("/api/projects/{id}/text-edit"),
+            Some(json!({"source": "nonsense", "old_text": "a", "new_text": "b"})),
+            pid.clone(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "api-get-image",
+            "GET",
+            format!("/api/projects/{id}/images/{}", "0".repeat(64)),
+            None,
+            json!({"id": id, "image_id": "0".repeat(64)}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
             "api-download",
             "GET",
             format!("/api/projects/{id}/download"),
@@ -274,7 +290,7 @@ async fn every_endpoint_function_reaches_its_handler() {
             format!("/api/projects/{id}/git"),
             None,
             pid.clone(),
-            StatusCode::NOT_FOUND,
+            StatusCode::CONFLICT,
         ),
         (
             "api-git-push",

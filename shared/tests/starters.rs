@@ -1,6 +1,8 @@
 //! Every starter passes the Verify step's build check (tsc + vite build) and
 //! renders in Chromium without a console error; a page using every component
-//! of the `app` starter's kit and every bundled library does too. Needs node,
+//! of the `app` starter's kit and every bundled library does too. In each, the
+//! dev server tags elements with `data-apna-src` ("Select", issue #21) and the
+//! production build has neither the tags nor the select script. Needs node,
 //! npm, Debian's chromium and `tests/node_modules` (tests/run installs them).
 
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use apna::preview::SandboxPreviewBackend;
 use apna::sandbox::build_check::check_build;
 use apna::sandbox::local::{wait_ready, LocalSandbox};
-use apna::sandbox::{ProjectPath, Sandbox, SandboxProvider};
+use apna::sandbox::{ExecRequest, ProjectPath, Sandbox, SandboxProvider};
 use apna::testing::browser::{browser_available, render};
 use apna::testing::fixtures::repo_root;
 use apna::testing::local::*;
@@ -29,9 +31,10 @@ async fn build_and_render(
 ) -> Value {
     let report = check_build(sb).await.unwrap();
     assert!(report.ok, "{}: {:#?}", sb.project_id(), report.diagnostics);
+    assert_build_has_no_source_tags(sb).await;
     wait_ready(sb, Duration::from_secs(120)).await.unwrap();
     let url = format!("http://{}.localhost:{}/", sb.project_id(), proxy.port());
-    let mut args = vec!["--wait-text", wait_text];
+    let mut args = vec!["--wait-text", wait_text, "--selector", "[data-apna-src]"];
     args.extend_from_slice(extra);
     let seen = render(&url, &args).await;
     assert_eq!(
@@ -41,7 +44,46 @@ async fn build_and_render(
         sb.project_id(),
         sb.logs(60).await.unwrap()
     );
+    assert!(
+        seen["matched"]["[data-apna-src]"].as_u64().unwrap_or(0) > 0,
+        "{}: the dev server tagged no element with data-apna-src",
+        sb.project_id()
+    );
     seen
+}
+
+/// The build check's output (`.apna-build/check`) is a real bundle without
+/// the dev-only plugin's `data-apna-src` tags or select script.
+async fn assert_build_has_no_source_tags(sb: &LocalSandbox) {
+    let run = |command: &str| ExecRequest {
+        command: command.to_string(),
+        timeout: Duration::from_secs(30),
+        max_output: 64 * 1024,
+    };
+    let bundles = sb
+        .exec(&run("find .apna-build/check -type f -name '*.js' | wc -l"))
+        .await
+        .unwrap();
+    assert!(
+        bundles.output.trim().parse::<u32>().unwrap_or(0) > 0,
+        "{}: the build wrote no bundle: {}",
+        sb.project_id(),
+        bundles.output
+    );
+    let found = sb
+        .exec(&run(
+            "grep -rl -e data-apna-src -e apna:selected .apna-build/check",
+        ))
+        .await
+        .unwrap();
+    // grep exits 1 when nothing matches, 2 on an error.
+    assert_eq!(
+        found.exit_code,
+        Some(1),
+        "{}: the production build has the dev-only plugin's output: {}",
+        sb.project_id(),
+        found.output
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use apna::domain::{
-    now, ContentBlock, Execution, ExecutionStatus, FileAction, FileDiff, NewMessage, Page, Project,
-    ProjectStatus, Role, Run, RunEventKind, RunStatus, Screenshot, Site, User,
+    now, ContentBlock, ElementSelection, Execution, ExecutionStatus, FileAction, FileDiff,
+    ImageRef, ImageSource, NewMessage, Page, Project, ProjectStatus, Role, Run, RunEventKind,
+    RunStatus, Screenshot, Site, User,
 };
 use apna::store::{PostgresStore, SqliteStore, Store};
 use chrono::Duration;
@@ -420,6 +421,46 @@ async fn messages(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(page[0].seq, 2);
+
+    // A person's message with an image and a selected element (issue #21)
+    // comes back exactly: the store keeps references, never image bytes.
+    let person = NewMessage {
+        run_id: Some("r2".into()),
+        role: Role::User,
+        content: vec![
+            ContentBlock::Image {
+                source: ImageSource::Stored(ImageRef {
+                    id: "ab".repeat(32),
+                    media_type: "image/png".into(),
+                    width: 1280,
+                    height: 800,
+                    size: 104_043,
+                }),
+            },
+            ContentBlock::Selection {
+                selection: ElementSelection {
+                    source: "src/App.tsx:12:5".into(),
+                    tag: "h1".into(),
+                    classes: "text-3xl \"font-bold\"".into(),
+                    text: "Habit Tracker ✓".into(),
+                },
+            },
+            ContentBlock::Text {
+                text: "make it red".into(),
+            },
+        ],
+        tool_calls: vec![],
+        file_diffs: vec![],
+    };
+    store
+        .append_messages(&project, std::slice::from_ref(&person))
+        .await
+        .unwrap();
+    let all = store
+        .list_messages(&project, Page::default())
+        .await
+        .unwrap();
+    assert_eq!(all[3].content, person.content);
 }
 
 async fn step_results(store: &dyn Store) {

@@ -26,6 +26,8 @@ pub struct AgentHarness {
     pub store: Arc<dyn Store>,
     /// The project's sandbox.
     pub sandbox: MemorySandbox,
+    /// The blob store (a temp dir) holding the project's images.
+    pub blobs: Arc<dyn apna::blob::BlobStore>,
     /// The mock API.
     pub mock: MockAnthropic,
     /// The client used for steps (Anthropic, or Bedrock via [`Self::with_bedrock`]).
@@ -138,6 +140,7 @@ impl AgentHarness {
         Ok(AgentHarness {
             store,
             sandbox,
+            blobs: Arc::new(apna::blob::FsBlobStore::new(dir.path().join("blobs")).await?),
             mock,
             model,
             config,
@@ -153,6 +156,7 @@ impl AgentHarness {
             store: self.store.clone(),
             model: self.model.clone(),
             sandbox: Arc::new(self.sandbox.clone()),
+            blobs: self.blobs.clone(),
             config: &self.config,
             deltas: None,
             template: self.project.template.clone(),

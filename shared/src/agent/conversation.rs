@@ -17,8 +17,9 @@
 use std::collections::HashSet;
 
 use super::model::ModelMessage;
-use crate::domain::{ContentBlock, Message, Page, Role};
+use crate::domain::{ContentBlock, ImageSource, Message, Page, Role};
 use crate::error::Result;
+use crate::images::MAX_IMAGES_IN_CONTEXT;
 use crate::store::Store;
 
 /// Every message of a project's conversation, in order.
@@ -51,7 +52,7 @@ pub fn to_model_messages(messages: &[Message], run_id: &str) -> Vec<ModelMessage
             .content
             .iter()
             .filter(|b| !matches!(b, ContentBlock::Text { text } if text.trim().is_empty()))
-            .map(|b| if old { compact(b) } else { b.clone() })
+            .flat_map(|b| present(&if old { compact(b) } else { b.clone() }))
             .collect();
         if content.is_empty() {
             continue;
@@ -67,7 +68,55 @@ pub fn to_model_messages(messages: &[Message], run_id: &str) -> Vec<ModelMessage
     }
     drop_oldest(&mut merged);
     pair_tool_results(&mut merged);
+    describe_old_images(&mut merged);
     merged
+}
+
+/// A block as the model takes it: a selection becomes its description, and a
+/// stored image is preceded by a line naming it (for `save_image`).
+fn present(b: &ContentBlock) -> Vec<ContentBlock> {
+    match b {
+        ContentBlock::Selection { selection } => vec![ContentBlock::Text {
+            text: selection.describe(),
+        }],
+        ContentBlock::Image {
+            source: ImageSource::Stored(r),
+        } => vec![
+            ContentBlock::Text {
+                text: format!(
+                    "[The person attached image {} ({}×{} {}); save_image copies it into the project.]",
+                    r.id, r.width, r.height, r.media_type
+                ),
+            },
+            b.clone(),
+        ],
+        other => vec![other.clone()],
+    }
+}
+
+/// Keeps the newest [`MAX_IMAGES_IN_CONTEXT`] images and names the older
+/// ones in words, so a long conversation does not resend every screenshot.
+fn describe_old_images(msgs: &mut [ModelMessage]) {
+    let mut seen = 0usize;
+    for m in msgs.iter_mut().rev() {
+        for b in m.content.iter_mut().rev() {
+            let ContentBlock::Image {
+                source: ImageSource::Stored(r),
+            } = &*b
+            else {
+                continue;
+            };
+            seen += 1;
+            if seen > MAX_IMAGES_IN_CONTEXT {
+                *b = ContentBlock::Text {
+                    text: format!(
+                        "[image {} left out: the conversation has newer images]",
+                        r.id
+                    ),
+                };
+            }
+        }
+    }
 }
 
 /// A block of an earlier run with long tool text elided.

@@ -26,6 +26,11 @@ file exactly once, including indentation.
 - check_logs: the dev server log; look there for compile errors after changes.
 - run_command: a shell command in the project root, e.g. `npm install <name>` to add a package \
 that is not installed yet.
+- save_image: copy an image the person attached into the project (e.g. public/logo.png) when \
+they want it in the app. An attached image may also be a mock-up or screenshot to match.
+
+When the person selected an element in the preview, their message starts with a \
+<selected_element source=\"file:line:column\"> tag: change that element, at that place.
 
 Rules:
 - The dev server is already running with hot reload. Never start it, never run `npm run dev`.

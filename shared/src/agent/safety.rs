@@ -118,6 +118,39 @@ pub fn check_budget(run: &Run, config: &Config, step: u32) -> Option<StopReason>
     None
 }
 
+/// Input tokens the images of a model conversation cost (as Anthropic
+/// documents it: `width × height / 750` each), before any are inlined.
+pub fn image_tokens(messages: &[super::ModelMessage]) -> u64 {
+    messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .filter_map(|b| match b {
+            ContentBlock::Image {
+                source: crate::domain::ImageSource::Stored(r),
+            } => Some(r.estimated_tokens()),
+            _ => None,
+        })
+        .sum()
+}
+
+/// Whether sending `image_tokens` of images, priced as uncached input,
+/// would take `run` past its dollar budget: images are the one input whose
+/// size the person chooses, so they are counted before the call.
+pub fn check_image_budget(
+    run: &Run,
+    config: &Config,
+    model: &str,
+    image_tokens: u64,
+) -> Option<StopReason> {
+    let estimate = image_tokens as f64 * super::pricing::price(model).input / 1_000_000.0;
+    (image_tokens > 0 && run.cost_usd + estimate > config.max_cost_usd).then_some(
+        StopReason::MaxCost {
+            limit: config.max_cost_usd,
+            spent: run.cost_usd + estimate,
+        },
+    )
+}
+
 /// Midnight UTC today: where a daily budget starts.
 pub fn start_of_day() -> chrono::DateTime<chrono::Utc> {
     let now = crate::domain::now();

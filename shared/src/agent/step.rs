@@ -22,9 +22,11 @@ use super::model::{DeltaSender, Model, ModelRequest, ModelResponse};
 use super::pricing::cost_usd;
 use super::prompt::system_prompt;
 use super::safety::{
-    check_budget, check_daily_budget, detect_repetition, max_tokens_for_call, StopReason,
+    check_budget, check_daily_budget, check_image_budget, detect_repetition, image_tokens,
+    max_tokens_for_call, StopReason,
 };
 use super::tools::{ToolOutput, Toolbox};
+use crate::blob::BlobStore;
 use crate::config::Config;
 use crate::domain::{ContentBlock, FileDiff, Message, NewMessage, Role, RunEventKind, Usage};
 use crate::error::{Error, Result};
@@ -52,6 +54,8 @@ pub struct StepDeps<'a> {
     pub model: Arc<dyn Model>,
     /// The project's sandbox.
     pub sandbox: Arc<dyn Sandbox>,
+    /// Where the conversation's images are (and `save_image` reads them).
+    pub blobs: Arc<dyn BlobStore>,
     /// Budgets.
     pub config: &'a Config,
     /// Where streamed model text goes as it arrives (optional).
@@ -137,7 +141,7 @@ async fn run_step_inner(
 
     let mut messages = load_messages(store, project_id).await?;
     let cached = StepKey::Model(step).get(store, run_id).await?;
-    let toolbox = Toolbox::standard();
+    let toolbox = Toolbox::for_project(deps.blobs.clone(), project_id);
     let (response, fresh): (ModelResponse, bool) = match cached {
         Some(v) => (serde_json::from_value(v)?, false),
         None => {
@@ -147,19 +151,7 @@ async fn run_step_inner(
             };
             if let Some(stop) = stop {
                 tracing::info!(reason = stop.code(), "budget reached before the model call");
-                let outcome = StepOutcome {
-                    step,
-                    done: false,
-                    stop: Some(stop),
-                    model_stop_reason: None,
-                    usage: Usage::default(),
-                    cost_usd: 0.0,
-                    text: String::new(),
-                    file_diffs: Vec::new(),
-                    tool_calls: 0,
-                    tool_errors: 0,
-                };
-                return finish(store, run_id, step, outcome).await;
+                return finish(store, run_id, step, stopped(step, stop)).await;
             }
             if let Some(text) = user_text.filter(|t| !t.trim().is_empty()) {
                 let already = messages.last().is_some_and(|m| {
@@ -185,13 +177,22 @@ async fn run_step_inner(
                     messages.extend(stored);
                 }
             }
-            let conversation = to_model_messages(&messages, run_id);
+            let mut conversation = to_model_messages(&messages, run_id);
             if conversation.last().is_none_or(|m| m.role != Role::User) {
                 return Err(Error::InvalidInput(
                     "the conversation has no user message to answer; store the person's message \
                      or pass it as the step's user text"
                         .into(),
                 ));
+            }
+            let images = image_tokens(&conversation);
+            if let Some(stop) = check_image_budget(&run, deps.config, deps.model.model_id(), images)
+            {
+                tracing::info!(image_tokens = images, "the images would exceed the budget");
+                return finish(store, run_id, step, stopped(step, stop)).await;
+            }
+            for m in conversation.iter_mut().filter(|m| m.role == Role::User) {
+                crate::images::inline(deps.blobs.as_ref(), project_id, &mut m.content).await?;
             }
             let req = ModelRequest {
                 system: system_prompt(&deps.template),
@@ -387,6 +388,22 @@ async fn run_step_inner(
         tool_errors,
     };
     finish(store, run_id, step, outcome).await
+}
+
+/// A step that stopped before calling the model.
+fn stopped(step: u32, stop: StopReason) -> StepOutcome {
+    StepOutcome {
+        step,
+        done: false,
+        stop: Some(stop),
+        model_stop_reason: None,
+        usage: Usage::default(),
+        cost_usd: 0.0,
+        text: String::new(),
+        file_diffs: Vec::new(),
+        tool_calls: 0,
+        tool_errors: 0,
+    }
 }
 
 async fn finish(

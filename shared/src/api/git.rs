@@ -52,7 +52,9 @@ pub struct Pushed {
 /// `git clone project.bundle` makes a repository of it.
 #[utoipa::path(get, path = "/api/projects/{id}/git", params(("id" = String, Path, description = "Project id")),
     responses((status = 200, description = "A Git bundle (v2)", content_type = "application/x-git-bundle"),
-              (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 404, body = ErrorBody),
+              (status = 409, description = "the project has no versions yet", body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 pub async fn bundle(
     State(state): State<AppState>,
     caller: Caller,

@@ -4,7 +4,7 @@
 //! * [`error`]: the JSON error shape and status mapping.
 //! * [`auth`]: who is calling (API Gateway claims, HS256 tokens, or single-user).
 //! * [`guard`]: the Host allowlist (DNS rebinding) and cross-site refusals (CSRF), before routing.
-//! * [`projects`], [`runs`], [`versions`], [`publish`], [`git`], [`previews`], [`templates`], [`health`], [`wake`]: the handlers.
+//! * [`projects`], [`images`], [`runs`], [`versions`], [`publish`], [`git`], [`previews`], [`templates`], [`health`], [`wake`]: the handlers.
 //! * [`openapi`]: the OpenAPI 3.1 document generated from the handlers.
 
 pub mod auth;
@@ -12,6 +12,7 @@ pub mod error;
 pub mod git;
 pub mod guard;
 pub mod health;
+pub mod images;
 pub mod openapi;
 pub mod previews;
 pub mod projects;
@@ -119,6 +120,11 @@ pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
         .collect()
 }
 
+/// Create and chat bodies may carry images (see [`images::MESSAGE_BODY_LIMIT`]).
+fn message_body_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(images::MESSAGE_BODY_LIMIT)
+}
+
 fn unguarded_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
     vec![
         ("api-healthz", "/healthz", get(healthz)),
@@ -141,12 +147,12 @@ fn unguarded_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>
         (
             "api-create-project",
             "/api/projects",
-            post(projects::create_project),
+            post(projects::create_project).layer(message_body_limit()),
         ),
         (
             "api-create-project",
             "/api/projects/create",
-            post(projects::create_project_alias),
+            post(projects::create_project_alias).layer(message_body_limit()),
         ),
         (
             "api-list-projects",
@@ -163,7 +169,16 @@ fn unguarded_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>
             "/api/projects/{id}",
             delete(projects::delete_project),
         ),
-        ("api-chat", "/api/projects/{id}/chat", post(projects::chat)),
+        (
+            "api-chat",
+            "/api/projects/{id}/chat",
+            post(projects::chat).layer(message_body_limit()),
+        ),
+        (
+            "api-get-image",
+            "/api/projects/{id}/images/{image_id}",
+            get(images::get_image),
+        ),
         (
             "api-list-messages",
             "/api/projects/{id}/messages",
@@ -205,6 +220,11 @@ fn unguarded_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>
             "api-restore-version",
             "/api/projects/{id}/versions/{n}/restore",
             post(versions::restore_version),
+        ),
+        (
+            "api-text-edit",
+            "/api/projects/{id}/text-edit",
+            post(versions::text_edit),
         ),
         (
             "api-download",

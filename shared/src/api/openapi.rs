@@ -5,7 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    error, git, health, previews, projects, publish, runs, templates, versions, wake, ClientConfig,
+    error, git, health, images, previews, projects, publish, runs, templates, versions, wake,
+    ClientConfig,
 };
 use crate::domain;
 
@@ -31,6 +32,7 @@ use crate::domain;
         projects::list_runs,
         projects::list_files,
         projects::read_file,
+        images::get_image,
         runs::get_run,
         runs::cancel,
         runs::events,
@@ -38,6 +40,7 @@ use crate::domain;
         versions::version_diff,
         versions::restore_version,
         versions::download,
+        versions::text_edit,
         publish::publish,
         publish::get_publish,
         publish::unpublish,
@@ -61,6 +64,7 @@ use crate::domain;
         projects::CreateProject,
         projects::Created,
         projects::ChatRequest,
+        images::ImageUpload,
         projects::ChatStarted,
         projects::ProjectList,
         projects::MessageList,
@@ -93,6 +97,11 @@ use crate::domain;
         domain::Message,
         domain::Role,
         domain::ContentBlock,
+        domain::ImageSource,
+        domain::ImageRef,
+        domain::ElementSelection,
+        crate::snapshot::TextEdit,
+        crate::snapshot::TextEdited,
         domain::FileDiff,
         domain::FileAction,
         domain::Version,

@@ -8,12 +8,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use super::images::{prepare_uploads, ImageUpload};
 use crate::app::AppState;
 use crate::domain::{
-    is_valid_id, now, Message, Page, Project, ProjectStatus, Run, DEFAULT_TEMPLATE,
+    is_valid_id, now, ElementSelection, Message, Page, Project, ProjectStatus, Run,
+    DEFAULT_TEMPLATE,
 };
 use crate::error::Error;
-use crate::run::{cancel_run, create_and_start, start_run};
+use crate::run::{cancel_run, create_and_start, start_run, Prompt};
 use crate::sandbox::{FileEntry, ProjectPath};
 
 /// A project as the API shows it.
@@ -42,6 +44,10 @@ pub struct CreateProject {
     #[serde(default)]
     #[schema(schema_with = starter_name_schema)]
     pub template: Option<String>,
+    /// Images to go with the prompt (a mock-up, a screenshot): at most 5.
+    #[serde(default)]
+    #[schema(max_items = 5)]
+    pub images: Vec<ImageUpload>,
     /// Accepted for compatibility with the seed and ignored: the user comes from the token.
     #[serde(default, rename = "userId")]
     #[schema(ignore)]
@@ -82,6 +88,13 @@ pub struct ChatRequest {
     /// What to change (the same rules as a prompt).
     #[schema(min_length = 1, max_length = 20000, pattern = "[^\\t\\n\\r ]")]
     pub message: String,
+    /// Images to go with the message: at most 5.
+    #[serde(default)]
+    #[schema(max_items = 5)]
+    pub images: Vec<ImageUpload>,
+    /// The element the person selected in the preview, which the message is about.
+    #[serde(default)]
+    pub selection: Option<ElementSelection>,
     /// Accepted and ignored (seed compatibility).
     #[serde(default, rename = "userId")]
     #[schema(ignore)]
@@ -236,7 +249,7 @@ fn check_text(what: &str, text: &str, max: usize) -> Result<String, Error> {
     Ok(t.replace('\0', "\u{fffd}"))
 }
 
-/// Creates a project from a prompt and starts generating it.
+/// Creates a project from a prompt (and up to 5 images) and starts generating it.
 #[utoipa::path(post, path = "/api/projects", request_body = CreateProject,
     responses((status = 202, body = Created), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, description = "a cross-site request", body = ErrorBody),
@@ -249,7 +262,12 @@ pub async fn create_project(
     let prompt = check_text("prompt", &body.prompt, state.config.max_prompt_chars)?;
     let template = body.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
     crate::starter::find(template)?;
-    let (project, run) = create_and_start(&state, &caller.0, &prompt, template).await?;
+    let prompt = Prompt {
+        text: prompt,
+        images: prepare_uploads(&body.images).await?,
+        selection: None,
+    };
+    let (project, run) = create_and_start(&state, &caller.0, prompt, template).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Created {
@@ -343,7 +361,8 @@ pub async fn delete_project(
     Ok(Json(Deleted { deleted: true }))
 }
 
-/// Sends a chat message: starts a run that changes the app. 409 while another run is active.
+/// Sends a chat message (with up to 5 images and the element selected in the
+/// preview): starts a run that changes the app. 409 while another run is active.
 #[utoipa::path(post, path = "/api/projects/{id}/chat", request_body = ChatRequest,
     params(("id" = String, Path, description = "Project id")),
     responses((status = 202, body = ChatStarted), (status = 400, body = ErrorBody),
@@ -356,8 +375,14 @@ pub async fn chat(
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatStarted>)> {
     let message = check_text("message", &body.message, state.config.max_prompt_chars)?;
+    let selection = body.selection.map(ElementSelection::checked).transpose()?;
     let project = owned_project(&state, &caller, &id).await?;
-    let run = start_run(&state, &project, &message).await?;
+    let prompt = Prompt {
+        text: message,
+        images: prepare_uploads(&body.images).await?,
+        selection,
+    };
+    let run = start_run(&state, &project, prompt).await?;
     Ok((StatusCode::ACCEPTED, Json(ChatStarted { run_id: run.id })))
 }
 

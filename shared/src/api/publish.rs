@@ -26,7 +26,28 @@ pub struct PublishBody {
     /// the current one (or one made from the project's name) when absent;
     /// a new one renames the site, freeing the old one once the new one serves.
     #[serde(default)]
+    #[schema(schema_with = slug_schema)]
     pub slug: Option<String>,
+}
+
+/// `slug`: the rule `crate::publish::slug::check` applies, so a body the
+/// document admits is not refused for its slug.
+fn slug_schema() -> utoipa::openapi::schema::Object {
+    use crate::publish::slug;
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .description(Some(
+            "The address: `{slug}.{apps domain}`. A DNS label of 3–63 lower-case letters, \
+             digits and inner hyphens (not `--` in the third and fourth place, not a reserved \
+             name); the current one (or one made from the project's name) when absent; a new \
+             one renames the site, freeing the old one once the new one serves.",
+        ))
+        .min_length(Some(slug::MIN_LEN))
+        .max_length(Some(slug::MAX_LEN))
+        .pattern(Some(slug::pattern()))
+        .examples([serde_json::json!("my-app")])
+        .build()
 }
 
 /// Where a site stands.

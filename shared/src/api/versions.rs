@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::auth::Caller;
-use super::error::{ApiPath, ApiResult, ErrorBody};
+use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
 use super::projects::owned_project;
 use crate::app::AppState;
 use crate::domain::{FileDiff, Screenshot, Version};
@@ -161,7 +161,8 @@ pub struct DownloadLink {
     responses((status = 200, description = "the source tree as application/zip, or (asked with Accept: application/json) a link to a large archive",
                content((Vec<u8> = "application/zip"), (DownloadLink = "application/json"))),
               (status = 303, description = "a large archive: its link in Location"),
-              (status = 404, body = ErrorBody)))]
+              (status = 404, body = ErrorBody),
+              (status = 409, description = "the project has no files yet", body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
     caller: Caller,
@@ -171,7 +172,8 @@ pub async fn download(
     let project = owned_project(&state, &caller, &id).await?;
     let tree = crate::project::current_tree(&state, &id).await?;
     if tree.files.is_empty() {
-        return Err(Error::NotFound("the project has no files yet".into()).into());
+        // The project is there; there is nothing to zip yet (a 404 would say it is not).
+        return Err(Error::Conflict("the project has no files yet".into()).into());
     }
     let zip = crate::snapshot::zip_tree(&tree)?;
     let filename = format!("{}.zip", file_name(&project.name));
@@ -234,4 +236,27 @@ pub fn file_name(project_name: &str) -> String {
     } else {
         name
     }
+}
+
+/// "Edit text" on an element selected in the preview: changes the element's
+/// literal text in its source file without the model, recorded as a new
+/// version. 409 while a run is active or when the text is not a literal there.
+#[utoipa::path(post, path = "/api/projects/{id}/text-edit", request_body = crate::snapshot::TextEdit,
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = crate::snapshot::TextEdited), (status = 400, body = ErrorBody),
+              (status = 403, description = "a cross-site request", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub async fn text_edit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(edit): ApiJson<crate::snapshot::TextEdit>,
+) -> ApiResult<Json<crate::snapshot::TextEdited>> {
+    owned_project(&state, &caller, &id).await?;
+    let sandbox = state.sandboxes.sandbox(&id)?;
+    let edited =
+        crate::snapshot::edit_text(&*state.store, &*state.blobs, &*sandbox, &id, &edit).await?;
+    state.store.touch_project(&id, crate::domain::now()).await?;
+    Ok(Json(edited))
 }

@@ -285,7 +285,7 @@ pub async fn push(
 ) -> Result<PushOutcome> {
     let head = repo
         .head()
-        .ok_or_else(|| Error::NotFound("the project has no versions yet".into()))?;
+        .ok_or_else(|| Error::Conflict("the project has no versions yet".into()))?;
     let refname = format!("refs/heads/{branch}");
     let client = Client::new(remote, token)?;
     let theirs = client

@@ -252,7 +252,7 @@ impl Repo {
     pub fn bundle(&self, branch: &str) -> Result<Vec<u8>> {
         let head = self
             .head()
-            .ok_or_else(|| Error::NotFound("the project has no versions yet".into()))?;
+            .ok_or_else(|| Error::Conflict("the project has no versions yet".into()))?;
         let mut out =
             format!("# v2 git bundle\n{head} refs/heads/{branch}\n{head} HEAD\n\n").into_bytes();
         out.extend(self.pack(head, None)?.0);

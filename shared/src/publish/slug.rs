@@ -60,6 +60,16 @@ pub const MIN_LEN: usize = 3;
 /// Longest slug accepted (a DNS label).
 pub const MAX_LEN: usize = 63;
 
+/// [`check`]'s rule as an OpenAPI (ECMA-262) pattern, with `minLength`
+/// [`MIN_LEN`] and `maxLength` [`MAX_LEN`]: lower-case letters, digits and
+/// inner hyphens, no `--` in the third and fourth place, not reserved.
+pub fn pattern() -> String {
+    format!(
+        "^(?!(?:{})$)(?![a-z0-9]{{2}}--)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$",
+        RESERVED.join("|")
+    )
+}
+
 /// Checks a requested slug; the error says what to send instead.
 pub fn check(slug: &str) -> Result<()> {
     let refuse = |why: &str| {

@@ -18,7 +18,7 @@ use crate::store::Store;
 /// the longest legitimate hold (a wake's `npm install` is capped at 5 minutes).
 pub const LOCK_TTL: Duration = Duration::from_secs(15 * 60);
 
-const KINDS: &[&str] = &["hibernate", "wake", "restore"];
+const KINDS: &[&str] = &["hibernate", "wake", "restore", "edit"];
 
 /// A maintenance hold on a project's run lock.
 #[derive(Debug)]

@@ -63,6 +63,7 @@ mod download;
 mod hibernate;
 mod lock;
 pub mod manifest;
+mod text_edit;
 mod version;
 mod wake;
 
@@ -76,5 +77,6 @@ pub use download::zip_tree;
 pub use hibernate::{hibernate_project, HibernateOutcome};
 pub use lock::{is_maintenance_holder, release_stale_lock, LOCK_TTL};
 pub use manifest::Manifest;
+pub use text_edit::{edit_text, replace_element_text, TextEdit, TextEdited};
 pub use version::{record_version, restore_version, version_diff, VersionDiff};
 pub use wake::{import_with_dependencies, wake_project, WakeOutcome, INSTALL_COMMAND};

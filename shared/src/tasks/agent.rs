@@ -54,6 +54,7 @@ pub(super) async fn agent_step(input: Value, state: &Backends) -> Result<Value> 
             store: state.store.clone(),
             model: state.model.clone(),
             sandbox,
+            blobs: state.blobs.clone(),
             config: &state.config,
             deltas: Some(tx),
             template: project.template,

@@ -18,7 +18,13 @@ use crate::sandbox::{Sandbox, SandboxState};
 /// Tools whose effects are replayed: everything that can change files.
 /// Read-only tools are skipped; commands are replayed because `npm install
 /// zod` changes `package.json` and `node_modules`.
-const REPLAYED: &[&str] = &["write_file", "edit_file", "delete_file", "run_command"];
+const REPLAYED: &[&str] = &[
+    "write_file",
+    "edit_file",
+    "delete_file",
+    "save_image",
+    "run_command",
+];
 
 /// What [`live_sandbox`] had to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +135,7 @@ pub async fn revive(
             .collect();
         calls.extend(fresh);
     }
-    let toolbox = Toolbox::standard();
+    let toolbox = Toolbox::for_project(state.blobs.clone(), project_id);
     let mut revived = Revived {
         snapshot_key,
         replayed: 0,

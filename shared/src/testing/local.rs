@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::preview::{PreviewBackend, PreviewProxy};
-use crate::sandbox::local::template::bundled_templates_dir;
+use crate::sandbox::local::template::{bundled_templates_dir, SHARED_FILES};
 use crate::sandbox::local::{
     prepare_templates, LocalOptions, LocalProvider, PreparedTemplate, PreparedTemplates,
 };
@@ -52,14 +52,16 @@ pub async fn starter(name: &str) -> PreparedTemplate {
 }
 
 /// Lays out `dir` as the sandbox image's `/opt/apna/templates`: each
-/// starter's files, and for a starter with its own lock file a
-/// `node_modules` link to the test cache's installed dependencies. Returns `dir`.
+/// starter's files, the files they share ([`SHARED_FILES`]) once at the top,
+/// and for a starter with its own lock file a `node_modules` link to the test
+/// cache's installed dependencies. Returns `dir`.
 pub async fn image_templates_dir(dir: &Path) -> PathBuf {
     let all = templates().await;
     for t in &all.starters {
         let folder = dir.join(&t.name);
         for f in &t.files.files {
-            let full = folder.join(&f.path);
+            let shared = SHARED_FILES.contains(&f.path.as_str());
+            let full = if shared { dir } else { &folder }.join(&f.path);
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
             std::fs::write(full, &f.data).unwrap();
         }

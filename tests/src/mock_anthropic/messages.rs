@@ -199,7 +199,18 @@ fn simulate_usage(g: &mut MockState, body: &Value, content: &[Value]) -> Value {
     let mut hasher = DefaultHasher::new();
     prefix.to_string().hash(&mut hasher);
     let key = hasher.finish();
-    let (mut input, mut write, mut read) = (tokens(&body["messages"]), 0, 0);
+    // Images count as the API documents (width × height / 750), not by their base64 size.
+    let mut messages = body["messages"].clone();
+    let mut image_tokens = 0i64;
+    for m in messages.as_array_mut().into_iter().flatten() {
+        for b in m["content"].as_array_mut().into_iter().flatten() {
+            if b["type"] == "image" {
+                image_tokens += super::validate::image_tokens(b).unwrap_or(0);
+                *b = json!({"type": "image"});
+            }
+        }
+    }
+    let (mut input, mut write, mut read) = (tokens(&messages) + image_tokens, 0, 0);
     if !cacheable {
         input += prefix_tokens;
     } else if g.cached_prefixes.insert(key) {

@@ -68,6 +68,10 @@ pub fn validate_request(body: &Value) -> Result<(), String> {
                     }
                     seen_other = true;
                 }
+                Some("image") if role == "user" => {
+                    check_image(b).map_err(|e| format!("messages.{i}.content.{j}.source: {e}"))?;
+                    seen_other = true;
+                }
                 Some("tool_use") if role == "assistant" => {
                     if b["id"].as_str().is_none() || b["name"].as_str().is_none() || !b["input"].is_object() {
                         return Err(format!("messages.{i}.content.{j}: tool_use needs id, name and an input object"));
@@ -128,4 +132,47 @@ pub fn has_cache_breakpoints(body: &Value) -> bool {
         .and_then(|t| t.last())
         .is_some_and(|b| b["cache_control"]["type"] == "ephemeral");
     system && tool
+}
+
+/// The image media types the Messages API accepts.
+pub const IMAGE_TYPES: &[&str] = &["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+/// Checks an image block as the API does: a base64 source of an accepted
+/// type whose bytes are that type; returns the decoded image.
+pub fn check_image(block: &Value) -> Result<image::DynamicImage, String> {
+    use base64::Engine;
+    let src = &block["source"];
+    if src["type"] != "base64" {
+        return Err(format!(
+            "source.type must be \"base64\", got {}",
+            src["type"]
+        ));
+    }
+    let media_type = src["media_type"].as_str().unwrap_or_default();
+    if !IMAGE_TYPES.contains(&media_type) {
+        return Err(format!(
+            "media_type {media_type:?} is not one of {IMAGE_TYPES:?}"
+        ));
+    }
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(src["data"].as_str().unwrap_or_default())
+        .map_err(|e| format!("data is not valid base64: {e}"))?;
+    let format = image::guess_format(&data).map_err(|e| format!("data is not an image: {e}"))?;
+    let actual = format.to_mime_type();
+    if actual != media_type {
+        return Err(format!(
+            "Image does not match the provided media type {media_type} (it is {actual})"
+        ));
+    }
+    if data.len() > 5 * 1024 * 1024 {
+        return Err("image exceeds 5 MB maximum".into());
+    }
+    image::load_from_memory_with_format(&data, format)
+        .map_err(|e| format!("Could not process image: {e}"))
+}
+
+/// Input tokens an image block costs: `width × height / 750`, as documented.
+pub fn image_tokens(block: &Value) -> Option<i64> {
+    let img = check_image(block).ok()?;
+    Some((i64::from(img.width()) * i64::from(img.height()) + 749) / 750)
 }

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { defineConfig } from "vite";
 import react from "@vitejs/plugin-react";
 import tailwindcss from "@tailwindcss/vite";
+import apnaSource from "./vite-plugin-apna-source.js";
 
 const port = Number(process.env.PORT ?? 5173);
 const hmrClientPort = process.env.APNA_HMR_CLIENT_PORT
@@ -15,7 +16,7 @@ const hmrClientPort = process.env.APNA_HMR_CLIENT_PORT
   : undefined;
 
 export default defineConfig({
-  plugins: [react(), tailwindcss()],
+  plugins: [apnaSource(), react(), tailwindcss()],
   resolve: { alias: { "@": fileURLToPath(new URL("./src", import.meta.url)) } },
   // Inside the project dir so the sandbox (bubblewrap, a Pod volume) can write it.
   cacheDir: ".vite",

@@ -7,6 +7,7 @@
 //! printed) and is only ever sent back to the model as a `tool_result`.
 
 mod files;
+mod image;
 mod search;
 mod shell;
 
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::sandbox::{ProjectPath, Sandbox};
 
 pub use files::{DeleteFile, EditFile, ListFiles, ReadFile, WriteFile};
+pub use image::SaveImage;
 pub use search::SearchFiles;
 pub use shell::{CheckLogs, RunCommand};
 
@@ -108,6 +110,19 @@ impl Toolbox {
                 Box::new(RunCommand),
             ],
         }
+    }
+
+    /// The eight tools plus `save_image` for the images attached to `project_id`'s messages.
+    pub fn for_project(
+        blobs: std::sync::Arc<dyn crate::blob::BlobStore>,
+        project_id: &str,
+    ) -> Self {
+        let mut toolbox = Self::standard();
+        toolbox.tools.push(Box::new(SaveImage {
+            blobs,
+            project_id: project_id.to_string(),
+        }));
+        toolbox
     }
 
     /// The specs, in a stable order (stable so the prompt cache keeps hitting).

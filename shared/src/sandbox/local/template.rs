@@ -492,6 +492,45 @@ async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
+/// Files every starter shares, kept once next to the starters and put at the
+/// root of each project (a starter's `vite.config.ts` imports them).
+pub const SHARED_FILES: &[&str] = &["vite-plugin-apna-source.js"];
+
+/// Adds each [`SHARED_FILES`] entry a starter lacks, from the starters'
+/// folder itself (`/opt/apna/templates` in the sandbox image) or its parent
+/// (`images/preview/` in this repository); missing from both is an error, as
+/// no project could start without it.
+fn add_shared_files(
+    templates_dir: &Path,
+    files: &mut std::collections::BTreeMap<String, SourceFile>,
+) -> Result<()> {
+    for name in SHARED_FILES {
+        if files.contains_key(*name) {
+            continue;
+        }
+        let found = templates_dir
+            .ancestors()
+            .take(2)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file());
+        let path = found.ok_or_else(|| {
+            Error::Sandbox(format!(
+                "{name} (imported by the starters' vite.config.ts) is in neither {} nor its parent",
+                templates_dir.display()
+            ))
+        })?;
+        files.insert(
+            (*name).to_string(),
+            SourceFile {
+                path: (*name).to_string(),
+                data: std::fs::read(&path)?,
+                executable: false,
+            },
+        );
+    }
+    Ok(())
+}
+
 /// A starter's files: its base's (when it has one) overlaid with its own,
 /// without the metadata files (`template.json`, `prompt.md`, the preview).
 async fn read_starter_files(templates_dir: &Path, s: &Starter) -> Result<SourceTree> {
@@ -504,6 +543,7 @@ async fn read_starter_files(templates_dir: &Path, s: &Starter) -> Result<SourceT
     }
     layers.push((templates_dir.join(&s.name), s.preview_file.clone()));
     let name = s.name.clone();
+    let shared_from = templates_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let mut files: std::collections::BTreeMap<String, SourceFile> = Default::default();
         for (dir, preview) in layers {
@@ -522,6 +562,7 @@ async fn read_starter_files(templates_dir: &Path, s: &Starter) -> Result<SourceT
                 files.insert(f.path.clone(), f);
             }
         }
+        add_shared_files(&shared_from, &mut files)?;
         Ok(SourceTree {
             files: files.into_values().collect(),
         })
@@ -602,4 +643,88 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLUGIN: &str = "vite-plugin-apna-source.js";
+
+    fn plugin_of(tree: &SourceTree) -> Option<&[u8]> {
+        tree.files
+            .iter()
+            .find(|f| f.path == PLUGIN)
+            .map(|f| f.data.as_slice())
+    }
+
+    /// `{root}/templates/minimal`, a copy of the bundled starter, as in the image.
+    fn copy_minimal(root: &Path) -> PathBuf {
+        let templates = root.join("templates");
+        let from = bundled_templates_dir().join("minimal");
+        let mut files = Vec::new();
+        collect(&from, &from, &mut files).unwrap();
+        for f in files {
+            let to = templates.join("minimal").join(&f.path);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::write(to, f.data).unwrap();
+        }
+        templates
+    }
+
+    #[tokio::test]
+    async fn every_starter_gets_the_plugin_its_config_imports() {
+        let dir = bundled_templates_dir();
+        let shared = std::fs::read(dir.join("..").join(PLUGIN)).unwrap();
+        for s in starter::starters().unwrap() {
+            let tree = read_starter_files(&dir, s).await.unwrap();
+            let config = tree
+                .files
+                .iter()
+                .find(|f| f.path == "vite.config.ts")
+                .unwrap_or_else(|| panic!("{} has a vite.config.ts", s.name));
+            let config = String::from_utf8_lossy(&config.data);
+            assert!(
+                config.contains("import apnaSource from \"./vite-plugin-apna-source.js\";"),
+                "{}: {config}",
+                s.name
+            );
+            assert!(
+                config.contains("plugins: [apnaSource(), "),
+                "{}: apnaSource() comes first: {config}",
+                s.name
+            );
+            assert_eq!(plugin_of(&tree), Some(shared.as_slice()), "{}", s.name);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_plugin_comes_from_the_starters_folder_as_in_the_image() {
+        let root = tempfile::tempdir().unwrap();
+        let templates = copy_minimal(&root.path().join("opt"));
+        let minimal = starter::find("minimal").unwrap();
+        // Neither the folder nor its parent has it: a clear error, not a
+        // project whose dev server cannot load its config.
+        let err = read_starter_files(&templates, minimal).await.unwrap_err();
+        assert!(err.to_string().contains(PLUGIN), "{err}");
+
+        std::fs::write(templates.join(PLUGIN), "in the folder").unwrap();
+        std::fs::write(root.path().join("opt").join(PLUGIN), "in the parent").unwrap();
+        let tree = read_starter_files(&templates, minimal).await.unwrap();
+        assert_eq!(plugin_of(&tree), Some(&b"in the folder"[..]));
+
+        std::fs::remove_file(templates.join(PLUGIN)).unwrap();
+        let tree = read_starter_files(&templates, minimal).await.unwrap();
+        assert_eq!(plugin_of(&tree), Some(&b"in the parent"[..]));
+
+        // A starter's own copy wins.
+        std::fs::write(templates.join("minimal").join(PLUGIN), "own").unwrap();
+        let tree = read_starter_files(&templates, minimal).await.unwrap();
+        assert_eq!(
+            tree.files.iter().filter(|f| f.path == PLUGIN).count(),
+            1,
+            "one copy"
+        );
+        assert_eq!(plugin_of(&tree), Some(&b"own"[..]));
+    }
 }

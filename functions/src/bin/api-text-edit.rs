@@ -1,0 +1,6 @@
+//! Lambda behind API Gateway: `POST /api/projects/{id}/text-edit`.
+
+#[tokio::main]
+async fn main() -> Result<(), apna::lambda::BoxError> {
+    apna::lambda::run_endpoint("api-text-edit").await
+}
