@@ -28,10 +28,12 @@ pub const WEB_FILES: &[WebFile] = &[
     web_file!("style.css", "text/css; charset=utf-8"),
     web_file!("app.js", "text/javascript; charset=utf-8"),
     web_file!("api.js", "text/javascript; charset=utf-8"),
+    web_file!("attachments.js", "text/javascript; charset=utf-8"),
     web_file!("auth.js", "text/javascript; charset=utf-8"),
     web_file!("dom.js", "text/javascript; charset=utf-8"),
     web_file!("highlight.js", "text/javascript; charset=utf-8"),
     web_file!("project.js", "text/javascript; charset=utf-8"),
+    web_file!("select.js", "text/javascript; charset=utf-8"),
 ];
 
 /// The empty API address `index.html` is committed with (same origin).
