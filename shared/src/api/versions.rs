@@ -94,7 +94,7 @@ pub async fn restore_version(
 
 /// A version's screenshot as PNG (named by its SHA-256, so it never changes).
 #[utoipa::path(get, path = "/api/projects/{id}/screenshots/{sha256}",
-    params(("id" = String, Path, description = "Project id"), ("sha256" = String, Path, description = "The screenshot's SHA-256, as a version lists it")),
+    params(("id" = String, Path, description = "Project id"), ("sha256" = String, Path, description = "The screenshot's SHA-256, as a version lists it", pattern = "^[0-9a-f]{64}$")),
     responses((status = 200, description = "The PNG", content_type = "image/png"),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn screenshot(
