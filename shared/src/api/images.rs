@@ -92,7 +92,8 @@ pub async fn prepare_uploads(uploads: &[ImageUpload]) -> Result<Vec<PreparedImag
 /// One image attached to the project's messages.
 #[utoipa::path(get, path = "/api/projects/{id}/images/{image_id}",
     params(("id" = String, Path, description = "Project id"),
-           ("image_id" = String, Path, description = "The image's id (its SHA-256, 64 hex digits), from a message's image block")),
+           ("image_id" = String, Path, pattern = "^[0-9a-f]{64}$",
+             description = "The image's id (its SHA-256, 64 lowercase hex digits), from a message's image block")),
     responses((status = 200, description = "The image: image/png, image/jpeg, image/webp or image/gif", content_type = "image/png"),
               (status = 404, body = ErrorBody)))]
 pub async fn get_image(
