@@ -237,6 +237,15 @@ async fn install(
         progress(TemplateProgress::Cached { dir: dir.clone() });
         return Ok(node_modules);
     }
+    // Two installers of one lock file (two `apna serve`s on one data dir, or
+    // tests in parallel) would otherwise each remove the other's finished
+    // directory while projects already link to it: one installs, the other
+    // waits and then finds it complete.
+    let _lock = InstallLock::acquire(cache_root.join(format!("{hash}.lock"))).await?;
+    if tokio::fs::metadata(dir.join(".complete")).await.is_ok() {
+        progress(TemplateProgress::Cached { dir: dir.clone() });
+        return Ok(node_modules);
+    }
     // Install next to the final place and rename, so a crash mid-install never
     // leaves a half-filled cache that looks complete.
     let staging = cache_root.join(format!(
@@ -259,18 +268,38 @@ async fn install(
         // A previous attempt left an incomplete directory behind.
         tokio::fs::remove_dir_all(&dir).await?;
     }
-    match tokio::fs::rename(&staging, &dir).await {
-        Ok(()) => {}
-        // Another process finished the same install first: use theirs.
-        Err(_) if tokio::fs::metadata(dir.join(".complete")).await.is_ok() => {
-            let _ = tokio::fs::remove_dir_all(&staging).await;
-        }
-        Err(e) => return Err(e.into()),
-    }
+    tokio::fs::rename(&staging, &dir).await?;
     progress(TemplateProgress::Installed {
         elapsed: started.elapsed(),
     });
     Ok(node_modules)
+}
+
+/// An exclusive advisory lock on a file, held until dropped (the kernel drops
+/// it with the process too, so a crashed installer never blocks the next).
+struct InstallLock(std::fs::File);
+
+impl InstallLock {
+    async fn acquire(path: PathBuf) -> Result<InstallLock> {
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("template install lock: {e}")))??;
+        Ok(InstallLock(file))
+    }
+}
+
+impl Drop for InstallLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
 }
 
 /// Runs Vite's dependency optimiser once for a starter, in a scratch project
@@ -726,5 +755,39 @@ mod tests {
             "one copy"
         );
         assert_eq!(plugin_of(&tree), Some(&b"own"[..]));
+    }
+
+    #[tokio::test]
+    async fn two_installers_of_one_lock_file_run_npm_once() {
+        let root = tempfile::tempdir().unwrap();
+        let package = br#"{"name":"t","version":"1.0.0","private":true}"#;
+        let lock = br#"{"name":"t","version":"1.0.0","lockfileVersion":3,"requires":true,"packages":{"":{"name":"t","version":"1.0.0"}}}"#;
+        let installs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = |n: std::sync::Arc<std::sync::atomic::AtomicUsize>| {
+            move |p: TemplateProgress| {
+                if matches!(p, TemplateProgress::Installing { .. }) {
+                    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        };
+        let (a, b) = (count(installs.clone()), count(installs.clone()));
+        let (ra, rb) = tokio::join!(
+            install(root.path(), "h1", package, lock, &a),
+            install(root.path(), "h1", package, lock, &b),
+        );
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(ra, rb);
+        assert!(ra.is_dir(), "{ra:?}");
+        assert_eq!(
+            installs.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the second installer waits for the first and uses its directory"
+        );
+        let left: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "staging left behind: {left:?}");
     }
 }

@@ -258,6 +258,74 @@ impl Expr {
 }
 
 impl DynamoStore {
+    /// Puts `item` unless another holder has it: the item is absent or its
+    /// `holder_attr` is already `holder` (run locks, slugs). `false` when
+    /// someone else holds it.
+    pub(super) async fn put_unless_held(
+        &self,
+        item: Item,
+        holder_attr: &str,
+        holder: &str,
+        what: &str,
+    ) -> Result<bool> {
+        let resp = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #holder = :holder")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#holder", holder_attr)
+            .expression_attribute_values(":holder", s(holder))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match resp {
+            Ok(r) => {
+                self.meter.write(r.consumed_capacity.as_ref());
+                Ok(true)
+            }
+            Err(e) if condition_failed(&e) => {
+                self.meter.failed_condition();
+                Ok(false)
+            }
+            Err(e) => Err(store_err(what, &e)),
+        }
+    }
+
+    /// Deletes the item at `item_key` if its `holder_attr` is `holder`;
+    /// `false` when it is absent or someone else's.
+    pub(super) async fn delete_if_held(
+        &self,
+        item_key: Item,
+        holder_attr: &str,
+        holder: &str,
+        what: &str,
+    ) -> Result<bool> {
+        let resp = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key))
+            .condition_expression("#holder = :holder")
+            .expression_attribute_names("#holder", holder_attr)
+            .expression_attribute_values(":holder", s(holder))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match resp {
+            Ok(r) => {
+                self.meter.write(r.consumed_capacity.as_ref());
+                Ok(true)
+            }
+            Err(e) if condition_failed(&e) => {
+                self.meter.failed_condition();
+                Ok(false)
+            }
+            Err(e) => Err(store_err(what, &e)),
+        }
+    }
+
     /// A store over an existing table; items too large for DynamoDB go to `blobs`.
     pub async fn connect(options: DynamoOptions, blobs: Arc<dyn BlobStore>) -> Result<Self> {
         let region = aws_config::meta::region::RegionProviderChain::default_provider()
@@ -897,54 +965,18 @@ impl Store for DynamoStore {
         let mut item = key(project_pk(project_id), LOCK);
         item.insert("run_id".into(), s(run_id));
         item.insert("acquired_at".into(), ms(now()));
-        let resp = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk) OR #run = :run")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#run", "run_id")
-            .expression_attribute_values(":run", s(run_id))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match resp {
-            Ok(r) => {
-                self.meter.write(r.consumed_capacity.as_ref());
-                Ok(true)
-            }
-            Err(e) if condition_failed(&e) => {
-                self.meter.failed_condition();
-                Ok(false)
-            }
-            Err(e) => Err(store_err("put lock", &e)),
-        }
+        self.put_unless_held(item, "run_id", run_id, "put lock")
+            .await
     }
 
     async fn release_run_lock(&self, project_id: &str, run_id: &str) -> Result<bool> {
-        let resp = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(project_pk(project_id), LOCK)))
-            .condition_expression("#run = :run")
-            .expression_attribute_names("#run", "run_id")
-            .expression_attribute_values(":run", s(run_id))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match resp {
-            Ok(r) => {
-                self.meter.write(r.consumed_capacity.as_ref());
-                Ok(true)
-            }
-            Err(e) if condition_failed(&e) => {
-                self.meter.failed_condition();
-                Ok(false)
-            }
-            Err(e) => Err(store_err("delete lock", &e)),
-        }
+        self.delete_if_held(
+            key(project_pk(project_id), LOCK),
+            "run_id",
+            run_id,
+            "delete lock",
+        )
+        .await
     }
 
     async fn run_lock_holder(&self, project_id: &str) -> Result<Option<String>> {

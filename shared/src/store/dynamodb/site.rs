@@ -80,56 +80,25 @@ impl DynamoStore {
         self.put_plain(marker).await?;
         let mut claim = key(slug_pk(slug), SLUG);
         claim.insert("project_id".into(), s(project_id));
-        let resp = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(claim))
-            .condition_expression("attribute_not_exists(#pk) OR #project = :project")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#project", "project_id")
-            .expression_attribute_values(":project", s(project_id))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match resp {
-            Ok(r) => {
-                self.meter.write(r.consumed_capacity.as_ref());
-                Ok(true)
-            }
-            Err(e) if condition_failed(&e) => {
-                self.meter.failed_condition();
-                self.delete_plain(&project_pk(project_id), &marker_sk(slug))
-                    .await?;
-                Ok(false)
-            }
-            Err(e) => Err(store_err("put slug", &e)),
+        let claimed = self
+            .put_unless_held(claim, "project_id", project_id, "put slug")
+            .await?;
+        if !claimed {
+            self.delete_plain(&project_pk(project_id), &marker_sk(slug))
+                .await?;
         }
+        Ok(claimed)
     }
 
     pub(super) async fn slug_release(&self, slug: &str, project_id: &str) -> Result<bool> {
-        let resp = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(slug_pk(slug), SLUG)))
-            .condition_expression("#project = :project")
-            .expression_attribute_names("#project", "project_id")
-            .expression_attribute_values(":project", s(project_id))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        let released = match resp {
-            Ok(r) => {
-                self.meter.write(r.consumed_capacity.as_ref());
-                true
-            }
-            Err(e) if condition_failed(&e) => {
-                self.meter.failed_condition();
-                false
-            }
-            Err(e) => return Err(store_err("delete slug", &e)),
-        };
+        let released = self
+            .delete_if_held(
+                key(slug_pk(slug), SLUG),
+                "project_id",
+                project_id,
+                "delete slug",
+            )
+            .await?;
         if released {
             self.delete_plain(&project_pk(project_id), &marker_sk(slug))
                 .await?;
