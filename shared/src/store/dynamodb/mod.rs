@@ -258,6 +258,31 @@ impl Expr {
 }
 
 impl DynamoStore {
+    /// What a conditional write did: `true` written, `false` its condition
+    /// did not hold (counted, not an error).
+    fn conditional<O, E, R>(
+        &self,
+        resp: std::result::Result<O, SdkError<E, R>>,
+        capacity: impl FnOnce(&O) -> Option<&ConsumedCapacity>,
+        what: &str,
+    ) -> Result<bool>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        match resp {
+            Ok(r) => {
+                self.meter.write(capacity(&r));
+                Ok(true)
+            }
+            Err(e) if condition_failed(&e) => {
+                self.meter.failed_condition();
+                Ok(false)
+            }
+            Err(e) => Err(store_err(what, &e)),
+        }
+    }
+
     /// Puts `item` unless another holder has it: the item is absent or its
     /// `holder_attr` is already `holder` (run locks, slugs). `false` when
     /// someone else holds it.
@@ -280,17 +305,7 @@ impl DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        match resp {
-            Ok(r) => {
-                self.meter.write(r.consumed_capacity.as_ref());
-                Ok(true)
-            }
-            Err(e) if condition_failed(&e) => {
-                self.meter.failed_condition();
-                Ok(false)
-            }
-            Err(e) => Err(store_err(what, &e)),
-        }
+        self.conditional(resp, |r| r.consumed_capacity.as_ref(), what)
     }
 
     /// Deletes the item at `item_key` if its `holder_attr` is `holder`;
@@ -313,17 +328,7 @@ impl DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        match resp {
-            Ok(r) => {
-                self.meter.write(r.consumed_capacity.as_ref());
-                Ok(true)
-            }
-            Err(e) if condition_failed(&e) => {
-                self.meter.failed_condition();
-                Ok(false)
-            }
-            Err(e) => Err(store_err(what, &e)),
-        }
+        self.conditional(resp, |r| r.consumed_capacity.as_ref(), what)
     }
 
     /// A store over an existing table; items too large for DynamoDB go to `blobs`.
@@ -616,17 +621,7 @@ impl DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        match resp {
-            Ok(r) => {
-                self.meter.write(r.consumed_capacity.as_ref());
-                Ok(true)
-            }
-            Err(e) if condition_failed(&e) => {
-                self.meter.failed_condition();
-                Ok(false)
-            }
-            Err(e) => Err(store_err("put", &e)),
-        }
+        self.conditional(resp, |r| r.consumed_capacity.as_ref(), "put")
     }
 
     /// Applies `e` to the item at (pk, sk) if `condition` holds; `false` if it did not.
@@ -644,17 +639,7 @@ impl DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        match resp {
-            Ok(r) => {
-                self.meter.write(r.consumed_capacity.as_ref());
-                Ok(true)
-            }
-            Err(e) if condition_failed(&e) => {
-                self.meter.failed_condition();
-                Ok(false)
-            }
-            Err(e) => Err(store_err("update", &e)),
-        }
+        self.conditional(resp, |r| r.consumed_capacity.as_ref(), "update")
     }
 
     /// Writes `body` as the next numbered child of `pk` (sort key `prefix` +

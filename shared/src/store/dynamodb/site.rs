@@ -16,7 +16,7 @@
 use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 
 use super::item::*;
-use super::{condition_failed, store_err, DynamoStore};
+use super::{store_err, DynamoStore};
 use crate::domain::Site;
 use crate::error::Result;
 
@@ -61,17 +61,11 @@ impl DynamoStore {
                 .condition_expression("#job = :job")
                 .expression_attribute_values(":job", s(j)),
         };
-        match put.send().await {
-            Ok(r) => {
-                self.meter.write(r.consumed_capacity.as_ref());
-                Ok(true)
-            }
-            Err(e) if condition_failed(&e) => {
-                self.meter.failed_condition();
-                Ok(false)
-            }
-            Err(e) => Err(store_err("put site", &e)),
-        }
+        self.conditional(
+            put.send().await,
+            |r| r.consumed_capacity.as_ref(),
+            "put site",
+        )
     }
 
     pub(super) async fn slug_claim(&self, slug: &str, project_id: &str) -> Result<bool> {
