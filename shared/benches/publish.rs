@@ -6,17 +6,11 @@
 //! Run: `cargo bench -p apna --bench publish` (env `APNA_BENCH_PUBLISHES`,
 //! default 5; `APNA_BENCH_TTFB`, default 300 requests).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apna::app::{AppState, Backends};
-use apna::blob::{BlobStore, FsBlobStore};
-use apna::domain::{Project, ProjectStatus};
 use apna::publish::{PublishJob, PublishRequest};
-use apna::sandbox::{ProjectPath, SandboxProvider};
-use apna::store::{SqliteStore, Store};
+use apna::sandbox::ProjectPath;
 use apna::testing::bench::*;
-use apna::testing::workflow::RecordingWorkflow;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
@@ -29,35 +23,16 @@ async fn main() {
         20
     };
     let data = tempfile::tempdir().unwrap();
-    let provider = Arc::new(apna::testing::local::provider(&data.path().join("data"), None).await);
-    let blobs: Arc<dyn BlobStore> =
-        Arc::new(FsBlobStore::new(data.path().join("blobs")).await.unwrap());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap());
-    let config = apna::testing::fixtures::config(data.path(), &[("PORT", "3000")]);
-    let sandboxes: Arc<dyn SandboxProvider> = provider.clone();
-    let backends = Backends::new(
-        config,
-        store.clone(),
-        blobs.clone(),
-        sandboxes,
-        Arc::new(apna::testing::model::NoModel),
-    );
-    let workflow = Arc::new(RecordingWorkflow::default());
-    let state = AppState::new(backends.clone(), workflow.clone());
-
-    let project = Project::new("local", "Bench App", "vite-react");
-    store.create_project(&project).await.unwrap();
-    for (from, to) in [
-        (ProjectStatus::Creating, ProjectStatus::Building),
-        (ProjectStatus::Building, ProjectStatus::Ready),
-    ] {
-        store
-            .set_project_status(&project.id, from, to, None)
-            .await
-            .unwrap();
-    }
-    let sb = provider.sandbox(&project.id).unwrap();
-    sb.ensure().await.unwrap();
+    let apna::testing::local::LocalApp {
+        provider,
+        store,
+        blobs,
+        backends,
+        workflow,
+        state,
+        project,
+        sandbox: sb,
+    } = apna::testing::local::app_with_project(data.path(), "Bench App").await;
 
     let mut totals = Vec::new();
     let mut builds = Vec::new();

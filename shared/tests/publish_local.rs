@@ -3,48 +3,23 @@
 //! classes, hashed assets, the deploy's base in every URL), served by `apna
 //! serve`'s router; the project's own tree is left as it was.
 
-use std::sync::Arc;
-
-use apna::app::{AppState, Backends};
-use apna::blob::{BlobStore, FsBlobStore};
-use apna::domain::{Project, ProjectStatus};
 use apna::publish::{PublishJob, PublishRequest};
-use apna::sandbox::{ProjectPath, SandboxProvider};
-use apna::store::{SqliteStore, Store};
+use apna::sandbox::ProjectPath;
 use apna::testing::site::fetch;
-use apna::testing::workflow::RecordingWorkflow;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_template_app_builds_publishes_and_serves() {
     let data = tempfile::tempdir().unwrap();
-    let provider = Arc::new(apna::testing::local::provider(&data.path().join("data"), None).await);
-    let blobs: Arc<dyn BlobStore> =
-        Arc::new(FsBlobStore::new(data.path().join("blobs")).await.unwrap());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::connect("sqlite::memory:").await.unwrap());
-    let config = apna::testing::fixtures::config(data.path(), &[("PORT", "3000")]);
-    let sandboxes: Arc<dyn SandboxProvider> = provider.clone();
-    let backends = Backends::new(
-        config,
-        store.clone(),
-        blobs.clone(),
-        sandboxes,
-        Arc::new(apna::testing::model::NoModel),
-    );
-    let workflow = Arc::new(RecordingWorkflow::default());
-    let state = AppState::new(backends.clone(), workflow.clone());
-    let project = Project::new("local", "Counter", "vite-react");
-    store.create_project(&project).await.unwrap();
-    for (from, to) in [
-        (ProjectStatus::Creating, ProjectStatus::Building),
-        (ProjectStatus::Building, ProjectStatus::Ready),
-    ] {
-        store
-            .set_project_status(&project.id, from, to, None)
-            .await
-            .unwrap();
-    }
-    let sb = provider.sandbox(&project.id).unwrap();
-    sb.ensure().await.unwrap();
+    let apna::testing::local::LocalApp {
+        provider,
+        store,
+        blobs,
+        backends,
+        workflow,
+        state,
+        project,
+        sandbox: sb,
+    } = apna::testing::local::app_with_project(data.path(), "Counter").await;
     let app = "export default function App() {\n  return <h1 className=\"text-4xl text-emerald-700\">Published Counter</h1>\n}\n";
     sb.write_file(&ProjectPath::parse("src/App.tsx").unwrap(), app.as_bytes())
         .await

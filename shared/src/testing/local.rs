@@ -143,3 +143,76 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
 pub fn services_required() -> bool {
     std::env::var("APNA_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
+
+/// A whole local app on a temp dir without a server: SQLite in memory, blobs
+/// on disk, the local sandbox driver, no model and a workflow that records
+/// what it is asked to start. Publishing tests and benches drive it.
+pub struct LocalApp {
+    /// The local driver (the template's dev servers run under it).
+    pub provider: Arc<LocalProvider>,
+    /// The store.
+    pub store: Arc<dyn crate::store::Store>,
+    /// The blob store.
+    pub blobs: Arc<dyn crate::blob::BlobStore>,
+    /// Backends over the above.
+    pub backends: crate::app::Backends,
+    /// What the API would start.
+    pub workflow: Arc<crate::testing::workflow::RecordingWorkflow>,
+    /// The API's state.
+    pub state: crate::app::AppState,
+    /// A ready project from the default starter, its sandbox started.
+    pub project: crate::domain::Project,
+    /// That project's sandbox.
+    pub sandbox: Arc<dyn crate::sandbox::Sandbox>,
+}
+
+/// [`LocalApp`] under `root` with one ready project called `name`.
+pub async fn app_with_project(root: &Path, name: &str) -> LocalApp {
+    use crate::domain::{Project, ProjectStatus};
+    use crate::sandbox::SandboxProvider;
+    let provider = Arc::new(provider(&root.join("data"), None).await);
+    let blobs: Arc<dyn crate::blob::BlobStore> = Arc::new(
+        crate::blob::FsBlobStore::new(root.join("blobs"))
+            .await
+            .unwrap(),
+    );
+    let store: Arc<dyn crate::store::Store> = Arc::new(
+        crate::store::SqliteStore::connect("sqlite::memory:")
+            .await
+            .unwrap(),
+    );
+    let config = crate::testing::fixtures::config(root, &[("PORT", "3000")]);
+    let sandboxes: Arc<dyn SandboxProvider> = provider.clone();
+    let backends = crate::app::Backends::new(
+        config,
+        store.clone(),
+        blobs.clone(),
+        sandboxes,
+        Arc::new(crate::testing::model::NoModel),
+    );
+    let workflow = Arc::new(crate::testing::workflow::RecordingWorkflow::default());
+    let state = crate::app::AppState::new(backends.clone(), workflow.clone());
+    let project = Project::new("local", name, "vite-react");
+    store.create_project(&project).await.unwrap();
+    for (from, to) in [
+        (ProjectStatus::Creating, ProjectStatus::Building),
+        (ProjectStatus::Building, ProjectStatus::Ready),
+    ] {
+        store
+            .set_project_status(&project.id, from, to, None)
+            .await
+            .unwrap();
+    }
+    let sandbox = provider.sandbox(&project.id).unwrap();
+    sandbox.ensure().await.unwrap();
+    LocalApp {
+        provider,
+        store,
+        blobs,
+        backends,
+        workflow,
+        state,
+        project,
+        sandbox,
+    }
+}
