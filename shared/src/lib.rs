@@ -33,6 +33,7 @@
 //! * [`site`]: published sites served from the blob store by `apna serve`.
 //! * [`api`]: the HTTP API, its auth, errors and OpenAPI document.
 //! * [`server`]: `apna serve` assembled; `lambda` (feature `lambda`): the same handlers on AWS Lambda.
+//! * `xray` (feature `aws`): X-Ray subsegments for AWS, model and sandbox calls on Lambda.
 //! * `testing` (feature `testing`): every test double and fixture, in one place.
 
 pub mod agent;
@@ -62,5 +63,7 @@ pub mod tasks;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod workflow;
+#[cfg(feature = "aws")]
+pub mod xray;
 
 pub use error::{Error, Result};

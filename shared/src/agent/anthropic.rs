@@ -309,11 +309,15 @@ impl Model for AnthropicClient {
         deltas: Option<&DeltaSender>,
     ) -> Result<ModelResponse> {
         let body = self.request_body(req, self.opts.stream)?;
-        with_retries(&self.opts.retry, &self.opts.model, deltas, || async {
-            let mut sent_deltas = false;
-            let outcome = self.attempt(&body, deltas, &mut sent_deltas).await;
-            (outcome, sent_deltas)
-        })
+        let span = tracing::debug_span!("model", xray = "Anthropic", model = %self.opts.model);
+        tracing::Instrument::instrument(
+            with_retries(&self.opts.retry, &self.opts.model, deltas, || async {
+                let mut sent_deltas = false;
+                let outcome = self.attempt(&body, deltas, &mut sent_deltas).await;
+                (outcome, sent_deltas)
+            }),
+            span,
+        )
         .await
     }
 }

@@ -97,7 +97,11 @@ impl BedrockClient {
         if let Some(endpoint) = &opts.endpoint {
             loader = loader.endpoint_url(endpoint);
         }
-        let client = aws_sdk_bedrockruntime::Client::new(&loader.load().await);
+        let client = aws_sdk_bedrockruntime::Client::from_conf(
+            aws_sdk_bedrockruntime::config::Builder::from(&loader.load().await)
+                .interceptor(crate::xray::aws::XRayInterceptor::from_env())
+                .build(),
+        );
         BedrockClient { client, opts }
     }
 

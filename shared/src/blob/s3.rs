@@ -85,7 +85,8 @@ impl S3BlobStore {
             )
             .response_checksum_validation(
                 aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-            );
+            )
+            .interceptor(crate::xray::aws::XRayInterceptor::from_env());
         if let Some(ep) = endpoint {
             builder = builder.endpoint_url(ep).force_path_style(true);
         }

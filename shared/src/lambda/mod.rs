@@ -128,14 +128,27 @@ pub async fn lambda_state() -> Result<AppState> {
     Ok(AppState::new(backends, workflow))
 }
 
-/// JSON logs without timestamps (CloudWatch adds its own); `RUST_LOG` filters.
+/// JSON logs without timestamps (CloudWatch adds its own); `RUST_LOG`
+/// filters them. With active tracing, spans carrying an `xray` field also go
+/// to X-Ray as subsegments, whatever `RUST_LOG` says.
 fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt::layer()
         .json()
         .without_time()
-        .with_env_filter(filter)
+        .with_filter(filter);
+    let xray = crate::xray::XRayLayer::from_env().map(|l| {
+        l.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.is_span() && m.fields().field("xray").is_some()
+        }))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(xray)
         .try_init();
 }
 

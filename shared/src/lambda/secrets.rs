@@ -57,7 +57,11 @@ pub async fn resolve(
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);
     }
-    let client = aws_sdk_secretsmanager::Client::new(&loader.load().await);
+    let client = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&loader.load().await)
+            .interceptor(crate::xray::aws::XRayInterceptor::from_env())
+            .build(),
+    );
     if let Some(arn) = database {
         let secret = read(&client, DATABASE_SECRET_ARN, &arn).await?;
         let url = database_url(&secret, vars.get("DATABASE_URL").map(String::as_str))?;

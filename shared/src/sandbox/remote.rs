@@ -292,7 +292,8 @@ impl RemoteSandbox {
         timeout: Duration,
     ) -> Result<Bytes> {
         let req = self.request(method, uri, content_type, body, timeout)?;
-        let span = tracing::debug_span!("sandboxd", project_id = %self.project_id, %uri);
+        let span =
+            tracing::debug_span!("sandboxd", xray = "sandbox", project_id = %self.project_id, %uri);
         let resp = tracing::Instrument::instrument(self.transport.send(req), span).await?;
         let status = resp.status();
         if status.is_success() {

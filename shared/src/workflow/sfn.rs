@@ -44,7 +44,10 @@ impl StepFunctionsWorkflow {
             loader = loader.endpoint_url(url);
         }
         let conf = loader.load().await;
-        Self::new(aws_sdk_sfn::Client::new(&conf), machines)
+        let conf = aws_sdk_sfn::config::Builder::from(&conf)
+            .interceptor(crate::xray::aws::XRayInterceptor::from_env())
+            .build();
+        Self::new(aws_sdk_sfn::Client::from_conf(conf), machines)
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {

@@ -255,7 +255,15 @@ pub async fn client(
         var: "EKS_CLUSTER_NAME",
         message: "no AWS credentials provider".into(),
     })?;
-    let description = describe_cluster(&aws_sdk_eks::Client::new(sdk), cluster).await?;
+    let description = describe_cluster(
+        &aws_sdk_eks::Client::from_conf(
+            aws_sdk_eks::config::Builder::from(sdk)
+                .interceptor(crate::xray::aws::XRayInterceptor::from_env())
+                .build(),
+        ),
+        cluster,
+    )
+    .await?;
     let config = description.kube_config(namespace)?;
     let tokens = Arc::new(TokenSource::new(credentials, &region, cluster));
     let client = client_with(&config, tokens)?;

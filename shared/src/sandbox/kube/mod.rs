@@ -558,13 +558,15 @@ impl Sandbox for KubeSandbox {
     }
 
     async fn ensure(&self) -> Result<SandboxStatus> {
-        self.ensure_with(None).await
+        let span = tracing::debug_span!("ensure_pod", xray = "kubernetes", project_id = %self.id);
+        self.ensure_with(None).instrument(span).await
     }
 
     async fn ensure_from(&self, starter: &str) -> Result<SandboxStatus> {
         crate::starter::find(starter)?;
         let other = (starter != crate::domain::DEFAULT_TEMPLATE).then_some(starter);
-        self.ensure_with(other).await
+        let span = tracing::debug_span!("ensure_pod", xray = "kubernetes", project_id = %self.id);
+        self.ensure_with(other).instrument(span).await
     }
 
     async fn status(&self) -> Result<SandboxStatus> {

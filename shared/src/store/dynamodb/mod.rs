@@ -339,7 +339,8 @@ impl DynamoStore {
             .region(region)
             .load()
             .await;
-        let mut config = aws_sdk_dynamodb::config::Builder::from(&shared);
+        let mut config = aws_sdk_dynamodb::config::Builder::from(&shared)
+            .interceptor(crate::xray::aws::XRayInterceptor::from_env());
         if let Some(endpoint) = &options.endpoint {
             config = config.endpoint_url(endpoint);
         }
