@@ -219,7 +219,7 @@ async fn bedrock(
             "malformed input request",
         ),
         Plan::Fault(f) => fault(&f, stream),
-        Plan::Answer { message, delay } => {
+        Plan::Answer { message, delay, .. } => {
             let message = deliver(message, delay).await;
             if stream {
                 stream_response(stream_body(&message))

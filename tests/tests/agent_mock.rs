@@ -167,3 +167,92 @@ async fn control_endpoints_script_faults_and_record() {
     assert_eq!(outcomes[1], "turn 0");
     assert_eq!(outcomes[2], "invalid: HTTP 401");
 }
+
+/// Sends a streamed request; returns the time to the first body chunk, the
+/// whole answer's time, and the number of events.
+async fn timed_stream(url: &str) -> (std::time::Duration, std::time::Duration, usize) {
+    let started = std::time::Instant::now();
+    let mut r = reqwest::Client::new()
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", "k")
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "m", "max_tokens": 50, "stream": true, "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut first = None;
+    let mut body = String::new();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        first.get_or_insert(started.elapsed());
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let events = body.matches("\nevent: ").count() + usize::from(body.starts_with("event: "));
+    assert!(body.contains("message_stop"), "{body}");
+    (first.unwrap(), started.elapsed(), events)
+}
+
+#[tokio::test]
+async fn latency_delays_each_call_and_each_streamed_event() {
+    let mock = MockAnthropic::start(Script::new(vec![
+        Turn::text("a reply long enough to stream in several pieces"),
+        Turn::text("a reply long enough to stream in several pieces"),
+    ]))
+    .await
+    .unwrap();
+    let url = mock.url();
+    let (_, total, _) = timed_stream(&url).await;
+    assert!(
+        total < std::time::Duration::from_millis(300),
+        "{total:?} without latency"
+    );
+
+    mock.set_latency(std::time::Duration::from_millis(400));
+    mock.set_chunk_latency(std::time::Duration::from_millis(30));
+    let (first, total, events) = timed_stream(&url).await;
+    assert!(events >= 8, "{events} events");
+    assert!(
+        first >= std::time::Duration::from_millis(400),
+        "first byte after {first:?}"
+    );
+    let paced = std::time::Duration::from_millis(400 + 30 * events as u64);
+    assert!(
+        total >= paced,
+        "{total:?} for {events} events, expected ≥ {paced:?}"
+    );
+    // A reset keeps the latency (it is the server's setting, not a test's state).
+    mock.reset();
+    let started = std::time::Instant::now();
+    let (status, _) = ask(&url, user("again")).await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(400));
+}
+
+#[tokio::test]
+async fn the_binary_takes_latency_from_its_flags_and_environment() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mock-anthropic"))
+        .args(["--port", "0", "--chunk-latency-ms", "20"])
+        .env("MOCK_ANTHROPIC_LATENCY_MS", "300")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines.next_line().await.unwrap().unwrap();
+    let (first, total, events) = timed_stream(&url).await;
+    assert!(first >= std::time::Duration::from_millis(300), "{first:?}");
+    assert!(
+        total >= std::time::Duration::from_millis(300 + 20 * events as u64),
+        "{total:?} for {events} events"
+    );
+    child.kill().await.unwrap();
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mock-anthropic"))
+        .env("MOCK_ANTHROPIC_LATENCY_MS", "soon")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MOCK_ANTHROPIC_LATENCY_MS"));
+}

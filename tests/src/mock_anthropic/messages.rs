@@ -12,7 +12,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::validate::{last_user_text, validate_request};
-use super::wire::{push_event, sse_body, sse_response};
+use super::wire::{push_event, sse_body, sse_paced, sse_response};
 use super::{Fault, MockHandle, MockState, RecordedRequest, Turn};
 
 fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
@@ -27,7 +27,12 @@ fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
 pub(crate) enum Plan {
     Invalid(Response),
     Fault(Fault),
-    Answer { message: Value, delay: Duration },
+    Answer {
+        message: Value,
+        delay: Duration,
+        /// Pause after each streamed event.
+        chunk_delay: Duration,
+    },
 }
 
 pub(super) async fn messages(
@@ -54,10 +59,14 @@ pub(super) async fn messages(
     match plan {
         Plan::Invalid(r) => r,
         Plan::Fault(f) => fault_response(&h, f, stream, parsed.as_ref()).await,
-        Plan::Answer { message, delay } => {
+        Plan::Answer {
+            message,
+            delay,
+            chunk_delay,
+        } => {
             let message = deliver(message, delay).await;
             if stream {
-                sse_response(sse_body(&message))
+                sse_paced(&message, chunk_delay)
             } else {
                 Json(message).into_response()
             }
@@ -181,6 +190,7 @@ fn plan_answer(g: &mut MockState, rec: &RecordedRequest, body: Option<&Value>) -
     Plan::Answer {
         message,
         delay: g.latency + Duration::from_millis(turn.delay_ms.unwrap_or(0)),
+        chunk_delay: g.chunk_latency,
     }
 }
 

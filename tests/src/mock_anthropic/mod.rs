@@ -52,6 +52,7 @@ pub(crate) struct MockState {
     pub(crate) cached_prefixes: HashSet<u64>,
     pub(crate) next_id: u64,
     pub(crate) latency: Duration,
+    pub(crate) chunk_latency: Duration,
 }
 
 impl MockState {
@@ -64,6 +65,7 @@ impl MockState {
             cached_prefixes: HashSet::new(),
             next_id: 0,
             latency: Duration::ZERO,
+            chunk_latency: Duration::ZERO,
         }
     }
 }
@@ -104,6 +106,13 @@ impl MockHandle {
         self.lock().latency = latency;
     }
 
+    /// Pause before each event of a streamed answer, as a real model emits
+    /// its tokens over time (the whole answer then takes about
+    /// `latency + events × chunk_latency`).
+    pub fn set_chunk_latency(&self, chunk_latency: Duration) {
+        self.lock().chunk_latency = chunk_latency;
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()
@@ -114,11 +123,15 @@ impl MockHandle {
         self.lock().requests.iter().filter(|r| r.answered()).count()
     }
 
-    /// Forgets requests, faults, the prompt cache and used turns.
+    /// Forgets requests, faults, the prompt cache and used turns (the
+    /// latency settings stay).
     pub fn reset(&self) {
         let mut g = self.lock();
         let script = g.script.clone();
+        let (latency, chunk_latency) = (g.latency, g.chunk_latency);
         *g = MockState::new(script);
+        g.latency = latency;
+        g.chunk_latency = chunk_latency;
     }
 
     /// The router serving the API and the control endpoints.

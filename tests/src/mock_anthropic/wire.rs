@@ -1,7 +1,11 @@
 //! The Messages API's server-sent event stream, as the real API sends it.
 
+use std::time::Duration;
+
+use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 pub(crate) fn sse_response(body: String) -> Response {
@@ -84,6 +88,33 @@ pub fn sse_events(message: &Value) -> Vec<Value> {
     events.push(json!({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"], "stop_sequence": null}, "usage": {"output_tokens": usage["output_tokens"]}}));
     events.push(json!({"type": "message_stop"}));
     events
+}
+
+/// The event stream for `message`, each event sent `pause` after the one
+/// before it (a zero pause sends one body at once).
+pub(crate) fn sse_paced(message: &Value, pause: Duration) -> Response {
+    if pause.is_zero() {
+        return sse_response(sse_body(message));
+    }
+    let events = sse_events(message).into_iter().map(|e| {
+        let mut s = String::new();
+        let name = e["type"].as_str().unwrap_or("message").to_string();
+        push_event(&mut s, &name, &e);
+        s
+    });
+    let body = futures::stream::iter(events).then(move |s| async move {
+        tokio::time::sleep(pause).await;
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(s))
+    });
+    (
+        StatusCode::OK,
+        [
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
 }
 
 /// The event stream the real API sends for `message`.
