@@ -106,6 +106,8 @@ async fn provider_for(
         isolation: None,
         max_project_mb: 500,
         browser: Default::default(),
+        warm_spares: 1,
+        max_builds: 2,
     })
     .unwrap();
     let shared: Arc<dyn SandboxProvider> = Arc::new(provider.clone());

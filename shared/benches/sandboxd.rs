@@ -175,6 +175,8 @@ fn main() {
             isolation: Some(Isolation::None),
             max_project_mb: 500,
             browser: Default::default(),
+            warm_spares: 1,
+            max_builds: 2,
         })
         .unwrap();
         local.set_warm_spare(false).await;
@@ -206,6 +208,8 @@ fn main() {
                 isolation: None,
                 max_project_mb: 500,
                 browser: Default::default(),
+                warm_spares: 1,
+                max_builds: 2,
             })
             .unwrap();
             bw.set_warm_spare(false).await;

@@ -178,6 +178,11 @@ pub struct Config {
     pub allow_unsandboxed: bool,
     /// Disk budget of one project's directory in MiB (`APNA_MAX_PROJECT_MB`, default 500).
     pub max_project_mb: u64,
+    /// Warm spare sandboxes kept ready by the local driver (`APNA_WARM_SPARES`, default 1; 0: none).
+    pub warm_spares: usize,
+    /// Verify checks and package installs run at once by the local driver
+    /// (`APNA_MAX_BUILDS`, default: the cores available).
+    pub max_builds: usize,
     /// The browser the check after Verify starts (`APNA_CHROMIUM`; unset:
     /// `/usr/bin/chromium` or a Chromium on `PATH`).
     pub chromium: Option<PathBuf>,
@@ -576,6 +581,28 @@ impl Config {
                 }
                 mb => mb,
             },
+            warm_spares: match parse_or(&get("APNA_WARM_SPARES"), "APNA_WARM_SPARES", 1usize)? {
+                n if n > MAX_WARM_SPARES => {
+                    return Err(Error::Config {
+                        var: "APNA_WARM_SPARES",
+                        message: format!("{n} is more than {MAX_WARM_SPARES} (each is an idle dev server, ~150 MB)"),
+                    })
+                }
+                n => n,
+            },
+            max_builds: match parse_or(
+                &get("APNA_MAX_BUILDS"),
+                "APNA_MAX_BUILDS",
+                crate::sandbox::local::build_gate::default_max_builds(),
+            )? {
+                0 => {
+                    return Err(Error::Config {
+                        var: "APNA_MAX_BUILDS",
+                        message: "must be at least 1".into(),
+                    })
+                }
+                n => n,
+            },
             templates_dir: get("APNA_TEMPLATES_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| {
@@ -687,6 +714,9 @@ fn check_http_url(var: &'static str, value: &str) -> Result<()> {
     }
 }
 
+/// More warm spares than this is a typo, not a plan.
+const MAX_WARM_SPARES: usize = 64;
+
 fn parse_or<T: std::str::FromStr>(v: &Option<String>, var: &'static str, default: T) -> Result<T> {
     match v {
         None => Ok(default),
@@ -733,6 +763,38 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn warm_spares_and_build_limit() {
+        let c = Config::from_vars(HashMap::new()).unwrap();
+        assert_eq!(c.warm_spares, 1);
+        assert_eq!(
+            c.max_builds,
+            std::thread::available_parallelism().unwrap().get()
+        );
+        let c = Config::from_vars(vars(&[
+            ("APNA_WARM_SPARES", "4"),
+            ("APNA_MAX_BUILDS", "3"),
+        ]))
+        .unwrap();
+        assert_eq!((c.warm_spares, c.max_builds), (4, 3));
+        assert_eq!(
+            Config::from_vars(vars(&[("APNA_WARM_SPARES", "0")]))
+                .unwrap()
+                .warm_spares,
+            0
+        );
+        for (var, value) in [
+            ("APNA_WARM_SPARES", "-1"),
+            ("APNA_WARM_SPARES", "many"),
+            ("APNA_WARM_SPARES", "65"),
+            ("APNA_MAX_BUILDS", "0"),
+            ("APNA_MAX_BUILDS", "two"),
+        ] {
+            let e = Config::from_vars(vars(&[(var, value)])).unwrap_err();
+            assert!(e.to_string().contains(var), "{var}={value}: {e}");
+        }
     }
 
     #[test]

@@ -152,6 +152,8 @@ async fn sandboxes(
                 hmr_client_port: Some(config.port),
                 isolation: Some(isolation),
                 max_project_mb: config.max_project_mb,
+                warm_spares: config.warm_spares,
+                max_builds: config.max_builds,
                 browser: crate::sandbox::browser::BrowserOptions {
                     executable: config.chromium.clone(),
                     no_sandbox: None,

@@ -151,6 +151,12 @@ pub trait Sandbox: Send + Sync {
             "this sandbox backend cannot open the app in a browser",
         ))
     }
+    /// Verify's build check (see [`build_check`]). By default `tsc` and a
+    /// `vite build` through [`Sandbox::exec`]; a backend that owns the dev
+    /// server checks through it instead, within its build gate.
+    async fn check_build(&self) -> Result<build_check::BuildReport> {
+        build_check::check_build_with_vite_build(self).await
+    }
 }
 
 /// Gives out sandbox handles for projects of one backend.

@@ -30,6 +30,7 @@
 //! | `GET /v1/source` | — | 200 `application/x-tar` (see [`super::source_tar`]) |
 //! | `PUT /v1/source` | `application/x-tar` (≤ 256 MiB) | 204 |
 //! | `POST /v1/smoke` | JSON [`SmokeRequest`] | 200 JSON [`SmokeReport`] (screenshots base64) |
+//! | `POST /v1/check` | — | 200 JSON [`BuildReport`]: Verify's check, next to the files, under the pod's build gate |
 //!
 //! A failure is JSON `{ "error": { "code", "message" } }` with the status the
 //! API uses for that [`Error`] variant; `code` is [`Error::code`] and
@@ -61,6 +62,7 @@ use http::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::local::files::{check_import, MAX_FILE_BYTES};
+use super::build_check::{self, BuildReport};
 use super::source_tar;
 use crate::error::{Error, Result};
 use crate::sandbox::{
@@ -81,6 +83,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(300);
 /// What an exec request may take beyond the command's own timeout.
 const EXEC_GRACE: Duration = Duration::from_secs(30);
+/// Verify's check: its commands' own limit (180 s), a wait for the pod's
+/// build gate, and the grace.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A request extension: how long the transport should wait for this request's
 /// answer (an exec waits for its command). Transports without one use their own.
@@ -479,6 +484,27 @@ impl Sandbox for RemoteSandbox {
             )
             .await?;
         json(&out, "smoke report")
+    }
+
+    async fn check_build(&self) -> Result<BuildReport> {
+        match self
+            .call(
+                Method::POST,
+                "/v1/check",
+                None,
+                Bytes::new(),
+                CHECK_TIMEOUT,
+            )
+            .await
+        {
+            Ok(out) => json(&out, "build report"),
+            // A pod started from an image older than the route: check the
+            // way it could, through exec.
+            Err(Error::NotFound(m)) if m.contains("no such sandboxd route") => {
+                build_check::check_build_with_vite_build(self).await
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -198,6 +198,7 @@ pub fn router(sandbox: Arc<dyn Sandbox>, token: &str) -> Router {
         .route("/v1/destroy", post(destroy))
         .route("/v1/source", get(export_source).put(import_source))
         .route("/v1/smoke", post(smoke))
+        .route("/v1/check", post(check))
         .fallback(|| async { DaemonError(Error::NotFound("no such sandboxd route".into())) })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -379,6 +380,11 @@ async fn import_source(State(d): State<Arc<Daemon>>, body: Body) -> Answer<Statu
         .map_err(|e| Error::Internal(format!("tar task: {e}")))??;
     d.sandbox.import_source(&tree).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn check(State(d): State<Arc<Daemon>>) -> Answer<Response> {
+    let report = d.sandbox.check_build().await?;
+    Ok(Json(report).into_response())
 }
 
 async fn smoke(State(d): State<Arc<Daemon>>, body: Body) -> Answer<Response> {

@@ -97,6 +97,8 @@ pub async fn provider_with_budget(
             executable: std::env::var_os("APNA_CHROMIUM").map(PathBuf::from),
             no_sandbox: None,
         },
+        warm_spares: 1,
+        max_builds: crate::sandbox::local::build_gate::default_max_builds(),
     })
     .expect("provider")
 }

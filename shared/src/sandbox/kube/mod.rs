@@ -672,4 +672,11 @@ impl Sandbox for KubeSandbox {
             .instrument(span)
             .await
     }
+    /// sandboxd checks next to the files and its dev server, under its pod's build gate.
+    async fn check_build(&self) -> Result<crate::sandbox::build_check::BuildReport> {
+        let span = tracing::info_span!("check_build", project_id = %self.id);
+        self.with_remote(false, |r| async move { r.check_build().await })
+            .instrument(span)
+            .await
+    }
 }

@@ -24,10 +24,12 @@
 //! 0.044 s, cold start 0.45–0.83 s depending on load, the seed's copy +
 //! `npm install` + Vite 4–6 s. Run `cargo bench -p apna --bench create_to_ready`.
 
+pub mod build_gate;
 pub mod command;
 pub mod disk;
 pub mod files;
 pub mod limits;
+pub mod module_walk;
 pub mod packages;
 pub mod process;
 mod spare;
@@ -69,6 +71,11 @@ pub struct LocalOptions {
     pub max_project_mb: u64,
     /// The browser the page checks after Verify start (one, kept warm).
     pub browser: BrowserOptions,
+    /// Warm spares kept ready (`APNA_WARM_SPARES`; 0 turns them off).
+    pub warm_spares: usize,
+    /// Verify checks and package installs run at once, at most
+    /// (`APNA_MAX_BUILDS`; see [`build_gate`]).
+    pub max_builds: usize,
 }
 
 struct Inner {
@@ -107,7 +114,8 @@ impl LocalProvider {
             isolation,
             DevServerOptions::loopback(opts.hmr_client_port),
         )?
-        .with_browser(Arc::new(Browser::new(opts.browser)));
+        .with_browser(Arc::new(Browser::new(opts.browser)))
+        .with_max_builds(opts.max_builds);
         toolchain.set_disk_budget(opts.max_project_mb.saturating_mul(1024 * 1024));
         let orphans = process::kill_orphans(&[std::fs::canonicalize(&projects)?, workspace]);
         if orphans > 0 {
@@ -123,7 +131,7 @@ impl LocalProvider {
                 logs_dir: std::fs::canonicalize(&logs)?,
                 toolchain: Arc::new(toolchain),
                 workspaces: Mutex::new(HashMap::new()),
-                spare: spare::SpareSlot::default(),
+                spare: spare::SpareSlot::new(opts.warm_spares),
             }),
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -132,10 +140,10 @@ impl LocalProvider {
         Ok(provider)
     }
 
-    /// Turns the warm spare off (or back on). It is on by default where
-    /// bubblewrap is used: one idle template dev server kept running so a
+    /// Turns the warm spares off (or back on). They are on by default where
+    /// bubblewrap is used: idle template dev servers kept running so a
     /// create only renames a directory (create → ready in tens of ms instead
-    /// of a Vite start, ~0.45 s). Costs one idle Node process (~150 MB).
+    /// of a Vite start, ~0.45 s). Each costs one idle Node process (~150 MB).
     pub async fn set_warm_spare(&self, enabled: bool) {
         self.inner.spare.set_enabled(enabled);
         if enabled {
@@ -145,10 +153,20 @@ impl LocalProvider {
         }
     }
 
-    /// Waits until the warm spare's dev server is ready (false when there is
-    /// none: disabled, or no bubblewrap). For benchmarks and tests.
+    /// Waits until every warm spare's dev server is ready (false when there
+    /// are none: disabled, or no bubblewrap). For benchmarks and tests.
     pub async fn wait_spare_ready(&self, timeout: Duration) -> bool {
         spare::wait_ready(&self.inner, timeout).await
+    }
+
+    /// How many warm spares exist now (ready or starting).
+    pub fn spare_count(&self) -> usize {
+        spare::count(&self.inner)
+    }
+
+    /// The gate every project's Verify and package installs pass.
+    pub fn build_gate(&self) -> &build_gate::BuildGate {
+        self.inner.toolchain.builds()
     }
 
     /// The concrete sandbox for a project (tests and the bench use its extras).
@@ -332,6 +350,10 @@ impl Sandbox for LocalSandbox {
 
     async fn smoke_check(&self, req: &SmokeRequest) -> Result<SmokeReport> {
         self.ws.smoke_check(req).await
+    }
+
+    async fn check_build(&self) -> Result<crate::sandbox::build_check::BuildReport> {
+        self.ws.check_build().await
     }
 }
 

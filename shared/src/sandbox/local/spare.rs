@@ -1,18 +1,22 @@
-//! The warm spare: one project of the default starter whose dev server is
-//! already running (starters built on it use it too).
+//! The warm spares: projects of the default starter whose dev server is
+//! already running (starters built on it use them too), `APNA_WARM_SPARES`
+//! of them (default 1) so a burst of creates all start warm.
 //!
 //! Starting Vite costs ~0.45 s of CPU on the 2-core dev machine, nearly all of
 //! create → ready. Under bubblewrap every project is mounted at the same path
 //! inside its sandbox, so a dev server started for a spare directory keeps
 //! working when that directory is renamed to a new project's: a create then
-//! costs one `rename(2)`. The next spare starts in the background right after.
+//! costs one `rename(2)`. The next spare starts in the background once no
+//! Verify or package install holds the build gate.
 //! Without bubblewrap the path Vite sees would change, so there is no spare.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::module_walk;
 use super::process::Isolation;
 use super::supervisor::Supervisor;
 use super::workspace::materialize;
@@ -31,37 +35,40 @@ struct Spare {
     warm: Arc<AtomicBool>,
 }
 
-/// The provider's slot for one spare.
+/// The provider's warm spares (`APNA_WARM_SPARES`, default 1).
 pub(super) struct SpareSlot {
-    spare: Mutex<Option<Spare>>,
+    spares: Mutex<VecDeque<Spare>>,
+    /// How many to keep.
+    target: usize,
     filling: AtomicBool,
     enabled: AtomicBool,
 }
 
-impl Default for SpareSlot {
-    fn default() -> Self {
+impl SpareSlot {
+    /// Keeps `target` spares (0: none).
+    pub(super) fn new(target: usize) -> Self {
         SpareSlot {
-            spare: Mutex::new(None),
+            spares: Mutex::new(VecDeque::new()),
+            target,
             filling: AtomicBool::new(false),
-            enabled: AtomicBool::new(true),
+            enabled: AtomicBool::new(target > 0),
         }
     }
-}
 
-impl SpareSlot {
     pub(super) fn set_enabled(&self, on: bool) {
-        self.enabled.store(on, Ordering::SeqCst);
+        self.enabled.store(on && self.target > 0, Ordering::SeqCst);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Spare>> {
+        self.spares.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn take(&self) -> Option<Spare> {
-        self.spare.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.lock().pop_front()
     }
 
-    fn is_empty(&self) -> bool {
-        self.spare
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
+    fn is_full(&self) -> bool {
+        self.lock().len() >= self.target
     }
 }
 
@@ -106,57 +113,86 @@ pub(super) fn remove_leftovers(projects: &Path, logs: &Path) {
     }
 }
 
-/// Starts a new spare in the background unless one exists or is being made.
+/// While builds hold the gate, a refill waits this long between looks.
+const BUSY_POLL: Duration = Duration::from_millis(250);
+
+/// Starts making spares in the background, one at a time, until there are
+/// as many as configured. Each waits until no Verify or package install holds
+/// the build gate: a spare's Vite start costs ~0.45 s of CPU that runs in a
+/// burst should get first.
 pub(super) fn refill(inner: &Arc<Inner>) {
-    if !usable(inner) || !inner.spare.is_empty() || inner.spare.filling.swap(true, Ordering::SeqCst)
+    if !usable(inner) || inner.spare.is_full() || inner.spare.filling.swap(true, Ordering::SeqCst)
     {
         return;
     }
     let inner = inner.clone();
     tokio::spawn(async move {
-        let name = format!("{PREFIX}{:08x}", rand::random::<u32>());
-        let dir = inner.projects_dir.join(&name);
-        let log_file = inner.logs_dir.join(format!("{name}.log"));
-        let staging = inner.projects_dir.join(format!("{name}.creating"));
-        let made = {
-            let inner = inner.clone();
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || {
-                let t = inner.toolchain.default_starter();
-                materialize(
-                    &t.files,
-                    &t.node_modules,
-                    t.vite_deps.as_deref(),
-                    &staging,
-                    &dir,
-                )
-            })
-            .await
-        };
-        match made {
-            Ok(Ok(())) if usable(&inner) => {
-                let sup = Supervisor::start(inner.toolchain.vite_spec(
-                    "spare",
-                    dir.clone(),
-                    log_file.clone(),
-                ));
-                let warm = Arc::new(AtomicBool::new(false));
-                tokio::spawn(warm_up(sup.clone(), warm.clone()));
-                *inner.spare.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(Spare {
-                    dir,
-                    log_file,
-                    sup,
-                    warm,
-                });
-            }
-            Ok(Ok(())) => {
-                let _ = tokio::fs::remove_dir_all(&dir).await;
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not prepare the warm spare"),
-            Err(e) => tracing::warn!(error = %e, "warm spare task failed"),
+        while inner.toolchain.builds().in_use() > 0 && usable(&inner) {
+            tokio::time::sleep(BUSY_POLL).await;
         }
+        let made = if usable(&inner) {
+            make_one(&inner).await
+        } else {
+            false
+        };
         inner.spare.filling.store(false, Ordering::SeqCst);
+        if made {
+            refill(&inner);
+        }
     });
+}
+
+/// Makes one spare and adds it; false when it could not.
+async fn make_one(inner: &Arc<Inner>) -> bool {
+    let name = format!("{PREFIX}{:08x}", rand::random::<u32>());
+    let dir = inner.projects_dir.join(&name);
+    let log_file = inner.logs_dir.join(format!("{name}.log"));
+    let staging = inner.projects_dir.join(format!("{name}.creating"));
+    let made = {
+        let inner = inner.clone();
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let t = inner.toolchain.default_starter();
+            materialize(
+                &t.files,
+                &t.node_modules,
+                t.vite_deps.as_deref(),
+                &staging,
+                &dir,
+            )
+        })
+        .await
+    };
+    match made {
+        Ok(Ok(())) if usable(inner) => {
+            let sup = Supervisor::start(inner.toolchain.vite_spec(
+                "spare",
+                dir.clone(),
+                log_file.clone(),
+            ));
+            let warm = Arc::new(AtomicBool::new(false));
+            tokio::spawn(warm_up(sup.clone(), warm.clone()));
+            inner.spare.lock().push_back(Spare {
+                dir,
+                log_file,
+                sup,
+                warm,
+            });
+            true
+        }
+        Ok(Ok(())) => {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            false
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not prepare the warm spare");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "warm spare task failed");
+            false
+        }
+    }
 }
 
 /// Most modules [`warm_up`] requests.
@@ -167,7 +203,7 @@ const WARM_UP_MODULES: usize = 300;
 /// before a project adopts the spare: its first preview then finds them done.
 async fn warm_up(sup: Arc<Supervisor>, warm: Arc<AtomicBool>) {
     let started = Instant::now();
-    let port = loop {
+    let addr = loop {
         let st = sup.status();
         match (st.state, st.preview_addr) {
             (SandboxState::Ready, Some(addr)) => break addr,
@@ -175,44 +211,13 @@ async fn warm_up(sup: Arc<Supervisor>, warm: Arc<AtomicBool>) {
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     };
-    let Ok(client) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-    else {
+    let walk = module_walk::walk(&addr, WARM_UP_MODULES).await;
+    if !walk.page_loaded {
         return;
-    };
-    let (Ok(script), Ok(import)) = (
-        regex::Regex::new(r#"<script type="module" src="(/[^"]+)""#),
-        regex::Regex::new(r#"(?:from|import)\s*\(?\s*"(/[^"]+)""#),
-    ) else {
-        return;
-    };
-    let get = |path: String| {
-        let client = client.clone();
-        let url = format!("http://{port}{path}");
-        async move { client.get(url).send().await.ok()?.text().await.ok() }
-    };
-    let Some(html) = get("/".into()).await else {
-        return;
-    };
-    let mut queue: std::collections::VecDeque<String> = script
-        .captures_iter(&html)
-        .map(|c| c[1].to_string())
-        .collect();
-    let mut seen: std::collections::HashSet<String> = queue.iter().cloned().collect();
-    while let Some(path) = queue.pop_front() {
-        let Some(body) = get(path).await else {
-            continue;
-        };
-        for c in import.captures_iter(&body) {
-            if seen.len() < WARM_UP_MODULES && seen.insert(c[1].to_string()) {
-                queue.push_back(c[1].to_string());
-            }
-        }
     }
     warm.store(true, Ordering::SeqCst);
     tracing::debug!(
-        modules = seen.len(),
+        modules = walk.modules,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "warm spare's first page loaded"
     );
@@ -250,37 +255,38 @@ async fn dispose(spare: Spare) {
     let _ = tokio::fs::remove_file(&spare.log_file).await;
 }
 
-/// Stops and removes the current spare, if any.
+/// Stops and removes every spare.
 pub(super) async fn discard(inner: &Arc<Inner>) {
-    if let Some(spare) = inner.spare.take() {
+    while let Some(spare) = inner.spare.take() {
         dispose(spare).await;
     }
 }
 
-/// Waits until a spare exists, its dev server is ready and its first page
-/// has been loaded once.
+/// Waits until every configured spare exists, its dev server is ready and
+/// its first page has been loaded once.
 pub(super) async fn wait_ready(inner: &Arc<Inner>, timeout: Duration) -> bool {
     if !usable(inner) {
         return false;
     }
     let started = Instant::now();
     while started.elapsed() < timeout {
-        let ready = inner
-            .spare
-            .spare
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|s| {
-                s.sup.status().state == SandboxState::Ready && s.warm.load(Ordering::SeqCst)
-            });
+        let ready = {
+            let spares = inner.spare.lock();
+            spares.len() >= inner.spare.target
+                && spares.iter().all(|s| {
+                    s.sup.status().state == SandboxState::Ready && s.warm.load(Ordering::SeqCst)
+                })
+        };
         if ready {
             return true;
         }
-        if inner.spare.is_empty() && !inner.spare.filling.load(Ordering::SeqCst) {
-            refill(inner);
-        }
+        refill(inner);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     false
+}
+
+/// How many spares exist now (ready or starting).
+pub(super) fn count(inner: &Inner) -> usize {
+    inner.spare.lock().len()
 }

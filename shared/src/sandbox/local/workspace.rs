@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::Instrument;
 
+use super::build_gate::{default_max_builds, BuildGate};
 use super::command::{self, RunningCommands};
 use super::disk;
 use super::files;
@@ -26,6 +27,7 @@ use super::supervisor::{DevServerOptions, Supervisor, ViteSpec};
 use super::template::{self, PreparedTemplate, PreparedTemplates, VITE_DEPS_LINK, VITE_TEMP_DIR};
 use crate::error::{Error, Result};
 use crate::sandbox::browser::{Browser, BrowserOptions, PageCheck};
+use crate::sandbox::build_check::{self, BuildReport};
 use crate::sandbox::smoke::{self, Finding, SmokeReport, SmokeRequest};
 use crate::sandbox::{
     ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxState, SandboxStatus,
@@ -45,6 +47,7 @@ pub struct Toolchain {
     dev_server: DevServerOptions,
     confinement: Arc<Confinement>,
     browser: Arc<Browser>,
+    builds: BuildGate,
 }
 
 /// A project's disk budget unless the host sets another (`APNA_MAX_PROJECT_MB`).
@@ -111,7 +114,20 @@ impl Toolchain {
             dev_server,
             confinement,
             browser: Arc::new(Browser::new(BrowserOptions::default())),
+            builds: BuildGate::new(default_max_builds()),
         })
+    }
+
+    /// The same toolchain letting `n` Verify checks and package installs run
+    /// at once (see [`super::build_gate`]).
+    pub fn with_max_builds(mut self, n: usize) -> Toolchain {
+        self.builds = BuildGate::new(n);
+        self
+    }
+
+    /// The gate Verify checks and package installs pass.
+    pub fn builds(&self) -> &BuildGate {
+        &self.builds
     }
 
     /// The same toolchain checking pages with `browser` (one per host).
@@ -260,6 +276,24 @@ impl Workspace {
     /// The shared settings.
     pub fn toolchain(&self) -> &Toolchain {
         &self.toolchain
+    }
+
+    /// Waits until the app's files have been still for [`SETTLE`] (at most
+    /// 2 s), so the dev server's watcher has seen the last write before
+    /// Verify asks it for the modules.
+    async fn settle_after_writes(&self) {
+        let root = self.root.clone();
+        let newest = tokio::task::spawn_blocking(move || newest_source_change(&root))
+            .await
+            .ok()
+            .flatten();
+        let Some(newest) = newest else { return };
+        let age = std::time::SystemTime::now()
+            .duration_since(newest)
+            .unwrap_or_default();
+        if age < SETTLE {
+            tokio::time::sleep((SETTLE - age).min(Duration::from_secs(2))).await;
+        }
     }
 
     /// Whether the project's files are in place (its `package.json` exists).
@@ -610,6 +644,37 @@ fn seed_in_place(template: &SourceTree, node_modules: &Path, root: &Path) -> Res
 }
 
 /// Whether a shell command runs a package manager that may change `node_modules`.
+/// How long after the last change to the app's files the dev server is
+/// trusted to have seen it (its file watcher, under load).
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// The newest modification time under `src/` and of `index.html` (a bounded look).
+fn newest_source_change(root: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = std::fs::metadata(root.join("index.html"))
+        .and_then(|m| m.modified())
+        .ok();
+    let mut dirs = vec![root.join("src")];
+    let mut seen = 0usize;
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 5000 {
+                return newest;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                dirs.push(e.path());
+            } else if let Ok(t) = meta.modified() {
+                newest = newest.max(Some(t));
+            }
+        }
+    }
+    newest
+}
+
 fn touches_node_modules(command: &str) -> bool {
     command
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
@@ -714,6 +779,12 @@ impl Sandbox for Workspace {
             }
             template::detach_node_modules(&self.root).await?;
         }
+        // Installs are the other CPU- and disk-heavy job a run does.
+        let _permit = if touches_node_modules(&req.command) {
+            Some(self.toolchain.builds.acquire().await)
+        } else {
+            None
+        };
         let env = [];
         let span = tracing::info_span!("exec", project_id = %self.id);
         let mut out = command::run(
@@ -788,6 +859,29 @@ impl Sandbox for Workspace {
         let imported = tree.clone();
         self.in_root(move |root| files::import(root, &imported))
             .await
+    }
+
+    async fn check_build(&self) -> Result<BuildReport> {
+        let span = tracing::info_span!("check_build", project_id = %self.id);
+        async {
+            let queued = std::time::Instant::now();
+            let _permit = self.toolchain.builds.acquire().await;
+            tracing::debug!(
+                waited_ms = queued.elapsed().as_millis() as u64,
+                "build gate passed"
+            );
+            let st = self.status().await?;
+            let log = self.logs(400).await.unwrap_or_default();
+            match (st.state, st.preview_addr) {
+                (SandboxState::Ready, Some(addr)) if !build_check::dev_config_failed(&log) => {
+                    self.settle_after_writes().await;
+                    build_check::check_with_dev_server(self, &addr).await
+                }
+                _ => build_check::check_build_with_vite_build(self).await,
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     async fn smoke_check(&self, req: &SmokeRequest) -> Result<SmokeReport> {
