@@ -582,12 +582,12 @@ impl Config {
                 mb => mb,
             },
             warm_spares: match parse_or(&get("APNA_WARM_SPARES"), "APNA_WARM_SPARES", 1usize)? {
-                n if n > MAX_WARM_SPARES => {
-                    return Err(Error::Config {
-                        var: "APNA_WARM_SPARES",
-                        message: format!("{n} is more than {MAX_WARM_SPARES} (each is an idle dev server, ~150 MB)"),
-                    })
-                }
+                n if n > MAX_WARM_SPARES => return Err(Error::Config {
+                    var: "APNA_WARM_SPARES",
+                    message: format!(
+                        "{n} is more than {MAX_WARM_SPARES} (each is an idle dev server, ~150 MB)"
+                    ),
+                }),
                 n => n,
             },
             max_builds: match parse_or(
@@ -773,11 +773,8 @@ mod tests {
             c.max_builds,
             std::thread::available_parallelism().unwrap().get()
         );
-        let c = Config::from_vars(vars(&[
-            ("APNA_WARM_SPARES", "4"),
-            ("APNA_MAX_BUILDS", "3"),
-        ]))
-        .unwrap();
+        let c = Config::from_vars(vars(&[("APNA_WARM_SPARES", "4"), ("APNA_MAX_BUILDS", "3")]))
+            .unwrap();
         assert_eq!((c.warm_spares, c.max_builds), (4, 3));
         assert_eq!(
             Config::from_vars(vars(&[("APNA_WARM_SPARES", "0")]))

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use apna::sandbox::build_check::{check_build, parse_dev_log, DiagnosticSource};
+use apna::sandbox::build_check::{
+    check_build, check_build_with_vite_build, parse_dev_log, DiagnosticSource,
+};
 use apna::sandbox::local::wait_ready;
 use apna::sandbox::{ProjectPath, Sandbox};
 use apna::testing::local::*;
@@ -132,5 +134,245 @@ async fn fresh_dev_server_errors_are_reported_and_fixed_ones_are_not() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(clean, "log: {}", sb.logs(50).await.unwrap());
+    provider.stop_all().await;
+}
+
+/// One error fixture: files written over the template, and the problems
+/// both checks must report (file, line, a phrase of the message).
+struct Fixture {
+    name: &'static str,
+    files: &'static [(&'static str, &'static str)],
+    expect: &'static [(&'static str, u32, &'static str)],
+    /// Whether `tsc` sees it (the last three it does not: they need Vite).
+    tsc_sees_it: bool,
+}
+
+const FIXTURES: &[Fixture] = &[
+    Fixture {
+        name: "clean",
+        files: &[],
+        expect: &[],
+        tsc_sees_it: false,
+    },
+    Fixture {
+        name: "type error",
+        files: &[(
+            "src/App.tsx",
+            "export default function App() {\n  const n: number = \"not a number\";\n  return <p>{n}</p>;\n}\n",
+        )],
+        expect: &[("src/App.tsx", 2, "not assignable")],
+        tsc_sees_it: true,
+    },
+    Fixture {
+        name: "missing module",
+        files: &[(
+            "src/App.tsx",
+            "import { thing } from \"./missing\";\n\nexport default function App() {\n  return <p>{thing}</p>;\n}\n",
+        )],
+        expect: &[("src/App.tsx", 1, "./missing")],
+        tsc_sees_it: true,
+    },
+    Fixture {
+        name: "syntax error",
+        files: &[(
+            "src/App.tsx",
+            "export default function App() {\n  return <div>{x</div>;\n}\n",
+        )],
+        expect: &[("src/App.tsx", 2, "Unterminated regular expression")],
+        tsc_sees_it: true,
+    },
+    Fixture {
+        name: "missing CSS import",
+        files: &[(
+            "src/App.tsx",
+            "import \"./missing.css\";\n\nexport default function App() {\n  return <p>hi</p>;\n}\n",
+        )],
+        expect: &[("src/App.tsx", 1, "./missing.css")],
+        tsc_sees_it: false,
+    },
+    Fixture {
+        name: "bad Tailwind directive",
+        files: &[(
+            "src/index.css",
+            "@import \"tailwindcss\" source(\"../src\");\n\n.btn {\n  @apply not-a-real-class;\n}\n",
+        )],
+        expect: &[("src/index.css", 0, "not-a-real-class")],
+        tsc_sees_it: false,
+    },
+    Fixture {
+        // The model "fixed" tsc's complaint with a declaration instead of
+        // installing the package: only the bundler can tell.
+        name: "missing package at run time",
+        files: &[
+            (
+                "src/App.tsx",
+                "import confetti from \"canvas-confetti\";\n\nexport default function App() {\n  return <button onClick={() => confetti()}>hi</button>;\n}\n",
+            ),
+            ("src/shims.d.ts", "declare module \"canvas-confetti\";\n"),
+        ],
+        expect: &[("src/App.tsx", 1, "canvas-confetti")],
+        tsc_sees_it: false,
+    },
+];
+
+fn located(r: &apna::sandbox::build_check::BuildReport) -> std::collections::BTreeSet<String> {
+    r.diagnostics
+        .iter()
+        .filter(|d| d.source != DiagnosticSource::Typescript)
+        .map(|d| d.file.clone())
+        .collect()
+}
+
+/// Issue #16: Verify through the running dev server (`tsc --incremental` and
+/// every module loaded) reports the same problems as `tsc` + `vite build` did,
+/// on every fixture, at the same file and line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dev_server_check_finds_what_the_build_found_on_every_fixture() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    let sb = provider.local("proj-fixtures").unwrap();
+    sb.ensure().await.unwrap();
+    let st = wait_ready(&sb, Duration::from_secs(60)).await.unwrap();
+    let addr: std::net::SocketAddr = st.preview_addr.unwrap().parse().unwrap();
+    let (status, _) = get(addr, "proj-fixtures.localhost", "/").await;
+    assert_eq!(status, 200);
+    let original: std::collections::HashMap<String, Vec<u8>> = sb
+        .export_source()
+        .await
+        .unwrap()
+        .files
+        .into_iter()
+        .map(|f| (f.path, f.data))
+        .collect();
+    let build_out = sb.root().join(".apna-build/check");
+    for fx in FIXTURES {
+        for (path, text) in fx.files {
+            sb.write_file(&p(path), text.as_bytes()).await.unwrap();
+        }
+        let before = check_build_with_vite_build(&sb).await.unwrap();
+        let _ = std::fs::remove_dir_all(&build_out);
+        let after = check_build(&sb).await.unwrap();
+        eprintln!(
+            "{}:\n  before: {:?}\n  after:  {:?}",
+            fx.name, before.diagnostics, after.diagnostics
+        );
+        assert!(
+            !build_out.exists(),
+            "{}: the new check ran a build (no dev server?)",
+            fx.name
+        );
+        assert_eq!(before.ok, fx.expect.is_empty(), "{}: {before:?}", fx.name);
+        assert_eq!(after.ok, before.ok, "{}: {after:?}", fx.name);
+        for (label, report) in [("before", &before), ("after", &after)] {
+            for (file, line, phrase) in fx.expect {
+                assert!(
+                    report.diagnostics.iter().any(|d| d.file == *file
+                        && (d.line == *line || d.line == 0)
+                        && d.message.contains(phrase)),
+                    "{} ({label}): no {file}:{line} {phrase:?} in {:?}",
+                    fx.name,
+                    report.diagnostics
+                );
+            }
+        }
+        // The same files are blamed outside TypeScript (whose part is the same command).
+        assert_eq!(located(&before), located(&after), "{}", fx.name);
+        let tsc_found = after
+            .diagnostics
+            .iter()
+            .any(|d| d.source == DiagnosticSource::Typescript);
+        assert_eq!(tsc_found, fx.tsc_sees_it, "{}: {after:?}", fx.name);
+        // Back to the template for the next fixture.
+        for (path, _) in fx.files {
+            match original.get(*path) {
+                Some(data) => sb.write_file(&p(path), data).await.unwrap(),
+                None => assert!(sb.delete_file(&p(path)).await.unwrap()),
+            };
+        }
+    }
+    // Without a running dev server the check builds, as before.
+    sb.write_file(&p("src/App.tsx"), FIXTURES[4].files[0].1.as_bytes())
+        .await
+        .unwrap();
+    sb.stop().await.unwrap();
+    let report = check_build(&sb).await.unwrap();
+    assert!(
+        report
+            .diagnostics
+            .iter()
+            .any(|d| d.source == DiagnosticSource::Build
+                && d.file == "src/App.tsx"
+                && d.message.contains("./missing.css")),
+        "{report:?}"
+    );
+    provider.stop_all().await;
+}
+
+/// Issue #16: with a gate of N, N + 1 Verify checks started together run at
+/// most N at a time (the gate's own count), and one of them waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_verifies_queue_at_the_build_gate() {
+    let data = tempfile::tempdir().unwrap();
+    let n = 2;
+    let provider = provider_with_capacity(data.path(), 0, n).await;
+    let mut sandboxes = Vec::new();
+    for i in 0..=n {
+        let sb = provider.local(&format!("proj-gate-{i}")).unwrap();
+        sb.import_source(&template().await.files).await.unwrap();
+        sandboxes.push(sb);
+    }
+    assert_eq!(provider.build_gate().limit(), n);
+    let checks: Vec<_> = sandboxes
+        .iter()
+        .cloned()
+        .map(|sb| tokio::spawn(async move { check_build(&sb).await }))
+        .collect();
+    for c in checks {
+        let report = c.await.unwrap().unwrap();
+        assert!(report.ok, "{report:?}");
+    }
+    let gate = provider.build_gate();
+    assert_eq!(
+        gate.peak(),
+        n,
+        "at most {n} at once, and {n} did run together"
+    );
+    assert!(gate.queued() >= 1, "the extra check waited");
+    assert_eq!(gate.in_use(), 0);
+    provider.stop_all().await;
+}
+
+/// Issue #16: with K warm spares, K creates at once all adopt one (each is
+/// ready at once: a cold start would still be starting Vite), and the
+/// spares are made again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_creates_adopts_as_many_warm_spares() {
+    if !matches!(
+        apna::sandbox::local::Isolation::detect(),
+        apna::sandbox::local::Isolation::Bubblewrap { .. }
+    ) || std::env::var("APNA_TEST_NO_BWRAP").is_ok_and(|v| v == "1")
+    {
+        eprintln!("skipped: warm spares need bubblewrap");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let k = 3;
+    let provider = provider_with_capacity(data.path(), k, 2).await;
+    assert!(provider.wait_spare_ready(Duration::from_secs(120)).await);
+    assert_eq!(provider.spare_count(), k);
+    let creates: Vec<_> = (0..k)
+        .map(|i| {
+            let sb = provider.local(&format!("proj-burst-{i}")).unwrap();
+            tokio::spawn(async move { sb.ensure().await })
+        })
+        .collect();
+    for c in creates {
+        let st = c.await.unwrap().unwrap();
+        assert_eq!(st.state, apna::sandbox::SandboxState::Ready, "{st:?}");
+    }
+    // A fourth create finds none left (the refill has not finished yet) or
+    // a fresh one; either way the pool comes back to K.
+    assert!(provider.wait_spare_ready(Duration::from_secs(120)).await);
+    assert_eq!(provider.spare_count(), k);
     provider.stop_all().await;
 }

@@ -101,9 +101,7 @@ pub async fn check_build(sandbox: &dyn Sandbox) -> Result<BuildReport> {
 /// Type-checks and builds the project (`tsc` and `vite build`, through
 /// [`Sandbox::exec`]), and reads fresh dev-server errors: Verify before #16,
 /// and its fallback.
-pub async fn check_build_with_vite_build<S: Sandbox + ?Sized>(
-    sandbox: &S,
-) -> Result<BuildReport> {
+pub async fn check_build_with_vite_build<S: Sandbox + ?Sized>(sandbox: &S) -> Result<BuildReport> {
     let pwd = sandbox.exec(&req("pwd")).await?;
     let root = pwd.output.trim().to_string();
     let (tsc_req, build_req) = (req(TSC), req(VITE_BUILD));
@@ -170,11 +168,45 @@ pub async fn check_with_dev_server<S: Sandbox + ?Sized>(
         ));
     }
     diags.extend(walk.failed.iter().map(|f| parse_failed_module(f, &root)));
-    diags.extend(parse_dev_log(&log.unwrap_or_default(), &root));
+    let log = log.unwrap_or_default();
+    diags.extend(parse_dev_log(&log, &root));
+    diags.extend(standing_stylesheet_errors(&log, &root));
     Ok(report(
         diags,
         tsc.exit_code == Some(0) && walk.page_loaded && walk.failed.is_empty(),
     ))
+}
+
+/// Stylesheet errors not followed by an update of that stylesheet. Tailwind's
+/// plugin reports a broken stylesheet once and then serves its last good
+/// CSS until the file changes again, so an error logged before another
+/// file's update (which ends [`parse_dev_log`]'s window) still stands.
+pub fn standing_stylesheet_errors(log: &str, root: &str) -> Vec<Diagnostic> {
+    let text = crate::sandbox::local::supervisor::strip_ansi(log);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .rposition(|l| l.contains("ready in") || l.contains("server restarted"))
+        .map_or(0, |i| i + 1);
+    let mut standing: Vec<Diagnostic> = Vec::new();
+    for (i, line) in lines.iter().enumerate().skip(start) {
+        if line.contains("hmr update") || line.contains("page reload") {
+            standing.retain(|d| !line.contains(d.file.as_str()));
+            continue;
+        }
+        if line.contains("Internal server error: ") || line.contains("Pre-transform error: ") {
+            let end = lines[i + 1..]
+                .iter()
+                .position(|l| l.contains("[vite]"))
+                .map_or(lines.len(), |n| i + 1 + n);
+            standing.extend(
+                parse_dev_log(&lines[i..end].join("\n"), root)
+                    .into_iter()
+                    .filter(|d| d.file.ends_with(".css")),
+            );
+        }
+    }
+    standing
 }
 
 /// Whether the dev server's log says its config could not be (re)loaded
@@ -187,9 +219,9 @@ pub fn dev_config_failed(log: &str) -> bool {
         .iter()
         .rposition(|l| l.contains("ready in") || l.contains("server restarted"))
         .map_or(0, |i| i + 1);
-    lines[start..].iter().any(|l| {
-        l.contains("failed to load config") || l.contains("server restart failed")
-    })
+    lines[start..]
+        .iter()
+        .any(|l| l.contains("failed to load config") || l.contains("server restart failed"))
 }
 
 /// A module path as a project file: `/src/App.tsx?t=1` → `src/App.tsx`.
@@ -216,10 +248,17 @@ pub fn parse_failed_module(failed: &FailedModule, root: &str) -> Diagnostic {
     });
     let Some(error) = error else {
         d.message = match (failed.status, &failed.importer) {
-            (0, _) => format!("the dev server did not answer for {}: {}", failed.path, failed.body.trim()),
+            (0, _) => format!(
+                "the dev server did not answer for {}: {}",
+                failed.path,
+                failed.body.trim()
+            ),
             (status, Some(importer)) => {
                 d.file = module_file(importer);
-                format!("{} (imported here) could not be loaded: HTTP {status}", failed.path)
+                format!(
+                    "{} (imported here) could not be loaded: HTTP {status}",
+                    failed.path
+                )
             }
             (status, None) => format!("{} could not be loaded: HTTP {status}", failed.path),
         };
@@ -253,7 +292,10 @@ pub fn parse_failed_module(failed: &FailedModule, root: &str) -> Diagnostic {
     }
     d.message = headline.unwrap_or_else(|| message.lines().next().unwrap_or("").trim().to_string());
     if d.message.is_empty() {
-        d.message = format!("{} could not be loaded: HTTP {}", failed.path, failed.status);
+        d.message = format!(
+            "{} could not be loaded: HTTP {}",
+            failed.path, failed.status
+        );
     }
     d
 }
@@ -381,7 +423,47 @@ pub fn parse_vite_build(output: &str, root: &str) -> Vec<Diagnostic> {
     let text = crate::sandbox::local::supervisor::strip_ansi(output);
     let mut out = Vec::new();
     let mut pending: Option<String> = None;
+    // `[plugin NAME] /path/file` then `Error: message` (a plugin's error,
+    // e.g. Tailwind's in a stylesheet).
+    let mut plugin_file: Option<String> = None;
     for line in text.lines() {
+        if let Some(rest) = line.trim_start().strip_prefix("[plugin ") {
+            plugin_file = rest
+                .split_once("] ")
+                .map(|(_, f)| relative(f, root))
+                .filter(|f| !f.is_empty());
+            continue;
+        }
+        if let Some(file) = plugin_file.take() {
+            if let Some(msg) = line.trim_start().strip_prefix("Error: ") {
+                out.push(Diagnostic {
+                    file,
+                    line: 0,
+                    column: 0,
+                    message: msg.trim().to_string(),
+                    source: DiagnosticSource::Build,
+                });
+                continue;
+            }
+        }
+        if let Some(rest) = line
+            .split_once("Rolldown failed to resolve import ")
+            .map(|(_, r)| r)
+        {
+            // `"pkg" from "/root/src/App.tsx".`
+            let mut quoted = rest.split('"').skip(1).step_by(2);
+            if let (Some(what), Some(from)) = (quoted.next(), quoted.next()) {
+                let file = relative(from, root);
+                out.push(Diagnostic {
+                    message: format!("Could not resolve import \"{what}\" from \"{file}\""),
+                    file,
+                    line: 0,
+                    column: 0,
+                    source: DiagnosticSource::Build,
+                });
+                continue;
+            }
+        }
         if let Some(msg) = bracket_headline(line) {
             pending = Some(msg.to_string());
         } else if let Some(loc) = frame_location(line) {
@@ -437,7 +519,13 @@ pub fn parse_dev_log(log: &str, root: &str) -> Vec<Diagnostic> {
         }
     };
     for line in &lines[start..] {
-        if let Some((_, msg)) = line.split_once("Internal server error: ") {
+        // A pre-transform error is Vite transforming an import ahead of its
+        // request; some plugins (Tailwind's) then answer the request itself
+        // from their last good result, so this line is the only report.
+        if let Some((_, msg)) = line
+            .split_once("Internal server error: ")
+            .or_else(|| line.split_once("Pre-transform error: "))
+        {
             flush(&mut current, &mut out);
             current = Some(Diagnostic {
                 file: String::new(),
@@ -518,15 +606,106 @@ mod tests {
 4:41:03 PM [vite] (client) hmr update /src/App.tsx\n\
 4:41:04 PM [vite] Internal server error: Failed to resolve import \"./Nope\" from \"src/main.tsx\". Does the file exist?\n\
   Plugin: vite:import-analysis\n  File: /p/src/main.tsx:1:14\n\
-4:41:05 PM [vite] Internal server error: Transform failed with 1 error:\n\n[PARSE_ERROR] Unterminated regular expression\n   ╭─[ src/App.tsx:2:18 ]\n  File: /p/src/App.tsx\n";
+4:41:05 PM [vite] Internal server error: Transform failed with 1 error:\n\n[PARSE_ERROR] Unterminated regular expression\n   ╭─[ src/App.tsx:2:18 ]\n  File: /p/src/App.tsx\n\
+4:41:06 PM [vite] (client) Pre-transform error: Cannot apply unknown utility class `nope`\n  Plugin: @tailwindcss/vite:generate:serve\n  File: /p/src/index.css\n";
         let d = parse_dev_log(log, "/p");
-        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert_eq!(
+            (d[2].file.as_str(), d[2].message.as_str()),
+            ("src/index.css", "Cannot apply unknown utility class `nope`")
+        );
         assert_eq!(
             (d[0].file.as_str(), d[0].line, d[0].column),
             ("src/main.tsx", 1, 14)
         );
         assert_eq!((d[1].file.as_str(), d[1].line), ("src/App.tsx", 2));
         assert_eq!(d[1].message, "Unterminated regular expression");
+    }
+
+    #[test]
+    fn parses_plugin_errors_and_unresolved_packages() {
+        let out = "error during build:\nBuild failed with 1 error:\n\n[plugin @tailwindcss/vite:generate:build] /p/src/index.css\nError: Cannot apply unknown utility class `nope`\n    at onInvalidCandidate (file:///x/lib.mjs:21:1867)\n";
+        let d = parse_vite_build(out, "/p");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].file, "src/index.css");
+        assert_eq!(d[0].message, "Cannot apply unknown utility class `nope`");
+        let out = "Error: [vite]: Rolldown failed to resolve import \"canvas-confetti\" from \"/p/src/App.tsx\".\nThis is most likely unintended\n";
+        let d = parse_vite_build(out, "/p");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].file, "src/App.tsx");
+        assert!(d[0].message.contains("canvas-confetti"), "{d:?}");
+    }
+
+    #[test]
+    fn vite_error_pages_become_located_diagnostics() {
+        let page = |json: &str| FailedModule {
+            path: "/src/App.tsx?t=1".into(),
+            importer: Some("/src/main.tsx".into()),
+            status: 500,
+            body: format!(
+                "<html><script type=\"module\">\n const error = {json}\n try {{ }}</script>"
+            ),
+        };
+        let d = parse_failed_module(
+            &page(
+                r#"{"message":"Failed to resolve import \"./missing.css\" from \"src/App.tsx\". Does the file exist?","id":"/p/src/App.tsx","loc":{"file":"/p/src/App.tsx","line":1,"column":7}}"#,
+            ),
+            "/p",
+        );
+        assert_eq!((d.file.as_str(), d.line, d.column), ("src/App.tsx", 1, 8));
+        assert!(d
+            .message
+            .starts_with("Failed to resolve import \"./missing.css\""));
+        let d = parse_failed_module(
+            &page(
+                r#"{"message":"Transform failed with 1 error:\n\n[PARSE_ERROR] Unterminated regular expression\n   ╭─[ src/App.tsx:2:18 ]\n","id":"/p/src/App.tsx","frame":""}"#,
+            ),
+            "/p",
+        );
+        assert_eq!((d.file.as_str(), d.line, d.column), ("src/App.tsx", 2, 18));
+        assert_eq!(d.message, "Unterminated regular expression");
+        let d = parse_failed_module(
+            &page(
+                r#"{"message":"Cannot apply unknown utility class `nope`","id":"/p/src/index.css?direct"}"#,
+            ),
+            "/p",
+        );
+        assert_eq!((d.file.as_str(), d.line), ("src/index.css", 0));
+        let missing = FailedModule {
+            path: "/src/Gone.tsx".into(),
+            importer: Some("/src/App.tsx?t=2".into()),
+            status: 404,
+            body: String::new(),
+        };
+        let d = parse_failed_module(&missing, "/p");
+        assert_eq!(d.file, "src/App.tsx");
+        assert!(d.message.contains("/src/Gone.tsx"), "{d:?}");
+    }
+
+    #[test]
+    fn a_stylesheet_error_stands_until_that_stylesheet_changes() {
+        let broken = "1:00:00 PM [vite] (client) page reload src/index.css\n\
+1:00:01 PM [vite] (client) Pre-transform error: Cannot apply unknown utility class `nope`\n  Plugin: @tailwindcss/vite:generate:serve\n  File: /p/src/index.css\n\
+1:00:02 PM [vite] (client) hmr update /src/App.tsx\n";
+        // The window of fresh errors ended with App.tsx's update...
+        assert!(parse_dev_log(broken, "/p").is_empty());
+        // ...but the stylesheet has not changed since its error.
+        let d = standing_stylesheet_errors(broken, "/p");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].file, "src/index.css");
+        let fixed = format!("{broken}1:00:03 PM [vite] (client) hmr update /src/index.css\n");
+        assert!(standing_stylesheet_errors(&fixed, "/p").is_empty());
+    }
+
+    #[test]
+    fn a_config_that_failed_to_load_since_the_start_is_noticed() {
+        assert!(!dev_config_failed("VITE v8 ready in 400 ms\n"));
+        assert!(dev_config_failed(
+            "VITE v8 ready in 400 ms\nvite.config.ts changed, restarting server...\nfailed to load config from /p/vite.config.ts\nserver restart failed\n"
+        ));
+        assert!(!dev_config_failed(
+            "server restart failed\nVITE v8 ready in 300 ms\n"
+        ));
     }
 
     #[test]

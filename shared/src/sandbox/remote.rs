@@ -61,8 +61,8 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::local::files::{check_import, MAX_FILE_BYTES};
 use super::build_check::{self, BuildReport};
+use super::local::files::{check_import, MAX_FILE_BYTES};
 use super::source_tar;
 use crate::error::{Error, Result};
 use crate::sandbox::{
@@ -488,13 +488,7 @@ impl Sandbox for RemoteSandbox {
 
     async fn check_build(&self) -> Result<BuildReport> {
         match self
-            .call(
-                Method::POST,
-                "/v1/check",
-                None,
-                Bytes::new(),
-                CHECK_TIMEOUT,
-            )
+            .call(Method::POST, "/v1/check", None, Bytes::new(), CHECK_TIMEOUT)
             .await
         {
             Ok(out) => json(&out, "build report"),

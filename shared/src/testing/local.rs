@@ -84,7 +84,28 @@ pub async fn provider_with_budget(
     hmr_client_port: Option<u16>,
     max_project_mb: u64,
 ) -> LocalProvider {
-    LocalProvider::new(LocalOptions {
+    LocalProvider::new(options(data_dir, hmr_client_port, max_project_mb).await).expect("provider")
+}
+
+/// A provider keeping `warm_spares` spares and running at most `max_builds`
+/// Verify checks at once.
+pub async fn provider_with_capacity(
+    data_dir: &Path,
+    warm_spares: usize,
+    max_builds: usize,
+) -> LocalProvider {
+    let mut opts = options(data_dir, None, 500).await;
+    opts.warm_spares = warm_spares;
+    opts.max_builds = max_builds;
+    LocalProvider::new(opts).expect("provider")
+}
+
+async fn options(
+    data_dir: &Path,
+    hmr_client_port: Option<u16>,
+    max_project_mb: u64,
+) -> LocalOptions {
+    LocalOptions {
         data_dir: data_dir.to_path_buf(),
         templates: templates().await,
         hmr_client_port,
@@ -99,8 +120,7 @@ pub async fn provider_with_budget(
         },
         warm_spares: 1,
         max_builds: crate::sandbox::local::build_gate::default_max_builds(),
-    })
-    .expect("provider")
+    }
 }
 
 /// Serves `proxy` for every request on a free loopback port.

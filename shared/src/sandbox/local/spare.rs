@@ -121,8 +121,7 @@ const BUSY_POLL: Duration = Duration::from_millis(250);
 /// the build gate: a spare's Vite start costs ~0.45 s of CPU that runs in a
 /// burst should get first.
 pub(super) fn refill(inner: &Arc<Inner>) {
-    if !usable(inner) || inner.spare.is_full() || inner.spare.filling.swap(true, Ordering::SeqCst)
-    {
+    if !usable(inner) || inner.spare.is_full() || inner.spare.filling.swap(true, Ordering::SeqCst) {
         return;
     }
     let inner = inner.clone();
