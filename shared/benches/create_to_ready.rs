@@ -108,6 +108,7 @@ async fn provider_for(
         browser: Default::default(),
         warm_spares: 1,
         max_builds: 2,
+        verify_build: false,
     })
     .unwrap();
     let shared: Arc<dyn SandboxProvider> = Arc::new(provider.clone());

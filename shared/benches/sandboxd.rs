@@ -177,6 +177,7 @@ fn main() {
             browser: Default::default(),
             warm_spares: 1,
             max_builds: 2,
+                verify_build: false,
         })
         .unwrap();
         local.set_warm_spare(false).await;
@@ -210,6 +211,7 @@ fn main() {
                 browser: Default::default(),
                 warm_spares: 1,
                 max_builds: 2,
+                verify_build: false,
             })
             .unwrap();
             bw.set_warm_spare(false).await;

@@ -183,6 +183,9 @@ pub struct Config {
     /// Verify checks and package installs run at once by the local driver
     /// (`APNA_MAX_BUILDS`, default: the cores available).
     pub max_builds: usize,
+    /// Verify runs `tsc` and a full `vite build` instead of checking through
+    /// the dev server (`APNA_VERIFY_BUILD=1`; the way before #16, for comparison).
+    pub verify_build: bool,
     /// The browser the check after Verify starts (`APNA_CHROMIUM`; unset:
     /// `/usr/bin/chromium` or a Chromium on `PATH`).
     pub chromium: Option<PathBuf>,
@@ -582,12 +585,14 @@ impl Config {
                 mb => mb,
             },
             warm_spares: match parse_or(&get("APNA_WARM_SPARES"), "APNA_WARM_SPARES", 1usize)? {
-                n if n > MAX_WARM_SPARES => return Err(Error::Config {
-                    var: "APNA_WARM_SPARES",
-                    message: format!(
+                n if n > MAX_WARM_SPARES => {
+                    return Err(Error::Config {
+                        var: "APNA_WARM_SPARES",
+                        message: format!(
                         "{n} is more than {MAX_WARM_SPARES} (each is an idle dev server, ~150 MB)"
                     ),
-                }),
+                    })
+                }
                 n => n,
             },
             max_builds: match parse_or(
@@ -603,6 +608,7 @@ impl Config {
                 }
                 n => n,
             },
+            verify_build: flag(&get("APNA_VERIFY_BUILD"), "APNA_VERIFY_BUILD", false)?,
             templates_dir: get("APNA_TEMPLATES_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| {
@@ -776,6 +782,12 @@ mod tests {
         let c = Config::from_vars(vars(&[("APNA_WARM_SPARES", "4"), ("APNA_MAX_BUILDS", "3")]))
             .unwrap();
         assert_eq!((c.warm_spares, c.max_builds), (4, 3));
+        assert!(!c.verify_build);
+        assert!(
+            Config::from_vars(vars(&[("APNA_VERIFY_BUILD", "1")]))
+                .unwrap()
+                .verify_build
+        );
         assert_eq!(
             Config::from_vars(vars(&[("APNA_WARM_SPARES", "0")]))
                 .unwrap()
@@ -788,6 +800,7 @@ mod tests {
             ("APNA_WARM_SPARES", "65"),
             ("APNA_MAX_BUILDS", "0"),
             ("APNA_MAX_BUILDS", "two"),
+            ("APNA_VERIFY_BUILD", "maybe"),
         ] {
             let e = Config::from_vars(vars(&[(var, value)])).unwrap_err();
             assert!(e.to_string().contains(var), "{var}={value}: {e}");

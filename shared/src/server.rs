@@ -154,6 +154,7 @@ async fn sandboxes(
                 max_project_mb: config.max_project_mb,
                 warm_spares: config.warm_spares,
                 max_builds: config.max_builds,
+                verify_build: config.verify_build,
                 browser: crate::sandbox::browser::BrowserOptions {
                     executable: config.chromium.clone(),
                     no_sandbox: None,

@@ -8,6 +8,7 @@ use apna::sandbox::build_check::{
 use apna::sandbox::local::wait_ready;
 use apna::sandbox::{ProjectPath, Sandbox};
 use apna::testing::local::*;
+use apna::testing::verify_fixtures::FIXTURES;
 
 fn p(s: &str) -> ProjectPath {
     ProjectPath::parse(s).unwrap()
@@ -136,84 +137,6 @@ async fn fresh_dev_server_errors_are_reported_and_fixed_ones_are_not() {
     assert!(clean, "log: {}", sb.logs(50).await.unwrap());
     provider.stop_all().await;
 }
-
-/// One error fixture: files written over the template, and the problems
-/// both checks must report (file, line, a phrase of the message).
-struct Fixture {
-    name: &'static str,
-    files: &'static [(&'static str, &'static str)],
-    expect: &'static [(&'static str, u32, &'static str)],
-    /// Whether `tsc` sees it (the last three it does not: they need Vite).
-    tsc_sees_it: bool,
-}
-
-const FIXTURES: &[Fixture] = &[
-    Fixture {
-        name: "clean",
-        files: &[],
-        expect: &[],
-        tsc_sees_it: false,
-    },
-    Fixture {
-        name: "type error",
-        files: &[(
-            "src/App.tsx",
-            "export default function App() {\n  const n: number = \"not a number\";\n  return <p>{n}</p>;\n}\n",
-        )],
-        expect: &[("src/App.tsx", 2, "not assignable")],
-        tsc_sees_it: true,
-    },
-    Fixture {
-        name: "missing module",
-        files: &[(
-            "src/App.tsx",
-            "import { thing } from \"./missing\";\n\nexport default function App() {\n  return <p>{thing}</p>;\n}\n",
-        )],
-        expect: &[("src/App.tsx", 1, "./missing")],
-        tsc_sees_it: true,
-    },
-    Fixture {
-        name: "syntax error",
-        files: &[(
-            "src/App.tsx",
-            "export default function App() {\n  return <div>{x</div>;\n}\n",
-        )],
-        expect: &[("src/App.tsx", 2, "Unterminated regular expression")],
-        tsc_sees_it: true,
-    },
-    Fixture {
-        name: "missing CSS import",
-        files: &[(
-            "src/App.tsx",
-            "import \"./missing.css\";\n\nexport default function App() {\n  return <p>hi</p>;\n}\n",
-        )],
-        expect: &[("src/App.tsx", 1, "./missing.css")],
-        tsc_sees_it: false,
-    },
-    Fixture {
-        name: "bad Tailwind directive",
-        files: &[(
-            "src/index.css",
-            "@import \"tailwindcss\" source(\"../src\");\n\n.btn {\n  @apply not-a-real-class;\n}\n",
-        )],
-        expect: &[("src/index.css", 0, "not-a-real-class")],
-        tsc_sees_it: false,
-    },
-    Fixture {
-        // The model "fixed" tsc's complaint with a declaration instead of
-        // installing the package: only the bundler can tell.
-        name: "missing package at run time",
-        files: &[
-            (
-                "src/App.tsx",
-                "import confetti from \"canvas-confetti\";\n\nexport default function App() {\n  return <button onClick={() => confetti()}>hi</button>;\n}\n",
-            ),
-            ("src/shims.d.ts", "declare module \"canvas-confetti\";\n"),
-        ],
-        expect: &[("src/App.tsx", 1, "canvas-confetti")],
-        tsc_sees_it: false,
-    },
-];
 
 fn located(r: &apna::sandbox::build_check::BuildReport) -> std::collections::BTreeSet<String> {
     r.diagnostics

@@ -11,6 +11,12 @@
 //! preview p50/p95, API latency p50/p99 and rate, and the peak RSS of the
 //! server and of all its sandbox processes.
 //!
+//! Issue #16 runs it twice, each with its own server: "before" (Verify with
+//! `tsc` + `vite build`, no build gate, one warm spare) and "after" (Verify
+//! through the dev server, the build gate, `APNA_LOAD_SPARES` warm spares,
+//! default 4), with the mock model answering each call after
+//! `APNA_LOAD_LATENCY_MS` (default 2000). `APNA_LOAD_PHASES=after` runs one.
+//!
 //! `cargo bench -p apna-tests --bench load --profile dev` (`APNA_LOAD_RUNS`,
 //! `APNA_LOAD_CLIENTS`). Loopback only; stops by itself.
 
@@ -217,9 +223,58 @@ async fn bench() -> anyhow::Result<()> {
     };
     apna::testing::local::template().await;
     let mock = MockAnthropic::start(script(runs + 1)).await?;
+    // A real model takes seconds per call (issue #16: 2 s).
+    let latency_ms = if bench_mode {
+        env_count("APNA_LOAD_LATENCY_MS", 2000)
+    } else {
+        0
+    };
+    mock.set_latency(Duration::from_millis(latency_ms as u64));
+    println!("model latency {latency_ms} ms per call");
+    let only = std::env::var("APNA_LOAD_PHASES").unwrap_or_else(|_| "before,after".into());
+    if only.contains("before") {
+        // Verify as before #16: tsc + vite build, no gate, one warm spare.
+        phase(
+            "before (tsc + vite build, no build gate, 1 warm spare)",
+            &[
+                ("APNA_VERIFY_BUILD", "1".into()),
+                ("APNA_MAX_BUILDS", "1000".into()),
+                ("APNA_WARM_SPARES", "1".into()),
+            ],
+            runs,
+            clients,
+            &mock,
+        )
+        .await?;
+        mock.reset();
+    }
+    if only.contains("after") {
+        let spares = env_count("APNA_LOAD_SPARES", 4);
+        phase(
+            &format!("after (Verify through the dev server, build gate of the core count, {spares} warm spares)"),
+            &[("APNA_WARM_SPARES", spares.to_string())],
+            runs,
+            clients,
+            &mock,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// One `apna serve` with `extra` settings: one generation alone, then `runs`
+/// at once under `clients` API clients; prints the figures.
+async fn phase(
+    label: &str,
+    extra: &[(&'static str, String)],
+    runs: usize,
+    clients: usize,
+    mock: &MockAnthropic,
+) -> anyhow::Result<()> {
+    println!("\n== {label}");
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
     let root = repo_root();
-    let envs: Vec<(&str, String)> = vec![
+    let mut envs: Vec<(&str, String)> = vec![
         (
             "APNA_DATA_DIR",
             work.path().join("data").display().to_string(),
@@ -239,6 +294,7 @@ async fn bench() -> anyhow::Result<()> {
         ("APNA_MAX_PROJECTS", "1000".into()),
         ("APNA_MAX_ACTIVE_RUNS", "100".into()),
     ];
+    envs.extend(extra.iter().cloned());
     let server = ServerProcess::start(
         &envs,
         &work.path().join("apna.log"),
@@ -361,6 +417,7 @@ async fn bench() -> anyhow::Result<()> {
         "alone: run {:.2} s, first preview {:.2} s",
         alone.run_secs, alone.first_preview_secs
     );
+
     println!(
         "{}",
         summary(

@@ -120,6 +120,7 @@ async fn options(
         },
         warm_spares: 1,
         max_builds: crate::sandbox::local::build_gate::default_max_builds(),
+        verify_build: false,
     }
 }
 

@@ -17,6 +17,7 @@
 //! * `lambda` (feature `lambda`): API Gateway and EventBridge events, endpoint functions called with them.
 //! * [`browser`]: Chromium rendering a page, for browser smoke checks.
 //! * [`bench`]: what the benches share.
+//! * [`verify_fixtures`]: projects with the errors Verify must find.
 
 // Test code: a failed set-up should stop the test where it happened.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -35,4 +36,5 @@ pub mod services;
 #[cfg(feature = "aws")]
 pub mod sfn;
 pub mod site;
+pub mod verify_fixtures;
 pub mod workflow;

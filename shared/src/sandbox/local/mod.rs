@@ -76,6 +76,9 @@ pub struct LocalOptions {
     /// Verify checks and package installs run at once, at most
     /// (`APNA_MAX_BUILDS`; see [`build_gate`]).
     pub max_builds: usize,
+    /// Verify builds with `vite build` instead of checking through the dev
+    /// server (`APNA_VERIFY_BUILD`).
+    pub verify_build: bool,
 }
 
 struct Inner {
@@ -115,7 +118,8 @@ impl LocalProvider {
             DevServerOptions::loopback(opts.hmr_client_port),
         )?
         .with_browser(Arc::new(Browser::new(opts.browser)))
-        .with_max_builds(opts.max_builds);
+        .with_max_builds(opts.max_builds)
+        .with_full_build_check(opts.verify_build);
         toolchain.set_disk_budget(opts.max_project_mb.saturating_mul(1024 * 1024));
         let orphans = process::kill_orphans(&[std::fs::canonicalize(&projects)?, workspace]);
         if orphans > 0 {

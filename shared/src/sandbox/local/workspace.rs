@@ -48,6 +48,7 @@ pub struct Toolchain {
     confinement: Arc<Confinement>,
     browser: Arc<Browser>,
     builds: BuildGate,
+    full_build_check: bool,
 }
 
 /// A project's disk budget unless the host sets another (`APNA_MAX_PROJECT_MB`).
@@ -115,6 +116,7 @@ impl Toolchain {
             confinement,
             browser: Arc::new(Browser::new(BrowserOptions::default())),
             builds: BuildGate::new(default_max_builds()),
+            full_build_check: false,
         })
     }
 
@@ -122,6 +124,13 @@ impl Toolchain {
     /// at once (see [`super::build_gate`]).
     pub fn with_max_builds(mut self, n: usize) -> Toolchain {
         self.builds = BuildGate::new(n);
+        self
+    }
+
+    /// The same toolchain checking with a full `vite build` (`true`) instead
+    /// of through the dev server.
+    pub fn with_full_build_check(mut self, on: bool) -> Toolchain {
+        self.full_build_check = on;
         self
     }
 
@@ -873,7 +882,10 @@ impl Sandbox for Workspace {
             let st = self.status().await?;
             let log = self.logs(400).await.unwrap_or_default();
             match (st.state, st.preview_addr) {
-                (SandboxState::Ready, Some(addr)) if !build_check::dev_config_failed(&log) => {
+                (SandboxState::Ready, Some(addr))
+                    if !self.toolchain.full_build_check
+                        && !build_check::dev_config_failed(&log) =>
+                {
                     self.settle_after_writes().await;
                     build_check::check_with_dev_server(self, &addr).await
                 }
