@@ -652,7 +652,6 @@ fn seed_in_place(template: &SourceTree, node_modules: &Path, root: &Path) -> Res
     write_template(template, root)
 }
 
-/// Whether a shell command runs a package manager that may change `node_modules`.
 /// How long after the last change to the app's files the dev server is
 /// trusted to have seen it (its file watcher, under load).
 const SETTLE: Duration = Duration::from_millis(300);
@@ -684,6 +683,7 @@ fn newest_source_change(root: &Path) -> Option<std::time::SystemTime> {
     newest
 }
 
+/// Whether a shell command runs a package manager that may change `node_modules`.
 fn touches_node_modules(command: &str) -> bool {
     command
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
