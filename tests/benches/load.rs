@@ -262,6 +262,16 @@ async fn bench() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Seconds a new server is left alone before the first generation
+/// (`APNA_LOAD_SETTLE_SECS`, default 15 in bench mode).
+fn settle_secs() -> u64 {
+    if std::env::args().any(|a| a == "--bench") {
+        env_count("APNA_LOAD_SETTLE_SECS", 15) as u64
+    } else {
+        0
+    }
+}
+
 /// One `apna serve` with `extra` settings: one generation alone, then `runs`
 /// at once under `clients` API clients; prints the figures.
 async fn phase(
@@ -324,6 +334,9 @@ async fn phase(
             }
         })
     };
+
+    // The warm spares start with the server: let them, so "alone" is alone.
+    tokio::time::sleep(Duration::from_secs(settle_secs())).await;
 
     // 1. One generation alone (the warm spare is refilled before the next phase).
     let alone = generation(client.clone(), base.clone(), port, runs).await?;
