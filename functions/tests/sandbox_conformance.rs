@@ -553,6 +553,47 @@ mod cases {
         );
     }
 
+    /// Issue #16: Verify runs next to the files (through sandboxd's
+    /// `/v1/check` in a pod) and finds what only Vite sees through the
+    /// running dev server, without a build.
+    pub async fn verify_checks_through_the_dev_server(s: Subject) {
+        use apna::sandbox::build_check::{check_build, DiagnosticSource};
+        let sb = &s.sandbox;
+        sb.ensure().await.unwrap();
+        let st = wait_ready(sb.as_ref(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let addr: std::net::SocketAddr = st.preview_addr.clone().unwrap().parse().unwrap();
+        assert_eq!(get(addr, "p.localhost", "/").await.0, 200);
+        let app = ProjectPath::parse("src/App.tsx").unwrap();
+        let original = sb.read_file(&app).await.unwrap();
+        sb.write_file(
+            &app,
+            b"import \"./missing.css\";\n\nexport default function App() {\n  return <p>hi</p>;\n}\n",
+        )
+        .await
+        .unwrap();
+        let report = check_build(sb.as_ref()).await.unwrap();
+        assert!(!report.ok, "{report:?}");
+        assert!(
+            report
+                .diagnostics
+                .iter()
+                .any(|d| d.source == DiagnosticSource::DevServer
+                    && (d.file.as_str(), d.line) == ("src/App.tsx", 1)
+                    && d.message.contains("./missing.css")),
+            "{report:?}"
+        );
+        assert!(
+            !s.root.join(".apna-build/check").exists(),
+            "the check built the app"
+        );
+        sb.write_file(&app, &original).await.unwrap();
+        let report = check_build(sb.as_ref()).await.unwrap();
+        assert!(report.ok, "{report:?}");
+        sb.destroy().await.unwrap();
+    }
+
     pub async fn destroy_ends_a_running_command(s: Subject) {
         let sb = s.sandbox.clone();
         sb.import_source(&template().await.files).await.unwrap();
@@ -681,6 +722,7 @@ conformance!(
     destroy_ends_a_running_command,
     starters_seed_a_new_sandbox_until_it_changes,
     installing_a_package_the_starter_has_is_answered,
+    verify_checks_through_the_dev_server,
 );
 
 /// Every route of sandboxd, as (method, path-and-query).
@@ -697,6 +739,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/destroy"),
     ("GET", "/v1/source"),
     ("PUT", "/v1/source"),
+    ("POST", "/v1/check"),
     ("GET", "/v1/no-such-route"),
     ("GET", "/"),
 ];
