@@ -4,7 +4,7 @@
 
 import { api, apiUrl, getToken, setToken, ApiError } from './api.js';
 import { beginSignIn, completeSignIn, currentToken, signOut } from './auth.js';
-import { h, mount, toast, showError, relativeTime, badge } from './dom.js';
+import { h, mount, toast, showError, relativeTime, badge, sleepBadge } from './dom.js';
 import { projectView } from './project.js';
 import { attachmentTray } from './attachments.js';
 
@@ -337,6 +337,7 @@ function homeView(el) {
               'span',
               { class: 'project-meta' },
               badge(p.status),
+              sleepBadge(p),
               h('span', { class: 'muted' }, `Active ${relativeTime(p.last_active || p.updated_at)}`),
             ),
           ),

@@ -107,8 +107,22 @@ export function totalTokens(usage) {
 
 /** A status badge for a project or run status. */
 export function badge(status) {
-  const label = status === 'hibernated' ? 'sleeping' : status;
-  return h('span', { class: `badge badge-${status}`, title: `Status: ${status}` }, label);
+  return h('span', { class: `badge badge-${status}`, title: `Status: ${status}` }, status);
+}
+
+/**
+ * "asleep" for a project whose dev server was stopped after its preview sat
+ * unused (light sleep: files kept, opening the preview starts it again);
+ * null otherwise. `p` is a project as the API returns it.
+ */
+export function sleepBadge(p) {
+  const asleep = (p.status === 'ready' || p.status === 'failed') && p.sandbox_state === 'stopped';
+  if (!asleep) return null;
+  return h(
+    'span',
+    { class: 'badge badge-asleep', title: 'Nobody was viewing the preview, so its dev server was stopped to save memory. Its files are kept; opening the preview starts it again.' },
+    'asleep',
+  );
 }
 
 /**

@@ -5,7 +5,7 @@
 import { api, followRun, getToken, downloadWithToken, screenshotUrl, imageUrl } from './api.js';
 import { attachmentTray } from './attachments.js';
 import { selectBridge } from './select.js';
-import { h, mount, toast, showError, relativeTime, compactNumber, formatCost, totalTokens, badge, renderMarkdown } from './dom.js';
+import { h, mount, toast, showError, relativeTime, compactNumber, formatCost, totalTokens, badge, sleepBadge, renderMarkdown } from './dom.js';
 import { renderCode, renderDiff } from './highlight.js';
 
 const PHASES = {
@@ -268,7 +268,7 @@ export function projectView(el, id, { onUnauthorized }) {
     if (!p) return;
     title.textContent = p.name || 'Untitled project';
     document.title = `${p.name || 'Project'} — Apna`;
-    mount(statusSlot, badge(p.status), p.last_active ? h('span', { class: 'muted small' }, `active ${relativeTime(p.last_active)}`) : null);
+    mount(statusSlot, badge(p.status), sleepBadge(p), p.last_active ? h('span', { class: 'muted small' }, `active ${relativeTime(p.last_active)}`) : null);
     if (p.status === 'failed' && p.error && !s.live) {
       statusSlot.append(h('span', { class: 'error-text small', title: p.error }, p.error));
     }
@@ -338,6 +338,8 @@ export function projectView(el, id, { onUnauthorized }) {
     }
     overlay.hidden = true;
     if (p.preview_url && (!s.previewSrc || before === 'hibernated')) loadPreview();
+    // Opening the preview wakes a sleeping dev server: show it awake once it is.
+    if (p.sandbox_state === 'stopped') later(loadProject, 3000);
   }
 
   // data-state (loading|loaded) lets tests wait for the frame to settle.

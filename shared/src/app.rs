@@ -32,6 +32,9 @@ pub struct Backends {
     pub sandboxes: Arc<dyn SandboxProvider>,
     /// The model the agent calls.
     pub model: Arc<dyn Model>,
+    /// What this process's preview proxy has seen of each project (empty
+    /// where it proxies none, e.g. on Lambda); light sleep reads it.
+    pub preview_activity: crate::preview::activity::PreviewActivity,
 }
 
 impl Backends {
@@ -49,6 +52,7 @@ impl Backends {
             blobs,
             sandboxes,
             model,
+            preview_activity: Default::default(),
         }
     }
 }

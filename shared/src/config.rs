@@ -136,6 +136,9 @@ pub struct Config {
     pub cleanup_interval: Duration,
     /// Idle time before hibernation (`POD_TTL_HOURS`, default 1; fractions allowed).
     pub pod_ttl: Duration,
+    /// Quiet time before a preview's dev server is put to light sleep
+    /// (`APNA_PREVIEW_IDLE_MINUTES`, default 5; fractions allowed).
+    pub preview_idle: Duration,
     /// HS256 secret for API tokens (`APNA_JWT_SECRET`); unset means single-user mode.
     pub jwt_secret: Option<String>,
     /// The OpenID Connect provider the browser UI signs people in with
@@ -492,6 +495,13 @@ impl Config {
             pod_ttl: Duration::from_secs_f64(
                 positive(&get("POD_TTL_HOURS"), "POD_TTL_HOURS", 1.0)? * 3600.0,
             ),
+            preview_idle: Duration::from_secs_f64(
+                positive(
+                    &get("APNA_PREVIEW_IDLE_MINUTES"),
+                    "APNA_PREVIEW_IDLE_MINUTES",
+                    5.0,
+                )? * 60.0,
+            ),
             jwt_secret: get("APNA_JWT_SECRET"),
             oidc: match (get("APNA_OIDC_ISSUER"), get("APNA_OIDC_CLIENT_ID")) {
                 (None, None) => None,
@@ -815,6 +825,7 @@ mod tests {
         assert!(c.database_url.starts_with("sqlite://"));
         assert_eq!(c.cleanup_interval, Duration::from_secs(600));
         assert_eq!(c.pod_ttl, Duration::from_secs(3600));
+        assert_eq!(c.preview_idle, Duration::from_secs(300));
         assert_eq!(c.preview_url("abc"), "http://abc.localhost:3000/");
         assert_eq!(c.max_daily_cost_usd, None);
         assert_eq!(c.model_provider, ModelProvider::Anthropic);
@@ -858,6 +869,23 @@ mod tests {
             c.dynamodb_endpoint.as_deref(),
             Some("http://127.0.0.1:8000")
         );
+    }
+
+    #[test]
+    fn preview_idle_is_minutes_and_fractions_are_allowed() {
+        let idle = |v: &str| {
+            Config::from_vars(vars(&[("APNA_PREVIEW_IDLE_MINUTES", v)])).map(|c| c.preview_idle)
+        };
+        assert_eq!(idle("5").unwrap(), Duration::from_secs(300));
+        assert_eq!(idle("0.5").unwrap(), Duration::from_secs(30));
+        assert_eq!(idle("0.05").unwrap(), Duration::from_secs(3));
+        for bad in ["0", "-1", "five", "NaN", "inf"] {
+            let e = idle(bad).unwrap_err();
+            assert!(
+                e.to_string().starts_with("APNA_PREVIEW_IDLE_MINUTES:"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

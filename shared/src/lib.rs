@@ -30,6 +30,7 @@
 //! * [`run`]: a run's start, progress events and end, the same from every entry point.
 //! * [`tasks`]: the handlers behind the state machines' Task states.
 //! * [`preview`]: the host-based preview proxy, WebSocket HMR included.
+//! * [`light_sleep`]: idle previews stop their dev server and keep their files.
 //! * [`site`]: published sites served from the blob store by `apna serve`.
 //! * [`api`]: the HTTP API, its auth, errors and OpenAPI document.
 //! * [`server`]: `apna serve` assembled; `lambda` (feature `lambda`): the same handlers on AWS Lambda.
@@ -49,6 +50,7 @@ pub mod git;
 pub mod images;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod light_sleep;
 pub mod preview;
 pub mod project;
 pub mod publish;

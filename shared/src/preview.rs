@@ -11,6 +11,7 @@
 //! In multi-user mode a preview is its owner's unless shared: see [`access`].
 
 pub mod access;
+pub mod activity;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use access::{PreviewKeys, TokenRefusal, TokenUse};
+use activity::PreviewActivity;
 
 use crate::app::Backends;
 use crate::domain::ProjectStatus;
@@ -245,6 +247,7 @@ pub struct PreviewProxy {
     caddy_domain: Option<String>,
     client: Client<HttpConnector, Body>,
     keys: Option<PreviewKeys>,
+    activity: PreviewActivity,
 }
 
 impl PreviewProxy {
@@ -261,7 +264,20 @@ impl PreviewProxy {
             caddy_domain,
             client,
             keys: None,
+            activity: PreviewActivity::default(),
         }
+    }
+
+    /// Records requests and open HMR sockets into `activity` (the app's, so
+    /// light sleep sees what this proxy sees).
+    pub fn with_activity(mut self, activity: PreviewActivity) -> Self {
+        self.activity = activity;
+        self
+    }
+
+    /// What this proxy has seen of each project.
+    pub fn activity(&self) -> &PreviewActivity {
+        &self.activity
     }
 
     /// Requires the owner's preview token for private previews (multi-user mode).
@@ -304,6 +320,9 @@ impl PreviewProxy {
                 return refused;
             }
         }
+        // Counted before the lookup: a request for a sleeping preview is
+        // what wakes it, and must not look idle to the next sleep pass.
+        self.activity.request(&project_id);
         let addr = match self.backend.preview_addr(&project_id).await {
             Ok(a) => a,
             Err(Error::NotFound(_)) | Err(Error::InvalidInput(_)) => {
@@ -319,7 +338,7 @@ impl PreviewProxy {
             return starting_page(&req);
         };
         let result = if is_upgrade(req.headers()) {
-            self.forward_upgrade(req, &addr).await
+            self.forward_upgrade(req, &addr, &project_id).await
         } else {
             self.forward(req, &addr).await
         };
@@ -518,7 +537,12 @@ impl PreviewProxy {
 
     /// Forwards an Upgrade request on its own connection and splices the two
     /// upgraded streams together.
-    async fn forward_upgrade(&self, mut req: Request, addr: &str) -> Result<Response> {
+    async fn forward_upgrade(
+        &self,
+        mut req: Request,
+        addr: &str,
+        project_id: &str,
+    ) -> Result<Response> {
         let (uri, mut headers) = Self::backend_request_parts(&req, addr)?;
         // Keep what the upgrade needs; everything else hop-by-hop stays stripped.
         if let Some(u) = req.headers().get(header::UPGRADE).cloned() {
@@ -560,7 +584,11 @@ impl PreviewProxy {
             return Ok(Response::from_parts(parts, Body::new(body)));
         }
         let backend_upgrade = hyper::upgrade::on(&mut resp);
+        // An open socket (Vite's HMR client: a tab showing the preview) keeps
+        // the project awake for as long as it lasts.
+        let open = self.activity.open_socket(project_id);
         tokio::spawn(async move {
+            let _open = open;
             let (client, backend) = match tokio::join!(client_upgrade, backend_upgrade) {
                 (Ok(c), Ok(b)) => (c, b),
                 (c, b) => {

@@ -170,7 +170,8 @@ pub fn app_router(state: AppState) -> Router {
     let mut proxy = PreviewProxy::new(
         Arc::new(StorePreviewBackend::new(state.backends.clone())),
         state.config.caddy_domain.clone(),
-    );
+    )
+    .with_activity(state.backends.preview_activity.clone());
     if let Some(secret) = &state.config.jwt_secret {
         proxy = proxy.with_access(crate::preview::access::PreviewKeys::new(secret));
     }
@@ -223,8 +224,9 @@ async fn route_site(
 /// Every `CLEANUP_INTERVAL_MINUTES`: finishes runs whose workflow ended
 /// without ending them ([`crate::run::reconcile_runs`]), then sweeps idle
 /// projects into hibernation by running the same hibernation state machine
-/// AWS runs on a schedule.
+/// AWS runs on a schedule. Also starts [`spawn_light_sleep`].
 pub fn spawn_hibernation_sweep(state: AppState) -> tokio::task::JoinHandle<()> {
+    spawn_light_sleep(state.backends.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(state.config.cleanup_interval);
         tick.tick().await;
@@ -242,6 +244,28 @@ pub fn spawn_hibernation_sweep(state: AppState) -> tokio::task::JoinHandle<()> {
                 .await;
             if let Err(e) = started {
                 tracing::warn!(error = %e, "hibernation sweep did not start");
+            }
+        }
+    })
+}
+
+/// Puts idle previews to light sleep ([`crate::light_sleep`]) every
+/// [`crate::light_sleep::check_interval`] of `APNA_PREVIEW_IDLE_MINUTES`:
+/// more often than the hibernation sweep, whose interval is minutes.
+pub fn spawn_light_sleep(backends: Backends) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = crate::light_sleep::check_interval(backends.config.preview_idle);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match crate::light_sleep::sleep_idle(&backends).await {
+                Ok(r) if !r.slept.is_empty() => {
+                    tracing::info!(slept = r.slept.len(), awake = r.awake, "idle previews asleep")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "light sleep pass failed"),
             }
         }
     })

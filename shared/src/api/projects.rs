@@ -16,7 +16,7 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::run::{cancel_run, create_and_start, start_run, Prompt};
-use crate::sandbox::{FileEntry, ProjectPath};
+use crate::sandbox::{FileEntry, ProjectPath, SandboxState};
 
 /// A project as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -30,6 +30,11 @@ pub struct ProjectView {
     pub active_run_id: Option<String>,
     /// The newest version's number, if any.
     pub latest_version: Option<i64>,
+    /// Its dev server: `ready` or `starting` while awake, `stopped` while
+    /// asleep (idle for `APNA_PREVIEW_IDLE_MINUTES`: files kept, the next
+    /// preview request or run starts it), `crashed`, `missing`; `null` while
+    /// hibernated or when the sandbox could not be asked.
+    pub sandbox_state: Option<SandboxState>,
 }
 
 /// Body of `POST /api/projects`.
@@ -225,11 +230,22 @@ pub async fn view(state: &AppState, project: Project) -> Result<ProjectView, Err
         .await?
         .last()
         .map(|v| v.number);
+    let sandbox_state = match project.status {
+        ProjectStatus::Hibernated | ProjectStatus::Deleted => None,
+        _ => match state.sandboxes.sandbox(&project.id)?.status().await {
+            Ok(st) => Some(st.state),
+            Err(e) => {
+                tracing::debug!(project_id = %project.id, error = %e, "sandbox status unknown");
+                None
+            }
+        },
+    };
     Ok(ProjectView {
         preview_url: state.config.preview_url(&project.id),
         project,
         active_run_id,
         latest_version,
+        sandbox_state,
     })
 }
 

@@ -1,7 +1,7 @@
 //! `POST /preview-wake/{id}`: what a preview's waking page calls. Caddy serves
 //! that page when a project's preview does not answer (a hibernated project
-//! has no pod); the page asks here for the project to be woken, then reloads
-//! once the preview answers.
+//! has no pod, nor has one in light sleep); the page asks here for the
+//! project to be woken, then reloads once the preview answers.
 //!
 //! Public (the page has no API token; the project id is the preview's host
 //! name anyway), idempotent (one wake execution per hibernation, see
@@ -29,7 +29,7 @@ pub struct WakeAnswer {
     pub status: String,
 }
 
-/// Starts waking a hibernated project for its preview page. 202 while it
+/// Starts waking a hibernated or sleeping project for its preview page. 202 while it
 /// wakes, 200 with the status when there is nothing to wake, 404 for unknown
 /// or deleted projects.
 #[utoipa::path(post, path = "/preview-wake/{id}", params(("id" = String, Path, description = "Project id")),
@@ -50,6 +50,12 @@ pub async fn preview_wake(
     let (code, status) = if project.status == ProjectStatus::Hibernated {
         crate::project::start_wake(&state, &project).await?;
         (StatusCode::ACCEPTED, "waking".to_string())
+    } else if project.status != ProjectStatus::Deleted && asleep(&state, &id).await? {
+        // Light sleep: the files are in place; starting the dev server (on
+        // kube: creating the pod on the kept volume) is a few API calls and
+        // does not wait for it to serve.
+        state.sandboxes.sandbox(&id)?.ensure().await?;
+        (StatusCode::ACCEPTED, "waking".to_string())
     } else {
         (StatusCode::OK, project.status.as_str().to_string())
     };
@@ -66,6 +72,12 @@ pub async fn preview_wake(
         }
     }
     Ok(resp)
+}
+
+/// Whether the project's dev server is stopped with its files kept (light sleep).
+async fn asleep(state: &AppState, project_id: &str) -> Result<bool, Error> {
+    let st = state.sandboxes.sandbox(project_id)?.status().await?;
+    Ok(st.state == crate::sandbox::SandboxState::Stopped)
 }
 
 /// Whether `origin` is the project's own preview origin (`https://{id}.{CADDY_DOMAIN}`,

@@ -142,6 +142,13 @@ pub trait Sandbox: Send + Sync {
     async fn export_source(&self) -> Result<SourceTree>;
     /// Replaces the source tree with `tree` (creating the sandbox if needed), for restore and wake.
     async fn import_source(&self, tree: &SourceTree) -> Result<()>;
+    /// How the preview was used lately as the sandbox itself sees it (in a
+    /// pod, `apna sandboxd` watches the dev server's connections); `None`
+    /// where it cannot tell (local: the preview proxy of `apna serve` sees
+    /// every request, see [`crate::preview::activity`]).
+    async fn preview_activity(&self) -> Result<Option<crate::preview::activity::Activity>> {
+        Ok(None)
+    }
     /// Opens the running app in a headless browser where its dev server is
     /// and reports what went wrong (see [`smoke`]). `Err` means the browser
     /// itself failed; a backend without one says so in a skipped report.
@@ -169,5 +176,10 @@ pub trait SandboxProvider: Send + Sync {
     /// pods); the hibernation sweep calls it. Nothing to do by default.
     fn replenish(&self) -> futures::future::BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+    /// Ids of the projects whose dev server runs now: light sleep's
+    /// candidates ([`crate::light_sleep`]). None by default.
+    fn awake(&self) -> futures::future::BoxFuture<'_, Result<Vec<String>>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 }

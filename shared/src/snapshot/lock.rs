@@ -1,6 +1,6 @@
 //! Maintenance holds on a project's run lock.
 //!
-//! Hibernate, wake and restore each take the project's run lock (the one a
+//! Hibernate, wake, restore and light sleep each take the project's run lock (the one a
 //! generation holds), so none of them overlaps a run or each other: a run cannot
 //! edit files between a snapshot and the sandbox's removal, and a wake cannot
 //! restore into a sandbox that a hibernation is about to destroy. The holder id
@@ -18,7 +18,7 @@ use crate::store::Store;
 /// the longest legitimate hold (a wake's `npm install` is capped at 5 minutes).
 pub const LOCK_TTL: Duration = Duration::from_secs(15 * 60);
 
-const KINDS: &[&str] = &["hibernate", "wake", "restore", "edit"];
+const KINDS: &[&str] = &["hibernate", "wake", "restore", "edit", "sleep"];
 
 /// A maintenance hold on a project's run lock.
 #[derive(Debug)]

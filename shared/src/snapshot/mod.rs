@@ -61,7 +61,7 @@ mod archive;
 mod diff;
 mod download;
 mod hibernate;
-mod lock;
+pub(crate) mod lock;
 pub mod manifest;
 mod text_edit;
 mod version;

@@ -1,4 +1,5 @@
-//! The hibernation state machine's tasks: find idle projects, hibernate each,
+//! The hibernation state machine's tasks: find idle projects (first putting
+//! idle previews to light sleep, see [`crate::light_sleep`]), hibernate each,
 //! and purge projects deleted past the retention period.
 
 use serde_json::{json, Value};
@@ -13,6 +14,13 @@ pub(super) async fn list_idle_projects(input: Value, state: &Backends) -> Result
     // there must not stop hibernation.
     if let Err(e) = state.sandboxes.replenish().await {
         tracing::warn!(error = %e, "could not replenish warm sandboxes");
+    }
+    // ... and puts idle previews to light sleep: on AWS this schedule is the
+    // only periodic driver there is (no process stays up between requests).
+    match crate::light_sleep::sleep_idle(state).await {
+        Ok(r) if !r.slept.is_empty() => tracing::info!(slept = r.slept.len(), "idle previews asleep"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "light sleep pass failed"),
     }
     let ttl = chrono::Duration::from_std(state.config.pod_ttl)
         .map_err(|e| Error::Internal(format!("POD_TTL_HOURS: {e}")))?;

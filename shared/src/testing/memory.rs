@@ -385,4 +385,20 @@ impl SandboxProvider for MemoryProvider {
     fn backend(&self) -> &'static str {
         "memory"
     }
+    fn awake(&self) -> futures::future::BoxFuture<'_, Result<Vec<String>>> {
+        let ids = self
+            .boxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, b)| {
+                matches!(
+                    b.lock().state,
+                    SandboxState::Ready | SandboxState::Starting
+                )
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        Box::pin(async move { Ok(ids) })
+    }
 }

@@ -239,6 +239,17 @@ impl SandboxProvider for LocalProvider {
     fn backend(&self) -> &'static str {
         "local"
     }
+
+    fn awake(&self) -> futures::future::BoxFuture<'_, Result<Vec<String>>> {
+        let ids = self
+            .inner
+            .workspaces()
+            .iter()
+            .filter(|(_, ws)| ws.dev_server_running())
+            .map(|(id, _)| id.clone())
+            .collect();
+        Box::pin(async move { Ok(ids) })
+    }
 }
 
 /// One project's local sandbox: its [`Workspace`], plus the warm spare.

@@ -315,6 +315,12 @@ impl Workspace {
         self.supervisor().and_then(|s| s.pid())
     }
 
+    /// Whether this process runs the project's dev server now (starting,
+    /// serving or restarting it; not stopped, not given up).
+    pub fn dev_server_running(&self) -> bool {
+        self.supervisor().is_some_and(|s| s.is_active())
+    }
+
     /// Serialises ensure, import and destroy of this workspace.
     pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.lock.lock().await
