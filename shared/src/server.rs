@@ -262,7 +262,11 @@ pub fn spawn_light_sleep(backends: Backends) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             match crate::light_sleep::sleep_idle(&backends).await {
                 Ok(r) if !r.slept.is_empty() => {
-                    tracing::info!(slept = r.slept.len(), awake = r.awake, "idle previews asleep")
+                    tracing::info!(
+                        slept = r.slept.len(),
+                        awake = r.awake,
+                        "idle previews asleep"
+                    )
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "light sleep pass failed"),

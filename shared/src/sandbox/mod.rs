@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod build_check;
+pub mod connections;
 #[cfg(feature = "kube")]
 pub mod kube;
 pub mod local;

@@ -33,6 +33,7 @@ use subtle::ConstantTimeEq;
 use tracing::Instrument;
 
 use super::browser::{Browser, BrowserOptions};
+use super::connections::ConnectionWatch;
 use super::local::files::MAX_FILE_BYTES;
 use super::local::process::Isolation;
 use super::local::supervisor::DevServerOptions;
@@ -41,6 +42,7 @@ use super::local::workspace::{RootKind, Toolchain, Workspace};
 use super::remote::{Deleted, ExecBody, WireError, TOKEN_ENV, TOKEN_HEADER};
 use super::source_tar::{self, MAX_SOURCE_BYTES};
 use crate::error::{Error, Result};
+use crate::preview::activity::Activity;
 use crate::sandbox::{ExecRequest, ProjectPath, Sandbox, SmokeRequest};
 
 /// Largest exec request body (the command line is in it).
@@ -161,7 +163,11 @@ async fn serve(
     }
     let bound = listener.local_addr()?;
     tracing::info!(listen = %bound, "sandboxd listening");
-    let app = router(ws.clone(), &opts.token);
+    // Caddy sends previews straight to the dev server; its connections are
+    // how the backend's light sleep learns whether anyone is looking.
+    let connections =
+        (opts.dev_server.port() != 0).then(|| ConnectionWatch::spawn(opts.dev_server.port()));
+    let app = router_watching(ws.clone(), &opts.token, connections);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
@@ -175,13 +181,25 @@ async fn serve(
 struct Daemon {
     sandbox: Arc<dyn Sandbox>,
     token_digest: [u8; 32],
+    connections: Option<ConnectionWatch>,
 }
 
 /// The routes (see [`super::remote`]) over any sandbox, behind `token`.
 pub fn router(sandbox: Arc<dyn Sandbox>, token: &str) -> Router {
+    router_watching(sandbox, token, None)
+}
+
+/// [`router`], answering `GET /v1/activity` from `connections` (the dev
+/// server's port watched in the pod) instead of asking the sandbox.
+pub fn router_watching(
+    sandbox: Arc<dyn Sandbox>,
+    token: &str,
+    connections: Option<ConnectionWatch>,
+) -> Router {
     let state = Arc::new(Daemon {
         sandbox,
         token_digest: Sha256::digest(token.as_bytes()).into(),
+        connections,
     });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -194,6 +212,7 @@ pub fn router(sandbox: Arc<dyn Sandbox>, token: &str) -> Router {
         )
         .route("/v1/exec", post(exec))
         .route("/v1/logs", get(logs))
+        .route("/v1/activity", get(activity))
         .route("/v1/stop", post(stop))
         .route("/v1/destroy", post(destroy))
         .route("/v1/source", get(export_source).put(import_source))
@@ -351,6 +370,13 @@ async fn logs(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Answer<Res
     };
     let text = d.sandbox.logs(lines.min(MAX_LOG_LINES)).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+async fn activity(State(d): State<Arc<Daemon>>) -> Answer<Json<Option<Activity>>> {
+    Ok(Json(match &d.connections {
+        Some(c) => Some(c.activity()),
+        None => d.sandbox.preview_activity().await?,
+    }))
 }
 
 async fn stop(State(d): State<Arc<Daemon>>) -> Answer<StatusCode> {

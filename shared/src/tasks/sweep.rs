@@ -18,7 +18,9 @@ pub(super) async fn list_idle_projects(input: Value, state: &Backends) -> Result
     // ... and puts idle previews to light sleep: on AWS this schedule is the
     // only periodic driver there is (no process stays up between requests).
     match crate::light_sleep::sleep_idle(state).await {
-        Ok(r) if !r.slept.is_empty() => tracing::info!(slept = r.slept.len(), "idle previews asleep"),
+        Ok(r) if !r.slept.is_empty() => {
+            tracing::info!(slept = r.slept.len(), "idle previews asleep")
+        }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "light sleep pass failed"),
     }

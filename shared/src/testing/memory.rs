@@ -391,12 +391,7 @@ impl SandboxProvider for MemoryProvider {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|(_, b)| {
-                matches!(
-                    b.lock().state,
-                    SandboxState::Ready | SandboxState::Starting
-                )
-            })
+            .filter(|(_, b)| matches!(b.lock().state, SandboxState::Ready | SandboxState::Starting))
             .map(|(id, _)| id.clone())
             .collect();
         Box::pin(async move { Ok(ids) })

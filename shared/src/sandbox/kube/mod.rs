@@ -184,6 +184,25 @@ impl SandboxProvider for KubeProvider {
             Ok(())
         })
     }
+
+    /// One list of the pods that belong to a project (warm pods do not).
+    fn awake(&self) -> futures::future::BoxFuture<'_, Result<Vec<String>>> {
+        Box::pin(async move {
+            let pods = self
+                .inner
+                .list::<Pod>("pods", objects::PROJECT_LABEL)
+                .await?;
+            let mut ids: Vec<String> = pods
+                .iter()
+                .filter(|p| !pod_state::terminating(&p.metadata))
+                .filter_map(|p| p.metadata.labels.as_ref()?.get(objects::PROJECT_LABEL))
+                .cloned()
+                .collect();
+            ids.sort();
+            ids.dedup();
+            Ok(ids)
+        })
+    }
 }
 
 impl Inner {
@@ -627,6 +646,17 @@ impl Sandbox for KubeSandbox {
                     Ok(self.status_of(&pod).detail.unwrap_or_default())
                 }
             }
+        }
+    }
+
+    async fn preview_activity(&self) -> Result<Option<crate::preview::activity::Activity>> {
+        // Only a running pod is asked: `with_remote` would start a stopped one.
+        match Self::live_pod(self.pods().await?) {
+            Some(pod) if pod_state::running(&pod) => {
+                self.with_remote(false, |r| async move { r.preview_activity().await })
+                    .await
+            }
+            _ => Ok(None),
         }
     }
 

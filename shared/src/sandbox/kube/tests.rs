@@ -961,3 +961,113 @@ fn rbac_verbs_follow_the_request() {
         assert_eq!(got, want, "{m} {path}");
     }
 }
+
+/// Backends over the kube driver (mock API server), an in-memory store
+/// holding project `abc123` (ready, last active an hour ago) and a preview
+/// idle time of one minute.
+async fn sleepy_backends(client: kube::Client) -> (crate::app::Backends, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        crate::testing::fixtures::config(dir.path(), &[("APNA_PREVIEW_IDLE_MINUTES", "1")]);
+    let store = crate::testing::fixtures::memory_store().await;
+    let mut p = crate::domain::Project::new("u1", "a habit tracker", "app");
+    p.id = ID.into();
+    p.status = crate::domain::ProjectStatus::Ready;
+    p.last_active = crate::domain::now() - chrono::Duration::hours(1);
+    store.create_project(&p).await.unwrap();
+    let (blobs, blob_dir) = crate::testing::fixtures::fs_blobs().await;
+    std::mem::forget(blob_dir);
+    let provider = KubeProvider::new(client, options());
+    let backends = crate::app::Backends::new(
+        config,
+        store,
+        blobs,
+        std::sync::Arc::new(provider),
+        std::sync::Arc::new(crate::testing::model::NoModel),
+    );
+    (backends, dir)
+}
+
+/// sandboxd's `GET /v1/activity` through pods/proxy, answering `activity`.
+fn activity(answer: &'static [u8]) -> Exchange {
+    proxy(Method::GET, NAME, "/v1/activity")
+        .header(TOKEN_HEADER, TOKEN)
+        .reply_raw(200, answer)
+}
+
+#[tokio::test]
+async fn light_sleep_deletes_the_pod_of_an_idle_preview_and_keeps_the_volume() {
+    let (client, server) = client();
+    let (backends, _dir) = sleepy_backends(client).await;
+    let secret = format!("{NAME}-sandboxd");
+    let quiet = br#"{"open_sockets":0,"quiet_secs":600}"#;
+    let server = server.run(vec![
+        // The sweep's one look at what is awake: pods that belong to a project.
+        list("pods", "apna.dev/project")
+            .reply(200, list_of("Pod", vec![project_pod(PodPhase::Ready)])),
+        // First look: the pod's sandboxd says nobody is connected.
+        pods(vec![project_pod(PodPhase::Ready)]),
+        pods(vec![project_pod(PodPhase::Ready)]),
+        get("secrets", &secret).reply(200, secret_with_token(&secret, project_labels())),
+        activity(quiet),
+        pods(vec![project_pod(PodPhase::Ready)]),
+        // Under the run lock, once more (the connection is remembered).
+        pods(vec![project_pod(PodPhase::Ready)]),
+        activity(quiet),
+        pods(vec![project_pod(PodPhase::Ready)]),
+        // Sleep: the pod goes, nothing else (no volume, Service or Secret request).
+        delete_collection("pods", PROJECT_SELECTOR)
+            .reply(200, list_of("Pod", vec![project_pod(PodPhase::Ready)])),
+    ]);
+    let report = crate::light_sleep::sleep_idle(&backends).await.unwrap();
+    assert_eq!(report.slept, vec![ID.to_string()], "{report:?}");
+    assert_eq!(server.await.unwrap(), 10);
+    // The lock is free again: a run can start.
+    assert_eq!(backends.store.run_lock_holder(ID).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn light_sleep_leaves_a_pod_with_an_open_preview_connection() {
+    let (client, server) = client();
+    let (backends, _dir) = sleepy_backends(client).await;
+    let secret = format!("{NAME}-sandboxd");
+    let server = server.run(vec![
+        list("pods", "apna.dev/project")
+            .reply(200, list_of("Pod", vec![project_pod(PodPhase::Ready)])),
+        pods(vec![project_pod(PodPhase::Ready)]),
+        pods(vec![project_pod(PodPhase::Ready)]),
+        get("secrets", &secret).reply(200, secret_with_token(&secret, project_labels())),
+        activity(br#"{"open_sockets":1,"quiet_secs":0}"#),
+    ]);
+    let report = crate::light_sleep::sleep_idle(&backends).await.unwrap();
+    assert!(report.slept.is_empty(), "{report:?}");
+    assert_eq!(report.awake, 1);
+    assert_eq!(server.await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn light_sleep_never_touches_a_project_whose_run_holds_the_lock() {
+    let (client, server) = client();
+    let (backends, _dir) = sleepy_backends(client).await;
+    backends
+        .store
+        .set_project_status(
+            ID,
+            crate::domain::ProjectStatus::Ready,
+            crate::domain::ProjectStatus::Building,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(backends
+        .store
+        .acquire_run_lock(ID, &crate::domain::new_run_id())
+        .await
+        .unwrap());
+    // Only the list of what is awake: the project's status says a run has it.
+    let server = server.run(vec![list("pods", "apna.dev/project")
+        .reply(200, list_of("Pod", vec![project_pod(PodPhase::Ready)]))]);
+    let report = crate::light_sleep::sleep_idle(&backends).await.unwrap();
+    assert!(report.slept.is_empty(), "{report:?}");
+    assert_eq!(server.await.unwrap(), 1);
+}
