@@ -172,7 +172,7 @@ pub async fn start_run(
     // API request may (pod, volume, restore). The run's EnsureSandbox restores
     // the latest snapshot before the agent's first step.
     let run = Run::new(&project.id, &project.owner, message);
-    if !state.store.acquire_run_lock(&project.id, &run.id).await? {
+    if !acquire_run_lock(state, &project.id, &run.id).await? {
         let holder = state.store.run_lock_holder(&project.id).await?;
         return Err(Error::Conflict(
             if holder
@@ -562,5 +562,26 @@ pub fn describe_event(ev: &RunEvent) -> Option<String> {
                 .unwrap_or("?")
         )),
         RunEventKind::Delta | RunEventKind::Usage | RunEventKind::Error => None,
+    }
+}
+
+/// Takes the project's run lock for `run_id`. Light sleep holds it for the
+/// moment it takes to stop a dev server: a message arriving then waits that
+/// out (up to 3 s) instead of being refused.
+async fn acquire_run_lock(state: &AppState, project_id: &str, run_id: &str) -> Result<bool> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        if state.store.acquire_run_lock(project_id, run_id).await? {
+            return Ok(true);
+        }
+        let sleeping = state
+            .store
+            .run_lock_holder(project_id)
+            .await?
+            .is_some_and(|h| crate::snapshot::is_sleep_holder(&h));
+        if !sleeping || std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

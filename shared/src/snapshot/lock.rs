@@ -70,6 +70,13 @@ fn maintenance_age(holder: &str) -> Option<Duration> {
     Some(Duration::from_millis(age as u64))
 }
 
+/// Whether the project's run lock is held by light sleep stopping the dev
+/// server: a hold of well under a second, worth waiting out rather than
+/// refusing a run.
+pub fn is_sleep_holder(holder: &str) -> bool {
+    holder.starts_with("sleep-") && is_maintenance_holder(holder)
+}
+
 /// Whether the project's run lock is a maintenance hold (not a run).
 pub fn is_maintenance_holder(holder: &str) -> bool {
     maintenance_age(holder).is_some()
@@ -110,5 +117,9 @@ mod tests {
         assert!(!is_maintenance_holder(&crate::domain::new_run_id()));
         assert!(!is_maintenance_holder("build-1-2"));
         assert!(!is_maintenance_holder("wake-x-2"));
+        assert!(!is_sleep_holder(&h));
+        let sleep = format!("sleep-{}-0000beef", now().timestamp_millis());
+        assert!(is_sleep_holder(&sleep) && is_maintenance_holder(&sleep));
+        assert!(!is_sleep_holder("sleep-x-2"));
     }
 }

@@ -75,7 +75,7 @@ pub use archive::{
 pub use diff::{diff_trees, unified_diff};
 pub use download::zip_tree;
 pub use hibernate::{hibernate_project, HibernateOutcome};
-pub use lock::{is_maintenance_holder, release_stale_lock, LOCK_TTL};
+pub use lock::{is_maintenance_holder, is_sleep_holder, release_stale_lock, LOCK_TTL};
 pub use manifest::Manifest;
 pub use text_edit::{edit_text, replace_element_text, TextEdit, TextEdited};
 pub use version::{record_version, restore_version, version_diff, VersionDiff};
