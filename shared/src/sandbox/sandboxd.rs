@@ -110,6 +110,10 @@ pub async fn open_workspace(opts: &SandboxdOptions) -> Result<Arc<Workspace>> {
             hmr_client_port: opts.hmr_client_port,
             // node_modules is on the image's read-only file system.
             vite_args: vec!["--configLoader".into(), "runner".into()],
+            node_args: super::local::supervisor::NODE_FLAGS
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
         },
     )?
     .with_browser(Arc::new(Browser::new(BrowserOptions {

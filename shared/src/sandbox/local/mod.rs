@@ -104,6 +104,16 @@ pub struct LocalProvider {
 impl LocalProvider {
     /// Creates the directories and checks the starters are installed.
     pub fn new(opts: LocalOptions) -> Result<LocalProvider> {
+        let node_args = supervisor::NODE_FLAGS
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        Self::with_node_args(opts, node_args)
+    }
+
+    /// [`LocalProvider::new`] with other Node flags for the dev servers
+    /// (benchmarks compare them).
+    pub fn with_node_args(opts: LocalOptions, node_args: Vec<String>) -> Result<LocalProvider> {
         let projects = opts.data_dir.join("projects");
         let logs = opts.data_dir.join("logs");
         std::fs::create_dir_all(&projects)?;
@@ -115,7 +125,10 @@ impl LocalProvider {
             opts.templates,
             data_dir.clone(),
             isolation,
-            DevServerOptions::loopback(opts.hmr_client_port),
+            DevServerOptions {
+                node_args,
+                ..DevServerOptions::loopback(opts.hmr_client_port)
+            },
         )?
         .with_browser(Arc::new(Browser::new(opts.browser)))
         .with_max_builds(opts.max_builds)

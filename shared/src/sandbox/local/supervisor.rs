@@ -65,7 +65,13 @@ pub struct DevServerOptions {
     /// file system, where Vite's default config loader cannot write its
     /// bundled config (EROFS), so sandboxd passes `--configLoader runner`.
     pub vite_args: Vec<String>,
+    /// Node and V8 flags before Vite's script ([`NODE_FLAGS`] by default).
+    pub node_args: Vec<String>,
 }
+
+/// The Node flags every dev server gets: see BENCHMARKS.md, "#16 Density",
+/// for what each costs and saves.
+pub const NODE_FLAGS: &[&str] = &[];
 
 impl DevServerOptions {
     /// A free loopback port per start (local mode).
@@ -75,6 +81,7 @@ impl DevServerOptions {
             port: None,
             hmr_client_port,
             vite_args: Vec::new(),
+            node_args: NODE_FLAGS.iter().map(|f| f.to_string()).collect(),
         }
     }
 }
@@ -309,7 +316,8 @@ async fn run_once(
     // Vite's default config loader bundles vite.config.ts into
     // node_modules/.vite-temp (a private tmpfs under bubblewrap). It costs
     // ~100 ms less CPU per start than `--configLoader runner` (440 vs 550 ms).
-    let mut args = vec![vite.as_ref()];
+    let mut args: Vec<&str> = spec.server.node_args.iter().map(String::as_str).collect();
+    args.push(vite.as_ref());
     args.extend(spec.server.vite_args.iter().map(String::as_str));
     let mut cmd = project_command(&spec.isolation, &proc_spec, "node", &args);
     cmd.stdin(std::process::Stdio::null())
