@@ -186,7 +186,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 async fn flags_phase() {
     let rounds = env_count("APNA_BENCH_FLAG_ROUNDS", 3);
-    let variants: Vec<(&str, Vec<&str>)> = vec![
+    let only = std::env::var("APNA_BENCH_FLAGS_ONLY").ok();
+    let mut variants: Vec<(&str, Vec<&str>)> = vec![
         ("none (today)", vec![]),
         ("--max-semi-space-size=1", vec!["--max-semi-space-size=1"]),
         ("--max-semi-space-size=2", vec!["--max-semi-space-size=2"]),
@@ -200,8 +201,10 @@ async fn flags_phase() {
             "--max-semi-space-size=1 --optimize-for-size",
             vec!["--max-semi-space-size=1", "--optimize-for-size"],
         ),
-        ("--jitless", vec!["--jitless"]),
     ];
+    if let Some(only) = &only {
+        variants.retain(|(name, _)| name.contains(only.as_str()));
+    }
     println!(
         "\n## One dev server of the default starter, by Node flags ({rounds} rounds, medians)\n"
     );
@@ -257,6 +260,23 @@ async fn flags_phase() {
             let m = mem_of(&tree(pid));
             l_rss.push(Mem::mb(m.rss_kb));
             l_pss.push(Mem::mb(m.pss_kb));
+            if std::env::var("APNA_BENCH_SHOW_LOG").is_ok_and(|v| v == "1") {
+                eprintln!(
+                    "--- dev server log ({name}):\n{}",
+                    sb.logs(60).await.unwrap()
+                );
+                let script = std::fs::read("/tmp/sleepexp/hash.mjs").unwrap();
+                sb.write_file(
+                    &apna::sandbox::ProjectPath::parse("hash.mjs").unwrap(),
+                    &script,
+                )
+                .await
+                .unwrap();
+                for cmd in ["grep -h configHash .vite/deps/_metadata.json; ls -la .vite/; rm -rf .vite/deps; node node_modules/vite/bin/vite.js optimize --logLevel warn >/dev/null 2>&1; grep -h configHash .vite/deps/_metadata.json; PORT=5000 HOST=127.0.0.1 APNA_HMR_CLIENT_PORT=3000 node node_modules/vite/bin/vite.js optimize --force --logLevel warn >/dev/null 2>&1; grep -h configHash .vite/deps/_metadata.json"] {
+                    let out = sb.exec(&apna::sandbox::ExecRequest { command: cmd.into(), timeout: Duration::from_secs(60), max_output: 100_000 }).await.unwrap();
+                    eprintln!("--- {cmd}:\n{}", out.output);
+                }
+            }
             provider.stop_all().await;
         }
         println!(
