@@ -29,7 +29,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -265,17 +265,6 @@ async fn flags_phase() {
                     "--- dev server log ({name}):\n{}",
                     sb.logs(60).await.unwrap()
                 );
-                let script = std::fs::read("/tmp/sleepexp/hash.mjs").unwrap();
-                sb.write_file(
-                    &apna::sandbox::ProjectPath::parse("hash.mjs").unwrap(),
-                    &script,
-                )
-                .await
-                .unwrap();
-                for cmd in ["grep -h configHash .vite/deps/_metadata.json; ls -la .vite/; rm -rf .vite/deps; node node_modules/vite/bin/vite.js optimize --logLevel warn >/dev/null 2>&1; grep -h configHash .vite/deps/_metadata.json; PORT=5000 HOST=127.0.0.1 APNA_HMR_CLIENT_PORT=3000 node node_modules/vite/bin/vite.js optimize --force --logLevel warn >/dev/null 2>&1; grep -h configHash .vite/deps/_metadata.json"] {
-                    let out = sb.exec(&apna::sandbox::ExecRequest { command: cmd.into(), timeout: Duration::from_secs(60), max_output: 100_000 }).await.unwrap();
-                    eprintln!("--- {cmd}:\n{}", out.output);
-                }
             }
             provider.stop_all().await;
         }
@@ -505,7 +494,7 @@ async fn hundred_phase(idle: &str) {
     let apna = own();
     let disk: u64 = ids
         .iter()
-        .map(|id| dir_size(&s.local().local(id).unwrap().root().to_path_buf()))
+        .map(|id| dir_size(s.local().local(id).unwrap().root()))
         .sum();
     println!("\n## {n} projects created one after another, each viewed once, then left idle (idle time {idle} min)\n");
     println!("| | processes | RSS | PSS |");
@@ -535,9 +524,9 @@ async fn hundred_phase(idle: &str) {
     s.server.stop_sandboxes().await;
 }
 
-fn dir_size(p: &PathBuf) -> u64 {
+fn dir_size(p: &Path) -> u64 {
     let mut total = 0;
-    let mut stack = vec![p.clone()];
+    let mut stack = vec![p.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let Ok(m) = e.path().symlink_metadata() else {
