@@ -317,10 +317,10 @@ pub async fn list_projects(
     let page = q.page()?;
     let projects = state.store.list_projects(&caller.0, page).await?;
     let next = next_offset(page, projects.len());
-    let mut views = Vec::with_capacity(projects.len());
-    for p in projects {
-        views.push(view(&state, p).await?);
-    }
+    // Concurrently: each view asks the store and the sandbox (on Kubernetes
+    // an API call), so a page costs the slowest, not the sum.
+    let views =
+        futures::future::try_join_all(projects.into_iter().map(|p| view(&state, p))).await?;
     Ok(Json(ProjectList {
         projects: views,
         next_offset: next,
