@@ -229,6 +229,9 @@ async fn flags_phase() {
                         executable: None,
                         no_sandbox: None,
                     },
+                    warm_spares: 0,
+                    max_builds: apna::sandbox::local::build_gate::default_max_builds(),
+                    verify_build: false,
                 },
                 flags.iter().map(|f| f.to_string()).collect(),
             )
