@@ -11,10 +11,20 @@
 //   label: `{id}.localhost:3000` → `localhost:3000`) and the parent window,
 //   and posts only to that origin.
 //
+// * `GET /@apna/fresh` makes the dev server forget what it built from files
+//   changed since: Apna's browser check calls it before it opens the page,
+//   because Vite learns of a write from its file watcher, which under load
+//   can lag behind the write by seconds, and until then serves what it built
+//   before (Tailwind's CSS without the classes just written). A module whose
+//   file is newer than the moment it was read is invalidated; so is a
+//   stylesheet when anything under src/ or index.html is newer than it
+//   (Tailwind builds it from their class names).
+//
 // `apply: "serve"`: none of this is in a production build (`vite build`).
 // One shared file: Apna's template loader puts it into every project next to
 // the starter's vite.config, which imports it.
 import { parseSync } from "vite";
+import fs from "node:fs/promises";
 import path from "node:path";
 
 const SCRIPTABLE = /\.[jt]sx$/;
@@ -135,15 +145,104 @@ const SELECT_SCRIPT = `(() => {
   for (const origin of trusted) window.parent.postMessage({ type: "apna:ready" }, origin);
 })();`;
 
+/** Milliseconds a file's time may lag the clock (the kernel stamps files from a coarse clock). */
+const MTIME_SLACK_MS = 20;
+/** Entries looked at under src/ at most, so a huge tree cannot stall a check. */
+const MAX_SCANNED = 5000;
+
+/** The newest modification time (ms) of the files under `dir`, and of `extra`. */
+async function newestUnder(dir, extra) {
+  let newest = 0;
+  let seen = 0;
+  const stack = [dir];
+  while (stack.length && seen < MAX_SCANNED) {
+    const d = stack.pop();
+    let entries = [];
+    try {
+      entries = await fs.readdir(d, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      seen++;
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) {
+        if (e.name !== "node_modules" && !e.name.startsWith(".")) stack.push(p);
+      } else {
+        newest = Math.max(newest, await mtimeOf(p, 0));
+      }
+    }
+  }
+  for (const f of extra) newest = Math.max(newest, await mtimeOf(f, 0));
+  return newest;
+}
+
+async function mtimeOf(file, missing) {
+  try {
+    return (await fs.stat(file)).mtimeMs;
+  } catch {
+    return missing;
+  }
+}
+
+const STYLESHEET = /\.(css|scss|sass|less|styl|stylus|pcss|postcss)$|[?&]lang\.css/;
+
+/** Invalidates what the dev server built from files changed since; returns their ids. */
+async function forgetChanged(server, root, loadedAt) {
+  const env = server.environments && server.environments.client;
+  const graph = (env && env.moduleGraph) || server.moduleGraph;
+  let sources = null;
+  const stale = [];
+  for (const mod of graph.idToModuleMap.values()) {
+    const at = loadedAt.get(mod.id);
+    if (!mod.transformResult || !mod.file || at === undefined) continue;
+    // Only the project's own files: not packages, not virtual modules (`/@react-refresh`).
+    if (!mod.file.startsWith(root + path.sep) || mod.file.includes("/node_modules/")) continue;
+    let changed = await mtimeOf(mod.file, Infinity);
+    if (STYLESHEET.test(mod.id)) {
+      if (sources === null) sources = await newestUnder(path.join(root, "src"), [path.join(root, "index.html")]);
+      changed = Math.max(changed, sources);
+    }
+    if (changed > at - MTIME_SLACK_MS) {
+      graph.invalidateModule(mod);
+      loadedAt.delete(mod.id);
+      stale.push(mod.id);
+    }
+  }
+  return stale;
+}
+
 /** The plugin: source tags and the select script, in `vite` (dev) only. */
 export default function apnaSource() {
   let root = process.cwd();
+  // Module id → when its file was read (ms): `load` runs first, before any
+  // plugin transforms what was read.
+  const loadedAt = new Map();
   return {
     name: "apna-source",
     apply: "serve",
     enforce: "pre",
     configResolved(config) {
       root = config.root;
+    },
+    configureServer(server) {
+      server.middlewares.use("/@apna/fresh", (req, res) => {
+        forgetChanged(server, root, loadedAt).then(
+          (stale) => {
+            res.setHeader("content-type", "application/json");
+            res.setHeader("cache-control", "no-store");
+            res.end(JSON.stringify({ invalidated: stale.map((id) => path.relative(root, id.split("?")[0])) }));
+          },
+          (err) => {
+            res.statusCode = 500;
+            res.end(String(err && err.message ? err.message : err));
+          },
+        );
+      });
+    },
+    load(id) {
+      loadedAt.set(id, Date.now());
+      return null;
     },
     transform(code, id) {
       const file = id.split("?")[0];

@@ -11,7 +11,8 @@
 //!   healthy app passes both.
 //!
 //! Run: `cargo bench -p apna --features browser --bench smoke_check` (env
-//! `APNA_BENCH_WARM_CHECKS`, default 20, `APNA_BENCH_COLD_CHECKS`, default 5).
+//! `APNA_BENCH_WARM_CHECKS`, default 20, `APNA_BENCH_COLD_CHECKS`, default 5;
+//! `RUST_LOG=apna::sandbox::browser=debug` logs each check's phases).
 
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,13 @@ fn summary(label: &str, mut ms: Vec<f64>) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `RUST_LOG=apna::sandbox::browser=debug` shows where each check's time goes.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let warm_n = env_count("APNA_BENCH_WARM_CHECKS", 20);
     let cold_n = env_count("APNA_BENCH_COLD_CHECKS", 5);
     let data = tempfile::tempdir().unwrap();

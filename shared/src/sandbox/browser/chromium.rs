@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::network::{
     EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived,
@@ -481,6 +482,9 @@ async fn screenshot(page: &Page, v: &Viewport) -> Result<ScreenshotImage> {
         page,
         CaptureScreenshotParams::builder()
             .format(CaptureScreenshotFormat::Png)
+            // Chromium's fast PNG settings: a third of the encoding time
+            // for a somewhat larger file.
+            .optimize_for_speed(true)
             .build(),
         "could not take a screenshot",
     )
@@ -556,11 +560,36 @@ fn origin_of(url: &str) -> String {
         .unwrap_or_else(|_| url.to_string())
 }
 
-async fn check_page(browser: &Cdp, url: &str, req: &SmokeRequest) -> Result<PageCheck> {
+async fn check_page(browser: &Arc<Cdp>, url: &str, req: &SmokeRequest) -> Result<PageCheck> {
     let origin = origin_of(url);
     let host = origin.trim_start_matches("http://").to_string();
-    // Only the page's own origin is reachable: everything else goes to a
-    // proxy that refuses (port 9, discard), loopback included.
+    let started = Instant::now();
+    // The dev server forgets what it built from files its watcher has not
+    // reported yet while the browser opens a context and a page.
+    let (_, opened) = tokio::join!(super::fresh_dev_server(&origin), open_page(browser, &host));
+    let (ctx, page) = opened?;
+    let opened_ms = started.elapsed().as_millis() as u64;
+    let result = look(&page, url, &origin, req).await;
+    // Closing does not hold the answer up: the next check gets its own
+    // context either way, and the browser drops this one when it is done.
+    let closer = browser.clone();
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(2), page.close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), closer.dispose_browser_context(ctx))
+            .await;
+    });
+    tracing::debug!(
+        opened_ms,
+        total_ms = started.elapsed().as_millis() as u64,
+        "page checked"
+    );
+    result
+}
+
+/// A fresh browser context whose network reaches only `host` (everything
+/// else goes to a proxy that refuses: port 9, discard; loopback included),
+/// and a blank page in it.
+async fn open_page(browser: &Cdp, host: &str) -> Result<(BrowserContextId, Page)> {
     let ctx_params = CreateBrowserContextParams::builder()
         .dispose_on_detach(true)
         .proxy_server("http://127.0.0.1:9")
@@ -579,16 +608,13 @@ async fn check_page(browser: &Cdp, url: &str, req: &SmokeRequest) -> Result<Page
         .await
         .map_err(|_| Error::Sandbox("the browser did not open a page".into()))?
         .map_err(|e| browser_error("could not open a page", e))?;
-    let result = look(&page, url, &origin, req).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), page.close()).await;
-    let _ =
-        tokio::time::timeout(Duration::from_secs(2), browser.dispose_browser_context(ctx)).await;
-    result
+    Ok((ctx, page))
 }
 
 async fn look(page: &Page, url: &str, origin: &str, req: &SmokeRequest) -> Result<PageCheck> {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let tasks = listen(page, &seen).await?;
+    let mut phases = Phases::new();
     let result = async {
         let desktop = req.viewports.first().cloned().unwrap_or_else(Viewport::desktop);
         emulate(page, &desktop).await?;
@@ -598,12 +624,15 @@ async fn look(page: &Page, url: &str, origin: &str, req: &SmokeRequest) -> Resul
             .url(url)
             .build()
             .map_err(|e| browser_error("navigation", e))?;
+        phases.mark("listen");
         match tokio::time::timeout(load_budget, page.execute(nav)).await {
             Ok(Ok(r)) => {
                 if let Some(e) = r.result.error_text {
                     return Err(browser_error("could not open the page", e));
                 }
+                phases.mark("navigate");
                 settle(&seen).await;
+                phases.mark("settle");
             }
             Ok(Err(e)) => return Err(browser_error("could not open the page", e)),
             Err(_) => findings.push(Finding::Blank {
@@ -614,13 +643,17 @@ async fn look(page: &Page, url: &str, origin: &str, req: &SmokeRequest) -> Resul
             }),
         }
         let state = page_state(page).await?;
+        phases.mark("page_state");
         let mut screenshots = vec![screenshot(page, &desktop).await?];
+        phases.mark("desktop");
         for v in req.viewports.iter().skip(1) {
             emulate(page, v).await?;
             next_paint(page).await?;
             screenshots.push(screenshot(page, v).await?);
+            phases.mark("other_viewports");
         }
         findings.extend(findings_of(&seen, state, origin).await);
+        phases.mark("findings");
         Ok(PageCheck::Checked {
             findings,
             screenshots,
@@ -630,7 +663,38 @@ async fn look(page: &Page, url: &str, origin: &str, req: &SmokeRequest) -> Resul
     for t in tasks {
         t.abort();
     }
+    tracing::debug!(phases = %phases, "where the check's time went");
     result
+}
+
+/// Milliseconds spent in each part of a check, for the debug log.
+struct Phases {
+    last: Instant,
+    spent: Vec<(&'static str, u128)>,
+}
+
+impl Phases {
+    fn new() -> Phases {
+        Phases {
+            last: Instant::now(),
+            spent: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.spent.push((name, (now - self.last).as_millis()));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, ms)) in self.spent.iter().enumerate() {
+            write!(f, "{}{name} {ms} ms", if i == 0 { "" } else { ", " })?;
+        }
+        Ok(())
+    }
 }
 
 fn browser_diag(place: Option<Place>, message: String) -> Finding {

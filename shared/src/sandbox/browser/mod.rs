@@ -207,6 +207,33 @@ pub fn find_chromium(
         })
 }
 
+/// How long the dev server may take to say what it forgot.
+#[cfg(feature = "browser")]
+const FRESH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Asks the dev server at `origin` to forget what it built from files changed
+/// since (`GET /@apna/fresh`, served by `vite-plugin-apna-source.js`), so the
+/// page the check opens is built from the files as they are now and not from
+/// what Vite's file watcher has yet to report. A dev server without the
+/// endpoint (a project from before it) or one that does not answer in time
+/// is checked as it is.
+#[cfg(feature = "browser")]
+pub(crate) async fn fresh_dev_server(origin: &str) {
+    let url = format!("{}/@apna/fresh", origin.trim_end_matches('/'));
+    let asked = async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(FRESH_TIMEOUT)
+            .build()?;
+        let resp = client.get(&url).send().await?.error_for_status()?;
+        resp.json::<serde_json::Value>().await
+    };
+    match asked.await {
+        Ok(v) => tracing::debug!(invalidated = %v["invalidated"], "the dev server forgot changed files"),
+        Err(e) => tracing::debug!(error = %e, "the dev server could not be asked to forget changed files"),
+    }
+}
+
 /// The summed proportional set size of `pid` and its descendants (Linux
 /// `/proc`; 0 elsewhere). Chromium's processes share much memory, which PSS
 /// divides between them instead of counting it in each.
