@@ -195,6 +195,10 @@ pub struct Config {
     /// Whether the app is opened in a headless browser after Verify passes
     /// (`APNA_SMOKE_CHECK`, default on; `0` turns it off).
     pub smoke_check: bool,
+    /// Whether the model looks at the browser check's desktop screenshot once
+    /// at the end of a project's first run and fixes what looks wrong
+    /// (`APNA_VISUAL_CHECK`, default off; `1` turns it on).
+    pub visual_check: bool,
     /// Step Functions state machine ARNs by name (`generation` from
     /// `GENERATION_STATE_MACHINE_ARN`, `hibernation` from
     /// `HIBERNATION_STATE_MACHINE_ARN`, `publish` from
@@ -557,6 +561,7 @@ impl Config {
             )?,
             chromium: get("APNA_CHROMIUM").map(PathBuf::from),
             smoke_check: flag(&get("APNA_SMOKE_CHECK"), "APNA_SMOKE_CHECK", true)?,
+            visual_check: flag(&get("APNA_VISUAL_CHECK"), "APNA_VISUAL_CHECK", false)?,
             state_machine_arns: [
                 ("generation", "GENERATION_STATE_MACHINE_ARN"),
                 ("hibernation", "HIBERNATION_STATE_MACHINE_ARN"),
@@ -840,6 +845,19 @@ mod tests {
             }
             Err(e) => assert!(e.to_string().contains("--features bedrock"), "{e}"),
         }
+    }
+
+    #[test]
+    fn the_visual_check_is_off_unless_asked_for() {
+        let c = Config::from_vars(HashMap::new()).unwrap();
+        assert!(!c.visual_check);
+        assert!(c.smoke_check);
+        for (v, on) in [("1", true), ("true", true), ("0", false), ("false", false)] {
+            let c = Config::from_vars(vars(&[("APNA_VISUAL_CHECK", v)])).unwrap();
+            assert_eq!(c.visual_check, on, "APNA_VISUAL_CHECK={v}");
+        }
+        let e = Config::from_vars(vars(&[("APNA_VISUAL_CHECK", "maybe")])).unwrap_err();
+        assert!(e.to_string().contains("APNA_VISUAL_CHECK"), "{e}");
     }
 
     #[test]

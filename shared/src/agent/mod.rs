@@ -32,7 +32,7 @@ pub use model::{
     DeltaSender, Model, ModelDelta, ModelMessage, ModelRequest, ModelResponse, ToolSpec,
 };
 pub use safety::StopReason;
-pub use step::{run_step, StepDeps, StepOutcome};
+pub use step::{run_step, run_step_with_images, StepDeps, StepOutcome};
 
 use std::sync::Arc;
 

@@ -28,7 +28,9 @@ use super::safety::{
 use super::tools::{ToolOutput, Toolbox};
 use crate::blob::BlobStore;
 use crate::config::Config;
-use crate::domain::{ContentBlock, FileDiff, Message, NewMessage, Role, RunEventKind, Usage};
+use crate::domain::{
+    ContentBlock, FileDiff, ImageRef, ImageSource, Message, NewMessage, Role, RunEventKind, Usage,
+};
 use crate::error::{Error, Result};
 use crate::sandbox::Sandbox;
 use crate::store::Store;
@@ -106,13 +108,26 @@ pub async fn run_step(
     step: u32,
     user_text: Option<&str>,
 ) -> Result<StepOutcome> {
+    run_step_with_images(deps, run_id, step, user_text, &[]).await
+}
+
+/// [`run_step`] whose user message also carries `images`, stored already in
+/// the project's images (`crate::images`): the model gets each as an image
+/// block after the text (the browser check's screenshot for the visual check).
+pub async fn run_step_with_images(
+    deps: &StepDeps<'_>,
+    run_id: &str,
+    step: u32,
+    user_text: Option<&str>,
+    images: &[ImageRef],
+) -> Result<StepOutcome> {
     let run = deps
         .store
         .get_run(run_id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("run {run_id} not found")))?;
     let span = tracing::info_span!("agent_step", project_id = %run.project_id, run_id, step);
-    run_step_inner(deps, run, step, user_text)
+    run_step_inner(deps, run, step, user_text, images)
         .instrument(span)
         .await
 }
@@ -122,6 +137,7 @@ async fn run_step_inner(
     run: crate::domain::Run,
     step: u32,
     user_text: Option<&str>,
+    images: &[ImageRef],
 ) -> Result<StepOutcome> {
     let store = deps.store.as_ref();
     let run_id = run.id.as_str();
@@ -160,15 +176,19 @@ async fn run_step_inner(
                         && text_of(&m.content) == text
                 });
                 if !already {
+                    let mut content = vec![ContentBlock::Text {
+                        text: text.to_string(),
+                    }];
+                    content.extend(images.iter().map(|r| ContentBlock::Image {
+                        source: ImageSource::Stored(r.clone()),
+                    }));
                     let stored = store
                         .append_messages(
                             project_id,
                             &[NewMessage {
                                 run_id: Some(run_id.to_string()),
                                 role: Role::User,
-                                content: vec![ContentBlock::Text {
-                                    text: text.to_string(),
-                                }],
+                                content,
                                 tool_calls: Vec::new(),
                                 file_diffs: Vec::new(),
                             }],

@@ -10,9 +10,9 @@ use tracing::Instrument;
 use super::checkpoint::TaskKey;
 use super::parse;
 use super::revive::live_sandbox;
-use crate::agent::{run_step, ModelDelta, StepDeps};
+use crate::agent::{run_step_with_images, ModelDelta, StepDeps};
 use crate::app::Backends;
-use crate::domain::RunEventKind;
+use crate::domain::{ImageRef, RunEventKind};
 use crate::error::{Error, Result};
 use crate::run::report_phase;
 use crate::store::Store;
@@ -36,11 +36,21 @@ pub(super) async fn agent_step(input: Value, state: &Backends) -> Result<Value> 
         if step == 1 {
             report_phase(&*state.store, &i.run_id, "agent", "Writing code").await?;
         }
-        // Verify leaves its findings for the step that follows it.
-        let fix = TaskKey::Fix(step)
-            .get(&*state.store, &i.run_id)
-            .await?
+        // Verify and Smoke leave their findings for the step that follows
+        // (Smoke's visual check a screenshot with them).
+        let fix_value = TaskKey::Fix(step).get(&*state.store, &i.run_id).await?;
+        let fix = fix_value
+            .as_ref()
             .and_then(|v| v.get("text").and_then(Value::as_str).map(str::to_string));
+        let images: Vec<ImageRef> = fix_value
+            .as_ref()
+            .and_then(|v| v.get("images").cloned())
+            .map(serde_json::from_value)
+            .transpose()?
+            .unwrap_or_default();
+        let looking = fix_value
+            .as_ref()
+            .is_some_and(|v| v.get("visual").and_then(Value::as_bool) == Some(true));
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<ModelDelta>();
         // Awaited below, before the task answers: nothing outlives the invocation.
         let forwarder = tokio::spawn(forward_deltas(state.store.clone(), i.run_id.clone(), rx));
@@ -59,10 +69,13 @@ pub(super) async fn agent_step(input: Value, state: &Backends) -> Result<Value> 
             deltas: Some(tx),
             template: project.template,
         };
-        let outcome = run_step(&deps, &i.run_id, step, fix.as_deref()).await;
+        let outcome = run_step_with_images(&deps, &i.run_id, step, fix.as_deref(), &images).await;
         drop(deps);
         let _ = forwarder.await;
         let outcome = outcome?;
+        if looking {
+            super::visual_check::looked(state, &i.run_id, &outcome.text).await?;
+        }
         Ok(json!({
             "step": step,
             "done": outcome.done,

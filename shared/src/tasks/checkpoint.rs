@@ -18,6 +18,11 @@ pub enum TaskKey {
     Fix(u32),
     /// `finalize:version` — the version number Finalize recorded.
     FinalizeVersion,
+    /// `visual` — the visual check was asked for (Smoke's attempt, the
+    /// step that looks, the screenshot's image); at most once per run.
+    Visual,
+    /// `visual:looked` — what the model said when it looked at the page.
+    Looked,
 }
 
 impl std::fmt::Display for TaskKey {
@@ -27,6 +32,8 @@ impl std::fmt::Display for TaskKey {
             TaskKey::Smoke(n) => write!(f, "smoke:{n}"),
             TaskKey::Fix(n) => write!(f, "fix:{n}"),
             TaskKey::FinalizeVersion => f.write_str("finalize:version"),
+            TaskKey::Visual => f.write_str("visual"),
+            TaskKey::Looked => f.write_str("visual:looked"),
         }
     }
 }
@@ -55,5 +62,7 @@ mod tests {
         assert_eq!(TaskKey::Fix(4).to_string(), "fix:4");
         assert_eq!(TaskKey::Smoke(2).to_string(), "smoke:2");
         assert_eq!(TaskKey::FinalizeVersion.to_string(), "finalize:version");
+        assert_eq!(TaskKey::Visual.to_string(), "visual");
+        assert_eq!(TaskKey::Looked.to_string(), "visual:looked");
     }
 }

@@ -12,6 +12,8 @@
 //! * [`verify`]: Verify (the build check; its findings feed the next step).
 //! * [`smoke`]: Smoke (the app in a headless browser after Verify passes; its
 //!   findings feed the next step too, and its screenshots go with the version).
+//! * [`visual_check`]: the model's look at Smoke's screenshot once at the end
+//!   of a project's first run (`APNA_VISUAL_CHECK=1`), through the same loop.
 //! * [`finish`]: Finalize (a version, then the run's end) and MarkFailed.
 //! * [`sweep`]: ListIdleProjects, HibernateProject, PurgeDeleted.
 //! * [`publish`]: BuildSite, ActivateSite, PublishFailed.
@@ -27,6 +29,7 @@ mod sandbox;
 pub mod smoke;
 mod sweep;
 mod verify;
+mod visual_check;
 mod wake;
 
 use async_trait::async_trait;

@@ -5,7 +5,9 @@
 //!
 //! Its answer replaces Verify's in the state (`$.verify`), so the loop's
 //! Choice and Finalize read one verdict: `ok`, the `attempt` count (Verify's,
-//! unchanged) and `smoke` (`passed`, `failed` or `skipped`).
+//! unchanged), `smoke` (`passed`, `failed` or `skipped`) and `visual` (the
+//! page passed but is shown to the model first: `ok` is false then, see
+//! [`super::visual_check`]).
 //!
 //! [`Sandbox::smoke_check`]: crate::sandbox::Sandbox::smoke_check
 
@@ -16,6 +18,7 @@ use tracing::Instrument;
 use super::checkpoint::TaskKey;
 use super::parse;
 use super::revive::live_sandbox;
+use super::visual_check;
 use crate::app::Backends;
 use crate::blob::BlobStore;
 use crate::domain::{RunEventKind, Screenshot};
@@ -127,11 +130,29 @@ pub(super) async fn smoke(input: Value, state: &Backends) -> Result<Value> {
                 .put(&*state.store, &i.run_id, &json!({ "text": text }))
                 .await?;
         }
+        // A page that passed may still be shown to the model once (the
+        // visual check): then the run goes back to the agent as after a
+        // failed check.
+        let looking = report.checked
+            && report.ok()
+            && visual_check::ask(
+                state,
+                &visual_check::Asking {
+                    run_id: &i.run_id,
+                    project_id: &i.project_id,
+                    attempt: i.attempt,
+                    max_fix_attempts: i.max_fix_attempts,
+                    next_step: i.step + 1,
+                },
+                &report.screenshots,
+            )
+            .await?;
         let out = json!({
-            "ok": report.ok(),
+            "ok": report.ok() && !looking,
             "attempt": i.attempt,
             "problems": report.diagnostics.len(),
             "smoke": verdict,
+            "visual": looking,
             "note": report.note,
             "screenshots": screenshots.len(),
         });
