@@ -60,8 +60,8 @@ struct Generated {
 }
 
 async fn generate(extra: &[(&str, &str)]) -> Generated {
-    let script = Script::from_file(repo().join("tests/fixtures/conversations/visual_check.json"))
-        .unwrap();
+    let script =
+        Script::from_file(repo().join("tests/fixtures/conversations/visual_check.json")).unwrap();
     let mock = MockAnthropic::start(script).await.unwrap();
     let data = tempfile::tempdir().unwrap();
     let server = apna::server::build(server_config(data.path(), &mock.url(), extra), &|_| {})
@@ -71,9 +71,7 @@ async fn generate(extra: &[(&str, &str)]) -> Generated {
     let sink = lines.clone();
     let run = tokio::time::timeout(
         Duration::from_secs(300),
-        apna::run::generate(&server.state, PROMPT, move |l| {
-            sink.lock().unwrap().push(l)
-        }),
+        apna::run::generate(&server.state, PROMPT, move |l| sink.lock().unwrap().push(l)),
     )
     .await
     .expect("generation did not finish in time")
@@ -236,7 +234,11 @@ async fn the_model_looks_at_the_page_once_and_fixes_it() {
             && looked[1].contains("book counter you asked for is missing"),
         "{looked:?}"
     );
-    assert!(g.progress.contains("· Looked at the page: "), "{}", g.progress);
+    assert!(
+        g.progress.contains("· Looked at the page: "),
+        "{}",
+        g.progress
+    );
 
     // Smoke ran twice in the interpreter's history, Verify twice.
     let history = g.server.state.workflow.history(&g.run_id).await.unwrap();

@@ -199,7 +199,10 @@ mod tests {
             size: 10,
         };
         let text = instruction("a reading list\nwith a counter", &shot, &image);
-        assert!(text.contains("> a reading list\n> with a counter"), "{text}");
+        assert!(
+            text.contains("> a reading list\n> with a counter"),
+            "{text}"
+        );
         assert!(text.contains("1280×800, desktop"), "{text}");
         assert!(text.contains(&image.id));
         let long = instruction(&"x".repeat(10_000), &shot, &image);

@@ -50,7 +50,22 @@ pub struct Warm {
     handler: JoinHandle<()>,
     alive: Arc<AtomicBool>,
     pid: Option<u32>,
+    spare: SpareSlot,
     _profile: tempfile::TempDir,
+}
+
+/// A context and page opened ahead for the next check of the same dev
+/// server (see [`Spare`]).
+type SpareSlot = Arc<tokio::sync::Mutex<Option<Spare>>>;
+
+/// A fresh context with a blank page for `host`, made after each check for
+/// the next one: a project's checks come in series
+/// (the fix loop, the visual check), and opening a context, a page and the
+/// site's renderer process is a fifth of a check. Never used by a check of
+/// another host; it is disposed of then.
+struct Spare {
+    host: String,
+    ready: JoinHandle<Result<(BrowserContextId, Page)>>,
 }
 
 impl Warm {
@@ -121,6 +136,7 @@ async fn launch(exe: &Path, opts: &BrowserOptions) -> Result<Warm> {
         handler,
         alive,
         pid,
+        spare: SpareSlot::default(),
         _profile: profile,
     })
 }
@@ -130,17 +146,17 @@ async fn running(
     slot: &tokio::sync::Mutex<Option<Warm>>,
     exe: &Path,
     opts: &BrowserOptions,
-) -> Result<(Arc<Cdp>, Arc<AtomicBool>)> {
+) -> Result<(Arc<Cdp>, Arc<AtomicBool>, SpareSlot)> {
     let mut guard = slot.lock().await;
     if let Some(w) = guard.as_ref() {
         if w.alive.load(Ordering::Relaxed) && !w.handler.is_finished() {
-            return Ok((w.browser.clone(), w.alive.clone()));
+            return Ok((w.browser.clone(), w.alive.clone(), w.spare.clone()));
         }
         tracing::warn!("the browser exited; starting it again");
     }
     *guard = None;
     let w = launch(exe, opts).await?;
-    let out = (w.browser.clone(), w.alive.clone());
+    let out = (w.browser.clone(), w.alive.clone(), w.spare.clone());
     *guard = Some(w);
     Ok(out)
 }
@@ -159,6 +175,10 @@ pub async fn close(slot: &tokio::sync::Mutex<Option<Warm>>) {
     let Some(mut w) = slot.lock().await.take() else {
         return;
     };
+    if let Some(spare) = w.spare.lock().await.take() {
+        spare.ready.abort();
+        let _ = spare.ready.await;
+    }
     w.handler.abort();
     if let Some(b) = Arc::get_mut(&mut w.browser) {
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -178,8 +198,8 @@ pub async fn check(
     url: &str,
     req: &SmokeRequest,
 ) -> Result<PageCheck> {
-    let (browser, alive) = running(slot, exe, opts).await?;
-    let outcome = tokio::time::timeout(req.timeout(), check_page(&browser, url, req)).await;
+    let (browser, alive, spare) = running(slot, exe, opts).await?;
+    let outcome = tokio::time::timeout(req.timeout(), check_page(&browser, &spare, url, req)).await;
     match outcome {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => {
@@ -552,6 +572,8 @@ async fn settle(seen: &Arc<Mutex<Seen>>) {
             return;
         }
     }
+    let in_flight = seen.lock().unwrap_or_else(|p| p.into_inner()).in_flight;
+    tracing::debug!(in_flight, "the page did not settle; checking it as it is");
 }
 
 fn origin_of(url: &str) -> String {
@@ -560,30 +582,75 @@ fn origin_of(url: &str) -> String {
         .unwrap_or_else(|_| url.to_string())
 }
 
-async fn check_page(browser: &Arc<Cdp>, url: &str, req: &SmokeRequest) -> Result<PageCheck> {
+async fn check_page(
+    browser: &Arc<Cdp>,
+    spare: &SpareSlot,
+    url: &str,
+    req: &SmokeRequest,
+) -> Result<PageCheck> {
     let origin = origin_of(url);
     let host = origin.trim_start_matches("http://").to_string();
     let started = Instant::now();
+    let ahead = spare.lock().await.take();
     // The dev server forgets what it built from files its watcher has not
-    // reported yet while the browser opens a context and a page.
-    let (_, opened) = tokio::join!(super::fresh_dev_server(&origin), open_page(browser, &host));
+    // reported yet while the browser opens a context and a page (or the
+    // one opened ahead finishes opening).
+    let (_, opened) = tokio::join!(super::fresh_dev_server(&origin), async {
+        match ahead {
+            Some(s) if s.host == host => match s.ready.await {
+                Ok(Ok(opened)) => return Ok(opened),
+                Ok(Err(e)) => tracing::debug!(error = %e, "the page opened ahead failed"),
+                Err(e) => tracing::debug!(error = %e, "the page opened ahead failed"),
+            },
+            Some(other) => discard(browser.clone(), other),
+            None => {}
+        }
+        open_page(browser, &host).await
+    });
     let (ctx, page) = opened?;
     let opened_ms = started.elapsed().as_millis() as u64;
     let result = look(&page, url, &origin, req).await;
-    // Closing does not hold the answer up: the next check gets its own
-    // context either way, and the browser drops this one when it is done.
+    // Closing does not hold the answer up, and the next check of this dev
+    // server finds a context and a page opened while nothing else runs.
     let closer = browser.clone();
     tokio::spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(2), page.close()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), closer.dispose_browser_context(ctx))
-            .await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), closer.dispose_browser_context(ctx)).await;
     });
+    // (Loading a file of the dev server in it ahead, to have the site's
+    // renderer process up, saved another 150 ms but left some of the next
+    // page's requests without a "finished" event, so the check waited out
+    // its settle limit.)
+    if result.is_ok() {
+        let ahead = browser.clone();
+        let ahead_host = host.clone();
+        let next = Spare {
+            host,
+            ready: tokio::spawn(async move { open_page(&ahead, &ahead_host).await }),
+        };
+        if let Some(old) = spare.lock().await.replace(next) {
+            discard(browser.clone(), old);
+        }
+    }
     tracing::debug!(
         opened_ms,
         total_ms = started.elapsed().as_millis() as u64,
         "page checked"
     );
     result
+}
+
+/// Closes a spare no check will use.
+fn discard(browser: Arc<Cdp>, spare: Spare) {
+    tokio::spawn(async move {
+        if let Ok(Ok((ctx, page))) = spare.ready.await {
+            let _ = tokio::time::timeout(Duration::from_secs(2), page.close()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), browser.dispose_browser_context(ctx))
+                    .await;
+        }
+    });
 }
 
 /// A fresh browser context whose network reaches only `host` (everything

@@ -229,8 +229,12 @@ pub(crate) async fn fresh_dev_server(origin: &str) {
         resp.json::<serde_json::Value>().await
     };
     match asked.await {
-        Ok(v) => tracing::debug!(invalidated = %v["invalidated"], "the dev server forgot changed files"),
-        Err(e) => tracing::debug!(error = %e, "the dev server could not be asked to forget changed files"),
+        Ok(v) => {
+            tracing::debug!(invalidated = %v["invalidated"], "the dev server forgot changed files")
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "the dev server could not be asked to forget changed files")
+        }
     }
 }
 
