@@ -164,6 +164,16 @@ async fn main() {
             warm.push(ms);
         }
     }
+    let last = sb.smoke_check(&req).await.unwrap();
+    for shot in &last.screenshots {
+        println!(
+            "screenshot {} {}×{}: {} bytes",
+            shot.viewport,
+            shot.width,
+            shot.height,
+            shot.png.len()
+        );
+    }
     let memory = p.browser().memory_bytes().await;
     println!();
     summary("cold (browser started by the check)", cold);

@@ -502,9 +502,6 @@ async fn screenshot(page: &Page, v: &Viewport) -> Result<ScreenshotImage> {
         page,
         CaptureScreenshotParams::builder()
             .format(CaptureScreenshotFormat::Png)
-            // Chromium's fast PNG settings: a third of the encoding time
-            // for a somewhat larger file.
-            .optimize_for_speed(true)
             .build(),
         "could not take a screenshot",
     )
