@@ -34,7 +34,7 @@ pub struct Backends {
     pub model: Arc<dyn Model>,
     /// What this process's preview proxy has seen of each project (empty
     /// where it proxies none, e.g. on Lambda); light sleep reads it.
-    pub preview_activity: crate::preview::activity::PreviewActivity,
+    pub preview_activity: crate::sandbox::activity::PreviewActivity,
 }
 
 impl Backends {

@@ -613,7 +613,7 @@ impl Config {
             max_builds: match parse_or(
                 &get("APNA_MAX_BUILDS"),
                 "APNA_MAX_BUILDS",
-                crate::sandbox::local::build_gate::default_max_builds(),
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
             )? {
                 0 => {
                     return Err(Error::Config {

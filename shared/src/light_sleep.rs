@@ -32,7 +32,7 @@ use tracing::Instrument;
 use crate::app::Backends;
 use crate::domain::ProjectStatus;
 use crate::error::Result;
-use crate::preview::activity::PreviewActivity;
+use crate::sandbox::activity::PreviewActivity;
 use crate::sandbox::SandboxState;
 use crate::snapshot::lock::MaintenanceLock;
 

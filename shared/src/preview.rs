@@ -11,7 +11,6 @@
 //! In multi-user mode a preview is its owner's unless shared: see [`access`].
 
 pub mod access;
-pub mod activity;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,11 +26,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use access::{PreviewKeys, TokenRefusal, TokenUse};
-use activity::PreviewActivity;
 
 use crate::app::Backends;
 use crate::domain::ProjectStatus;
 use crate::error::{Error, Result};
+use crate::sandbox::activity::PreviewActivity;
 use crate::sandbox::{SandboxProvider, SandboxState};
 
 /// Where the proxy finds a project's dev server, and how it wakes one.

@@ -11,9 +11,32 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules, from the bottom up.
 const LAYERS: &[&str] = &[
-    "error", "config", "domain", "starter", "diff", "blob", "images", "store", "sandbox",
-    "snapshot", "agent", "workflow", "app", "project", "publish", "git", "run", "tasks", "preview",
-    "site", "api", "server", "lambda", "testing",
+    "error",
+    "xray",
+    "config",
+    "domain",
+    "starter",
+    "diff",
+    "blob",
+    "images",
+    "store",
+    "sandbox",
+    "snapshot",
+    "agent",
+    "workflow",
+    "app",
+    "project",
+    "publish",
+    "git",
+    "run",
+    "light_sleep",
+    "tasks",
+    "preview",
+    "site",
+    "api",
+    "server",
+    "lambda",
+    "testing",
 ];
 
 fn src_dir() -> PathBuf {

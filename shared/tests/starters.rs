@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apna::preview::SandboxPreviewBackend;
-use apna::sandbox::build_check::check_build;
+use apna::sandbox::build_check::{check_build, check_build_with_vite_build};
 use apna::sandbox::local::{wait_ready, LocalSandbox};
 use apna::sandbox::{ExecRequest, ProjectPath, Sandbox, SandboxProvider};
 use apna::testing::browser::{browser_available, render};
@@ -30,6 +30,10 @@ async fn build_and_render(
     extra: &[&str],
 ) -> Value {
     let report = check_build(sb).await.unwrap();
+    assert!(report.ok, "{}: {:#?}", sb.project_id(), report.diagnostics);
+    // Verify checks through the dev server; the production build (publish,
+    // the fallback check) must pass too and carry no dev-only tags.
+    let report = check_build_with_vite_build(sb).await.unwrap();
     assert!(report.ok, "{}: {:#?}", sb.project_id(), report.diagnostics);
     assert_build_has_no_source_tags(sb).await;
     wait_ready(sb, Duration::from_secs(120)).await.unwrap();

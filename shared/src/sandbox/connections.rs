@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::preview::activity::Activity;
+use crate::sandbox::activity::Activity;
 
 /// How often the connection table is read.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);

@@ -8,6 +8,7 @@
 //! `crate::testing::memory`. Every path crossing this seam is a
 //! [`ProjectPath`], already checked to stay inside the project root.
 
+pub mod activity;
 pub mod browser;
 pub mod build_check;
 pub mod connections;
@@ -146,8 +147,8 @@ pub trait Sandbox: Send + Sync {
     /// How the preview was used lately as the sandbox itself sees it (in a
     /// pod, `apna sandboxd` watches the dev server's connections); `None`
     /// where it cannot tell (local: the preview proxy of `apna serve` sees
-    /// every request, see [`crate::preview::activity`]).
-    async fn preview_activity(&self) -> Result<Option<crate::preview::activity::Activity>> {
+    /// every request, see [`crate::sandbox::activity`]).
+    async fn preview_activity(&self) -> Result<Option<crate::sandbox::activity::Activity>> {
         Ok(None)
     }
     /// Opens the running app in a headless browser where its dev server is

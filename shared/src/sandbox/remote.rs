@@ -25,7 +25,7 @@
 //! | `DELETE /v1/file?path=P` | — | 200 JSON `{"deleted": bool}` |
 //! | `POST /v1/exec` | JSON `{"command", "timeout_ms", "max_output"}` | 200 JSON [`ExecOutput`] |
 //! | `GET /v1/logs?lines=N` | — | 200 text |
-//! | `GET /v1/activity` | — | 200 JSON [`crate::preview::activity::Activity`] of the dev server's connections, or `null` |
+//! | `GET /v1/activity` | — | 200 JSON [`crate::sandbox::activity::Activity`] of the dev server's connections, or `null` |
 //! | `POST /v1/stop` | — | 204 |
 //! | `POST /v1/destroy` | — | 204 |
 //! | `GET /v1/source` | — | 200 `application/x-tar` (see [`super::source_tar`]) |
@@ -434,7 +434,7 @@ impl Sandbox for RemoteSandbox {
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
-    async fn preview_activity(&self) -> Result<Option<crate::preview::activity::Activity>> {
+    async fn preview_activity(&self) -> Result<Option<crate::sandbox::activity::Activity>> {
         let body = self.get("/v1/activity").await?;
         Ok(serde_json::from_slice(&body)?)
     }

@@ -42,7 +42,7 @@ use super::local::workspace::{RootKind, Toolchain, Workspace};
 use super::remote::{Deleted, ExecBody, WireError, TOKEN_ENV, TOKEN_HEADER};
 use super::source_tar::{self, MAX_SOURCE_BYTES};
 use crate::error::{Error, Result};
-use crate::preview::activity::Activity;
+use crate::sandbox::activity::Activity;
 use crate::sandbox::{ExecRequest, ProjectPath, Sandbox, SmokeRequest};
 
 /// Largest exec request body (the command line is in it).

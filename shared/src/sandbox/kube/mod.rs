@@ -652,7 +652,7 @@ impl Sandbox for KubeSandbox {
         }
     }
 
-    async fn preview_activity(&self) -> Result<Option<crate::preview::activity::Activity>> {
+    async fn preview_activity(&self) -> Result<Option<crate::sandbox::activity::Activity>> {
         // Only a running pod is asked: `with_remote` would start a stopped one.
         match Self::live_pod(self.pods().await?) {
             Some(pod) if pod_state::running(&pod) => {
