@@ -28,25 +28,6 @@ use apna::testing::fixtures::{repo_root as repo, server_config};
 /// The fixed pages' background (`#0f766e`), which no broken page shows.
 const FIXED: [u8; 3] = [0x0f, 0x76, 0x6e];
 
-fn browser_present() -> bool {
-    let found = apna::sandbox::browser::find_chromium(
-        std::env::var_os("APNA_CHROMIUM")
-            .map(std::path::PathBuf::from)
-            .as_deref(),
-        std::env::var_os("PATH"),
-    )
-    .is_ok();
-    if !found {
-        assert_ne!(
-            std::env::var("APNA_REQUIRE_SERVICES").as_deref(),
-            Ok("1"),
-            "no Chromium but APNA_REQUIRE_SERVICES=1: tests/run installs Debian's chromium"
-        );
-        eprintln!("skipped: no Chromium on this machine");
-    }
-    found
-}
-
 struct Generated {
     server: LocalServer,
     mock: MockAnthropic,
@@ -157,7 +138,7 @@ async fn broken_app_is_fixed(
     words: &str,
     broken_looks: Looks,
 ) {
-    if !browser_present() {
+    if !apna::testing::browser::chromium_present() {
         return;
     }
     let g = generate(fixture, prompt, &[]).await;
@@ -297,7 +278,7 @@ async fn an_app_that_renders_nothing_is_fixed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_healthy_app_passes_first_time_with_a_screenshot() {
-    if !browser_present() {
+    if !apna::testing::browser::chromium_present() {
         return;
     }
     let g = generate("smoke_healthy.json", "a reading list", &[]).await;

@@ -30,25 +30,6 @@ const FIRST: [u8; 3] = [0x0f, 0x76, 0x6e];
 const FIXED: [u8; 3] = [0x1d, 0x4e, 0xd8];
 const PROMPT: &str = "a reading list that shows how many books are on it";
 
-fn browser_present() -> bool {
-    let found = apna::sandbox::browser::find_chromium(
-        std::env::var_os("APNA_CHROMIUM")
-            .map(std::path::PathBuf::from)
-            .as_deref(),
-        std::env::var_os("PATH"),
-    )
-    .is_ok();
-    if !found {
-        assert_ne!(
-            std::env::var("APNA_REQUIRE_SERVICES").as_deref(),
-            Ok("1"),
-            "no Chromium but APNA_REQUIRE_SERVICES=1: tests/run installs Debian's chromium"
-        );
-        eprintln!("skipped: no Chromium on this machine");
-    }
-    found
-}
-
 struct Generated {
     server: LocalServer,
     mock: MockAnthropic,
@@ -173,7 +154,7 @@ fn centre(png: &[u8]) -> [u8; 3] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_model_looks_at_the_page_once_and_fixes_it() {
-    if !browser_present() {
+    if !apna::testing::browser::chromium_present() {
         return;
     }
     let g = generate(&[("APNA_VISUAL_CHECK", "1")]).await;
@@ -254,7 +235,7 @@ async fn the_model_looks_at_the_page_once_and_fixes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_the_setting_off_no_image_is_sent() {
-    if !browser_present() {
+    if !apna::testing::browser::chromium_present() {
         return;
     }
     let g = generate(&[]).await;
