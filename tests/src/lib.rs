@@ -5,10 +5,13 @@
 //!   speaks Amazon Bedrock's InvokeModel wire format ([`mock_bedrock`]).
 //! * [`server_process`]: `apna serve` as a child process to `kill -9`, and
 //!   the memory of a process tree.
+//! * [`scripted_generation`]: one whole local generation against a scripted
+//!   conversation, and what it stored.
 //! * [`agent_harness`]: a SQLite store, an in-memory sandbox and a model client
 //!   pointed at the mock, wired together for agent tests and benches.
 
 pub mod agent_harness;
 pub mod mock_anthropic;
 pub mod mock_bedrock;
+pub mod scripted_generation;
 pub mod server_process;

@@ -15,109 +15,13 @@
 //! say so and pass, unless `APNA_REQUIRE_SERVICES=1`.
 
 use std::os::unix::fs::PermissionsExt;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use apna::domain::{RunEventKind, RunStatus, Screenshot, Version};
-use apna::server::LocalServer;
-use apna_tests::mock_anthropic::{last_user_text, MockAnthropic, Script};
-use serde_json::Value;
-
-use apna::testing::fixtures::{repo_root as repo, server_config};
+use apna::domain::{RunStatus, Screenshot};
+use apna_tests::mock_anthropic::last_user_text;
+use apna_tests::scripted_generation::{centre, generate};
 
 /// The fixed pages' background (`#0f766e`), which no broken page shows.
 const FIXED: [u8; 3] = [0x0f, 0x76, 0x6e];
-
-struct Generated {
-    server: LocalServer,
-    mock: MockAnthropic,
-    progress: String,
-    status: RunStatus,
-    error: Option<String>,
-    run_id: String,
-    project_id: String,
-    _data: tempfile::TempDir,
-}
-
-async fn generate(fixture: &str, prompt: &str, extra: &[(&str, &str)]) -> Generated {
-    let script =
-        Script::from_file(repo().join("tests/fixtures/conversations").join(fixture)).unwrap();
-    let mock = MockAnthropic::start(script).await.unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let server = apna::server::build(server_config(data.path(), &mock.url(), extra), &|_| {})
-        .await
-        .expect("local server");
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    let run = tokio::time::timeout(
-        Duration::from_secs(300),
-        apna::run::generate(&server.state, prompt, move |l| sink.lock().unwrap().push(l)),
-    )
-    .await
-    .expect("generation did not finish in time")
-    .unwrap();
-    let progress = lines.lock().unwrap().join("\n");
-    Generated {
-        server,
-        mock,
-        progress,
-        status: run.status,
-        error: run.error,
-        run_id: run.id,
-        project_id: run.project_id,
-        _data: data,
-    }
-}
-
-impl Generated {
-    async fn version(&self) -> Version {
-        let versions = self
-            .server
-            .state
-            .store
-            .list_versions(&self.project_id)
-            .await
-            .unwrap();
-        assert_eq!(versions.len(), 1, "{}", self.progress);
-        versions.into_iter().next().unwrap()
-    }
-
-    /// The browser check's events, in order.
-    async fn browser_checks(&self) -> Vec<Value> {
-        self.server
-            .state
-            .store
-            .list_events(&self.run_id, 0, 1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.kind == RunEventKind::Diagnostics && e.data["check"] == "browser")
-            .map(|e| e.data)
-            .collect()
-    }
-
-    async fn png(&self, shot: &Screenshot) -> Vec<u8> {
-        let key = Screenshot::blob_key(&self.project_id, &shot.sha256);
-        self.server.state.blobs.get(&key).await.unwrap().to_vec()
-    }
-
-    async fn stop(self) {
-        self.server.stop_sandboxes().await;
-    }
-}
-
-/// The colour at the middle of a PNG.
-fn centre(png: &[u8]) -> [u8; 3] {
-    let mut decoder = png::Decoder::new(png);
-    decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let channels = info.color_type.samples();
-    let (w, h) = (info.width as usize, info.height as usize);
-    let at = ((h / 2) * w + w / 2) * channels;
-    [buf[at], buf[at + 1], buf[at + 2]]
-}
 
 /// How the broken page's screenshot compares with the fixed one.
 enum Looks {
@@ -141,7 +45,7 @@ async fn broken_app_is_fixed(
     if !apna::testing::browser::chromium_present() {
         return;
     }
-    let g = generate(fixture, prompt, &[]).await;
+    let g = generate(fixture, prompt, &[]).await.unwrap();
     assert_eq!(
         g.status,
         RunStatus::Succeeded,
@@ -186,13 +90,13 @@ async fn broken_app_is_fixed(
     assert_eq!(g.mock.answered_calls(), 4, "write, summary, fix, summary");
 
     // The first check's screenshot is the broken page, the version's the fixed one.
-    let checks = g.browser_checks().await;
+    let checks = g.browser_checks().await.unwrap();
     assert_eq!(checks.len(), 2, "{checks:#?}");
     assert_eq!(
         (checks[0]["ok"].as_bool(), checks[1]["ok"].as_bool()),
         (Some(false), Some(true))
     );
-    let v = g.version().await;
+    let v = g.version().await.unwrap();
     assert_eq!(
         v.screenshots
             .iter()
@@ -206,11 +110,11 @@ async fn broken_app_is_fixed(
         "the version keeps the passing check's screenshots"
     );
     for shot in &v.screenshots {
-        let png = g.png(shot).await;
+        let png = g.png(shot).await.unwrap();
         assert_eq!(png.len() as u64, shot.bytes);
         assert_eq!(apna::blob::sha256_hex(&png), shot.sha256);
         assert_eq!(
-            centre(&png),
+            centre(&png).unwrap(),
             FIXED,
             "{} screenshot of the fixed page",
             shot.viewport
@@ -218,7 +122,7 @@ async fn broken_app_is_fixed(
     }
     let broken: Vec<Screenshot> = serde_json::from_value(checks[0]["screenshots"].clone()).unwrap();
     match broken_looks {
-        Looks::Empty => assert_ne!(centre(&g.png(&broken[0]).await), FIXED),
+        Looks::Empty => assert_ne!(centre(&g.png(&broken[0]).await.unwrap()).unwrap(), FIXED),
         Looks::Different => assert_ne!(broken[0].sha256, v.screenshots[0].sha256),
         // The same page, byte for byte: the check makes the dev server
         // forget what it built before the write (stale Tailwind CSS under
@@ -281,7 +185,9 @@ async fn a_healthy_app_passes_first_time_with_a_screenshot() {
     if !apna::testing::browser::chromium_present() {
         return;
     }
-    let g = generate("smoke_healthy.json", "a reading list", &[]).await;
+    let g = generate("smoke_healthy.json", "a reading list", &[])
+        .await
+        .unwrap();
     assert_eq!(g.status, RunStatus::Succeeded, "{}", g.progress);
     assert_eq!(g.mock.answered_calls(), 2, "write, summary: no fix round");
     assert_eq!(
@@ -295,9 +201,12 @@ async fn a_healthy_app_passes_first_time_with_a_screenshot() {
         "{}",
         g.progress
     );
-    let v = g.version().await;
+    let v = g.version().await.unwrap();
     assert_eq!(v.screenshots.len(), 2);
-    assert_eq!(centre(&g.png(&v.screenshots[0]).await), FIXED);
+    assert_eq!(
+        centre(&g.png(&v.screenshots[0]).await.unwrap()).unwrap(),
+        FIXED
+    );
     // The interpreter's history shows Smoke entered and exited once.
     let history = g.server.state.workflow.history(&g.run_id).await.unwrap();
     let smoke: Vec<&str> = history
@@ -326,7 +235,8 @@ async fn a_crashing_browser_is_retried_then_skipped() {
         "a reading list",
         &[("APNA_CHROMIUM", &fake)],
     )
-    .await;
+    .await
+    .unwrap();
     assert_eq!(
         g.status,
         RunStatus::Succeeded,
@@ -349,7 +259,7 @@ async fn a_crashing_browser_is_retried_then_skipped() {
     assert!(history
         .iter()
         .any(|h| h.state_name.as_deref() == Some("SmokeSkipped")));
-    assert!(g.version().await.screenshots.is_empty());
+    assert!(g.version().await.unwrap().screenshots.is_empty());
     g.stop().await;
 }
 
@@ -361,7 +271,8 @@ async fn a_missing_browser_is_skipped_with_a_note() {
         "a reading list",
         &[("APNA_CHROMIUM", "/nonexistent/chromium")],
     )
-    .await;
+    .await
+    .unwrap();
     assert_eq!(g.status, RunStatus::Succeeded, "{}", g.progress);
     assert!(
         g.progress
@@ -369,7 +280,7 @@ async fn a_missing_browser_is_skipped_with_a_note() {
         "{}",
         g.progress
     );
-    let checks = g.browser_checks().await;
+    let checks = g.browser_checks().await.unwrap();
     assert_eq!(checks.len(), 1);
     assert_eq!(checks[0]["smoke"], "skipped");
     g.stop().await;

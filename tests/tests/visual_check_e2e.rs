@@ -14,15 +14,10 @@
 //! Needs Chromium (`tests/run` installs Debian's); without it these tests
 //! say so and pass, unless `APNA_REQUIRE_SERVICES=1`.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use apna::domain::{RunEventKind, RunStatus, Screenshot};
-use apna::server::LocalServer;
-use apna::testing::fixtures::{repo_root as repo, server_config};
-use apna_tests::mock_anthropic::{last_user_text, MockAnthropic, Script};
+use apna_tests::mock_anthropic::last_user_text;
+use apna_tests::scripted_generation::{self, centre, Generated};
 use base64::Engine;
-use serde_json::Value;
 
 /// The first page's background (`#0f766e`).
 const FIRST: [u8; 3] = [0x0f, 0x76, 0x6e];
@@ -30,126 +25,45 @@ const FIRST: [u8; 3] = [0x0f, 0x76, 0x6e];
 const FIXED: [u8; 3] = [0x1d, 0x4e, 0xd8];
 const PROMPT: &str = "a reading list that shows how many books are on it";
 
-struct Generated {
-    server: LocalServer,
-    mock: MockAnthropic,
-    progress: String,
-    status: RunStatus,
-    run_id: String,
-    project_id: String,
-    _data: tempfile::TempDir,
+/// The browser checks' screenshots, check by check.
+async fn checked_screenshots(g: &Generated) -> Vec<Vec<Screenshot>> {
+    g.browser_checks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| serde_json::from_value(d["screenshots"].clone()).unwrap())
+        .collect()
+}
+
+/// Every image block the model was sent, decoded, request by request.
+fn images_sent(g: &Generated) -> Vec<(String, Vec<Vec<u8>>)> {
+    g.mock
+        .requests()
+        .into_iter()
+        .map(|r| {
+            let images = r.body["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+                .filter(|b| b["type"] == "image")
+                .map(|b| {
+                    assert_eq!(b["source"]["type"], "base64");
+                    assert_eq!(b["source"]["media_type"], "image/png");
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b["source"]["data"].as_str().unwrap())
+                        .unwrap()
+                })
+                .collect();
+            (last_user_text(&r.body), images)
+        })
+        .collect()
 }
 
 async fn generate(extra: &[(&str, &str)]) -> Generated {
-    let script =
-        Script::from_file(repo().join("tests/fixtures/conversations/visual_check.json")).unwrap();
-    let mock = MockAnthropic::start(script).await.unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let server = apna::server::build(server_config(data.path(), &mock.url(), extra), &|_| {})
+    scripted_generation::generate("visual_check.json", PROMPT, extra)
         .await
-        .expect("local server");
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    let run = tokio::time::timeout(
-        Duration::from_secs(300),
-        apna::run::generate(&server.state, PROMPT, move |l| sink.lock().unwrap().push(l)),
-    )
-    .await
-    .expect("generation did not finish in time")
-    .unwrap();
-    let progress = lines.lock().unwrap().join("\n");
-    Generated {
-        server,
-        mock,
-        progress,
-        status: run.status,
-        run_id: run.id,
-        project_id: run.project_id,
-        _data: data,
-    }
-}
-
-impl Generated {
-    async fn events(&self) -> Vec<(RunEventKind, Value)> {
-        self.server
-            .state
-            .store
-            .list_events(&self.run_id, 0, 1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.kind, e.data))
-            .collect()
-    }
-
-    /// The browser checks' screenshots, check by check.
-    async fn checked_screenshots(&self) -> Vec<Vec<Screenshot>> {
-        self.events()
-            .await
-            .into_iter()
-            .filter(|(k, d)| *k == RunEventKind::Diagnostics && d["check"] == "browser")
-            .map(|(_, d)| serde_json::from_value(d["screenshots"].clone()).unwrap())
-            .collect()
-    }
-
-    async fn png(&self, shot: &Screenshot) -> Vec<u8> {
-        let key = Screenshot::blob_key(&self.project_id, &shot.sha256);
-        self.server.state.blobs.get(&key).await.unwrap().to_vec()
-    }
-
-    async fn version_screenshots(&self) -> Vec<Screenshot> {
-        let versions = self
-            .server
-            .state
-            .store
-            .list_versions(&self.project_id)
-            .await
-            .unwrap();
-        assert_eq!(versions.len(), 1, "{}", self.progress);
-        versions.into_iter().next().unwrap().screenshots
-    }
-
-    /// Every image block the model was sent, decoded, request by request.
-    fn images_sent(&self) -> Vec<(String, Vec<Vec<u8>>)> {
-        self.mock
-            .requests()
-            .into_iter()
-            .map(|r| {
-                let images = r.body["messages"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
-                    .filter(|b| b["type"] == "image")
-                    .map(|b| {
-                        assert_eq!(b["source"]["type"], "base64");
-                        assert_eq!(b["source"]["media_type"], "image/png");
-                        base64::engine::general_purpose::STANDARD
-                            .decode(b["source"]["data"].as_str().unwrap())
-                            .unwrap()
-                    })
-                    .collect();
-                (last_user_text(&r.body), images)
-            })
-            .collect()
-    }
-
-    async fn stop(self) {
-        self.server.stop_sandboxes().await;
-    }
-}
-
-/// The colour at the middle of a PNG.
-fn centre(png: &[u8]) -> [u8; 3] {
-    let mut decoder = png::Decoder::new(png);
-    decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let channels = info.color_type.samples();
-    let (w, h) = (info.width as usize, info.height as usize);
-    let at = ((h / 2) * w + w / 2) * channels;
-    [buf[at], buf[at + 1], buf[at + 2]]
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -167,20 +81,20 @@ async fn the_model_looks_at_the_page_once_and_fixes_it() {
     );
 
     // Two browser checks, both clean: the first page, then the fixed one.
-    let checks = g.checked_screenshots().await;
+    let checks = checked_screenshots(&g).await;
     assert_eq!(checks.len(), 2, "{}", g.progress);
     let first = checks[0]
         .iter()
         .find(|s| s.viewport == "desktop")
         .unwrap()
         .clone();
-    let first_png = g.png(&first).await;
-    assert_eq!(centre(&first_png), FIRST);
+    let first_png = g.png(&first).await.unwrap();
+    assert_eq!(centre(&first_png).unwrap(), FIRST);
 
     // The look's request carries the first check's desktop screenshot, byte
     // for byte, with the instruction and the request; the requests before it
     // carry no image, and the one after it keeps it in the conversation.
-    let sent = g.images_sent();
+    let sent = images_sent(&g);
     assert_eq!(sent.len(), 4);
     assert!(sent.iter().take(2).all(|(_, imgs)| imgs.is_empty()));
     let (text, images) = &sent[2];
@@ -192,21 +106,22 @@ async fn the_model_looks_at_the_page_once_and_fixes_it() {
     assert_eq!(&sent[3].1, images, "the same image, once");
 
     // The version is the page after the fix, with its screenshots.
-    let shots = g.version_screenshots().await;
+    let shots = g.version().await.unwrap().screenshots;
     assert_eq!(shots.len(), 2);
     assert_eq!(
         serde_json::to_value(&shots).unwrap(),
         serde_json::to_value(&checks[1]).unwrap()
     );
-    assert_eq!(centre(&g.png(&shots[0]).await), FIXED);
+    assert_eq!(centre(&g.png(&shots[0]).await.unwrap()).unwrap(), FIXED);
 
     // What the model saw is a run event; the look happened once.
     let looked: Vec<String> = g
         .events()
         .await
+        .unwrap()
         .into_iter()
-        .filter(|(k, d)| *k == RunEventKind::Status && d["phase"] == "visual")
-        .map(|(_, d)| d["message"].as_str().unwrap_or("").to_string())
+        .filter(|e| e.kind == RunEventKind::Status && e.data["phase"] == "visual")
+        .map(|e| e.data["message"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(looked.len(), 2, "{looked:?}");
     assert_eq!(looked[0], "Comparing the page with the request");
@@ -241,9 +156,9 @@ async fn with_the_setting_off_no_image_is_sent() {
     let g = generate(&[]).await;
     assert_eq!(g.status, RunStatus::Succeeded, "{}", g.progress);
     assert_eq!(g.mock.answered_calls(), 2, "write, summary: {}", g.progress);
-    assert!(g.images_sent().iter().all(|(_, imgs)| imgs.is_empty()));
+    assert!(images_sent(&g).iter().all(|(_, imgs)| imgs.is_empty()));
     assert!(!g.progress.contains("Looked at the page"), "{}", g.progress);
-    let shots = g.version_screenshots().await;
-    assert_eq!(centre(&g.png(&shots[0]).await), FIRST);
+    let shots = g.version().await.unwrap().screenshots;
+    assert_eq!(centre(&g.png(&shots[0]).await.unwrap()).unwrap(), FIRST);
     g.stop().await;
 }
