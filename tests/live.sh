@@ -86,9 +86,14 @@ oidc_apna_url=$APNA_URL
 start_mock tests/fixtures/conversations/select_e2e.json
 select_mock=$MOCK_URL
 start_apna select
+select_url=$APNA_URL
+# Light sleep (issue #16): an idle time of 3 s, its own mock.
+start_mock tests/fixtures/conversations/generation_e2e.json
+start_apna sleep APNA_PREVIEW_IDLE_MINUTES=0.05
 APNA_E2E_URL="$ui_url" APNA_E2E_MULTI_URL="$multi_url" APNA_E2E_MULTI_SECRET="$multi_secret" \
   APNA_OIDC_E2E_URL="$oidc_apna_url" APNA_OIDC_PROVIDER_URL="$oidc_url" \
-  APNA_E2E_SELECT_URL="$APNA_URL" APNA_E2E_SELECT_MOCK_URL="$select_mock" \
+  APNA_E2E_SELECT_URL="$select_url" APNA_E2E_SELECT_MOCK_URL="$select_mock" \
+  APNA_E2E_SLEEP_URL="$APNA_URL" \
   node --test tests/e2e/
 
 echo "== schemathesis against apna serve with openapi.json"
