@@ -67,7 +67,7 @@ export function attachmentTray(textarea, { label = 'Attach images' } = {}) {
   const button = h(
     'button',
     { class: 'btn btn-small btn-ghost attach-btn', type: 'button', 'aria-label': label, title: `${label} (or paste / drop them): PNG, JPEG, WebP or GIF, up to ${MAX_IMAGES}, 5 MB each` },
-    '＋ Image',
+    '+ Image',
     picker,
   );
   button.addEventListener('click', (e) => {

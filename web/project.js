@@ -171,7 +171,7 @@ export function projectView(el, id, { onUnauthorized }) {
   const selectBtn = h(
     'button',
     { class: 'btn btn-small btn-ghost select-btn', type: 'button', 'aria-pressed': 'false', title: 'Click an element in the preview to talk about it', onclick: () => bridge.toggle() },
-    '⌖ Select',
+    '◎ Select',
   );
   const bridge = selectBridge(iframe, {
     onModeChange: (on) => {

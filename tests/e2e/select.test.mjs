@@ -123,7 +123,7 @@ if (!url || !mockUrl) {
       assert.equal(await page.locator('.selection-chip').count(), 0, 'a message from the UI page itself is ignored');
 
       // Select, click the heading, see the chip (and time it).
-      await page.getByRole('button', { name: '⌖ Select' }).click();
+      await page.getByRole('button', { name: '◎ Select' }).click();
       await frame.waitForFunction(() => document.documentElement.style.cursor === 'crosshair');
       const heading = frame.locator('h1');
       await heading.hover();
@@ -148,7 +148,7 @@ if (!url || !mockUrl) {
       assert.ok(clickToChip >= 0 && clickToChip < 1000, `${clickToChip}`);
       assert.match(await chip.textContent(), /<h1> “Hello Apna”\s*src\/App\.tsx:5:9/);
       // The click went to Apna, not to the app; Select is off again.
-      assert.equal(await page.getByRole('button', { name: '⌖ Select' }).getAttribute('aria-pressed'), 'false');
+      assert.equal(await page.getByRole('button', { name: '◎ Select' }).getAttribute('aria-pressed'), 'false');
 
       // "make it red" with the selection: the model's request carries it, the preview updates.
       const chat = page.getByLabel('Message to Apna');
@@ -171,7 +171,7 @@ if (!url || !mockUrl) {
 
       // "Edit text" without the model: select again, edit, the preview shows it.
       const callsBefore = list.length;
-      await page.getByRole('button', { name: '⌖ Select' }).click();
+      await page.getByRole('button', { name: '◎ Select' }).click();
       await frame.waitForFunction(() => document.documentElement.style.cursor === 'crosshair');
       await frame.locator('h1').click();
       await page.getByRole('button', { name: '✎ Edit text' }).click();
