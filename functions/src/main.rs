@@ -72,6 +72,9 @@ struct SandboxdArgs {
     /// Port the browser's HMR socket uses (443 behind Caddy).
     #[arg(long, env = "APNA_HMR_CLIENT_PORT")]
     hmr_client_port: Option<u16>,
+    /// Origins of the Apna UI that may drive Select in the preview, comma-separated.
+    #[arg(long, env = "APNA_UI_ORIGINS", value_delimiter = ',')]
+    ui_origins: Vec<String>,
     /// Writable scratch for the dev server's log.
     #[arg(
         long,
@@ -92,6 +95,7 @@ async fn sandboxd(args: SandboxdArgs) -> anyhow::Result<()> {
         listen: args.listen,
         dev_server: args.dev_server,
         hmr_client_port: args.hmr_client_port,
+        ui_origins: args.ui_origins,
         state_dir: args.state_dir,
         token: apna::sandbox::sandboxd::token_from_env()?,
         project_id: std::env::var("APNA_PROJECT_ID")

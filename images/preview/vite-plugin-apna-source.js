@@ -8,7 +8,8 @@
 //   outlines the tagged element under the pointer and, on click, posts its
 //   source, tag, classes and text to the UI with `postMessage`. It takes
 //   commands only from the UI's origin (the preview host without its first
-//   label: `{id}.localhost:3000` → `localhost:3000`) and the parent window,
+//   label: `{id}.localhost:3000` → `localhost:3000`, or one named by
+//   `APNA_UI_ORIGINS` where the UI lives elsewhere) and the parent window,
 //   and posts only to that origin.
 //
 // * `GET /@apna/fresh` makes the dev server forget what it built from files
@@ -81,12 +82,33 @@ export function tagSource(code, file) {
 }
 
 // Runs in the preview page. Kept small and dependency-free.
-const SELECT_SCRIPT = `(() => {
+/**
+ * The UI origins named by `APNA_UI_ORIGINS` (comma-separated; Apna passes its
+ * CORS origins): where the UI is not on the preview domain's parent, as on
+ * AWS (UI on CloudFront, previews under Caddy's domain). Anything that is not
+ * exactly an origin is dropped.
+ */
+export function uiOrigins(value) {
+  return String(value || "")
+    .split(",")
+    .map((v) => v.trim())
+    .filter((v) => {
+      try {
+        const u = new URL(v);
+        return (u.protocol === "https:" || u.protocol === "http:") && u.origin === v;
+      } catch {
+        return false;
+      }
+    });
+}
+
+const selectScript = (configured) => `(() => {
   if (window.top === window) return;
   const host = location.host;
   const parent = host.split(".").slice(1).join(".");
-  if (!parent) return;
-  const trusted = [location.protocol + "//" + parent];
+  const trusted = ${JSON.stringify(configured)};
+  if (parent) trusted.push(location.protocol + "//" + parent);
+  if (!trusted.length) return;
   const port = parent.includes(":") ? parent.slice(parent.lastIndexOf(":")) : "";
   if (parent.startsWith("localhost")) {
     trusted.push(location.protocol + "//127.0.0.1" + port, location.protocol + "//[::1]" + port);
@@ -218,6 +240,7 @@ export default function apnaSource() {
   // Module id → when its file was read (ms): `load` runs first, before any
   // plugin transforms what was read.
   const loadedAt = new Map();
+  const script = selectScript(uiOrigins(process.env.APNA_UI_ORIGINS));
   return {
     name: "apna-source",
     apply: "serve",
@@ -254,7 +277,7 @@ export default function apnaSource() {
       return out === null ? null : { code: out, map: null };
     },
     transformIndexHtml() {
-      return [{ tag: "script", children: SELECT_SCRIPT, injectTo: "head" }];
+      return [{ tag: "script", children: script, injectTo: "head" }];
     },
   };
 }

@@ -103,6 +103,7 @@ async fn provider_for(
         data_dir: data.to_path_buf(),
         templates,
         hmr_client_port: Some(port),
+        ui_origins: Vec::new(),
         isolation: None,
         max_project_mb: 500,
         browser: Default::default(),

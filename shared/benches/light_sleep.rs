@@ -223,6 +223,7 @@ async fn flags_phase() {
                     data_dir: data.path().to_path_buf(),
                     templates: templates().await,
                     hmr_client_port: Some(port),
+                    ui_origins: Vec::new(),
                     isolation: None,
                     max_project_mb: 500,
                     browser: apna::sandbox::browser::BrowserOptions {

@@ -150,6 +150,7 @@ async fn sandboxes(
                 data_dir: config.data_dir.clone(),
                 templates,
                 hmr_client_port: Some(config.port),
+                ui_origins: config.cors_origins.clone(),
                 isolation: Some(isolation),
                 max_project_mb: config.max_project_mb,
                 warm_spares: config.warm_spares,

@@ -148,3 +148,73 @@ for (const name of starters) {
     assert.ok(app.includes(`"data-apna-src": "src/App.tsx:${at[0]}:${at[1]}"`), app.slice(0, 3000));
   });
 }
+
+// Select from a UI that is not on the preview domain's parent (on AWS the UI
+// is on CloudFront, previews under Caddy's domain): the dev server trusts the
+// origins in APNA_UI_ORIGINS, and still no other page that frames the preview.
+{
+  const nm = nodeModules('minimal');
+  const chromiumPath = process.env.APNA_CHROMIUM || '/usr/bin/chromium';
+  if (nm && fs.existsSync(chromiumPath)) {
+    test('minimal: Select answers a UI named by APNA_UI_ORIGINS, and no other framing page', { timeout: 180_000 }, async (t) => {
+      const { launch } = await import('./flow.mjs');
+      const http = await import('node:http');
+      const dir = project('minimal', nm);
+      const [vitePort, uiPort] = [await freePort(), await freePort()];
+      const ui = `http://ui.localhost:${uiPort}`;
+      const preview = `http://p1.preview.localhost:${vitePort}`;
+      const vite = spawn(path.join(nm, '.bin/vite'), ['--logLevel', 'warn'], {
+        cwd: dir,
+        env: { ...process.env, PORT: String(vitePort), HOST: '127.0.0.1', APNA_UI_ORIGINS: `${ui},not an origin` },
+      });
+      // Any host on this port gets the framing page: ui.localhost (trusted) and other.localhost (not).
+      const server = http.createServer((req, res) => {
+        res.setHeader('content-type', 'text/html');
+        res.end(`<!doctype html><iframe id="f" src="${preview}/" width="800" height="600"></iframe>
+<script>window.got = []; addEventListener('message', (e) => { if (e.origin === ${JSON.stringify(preview)}) window.got.push(e.data); });</script>`);
+      }).listen(uiPort, '127.0.0.1');
+      const browser = await launch();
+      t.after(async () => {
+        await browser.close();
+        server.close();
+        vite.kill();
+        fs.rmSync(dir, { recursive: true, force: true });
+      });
+      for (let i = 0; i < 600; i++) {
+        try {
+          if ((await fetch(`http://127.0.0.1:${vitePort}/`)).ok) break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+
+      const select = async (origin) => {
+        const page = await browser.newPage();
+        await page.goto(`${origin}/`);
+        const frame = await (await page.waitForSelector('#f')).contentFrame();
+        await frame.waitForSelector('h1', { timeout: 60_000 });
+        const ready = await page
+          .waitForFunction(() => window.got.some((m) => m.type === 'apna:ready'), null, { timeout: 5_000 })
+          .then(() => true, () => false);
+        await page.evaluate((p) => document.getElementById('f').contentWindow.postMessage({ type: 'apna:select', on: true }, p), preview);
+        await page.waitForTimeout(300);
+        await frame.click('h1');
+        const selected = await page
+          .waitForFunction(() => window.got.find((m) => m.type === 'apna:selected'), null, { timeout: 5_000 })
+          .then((h) => h.jsonValue(), () => null);
+        await page.close();
+        return { ready, selected };
+      };
+
+      const named = await select(ui);
+      assert.equal(named.ready, true, 'the preview greets the UI named in APNA_UI_ORIGINS');
+      assert.ok(named.selected, 'a click in Select mode reaches the UI');
+      assert.match(named.selected.source, /^src\/App\.tsx:\d+:\d+$/);
+      assert.equal(named.selected.tag, 'h1');
+      assert.equal(named.selected.text, 'Your app is on its way');
+
+      const other = await select(`http://other.localhost:${uiPort}`);
+      assert.deepEqual(other, { ready: false, selected: null }, 'a page not named is neither greeted nor obeyed');
+    });
+  }
+}

@@ -70,6 +70,8 @@ pub struct SandboxdOptions {
     pub dev_server: SocketAddr,
     /// The port browsers use for Vite's HMR socket (443 behind Caddy).
     pub hmr_client_port: Option<u16>,
+    /// Origins of the Apna UI that may drive Select in the preview (`APNA_UI_ORIGINS`).
+    pub ui_origins: Vec<String>,
     /// Writable scratch (the dev server's log): `/tmp/apna-sandboxd`.
     pub state_dir: PathBuf,
     /// The token every request but `/healthz` must carry (`APNA_SANDBOXD_TOKEN`).
@@ -108,6 +110,7 @@ pub async fn open_workspace(opts: &SandboxdOptions) -> Result<Arc<Workspace>> {
             host: opts.dev_server.ip().to_string(),
             port: (opts.dev_server.port() != 0).then_some(opts.dev_server.port()),
             hmr_client_port: opts.hmr_client_port,
+            ui_origins: opts.ui_origins.clone(),
             // node_modules is on the image's read-only file system.
             vite_args: vec!["--configLoader".into(), "runner".into()],
             node_args: super::local::supervisor::NODE_FLAGS

@@ -109,6 +109,7 @@ async fn options(
         data_dir: data_dir.to_path_buf(),
         templates: templates().await,
         hmr_client_port,
+        ui_origins: Vec::new(),
         // APNA_TEST_NO_BWRAP=1 exercises the unsandboxed path on a machine with bwrap.
         isolation: std::env::var("APNA_TEST_NO_BWRAP")
             .is_ok_and(|v| v == "1")

@@ -99,6 +99,7 @@ pub fn options() -> KubeOptions {
         warm_pods: 0,
         transport: KubeTransport::Proxy,
         ready_wait: std::time::Duration::from_secs(20),
+        ui_origins: Vec::new(),
     }
 }
 

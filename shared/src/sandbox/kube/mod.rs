@@ -90,6 +90,9 @@ pub struct KubeOptions {
     pub transport: KubeTransport,
     /// How long a file operation waits for a starting pod's sandboxd before `NotReady`.
     pub ready_wait: Duration,
+    /// Origins of the Apna UI that may drive Select in previews (`APNA_CORS_ORIGINS`:
+    /// on AWS the UI is on CloudFront, not on the preview domain's parent).
+    pub ui_origins: Vec<String>,
 }
 
 impl KubeOptions {
@@ -102,6 +105,7 @@ impl KubeOptions {
             warm_pods: config.warm_pods,
             transport: config.kube_transport,
             ready_wait: Duration::from_secs(20),
+            ui_origins: config.cors_origins.clone(),
         }
     }
 }

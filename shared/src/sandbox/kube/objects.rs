@@ -293,6 +293,10 @@ pub fn pod(opts: &KubeOptions, input: PodSpecInput<'_>) -> Pod {
             ]
             .into_iter()
             .chain(input.starter.map(|s| env("APNA_STARTER", s)))
+            .chain(
+                (!opts.ui_origins.is_empty())
+                    .then(|| env("APNA_UI_ORIGINS", &opts.ui_origins.join(","))),
+            )
             .collect(),
         ),
         resources: Some(ResourceRequirements {
@@ -413,6 +417,33 @@ mod tests {
             },
         );
         assert!(env_of(&minimal).contains(&("APNA_STARTER".into(), Some("minimal".into()))));
+    }
+
+    #[test]
+    fn pods_learn_the_ui_origins_that_may_drive_select() {
+        let env_of = |p: &Pod| -> Vec<(String, Option<String>)> {
+            p.spec.as_ref().unwrap().containers[0]
+                .env
+                .clone()
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.name, e.value))
+                .collect()
+        };
+        assert!(!env_of(&project_pod())
+            .iter()
+            .any(|(n, _)| n == "APNA_UI_ORIGINS"));
+        let opts = KubeOptions {
+            ui_origins: vec![
+                "https://d111.cloudfront.net".into(),
+                "https://apna.example.com".into(),
+            ],
+            ..fixtures::options()
+        };
+        assert!(env_of(&pod(&opts, project_pod_input())).contains(&(
+            "APNA_UI_ORIGINS".into(),
+            Some("https://d111.cloudfront.net,https://apna.example.com".into())
+        )));
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct LocalOptions {
     pub templates: PreparedTemplates,
     /// The port browsers reach the preview proxy on (`PORT` of `apna serve`), for Vite's HMR client.
     pub hmr_client_port: Option<u16>,
+    /// Origins of the UI that may drive Select in previews (see [`DevServerOptions::ui_origins`]).
+    pub ui_origins: Vec<String>,
     /// Isolation; `None` detects bubblewrap.
     pub isolation: Option<Isolation>,
     /// Disk budget of one project in MiB (`APNA_MAX_PROJECT_MB`).
@@ -127,6 +129,7 @@ impl LocalProvider {
             isolation,
             DevServerOptions {
                 node_args,
+                ui_origins: opts.ui_origins,
                 ..DevServerOptions::loopback(opts.hmr_client_port)
             },
         )?

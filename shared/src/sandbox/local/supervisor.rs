@@ -61,6 +61,10 @@ pub struct DevServerOptions {
     pub port: Option<u16>,
     /// Port the browser uses for HMR (the proxy's), passed as `APNA_HMR_CLIENT_PORT`.
     pub hmr_client_port: Option<u16>,
+    /// Origins of the Apna UI that may drive Select in the preview, passed as
+    /// `APNA_UI_ORIGINS`: needed when the UI is not on the preview domain's
+    /// parent (on AWS it is on CloudFront, previews under Caddy's domain).
+    pub ui_origins: Vec<String>,
     /// Extra arguments for Vite. In a pod `node_modules` is on a read-only
     /// file system, where Vite's default config loader cannot write its
     /// bundled config (EROFS), so sandboxd passes `--configLoader runner`.
@@ -80,6 +84,7 @@ impl DevServerOptions {
             host: "127.0.0.1".into(),
             port: None,
             hmr_client_port,
+            ui_origins: Vec::new(),
             vite_args: Vec::new(),
             node_args: NODE_FLAGS.iter().map(|f| f.to_string()).collect(),
         }
@@ -294,6 +299,9 @@ async fn run_once(
     ];
     if let Some(p) = spec.server.hmr_client_port {
         env.push(("APNA_HMR_CLIENT_PORT", p.to_string()));
+    }
+    if !spec.server.ui_origins.is_empty() {
+        env.push(("APNA_UI_ORIGINS", spec.server.ui_origins.join(",")));
     }
     let vite = spec
         .isolation
