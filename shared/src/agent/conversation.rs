@@ -48,11 +48,19 @@ pub fn to_model_messages(messages: &[Message], run_id: &str) -> Vec<ModelMessage
     let mut merged: Vec<ModelMessage> = Vec::new();
     for m in messages {
         let old = m.run_id.as_deref() != Some(run_id);
+        let texts: Vec<&str> = m
+            .content
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
         let content: Vec<ContentBlock> = m
             .content
             .iter()
             .filter(|b| !matches!(b, ContentBlock::Text { text } if text.trim().is_empty()))
-            .flat_map(|b| present(&if old { compact(b) } else { b.clone() }))
+            .flat_map(|b| present(&if old { compact(b) } else { b.clone() }, &texts))
             .collect();
         if content.is_empty() {
             continue;
@@ -73,15 +81,18 @@ pub fn to_model_messages(messages: &[Message], run_id: &str) -> Vec<ModelMessage
 }
 
 /// A block as the model takes it: a selection becomes its description, and a
-/// stored image is preceded by a line naming it (for `save_image`).
-fn present(b: &ContentBlock) -> Vec<ContentBlock> {
+/// stored image the person attached is preceded by a line naming it (for
+/// `save_image`). An image the message's own text already names (`image
+/// {id}`: the screenshot Apna took for the visual check) is not the person's.
+fn present(b: &ContentBlock, texts: &[&str]) -> Vec<ContentBlock> {
     match b {
         ContentBlock::Selection { selection } => vec![ContentBlock::Text {
             text: selection.describe(),
         }],
         ContentBlock::Image {
             source: ImageSource::Stored(r),
-        } => vec![
+        } if !texts.iter().any(|t| t.contains(&format!("image {}", r.id))) => {
+            vec![
             ContentBlock::Text {
                 text: format!(
                     "[The person attached image {} ({}×{} {}); save_image copies it into the project.]",
@@ -89,7 +100,8 @@ fn present(b: &ContentBlock) -> Vec<ContentBlock> {
                 ),
             },
             b.clone(),
-        ],
+            ]
+        }
         other => vec![other.clone()],
     }
 }
@@ -298,6 +310,52 @@ mod tests {
 
     fn text(t: &str) -> ContentBlock {
         ContentBlock::Text { text: t.into() }
+    }
+
+    #[test]
+    fn only_images_the_person_attached_are_announced_as_theirs() {
+        let image = |id: &str| ContentBlock::Image {
+            source: ImageSource::Stored(crate::domain::ImageRef {
+                id: id.repeat(64),
+                media_type: "image/png".into(),
+                width: 1280,
+                height: 800,
+                size: 1000,
+            }),
+        };
+        let attached = msg(Role::User, vec![image("a"), text("like this")]);
+        let taken = msg(
+            Role::User,
+            vec![
+                text(&format!(
+                    "a screenshot Apna took (image {})",
+                    "b".repeat(64)
+                )),
+                image("b"),
+            ],
+        );
+        let out = to_model_messages(&[attached, taken], "r");
+        let texts: Vec<String> = out[0]
+            .content
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::Text { text } => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        let announced = |id: &str| {
+            texts
+                .iter()
+                .any(|t| t.starts_with(&format!("[The person attached image {}", id.repeat(64))))
+        };
+        assert!(announced("a"), "{texts:?}");
+        assert!(!announced("b"), "{texts:?}");
+        let images = out[0]
+            .content
+            .iter()
+            .filter(|b| matches!(b, ContentBlock::Image { .. }))
+            .count();
+        assert_eq!(images, 2);
     }
 
     #[test]
