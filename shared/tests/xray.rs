@@ -10,6 +10,7 @@ use apna::domain::Project;
 use apna::xray::XRayLayer;
 use serde_json::Value;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer;
 
 /// Every document the daemon got since the last call (header checked).
 fn received(daemon: &UdpSocket) -> Vec<Value> {
@@ -123,6 +124,54 @@ async fn aws_calls_and_traced_spans_become_subsegments_of_the_invocation() {
     assert_eq!(d["parent_id"], parent);
     let took = d["end_time"].as_f64().unwrap() - d["start_time"].as_f64().unwrap();
     assert!(took >= 0.019, "{took}");
+
+    // PostgreSQL statements, through the layer with the filter the Lambda
+    // entry points install: one subsegment per statement, with its summary.
+    if let Some(url) = apna::testing::services::fresh_postgres_url().await {
+        let pg = apna::store::PostgresStore::connect(&url).await.unwrap();
+        apna::store::Store::create_project(&pg, &project)
+            .await
+            .unwrap();
+        received(&daemon);
+        let subscriber = tracing_subscriber::registry().with(
+            XRayLayer::from_env()
+                .unwrap()
+                .with_filter(tracing_subscriber::filter::filter_fn(apna::xray::wanted)),
+        );
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let got = apna::store::Store::get_project(&pg, &project.id)
+            .await
+            .unwrap();
+        assert_eq!(got.map(|p| p.id), Some(project.id.clone()));
+        let docs = received(&daemon);
+        assert!(!docs.is_empty(), "no subsegment for the SQL statement");
+        for d in &docs {
+            assert_eq!(d["name"], "PostgreSQL", "{d}");
+            assert_eq!(d["namespace"], "remote", "{d}");
+            assert_eq!(d["parent_id"], parent, "{d}");
+            assert_eq!(d["sql"]["database_type"], "PostgreSQL", "{d}");
+            assert!(d["end_time"].as_f64() >= d["start_time"].as_f64(), "{d}");
+        }
+        let queries: Vec<&str> = docs
+            .iter()
+            .filter_map(|d| d["sql"]["sanitized_query"].as_str())
+            .collect();
+        assert!(
+            queries
+                .iter()
+                .any(|q| q.to_uppercase().starts_with("SELECT")),
+            "{queries:?}"
+        );
+        assert!(
+            !queries.iter().any(|q| q.contains(&project.id)),
+            "bound values stay out: {queries:?}"
+        );
+    } else {
+        assert!(
+            !apna::testing::services::services_required(),
+            "APNA_TEST_POSTGRES_URL is required"
+        );
+    }
 
     // An invocation X-Ray does not sample sends nothing.
     std::env::set_var(

@@ -141,11 +141,8 @@ fn init_tracing() {
         .json()
         .without_time()
         .with_filter(filter);
-    let xray = crate::xray::XRayLayer::from_env().map(|l| {
-        l.with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            m.is_span() && m.fields().field("xray").is_some()
-        }))
-    });
+    let xray = crate::xray::XRayLayer::from_env()
+        .map(|l| l.with_filter(tracing_subscriber::filter::filter_fn(crate::xray::wanted)));
     let _ = tracing_subscriber::registry()
         .with(logs)
         .with(xray)

@@ -8,7 +8,9 @@
 //! `AWS_XRAY_DAEMON_ADDRESS`, with that segment as parent. There is no
 //! official X-Ray SDK for Rust, and the protocol is this small, so it is
 //! written here: [`XRayLayer`] turns spans that carry an `xray` field into
-//! subsegments, and [`aws::XRayInterceptor`] does the same for every AWS SDK
+//! subsegments, and so each SQL statement sqlx reports (its `sqlx::query`
+//! event, which carries the statement's summary and duration: sqlx has no
+//! other hook); [`aws::XRayInterceptor`] does the same for every AWS SDK
 //! operation. Outside Lambda (no header, no daemon) both do nothing.
 
 pub mod aws;
@@ -20,7 +22,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
-use tracing::Subscriber;
+use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
@@ -91,6 +93,9 @@ pub struct Subsegment {
     /// Searchable key/values (the project and run ids).
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub annotations: Map<String, Value>,
+    /// `database_type` and `sanitized_query` for SQL statements.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub sql: Map<String, Value>,
 }
 
 impl Subsegment {
@@ -105,6 +110,7 @@ impl Subsegment {
             fault: false,
             aws: Map::new(),
             annotations: Map::new(),
+            sql: Map::new(),
         }
     }
 
@@ -183,9 +189,23 @@ pub fn daemon() -> Option<&'static Daemon> {
     DAEMON.get_or_init(Daemon::from_env).as_ref()
 }
 
+/// sqlx's per-statement event (debug level; the logs' filter leaves it out).
+const SQL_TARGET: &str = "sqlx::query";
+/// The SQL store on Lambda is PostgreSQL (SQLite is for `apna serve`).
+const SQL_DATABASE: &str = "PostgreSQL";
+
+/// What [`XRayLayer`] wants to see: spans with an `xray` field and sqlx's
+/// statement events. Its per-layer filter, so the logs' level does not hide
+/// them and it sees nothing else.
+pub fn wanted(m: &Metadata<'_>) -> bool {
+    // Not `is_event()`: sqlx first asks `enabled!`, whose callsite is a hint.
+    (m.is_span() && m.fields().field("xray").is_some())
+        || (!m.is_span() && m.target() == SQL_TARGET)
+}
+
 /// A [`Layer`] that sends a subsegment for every span with an `xray` field
 /// (its value names the subsegment; `project_id`/`run_id` fields become
-/// annotations, an `error` field marks a fault).
+/// annotations, an `error` field marks a fault) and for every SQL statement.
 pub struct XRayLayer {
     daemon: &'static Daemon,
 }
@@ -228,10 +248,62 @@ impl Visit for FieldsOf {
     }
 }
 
+/// The fields of sqlx's statement event that a subsegment needs.
+#[derive(Default)]
+struct Statement {
+    summary: Option<String>,
+    elapsed_secs: Option<f64>,
+}
+
+impl Visit for Statement {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "summary" {
+            self.summary = Some(value.to_string());
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if field.name() == "elapsed_secs" {
+            self.elapsed_secs = Some(value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "summary" {
+            self.summary = Some(format!("{value:?}").trim_matches('"').to_string());
+        }
+    }
+}
+
 impl<S> Layer<S> for XRayLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().target() != SQL_TARGET {
+            return;
+        }
+        let mut st = Statement::default();
+        event.record(&mut st);
+        let Some(secs) = st.elapsed_secs.filter(|s| s.is_finite() && *s >= 0.0) else {
+            return;
+        };
+        // The event comes when the statement has finished.
+        let end = SystemTime::now();
+        let start = end
+            .checked_sub(std::time::Duration::from_secs_f64(secs))
+            .unwrap_or(end);
+        let mut sub = Subsegment::new(SQL_DATABASE, start, end);
+        sub.namespace = Some("remote");
+        sub.sql
+            .insert("database_type".into(), Value::String(SQL_DATABASE.into()));
+        if let Some(q) = st.summary {
+            // sqlx's summary: the statement's first words, never bound values.
+            sub.sql.insert("sanitized_query".into(), Value::String(q));
+        }
+        self.daemon.send(&sub);
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if attrs.metadata().fields().field("xray").is_none() {
             return;
