@@ -44,6 +44,18 @@ enum Command {
     Migrate,
     /// Serve one project's workspace over HTTP (the entrypoint of a sandbox pod).
     Sandboxd(SandboxdArgs),
+    /// Check preview requests for Caddy's forward_auth (a sidecar of Caddy on
+    /// Kubernetes): private previews only with the owner's cookie. Needs
+    /// APNA_PREVIEW_SECRET (or APNA_JWT_SECRET) and DATABASE_URL.
+    PreviewGate {
+        /// Address to listen on (loopback: only Caddy in the same pod asks).
+        #[arg(long, env = "APNA_PREVIEW_GATE_LISTEN", default_value = "127.0.0.1:9180")]
+        listen: SocketAddr,
+        /// Milliseconds an owner and share flag are reused (sharing changes
+        /// take effect within this).
+        #[arg(long, env = "APNA_PREVIEW_GATE_CACHE_MS", default_value_t = 2000)]
+        cache_ms: u64,
+    },
 }
 
 /// `apna sandboxd`: flags with environment fallbacks. The token is read from
@@ -258,7 +270,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sandboxd(args) => sandboxd(args).await,
+        Command::PreviewGate { listen, cache_ms } => preview_gate(config, listen, cache_ms).await,
     }
+}
+
+async fn preview_gate(config: Config, listen: SocketAddr, cache_ms: u64) -> anyhow::Result<()> {
+    let keys = config.preview_keys().ok_or_else(|| {
+        anyhow::anyhow!(
+            "APNA_PREVIEW_SECRET: set it (or APNA_JWT_SECRET) to the secret the API signs preview links with"
+        )
+    })?;
+    let gate =
+        apna::preview::gate::open(&config, keys, Duration::from_millis(cache_ms)).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("APNA_PREVIEW_GATE_LISTEN: cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "preview gate ready");
+    println!("apna preview-gate listening on {addr}");
+    axum::serve(listener, gate.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
 }
 
 #[tokio::main]

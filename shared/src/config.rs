@@ -141,6 +141,10 @@ pub struct Config {
     pub preview_idle: Duration,
     /// HS256 secret for API tokens (`APNA_JWT_SECRET`); unset means single-user mode.
     pub jwt_secret: Option<String>,
+    /// Secret the preview tokens' key is derived from (`APNA_PREVIEW_SECRET`),
+    /// when it is not `APNA_JWT_SECRET`: on AWS (no API secret) and for a
+    /// preview gate that must not be able to mint API tokens.
+    pub preview_secret: Option<String>,
     /// The OpenID Connect provider the browser UI signs people in with
     /// (authorization code + PKCE), when its tokens are what the API accepts:
     /// behind API Gateway's JWT authorizer (the SAM template sets these).
@@ -241,6 +245,10 @@ impl std::fmt::Debug for Config {
             .field("kube_namespace", &self.kube_namespace)
             .field("eks_cluster_name", &self.eks_cluster_name)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .field(
+                "preview_secret",
+                &self.preview_secret.as_ref().map(|_| "<set>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -267,6 +275,15 @@ impl Config {
             }
             ModelProvider::Bedrock => true,
         }
+    }
+
+    /// The keys preview tokens are signed with: from `APNA_PREVIEW_SECRET`,
+    /// else `APNA_JWT_SECRET`; `None` when previews are open (single-user).
+    pub fn preview_keys(&self) -> Option<crate::preview::access::PreviewKeys> {
+        self.preview_secret
+            .as_deref()
+            .or(self.jwt_secret.as_deref())
+            .map(crate::preview::access::PreviewKeys::new)
     }
 
     /// Reads the process environment.
@@ -507,6 +524,7 @@ impl Config {
                 )? * 60.0,
             ),
             jwt_secret: get("APNA_JWT_SECRET"),
+            preview_secret: get("APNA_PREVIEW_SECRET"),
             oidc: match (get("APNA_OIDC_ISSUER"), get("APNA_OIDC_CLIENT_ID")) {
                 (None, None) => None,
                 (Some(issuer), Some(client_id)) => {

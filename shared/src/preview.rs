@@ -11,6 +11,8 @@
 //! In multi-user mode a preview is its owner's unless shared: see [`access`].
 
 pub mod access;
+pub mod gate;
+pub mod guard;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +27,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use access::{PreviewKeys, TokenRefusal, TokenUse};
+use access::PreviewKeys;
+use guard::{PreviewGuard, Visit};
 
 use crate::app::Backends;
 use crate::domain::ProjectStatus;
@@ -245,7 +248,7 @@ pub struct PreviewProxy {
     backend: Arc<dyn PreviewBackend>,
     caddy_domain: Option<String>,
     client: Client<HttpConnector, Body>,
-    keys: Option<PreviewKeys>,
+    guard: Option<PreviewGuard>,
     activity: PreviewActivity,
 }
 
@@ -262,7 +265,7 @@ impl PreviewProxy {
             backend,
             caddy_domain,
             client,
-            keys: None,
+            guard: None,
             activity: PreviewActivity::default(),
         }
     }
@@ -281,7 +284,7 @@ impl PreviewProxy {
 
     /// Requires the owner's preview token for private previews (multi-user mode).
     pub fn with_access(mut self, keys: PreviewKeys) -> Self {
-        self.keys = Some(keys);
+        self.guard = Some(PreviewGuard::new(keys));
         self
     }
 
@@ -300,22 +303,16 @@ impl PreviewProxy {
             );
         };
         let project_id = project_id.to_string();
-        if let Some(keys) = &self.keys {
-            if req.uri().path() == access::AUTH_PATH {
-                let query = req.uri().query().unwrap_or_default().to_string();
-                return self.sign_in(keys, &host, &query, &project_id).await;
-            }
-            let cookie = req
-                .headers()
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .find_map(|c| access::cookie_value(c, access::COOKIE))
-                .map(str::to_string);
-            if let Err(refused) = self
-                .authorize(keys, &host, cookie.as_deref(), &project_id)
-                .await
-            {
+        if let Some(guard) = &self.guard {
+            let visit = Visit {
+                host: &host,
+                project_id: &project_id,
+                path: req.uri().path(),
+                query: req.uri().query().unwrap_or_default(),
+                headers: req.headers(),
+            };
+            let visibility = self.backend.visibility(&project_id).await;
+            if let Err(refused) = guard.admit(&visit, visibility) {
                 return refused;
             }
         }
@@ -352,104 +349,6 @@ impl PreviewProxy {
         }
     }
 
-    /// `Err(response)` unless the preview is public or the request carries
-    /// the owner's session cookie for this project.
-    async fn authorize(
-        &self,
-        keys: &PreviewKeys,
-        host: &str,
-        cookie: Option<&str>,
-        project_id: &str,
-    ) -> std::result::Result<(), Response> {
-        let vis = self.visibility(project_id).await?;
-        if vis.public {
-            return Ok(());
-        }
-        let Some(token) = cookie else {
-            return Err(sign_in_page(host, project_id, "This preview is private."));
-        };
-        match keys.verify(token, project_id, TokenUse::Session) {
-            Ok(user) if user == vis.owner => Ok(()),
-            Ok(_) => Err(text(StatusCode::NOT_FOUND, "no such project")),
-            Err(TokenRefusal::Expired) => Err(sign_in_page(
-                host,
-                project_id,
-                "Your access to this preview has expired.",
-            )),
-            Err(TokenRefusal::Invalid) => {
-                Err(sign_in_page(host, project_id, "This preview is private."))
-            }
-        }
-    }
-
-    async fn visibility(&self, project_id: &str) -> std::result::Result<Visibility, Response> {
-        match self.backend.visibility(project_id).await {
-            Ok(v) => Ok(v),
-            Err(Error::NotFound(_)) | Err(Error::InvalidInput(_)) => {
-                Err(text(StatusCode::NOT_FOUND, "no such project"))
-            }
-            Err(e) => {
-                tracing::warn!(project_id = %project_id, error = %e, "preview visibility lookup failed");
-                Err(text(StatusCode::BAD_GATEWAY, "preview unavailable"))
-            }
-        }
-    }
-
-    /// `/__apna/auth?token=…`: a valid link token of the owner becomes the
-    /// session cookie, then the browser goes to `/`.
-    async fn sign_in(
-        &self,
-        keys: &PreviewKeys,
-        host: &str,
-        query: &str,
-        project_id: &str,
-    ) -> Response {
-        let vis = match self.visibility(project_id).await {
-            Ok(v) => v,
-            Err(r) => return r,
-        };
-        let token = url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned());
-        let user = match token.map(|t| keys.verify(&t, project_id, TokenUse::Link)) {
-            Some(Ok(user)) => user,
-            Some(Err(TokenRefusal::Expired)) => {
-                return sign_in_page(host, project_id, "This preview link has expired.")
-            }
-            Some(Err(TokenRefusal::Invalid)) | None => {
-                return sign_in_page(host, project_id, "This preview link is not valid.")
-            }
-        };
-        if user != vis.owner {
-            return text(StatusCode::NOT_FOUND, "no such project");
-        }
-        let session = match keys.issue(
-            project_id,
-            &user,
-            TokenUse::Session,
-            access::SESSION_TTL_SECS,
-        ) {
-            Ok((t, _)) => t,
-            Err(e) => {
-                tracing::warn!(project_id = %project_id, error = %e, "preview session not issued");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "could not sign in");
-            }
-        };
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::SEE_OTHER;
-        let h = r.headers_mut();
-        h.insert(header::LOCATION, HeaderValue::from_static("/"));
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        );
-        if let Ok(v) = HeaderValue::from_str(&access::session_cookie(&session)) {
-            h.insert(header::SET_COOKIE, v);
-        }
-        r
-    }
-
     fn wake_in_background(&self, project_id: &str) {
         let backend = self.backend.clone();
         let id = project_id.to_string();
@@ -472,14 +371,7 @@ impl PreviewProxy {
         let mut headers = req.headers().clone();
         let host = headers.get(header::HOST).cloned();
         strip_hop_by_hop(&mut headers);
-        // The preview cookie is Apna's, not the app's: the dev server runs
-        // code the model wrote and never sees it.
-        let cookies: Vec<String> = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|c| access::without_cookie(c, access::COOKIE))
-            .collect();
+        let cookies = access::app_cookies(&headers);
         headers.remove(header::COOKIE);
         for c in cookies {
             if let Ok(v) = HeaderValue::from_str(&c) {
@@ -622,34 +514,8 @@ pub async fn route_preview(
     }
 }
 
-/// 401: a private preview opened without (valid) access; links to the
-/// project in the UI when the preview is a `*.localhost` host.
-fn sign_in_page(host: &str, project_id: &str, why: &str) -> Response {
-    let ui = host
-        .split_once('.')
-        .filter(|(_, rest)| rest.starts_with("localhost"))
-        .map(|(_, rest)| format!("http://{rest}/#/p/{project_id}"));
-    let link = match &ui {
-        Some(u) => format!("<p><a href=\"{u}\">Open it in Apna</a> (sign in there) to see it.</p>"),
-        None => "<p>Open it from Apna (sign in there) to see it.</p>".to_string(),
-    };
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign in to see this preview</title></head>\
-         <body style=\"font-family:system-ui,sans-serif;display:grid;place-items:center;min-height:100vh;margin:0\">\
-         <div><h1>Sign in to see this preview</h1><p>{why}</p>{link}</div></body></html>"
-    );
-    let mut r = Response::new(Body::from(html));
-    *r.status_mut() = StatusCode::UNAUTHORIZED;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-fn text(status: StatusCode, msg: &'static str) -> Response {
+/// A plain-text answer.
+pub(crate) fn text(status: StatusCode, msg: &'static str) -> Response {
     let mut r = Response::new(Body::from(msg));
     *r.status_mut() = status;
     r.headers_mut().insert(

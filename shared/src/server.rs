@@ -173,8 +173,8 @@ pub fn app_router(state: AppState) -> Router {
         state.config.caddy_domain.clone(),
     )
     .with_activity(state.backends.preview_activity.clone());
-    if let Some(secret) = &state.config.jwt_secret {
-        proxy = proxy.with_access(crate::preview::access::PreviewKeys::new(secret));
+    if let Some(keys) = state.config.preview_keys() {
+        proxy = proxy.with_access(keys);
     }
     let web = ServeDir::new(&state.config.web_dir)
         .fallback(ServeFile::new(state.config.web_dir.join("index.html")));

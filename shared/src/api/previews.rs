@@ -13,7 +13,7 @@ use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
 use super::projects::{owned_project, view, ProjectView};
 use crate::app::AppState;
 use crate::error::Error;
-use crate::preview::access::{PreviewKeys, TokenUse, AUTH_PATH, LINK_TTL_SECS};
+use crate::preview::access::{TokenUse, AUTH_PATH, LINK_TTL_SECS};
 
 /// Answer of `GET /api/projects/{id}/preview-access`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,7 +51,7 @@ pub async fn preview_access(
 ) -> ApiResult<Json<PreviewAccess>> {
     let project = owned_project(&state, &caller, &id).await?;
     let preview_url = state.config.preview_url(&id);
-    let keys = state.config.jwt_secret.as_deref().map(PreviewKeys::new);
+    let keys = state.config.preview_keys();
     let (url, token, expires_at) = match keys {
         Some(keys) if !project.preview_public => {
             let (token, exp) = keys.issue(&id, &caller.0, TokenUse::Link, LINK_TTL_SECS)?;

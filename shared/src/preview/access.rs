@@ -154,6 +154,27 @@ pub fn without_cookie(cookie_header: &str, name: &str) -> Option<String> {
     (!rest.is_empty()).then(|| rest.join("; "))
 }
 
+/// The session token in a request's `apna_preview` cookie, if any.
+pub fn session_token(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| cookie_value(c, COOKIE))
+}
+
+/// The request's other cookies, one `Cookie` value per header it sent, for
+/// the dev server: the preview cookie is Apna's, not the app's (the dev
+/// server runs code the model wrote and never sees it).
+pub fn app_cookies(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| without_cookie(c, COOKIE))
+        .collect()
+}
+
 /// The `Set-Cookie` value holding a session token (host-only: no `Domain`).
 pub fn session_cookie(token: &str) -> String {
     format!(
