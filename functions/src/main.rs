@@ -49,7 +49,11 @@ enum Command {
     /// APNA_PREVIEW_SECRET (or APNA_JWT_SECRET) and DATABASE_URL.
     PreviewGate {
         /// Address to listen on (loopback: only Caddy in the same pod asks).
-        #[arg(long, env = "APNA_PREVIEW_GATE_LISTEN", default_value = "127.0.0.1:9180")]
+        #[arg(
+            long,
+            env = "APNA_PREVIEW_GATE_LISTEN",
+            default_value = "127.0.0.1:9180"
+        )]
         listen: SocketAddr,
         /// Milliseconds an owner and share flag are reused (sharing changes
         /// take effect within this).
@@ -280,8 +284,7 @@ async fn preview_gate(config: Config, listen: SocketAddr, cache_ms: u64) -> anyh
             "APNA_PREVIEW_SECRET: set it (or APNA_JWT_SECRET) to the secret the API signs preview links with"
         )
     })?;
-    let gate =
-        apna::preview::gate::open(&config, keys, Duration::from_millis(cache_ms)).await?;
+    let gate = apna::preview::gate::open(&config, keys, Duration::from_millis(cache_ms)).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("APNA_PREVIEW_GATE_LISTEN: cannot listen on {listen}"))?;

@@ -97,6 +97,9 @@ def start_caddy(port, upstream, workdir):
         CADDY_BIND="127.0.0.1",
         CADDY_HTTP_PORT=str(port),
         APNA_PREVIEW_UPSTREAM_FROM="env",
+        # Host routing alone; the gate's cases run against the real gate in
+        # functions/tests/preview_gate.rs (caddy.sh runs them too).
+        APNA_PREVIEW_GATE="off",
         APNA_PREVIEW_UPSTREAM=upstream,
         APNA_API_ORIGIN=API,
         XDG_DATA_HOME=os.path.join(workdir, "data"),

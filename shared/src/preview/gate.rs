@@ -70,12 +70,14 @@ impl VisibilityCache {
         let found = cell
             .get_or_try_init(|| async {
                 let project = self.store.get_project(project_id).await?;
-                Ok::<_, Error>(project.filter(|p| p.deleted_at.is_none()).map(|p| {
-                    Visibility {
-                        owner: p.owner,
-                        public: p.preview_public,
-                    }
-                }))
+                Ok::<_, Error>(
+                    project
+                        .filter(|p| p.deleted_at.is_none())
+                        .map(|p| Visibility {
+                            owner: p.owner,
+                            public: p.preview_public,
+                        }),
+                )
             })
             .await?;
         found

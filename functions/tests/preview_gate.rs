@@ -1,0 +1,463 @@
+//! Private previews behind Caddy (the Kubernetes deployment): the real Caddy
+//! running the top-level Caddyfile, the real `apna preview-gate` process as
+//! its forward_auth, and a loopback server standing in for Vite, which
+//! records every request it receives. The store is a SQLite file the test
+//! and the gate share.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apna::domain::Project;
+use apna::preview::access::{PreviewKeys, TokenUse, COOKIE};
+
+const DOMAIN: &str = "preview.example.test";
+const SECRET: &str = "gate-test-preview-secret";
+const CACHE_MS: u64 = 500;
+
+/// One request as the stand-in dev server saw it: request line and headers
+/// (names lower-cased).
+type Seen = (String, Vec<(String, String)>);
+
+struct Upstream {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || serve_one(conn, log));
+            }
+        });
+        Upstream { port, seen }
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().unwrap()
+    }
+}
+
+/// Answers one request: WebSocket upgrades with 101 and then an echo,
+/// anything else with 200 "from vite" (connection closed after).
+fn serve_one(mut conn: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let upgrade = headers
+        .iter()
+        .any(|(k, v)| k == "upgrade" && v.eq_ignore_ascii_case("websocket"));
+    log.lock().unwrap().push((line.trim().to_string(), headers));
+    if upgrade {
+        let _ = conn.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        );
+        let mut buf = [0u8; 4096];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    let body = "from vite";
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited: {status}");
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on {port}");
+}
+
+/// `apna preview-gate` on a free loopback port over the store `db`.
+fn start_gate(db: &str, data_dir: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_apna"))
+        .arg("preview-gate")
+        .env_remove("APNA_JWT_SECRET")
+        .env_remove("S3_BUCKET")
+        .env("DATABASE_URL", db)
+        .env("APNA_DATA_DIR", data_dir)
+        .env("APNA_PREVIEW_SECRET", SECRET)
+        .env("CADDY_DOMAIN", DOMAIN)
+        .env("APNA_PREVIEW_GATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("APNA_PREVIEW_GATE_CACHE_MS", CACHE_MS.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port, &mut child, "apna preview-gate");
+    (Proc(child), port)
+}
+
+/// The real Caddy with the repository's Caddyfile, previews going to `upstream`.
+fn start_caddy(upstream: u16, gate: u16, dir: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let caddyfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Caddyfile");
+    let log = std::fs::File::create(dir.join(format!("caddy-{port}.log"))).unwrap();
+    let mut child = Command::new("caddy")
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&caddyfile)
+        .env("CADDY_DOMAIN", DOMAIN)
+        .env("CADDY_SCHEME", "http")
+        .env("CADDY_BIND", "127.0.0.1")
+        .env("CADDY_HTTP_PORT", port.to_string())
+        .env("APNA_PREVIEW_UPSTREAM_FROM", "env")
+        .env("APNA_PREVIEW_UPSTREAM", format!("127.0.0.1:{upstream}"))
+        .env("APNA_PREVIEW_GATE_ADDR", format!("127.0.0.1:{gate}"))
+        .env("APNA_API_ORIGIN", "https://api.example.test")
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("HOME", dir)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("caddy (Debian package `caddy`; tests/run installs it)");
+    wait_listening(port, &mut child, "caddy");
+    (Proc(child), port)
+}
+
+/// A raw HTTP/1.1 GET through Caddy: status, headers (lower-cased names), body.
+fn get(
+    port: u16,
+    project: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req =
+        format!("GET {path} HTTP/1.1\r\nHost: {project}.{DOMAIN}\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// An HMR-style WebSocket upgrade through Caddy; the status line, and the
+/// echo of a message when it was upgraded.
+fn websocket(port: u16, project: &str, cookie: Option<&str>) -> (String, Option<Vec<u8>>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "GET /?token=hmr HTTP/1.1\r\nHost: {project}.{DOMAIN}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: vite-hmr\r\n"
+    );
+    if let Some(c) = cookie {
+        req.push_str(&format!("Cookie: {c}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let status = String::from_utf8_lossy(&head)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if !status.contains(" 101 ") {
+        return (status, None);
+    }
+    s.write_all(b"hmr-through-the-gate").unwrap();
+    let mut echo = vec![0u8; b"hmr-through-the-gate".len()];
+    s.read_exact(&mut echo).unwrap();
+    (status, Some(echo))
+}
+
+fn project(owner: &str, public: bool) -> Project {
+    let mut p = Project::new(owner, "a gated app", "app");
+    p.preview_public = public;
+    p
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn private_previews_pass_caddy_only_through_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("apna.db").display());
+    let store = apna::store::connect(&db).await.unwrap();
+    let private = project("alice", false);
+    let public = project("alice", true);
+    let gone = project("alice", true);
+    for p in [&private, &public, &gone] {
+        store.create_project(p).await.unwrap();
+    }
+    assert!(store.soft_delete_project(&gone.id).await.unwrap());
+
+    let upstream = Upstream::start();
+    let (_gate, gate_port) = start_gate(&db, dir.path());
+    let (_caddy, port) = start_caddy(upstream.port, gate_port, dir.path());
+    let keys = PreviewKeys::new(SECRET);
+    let link = |user: &str, id: &str| keys.issue(id, user, TokenUse::Link, 60).unwrap().0;
+
+    // No cookie: the sign-in page, and the dev server never hears of it.
+    let before = upstream.count();
+    let (status, _, body) =
+        tokio::task::block_in_place(|| get(port, &private.id, "/src/main.tsx", &[]));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("Sign in to see this preview"), "{body}");
+    assert_eq!(
+        upstream.count(),
+        before,
+        "a private preview reached the dev server"
+    );
+    // Not even as a WebSocket (HMR).
+    let (ws, echo) = websocket(port, &private.id, None);
+    assert!(ws.contains(" 401 ") && echo.is_none(), "{ws}");
+    assert_eq!(upstream.count(), before);
+
+    // The owner's link: 303 to / with the session cookie, from the gate.
+    let auth = format!("/__apna/auth?token={}", link("alice", &private.id));
+    let (status, headers, _) = get(port, &private.id, &auth, &[]);
+    assert_eq!(status, 303);
+    assert_eq!(header(&headers, "location"), Some("/"));
+    let set_cookie = header(&headers, "set-cookie")
+        .expect("a session cookie")
+        .to_string();
+    assert!(set_cookie.starts_with(&format!("{COOKIE}=")) && set_cookie.contains("HttpOnly"));
+    assert_eq!(
+        upstream.count(),
+        before,
+        "sign-in is the gate's, not the app's"
+    );
+    let session = set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches(&format!("{COOKIE}="))
+        .to_string();
+
+    // With the cookie: the dev server answers, gets the app's own cookies
+    // but never the preview cookie.
+    let cookie = format!("theme=dark; {COOKIE}={session}; cart=3");
+    let (status, _, body) = get(
+        port,
+        &private.id,
+        "/src/App.tsx?t=1",
+        &[("Cookie", &cookie)],
+    );
+    assert_eq!((status, body.as_str()), (200, "from vite"));
+    let (line, seen) = upstream.last();
+    assert_eq!(line, "GET /src/App.tsx?t=1 HTTP/1.1");
+    let cookies: Vec<&str> = seen
+        .iter()
+        .filter(|(k, _)| k == "cookie")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(cookies, ["theme=dark; cart=3"], "{seen:?}");
+    assert!(
+        !format!("{seen:?}").contains(&session),
+        "the session token reached the dev server"
+    );
+    assert!(
+        seen.iter().all(|(k, _)| k != "x-apna-app-cookie"),
+        "{seen:?}"
+    );
+
+    // Only the preview cookie: the dev server gets no Cookie at all.
+    let only = format!("{COOKIE}={session}");
+    let (status, _, _) = get(port, &private.id, "/", &[("Cookie", &only)]);
+    assert_eq!(status, 200);
+    let (_, seen) = upstream.last();
+    assert!(seen.iter().all(|(k, _)| k != "cookie"), "{seen:?}");
+
+    // A client cannot smuggle cookies past the gate in its header.
+    let smuggled = format!("{COOKIE}={session}");
+    let (status, _, _) = get(port, &public.id, "/", &[("X-Apna-App-Cookie", &smuggled)]);
+    assert_eq!(status, 200);
+    let (_, seen) = upstream.last();
+    assert!(!format!("{seen:?}").contains(&session), "{seen:?}");
+
+    // HMR with the cookie: upgraded and spliced to the dev server.
+    let (ws, echo) = websocket(port, &private.id, Some(&cookie));
+    assert!(ws.contains(" 101 "), "{ws}");
+    assert_eq!(echo.as_deref(), Some(&b"hmr-through-the-gate"[..]));
+    let (_, seen) = upstream.last();
+    assert!(seen.iter().any(|(k, v)| k == "upgrade" && v == "websocket"));
+    assert!(!format!("{seen:?}").contains(&session));
+
+    // Another user's link or session: 404, as for a project that is not there.
+    let before = upstream.count();
+    let bob = format!("/__apna/auth?token={}", link("bob", &private.id));
+    let (status, headers, _) = get(port, &private.id, &bob, &[]);
+    assert_eq!(status, 404);
+    assert!(header(&headers, "set-cookie").is_none());
+    let bobs = keys
+        .issue(&private.id, "bob", TokenUse::Session, 60)
+        .unwrap()
+        .0;
+    let (status, _, _) = get(
+        port,
+        &private.id,
+        "/",
+        &[("Cookie", &format!("{COOKIE}={bobs}"))],
+    );
+    assert_eq!(status, 404);
+    // A session for another project does not open this one.
+    let other = keys
+        .issue(&public.id, "alice", TokenUse::Session, 60)
+        .unwrap()
+        .0;
+    let (status, _, _) = get(
+        port,
+        &private.id,
+        "/",
+        &[("Cookie", &format!("{COOKIE}={other}"))],
+    );
+    assert_eq!(status, 401);
+    // Unknown and deleted projects: 404.
+    for id in ["0b9e6c1e-8f6f-4c53-9d0c-3f0f6a1c2b7d", gone.id.as_str()] {
+        let (status, _, _) = get(port, id, "/", &[]);
+        assert_eq!(status, 404, "{id}");
+    }
+    assert_eq!(upstream.count(), before);
+
+    // A public preview: no cookie needed.
+    let (status, _, body) = get(port, &public.id, "/", &[]);
+    assert_eq!((status, body.as_str()), (200, "from vite"));
+
+    // Un-sharing takes effect within the gate's cache time.
+    assert!(store.set_preview_public(&public.id, false).await.unwrap());
+    let unshared = Instant::now();
+    let took = loop {
+        let (status, _, _) = get(port, &public.id, "/", &[]);
+        if status == 401 {
+            break unshared.elapsed();
+        }
+        assert_eq!(status, 200);
+        assert!(
+            unshared.elapsed() < Duration::from_secs(5),
+            "still public after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        took <= Duration::from_millis(CACHE_MS + 300),
+        "un-sharing took {took:?} (cache {CACHE_MS} ms)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_waking_page_comes_only_after_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("apna.db").display());
+    let store = apna::store::connect(&db).await.unwrap();
+    let private = project("alice", false);
+    store.create_project(&private).await.unwrap();
+    let (_gate, gate_port) = start_gate(&db, dir.path());
+    // Nothing listens upstream: a hibernated project has no Service.
+    let (_caddy, port) = start_caddy(free_port(), gate_port, dir.path());
+
+    let (status, _, body) = get(port, &private.id, "/", &[]);
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains("Waking"));
+    let session = PreviewKeys::new(SECRET)
+        .issue(&private.id, "alice", TokenUse::Session, 60)
+        .unwrap()
+        .0;
+    let (status, _, body) = get(
+        port,
+        &private.id,
+        "/",
+        &[("Cookie", &format!("{COOKIE}={session}"))],
+    );
+    assert_eq!(status, 503);
+    assert!(body.contains("Waking up"), "{body}");
+}
+
+#[test]
+fn a_dead_gate_lets_nothing_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let (_caddy, port) = start_caddy(upstream.port, free_port(), dir.path());
+    let (status, _, body) = get(port, "abc123", "/", &[]);
+    assert!(status >= 500, "{status} {body}");
+    assert_eq!(upstream.count(), 0);
+}
