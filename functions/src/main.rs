@@ -59,6 +59,10 @@ enum Command {
         /// take effect within this).
         #[arg(long, env = "APNA_PREVIEW_GATE_CACHE_MS", default_value_t = 2000)]
         cache_ms: u64,
+        /// Ask a running gate at `--listen` whether it is up and exit (the
+        /// container's probe: the gate is out of the kubelet's reach).
+        #[arg(long)]
+        healthcheck: bool,
     },
 }
 
@@ -274,8 +278,32 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sandboxd(args) => sandboxd(args).await,
-        Command::PreviewGate { listen, cache_ms } => preview_gate(config, listen, cache_ms).await,
+        Command::PreviewGate {
+            listen,
+            healthcheck: true,
+            ..
+        } => gate_healthcheck(listen),
+        Command::PreviewGate {
+            listen, cache_ms, ..
+        } => preview_gate(config, listen, cache_ms).await,
     }
+}
+
+fn gate_healthcheck(listen: SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&listen, timeout)
+        .with_context(|| format!("preview gate at {listen}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(b"GET /healthz HTTP/1.0\r\nHost: gate\r\n\r\n")?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    anyhow::ensure!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "preview gate at {listen}: {}",
+        answer.lines().next().unwrap_or("no answer")
+    );
+    Ok(())
 }
 
 async fn preview_gate(config: Config, listen: SocketAddr, cache_ms: u64) -> anyhow::Result<()> {
