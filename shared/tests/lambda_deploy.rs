@@ -60,6 +60,7 @@ async fn secrets_are_read_at_start_only_where_needed() {
         Needs {
             database: true,
             model_key: true,
+            preview_secret: false,
         },
         Some(&url),
     )
@@ -78,6 +79,7 @@ async fn secrets_are_read_at_start_only_where_needed() {
         Needs {
             database: true,
             model_key: false,
+            preview_secret: false,
         },
         Some(&url),
     )
@@ -102,6 +104,7 @@ async fn secrets_are_read_at_start_only_where_needed() {
         Needs {
             database: true,
             model_key: false,
+            preview_secret: false,
         },
         Some(&url),
     )
@@ -122,6 +125,7 @@ async fn secrets_are_read_at_start_only_where_needed() {
         Needs {
             database: true,
             model_key: false,
+            preview_secret: false,
         },
         Some(&url),
     )

@@ -59,6 +59,7 @@ CONFIGS = {
         "AnthropicApiKeySecretArn": ARN.format("anthropic"),
         "EksClusterName": "apna",
         "SandboxImage": DIGEST,
+        "PreviewSecretArn": ARN.format("preview"),
     },
     "B (postgres, bedrock, no cluster, own issuer)": {
         "DatabaseBackend": "postgres",
@@ -224,6 +225,8 @@ for label, params in CONFIGS.items():
             if tok == "store":
                 want |= STORE_DYNAMODB if values["DatabaseBackend"] == "dynamodb" else {"secretsmanager:GetSecretValue"}
                 store_roles.add(role_name)
+            elif tok == "preview":
+                want |= {"secretsmanager:GetSecretValue"} if values["PreviewSecretArn"] else set()
             elif tok == "eks":
                 want |= {"eks:DescribeCluster"} if values["EksClusterName"] else set()
             elif tok == "model":

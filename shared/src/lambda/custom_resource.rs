@@ -143,6 +143,7 @@ pub async fn migrate(
         Needs {
             database: true,
             model_key: false,
+            preview_secret: false,
         },
         secrets_endpoint,
     )

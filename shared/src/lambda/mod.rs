@@ -116,12 +116,18 @@ pub async fn backends_from(config: Config) -> Result<Backends> {
 const DATABASE_ONLY: Needs = Needs {
     database: true,
     model_key: false,
+    preview_secret: false,
 };
 
 /// The API's state for a Lambda: its backends, and Step Functions as the
 /// workflow (the ARNs in `Config::state_machine_arns`).
 pub async fn lambda_state() -> Result<AppState> {
-    let backends = lambda_backends(DATABASE_ONLY).await?;
+    lambda_state_with(DATABASE_ONLY).await
+}
+
+/// [`lambda_state`] reading the secrets `needs` names.
+async fn lambda_state_with(needs: Needs) -> Result<AppState> {
+    let backends = lambda_backends(needs).await?;
     let machines: HashMap<String, String> =
         backends.config.state_machine_arns.iter().cloned().collect();
     let workflow = Arc::new(StepFunctionsWorkflow::from_env(machines, None).await);
@@ -152,7 +158,12 @@ fn init_tracing() {
 /// Runs endpoint `name` (e.g. `api-create-project`) until the Lambda runtime stops.
 pub async fn run_endpoint(name: &str) -> std::result::Result<(), BoxError> {
     init_tracing();
-    let app = endpoint_app(name, lambda_state().await?)?;
+    // Only the endpoint that signs preview links reads their secret.
+    let needs = Needs {
+        preview_secret: name == "api-preview-access",
+        ..DATABASE_ONLY
+    };
+    let app = endpoint_app(name, lambda_state_with(needs).await?)?;
     lambda_http::run(app).await
 }
 
@@ -332,6 +343,7 @@ pub async fn run_task(name: &'static str) -> std::result::Result<(), BoxError> {
     let state = lambda_backends(Needs {
         database: true,
         model_key: MODEL_TASKS.contains(&name),
+        preview_secret: false,
     })
     .await?;
     lambda_runtime::run(lambda_runtime::service_fn(move |ev| {

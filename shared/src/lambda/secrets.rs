@@ -13,6 +13,9 @@
 //! * `ANTHROPIC_API_KEY_SECRET_ARN`: the Anthropic key, read only by the
 //!   functions that call the model; becomes `ANTHROPIC_API_KEY`. Elsewhere
 //!   the ARN alone tells `/healthz` and `/api/config` that a key is configured.
+//! * `PREVIEW_SECRET_ARN`: the secret preview links are signed with, read
+//!   only by api-preview-access; becomes `APNA_PREVIEW_SECRET`. The preview
+//!   gate next to Caddy checks them with the same value (infra/k8s/caddy.yaml).
 
 use std::collections::HashMap;
 
@@ -26,6 +29,9 @@ pub const DATABASE_SECRET_ARN: &str = "DATABASE_SECRET_ARN";
 /// The variable naming the model key's secret.
 pub const MODEL_KEY_SECRET_ARN: &str = "ANTHROPIC_API_KEY_SECRET_ARN";
 
+/// The variable naming the preview links' secret.
+pub const PREVIEW_SECRET_ARN: &str = "PREVIEW_SECRET_ARN";
+
 /// Which secrets a function reads at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
@@ -33,6 +39,8 @@ pub struct Needs {
     pub database: bool,
     /// The model key (only functions that call the model).
     pub model_key: bool,
+    /// The preview links' secret (only api-preview-access).
+    pub preview_secret: bool,
 }
 
 /// Reads the secrets `needs` names whose ARN is set in `vars`, and puts their
@@ -50,7 +58,8 @@ pub async fn resolve(
     };
     let database = wanted(DATABASE_SECRET_ARN, needs.database);
     let model_key = wanted(MODEL_KEY_SECRET_ARN, needs.model_key);
-    if database.is_none() && model_key.is_none() {
+    let preview = wanted(PREVIEW_SECRET_ARN, needs.preview_secret);
+    if database.is_none() && model_key.is_none() && preview.is_none() {
         return Ok(());
     }
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
@@ -70,6 +79,10 @@ pub async fn resolve(
     if let Some(arn) = model_key {
         let key = read(&client, MODEL_KEY_SECRET_ARN, &arn).await?;
         vars.insert("ANTHROPIC_API_KEY".into(), key.trim().to_string());
+    }
+    if let Some(arn) = preview {
+        let secret = read(&client, PREVIEW_SECRET_ARN, &arn).await?;
+        vars.insert("APNA_PREVIEW_SECRET".into(), secret.trim().to_string());
     }
     Ok(())
 }
