@@ -317,3 +317,94 @@ fn a_dead_gate_lets_nothing_through() {
     assert!(status >= 500, "{status} {body}");
     assert_eq!(upstream.count(), 0);
 }
+
+/// GET /check on the gate itself, as Caddy's forward_auth sends it.
+fn check(gate: u16, project: &str, cookie: Option<&str>) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", gate)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "GET /check HTTP/1.1\r\nHost: {project}.{DOMAIN}\r\nX-Forwarded-Method: GET\r\n\
+         X-Forwarded-Uri: /src/main.tsx\r\nConnection: close\r\n"
+    );
+    if let Some(c) = cookie {
+        req.push_str(&format!("Cookie: {c}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// With PostgreSQL the gate connects as a role that may only read the
+/// projects and the migration history (infra/README.md's grants), and sees
+/// sharing changes made through the store.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gate_reads_postgres_as_a_select_only_role() {
+    use sqlx::Connection;
+    let Some(owner_url) = apna::testing::services::fresh_postgres_url().await else {
+        return;
+    };
+    apna::store::migrate(&owner_url).await.unwrap();
+    let store = apna::store::connect(&owner_url).await.unwrap();
+    let p = project("alice", false);
+    store.create_project(&p).await.unwrap();
+
+    let role = format!("apna_gate_{}", std::process::id());
+    let db = url::Url::parse(&owner_url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let mut owner = sqlx::PgConnection::connect(&owner_url).await.unwrap();
+    for sql in [
+        format!("DROP ROLE IF EXISTS {role}"),
+        format!("CREATE ROLE {role} LOGIN PASSWORD 'gate-pass' NOCREATEDB NOCREATEROLE"),
+        format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
+        format!("GRANT CONNECT ON DATABASE {db} TO {role}"),
+        format!("GRANT USAGE ON SCHEMA public TO {role}"),
+        format!("GRANT SELECT ON projects, _sqlx_migrations TO {role}"),
+    ] {
+        sqlx::query(&sql).execute(&mut owner).await.unwrap();
+    }
+    let mut gate_url = url::Url::parse(&owner_url).unwrap();
+    gate_url.set_username(&role).unwrap();
+    gate_url.set_password(Some("gate-pass")).unwrap();
+    let mut as_gate = sqlx::PgConnection::connect(gate_url.as_str())
+        .await
+        .unwrap();
+    let denied = sqlx::query("UPDATE projects SET preview_public = true")
+        .execute(&mut as_gate)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(denied.contains("permission denied"), "{denied}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, gate_port) = start_gate(gate_url.as_str(), dir.path(), CACHE_MS);
+    let session = PreviewKeys::new(SECRET)
+        .issue(&p.id, "alice", TokenUse::Session, 60)
+        .unwrap()
+        .0;
+    let cookie = format!("{COOKIE}={session}");
+    assert_eq!(check(gate_port, &p.id, None), 401);
+    assert_eq!(check(gate_port, &p.id, Some(&cookie)), 204);
+    assert!(store.set_preview_public(&p.id, true).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(CACHE_MS + 100)).await;
+    assert_eq!(check(gate_port, &p.id, None), 204);
+    assert_eq!(
+        check(gate_port, "0b9e6c1e-8f6f-4c53-9d0c-3f0f6a1c2b7d", None),
+        404
+    );
+    drop(gate);
+    drop(as_gate);
+    let _ = sqlx::query(&format!("DROP OWNED BY {role}"))
+        .execute(&mut owner)
+        .await;
+    let _ = sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(&mut owner)
+        .await;
+}

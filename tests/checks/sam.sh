@@ -29,7 +29,7 @@ secret=arn:aws:secretsmanager:us-east-1:123456789012:secret:apna
 image=123456789012.dkr.ecr.us-east-1.amazonaws.com/apna-preview@sha256:$(printf '0%.0s' $(seq 64))
 for params in \
   "DatabaseBackend=dynamodb AnthropicApiKeySecretArn=$secret/anthropic-AbCdEf" \
-  "DatabaseBackend=postgres DatabaseSecretArn=$secret/db-AbCdEf ModelProvider=bedrock EksClusterName=apna SandboxImage=$image JwtIssuer=https://issuer.example.com/ OidcClientId=web JwtAudience=web"; do
+  "DatabaseBackend=postgres DatabaseSecretArn=$secret/db-AbCdEf ModelProvider=bedrock EksClusterName=apna SandboxImage=$image PreviewSecretArn=$secret/preview-AbCdEf JwtIssuer=https://issuer.example.com/ OidcClientId=web JwtAudience=web"; do
   # shellcheck disable=SC2086
   cfn-lint --include-checks I --parameters $params -- "$template"
 done
