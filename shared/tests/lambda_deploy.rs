@@ -12,6 +12,12 @@ use apna::lambda::secrets::{self, Needs};
 use axum::routing::put;
 use serde_json::{json, Value};
 
+const DATABASE_ONLY_NEEDS: Needs = Needs {
+    database: true,
+    model_key: false,
+    preview_secret: false,
+};
+
 /// A Secrets Manager client on moto, and its URL.
 async fn secrets_manager() -> Option<(aws_sdk_secretsmanager::Client, String)> {
     let url = apna::testing::services::moto_url()?;
@@ -114,6 +120,44 @@ async fn secrets_are_read_at_start_only_where_needed() {
         v["DATABASE_URL"],
         "postgres://apna:p%40ss@db.internal:5432/apna?sslmode=require"
     );
+
+    // The preview links' secret: read by api-preview-access only, whose
+    // config then signs preview tokens with it.
+    let preview = secret(&client, "preview-signing-secret\n").await;
+    let with_preview = vars(&[
+        ("DATABASE_SECRET_ARN", &db),
+        ("PREVIEW_SECRET_ARN", &preview),
+    ]);
+    let mut v = with_preview.clone();
+    secrets::resolve(
+        &mut v,
+        Needs {
+            database: true,
+            model_key: false,
+            preview_secret: true,
+        },
+        Some(&url),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v["APNA_PREVIEW_SECRET"], "preview-signing-secret");
+    let keys = apna::config::Config::from_vars(v)
+        .unwrap()
+        .preview_keys()
+        .expect("preview keys from the secret");
+    let (t, _) = keys
+        .issue("p1", "alice", apna::preview::access::TokenUse::Link, 60)
+        .unwrap();
+    assert!(
+        apna::preview::access::PreviewKeys::new("preview-signing-secret")
+            .verify(&t, "p1", apna::preview::access::TokenUse::Link)
+            .is_ok()
+    );
+    let mut v = with_preview;
+    secrets::resolve(&mut v, DATABASE_ONLY_NEEDS, Some(&url))
+        .await
+        .unwrap();
+    assert!(!v.contains_key("APNA_PREVIEW_SECRET"));
 
     // A secret that does not exist stops the cold start, named.
     let mut v = vars(&[(
