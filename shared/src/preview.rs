@@ -312,7 +312,7 @@ impl PreviewProxy {
                 headers: req.headers(),
             };
             let visibility = self.backend.visibility(&project_id).await;
-            if let Err(refused) = guard.admit(&visit, visibility) {
+            if let Some(refused) = guard.refusal(&visit, visibility) {
                 return refused;
             }
         }

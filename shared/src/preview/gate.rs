@@ -164,7 +164,7 @@ impl PreviewGate {
             headers,
         };
         let visibility = self.visibility.get(project_id).await;
-        if let Err(refused) = self.guard.admit(&visit, visibility) {
+        if let Some(refused) = self.guard.refusal(&visit, visibility) {
             return refused;
         }
         let mut ok = StatusCode::NO_CONTENT.into_response();

@@ -39,54 +39,60 @@ impl PreviewGuard {
         PreviewGuard { keys }
     }
 
-    /// `Ok` when the request may reach the dev server: the preview is public
-    /// or the request carries the owner's session cookie for this project.
-    /// Otherwise the answer to send instead: 401 with a sign-in page, 404
-    /// for unknown projects and other users' tokens, 303 + `Set-Cookie` for
-    /// a valid sign-in link ([`access::AUTH_PATH`]).
-    pub fn admit(
+    /// `None` when the request may reach the dev server: the preview is
+    /// public or the request carries the owner's session cookie for this
+    /// project. Otherwise the answer to send instead: 401 with a sign-in
+    /// page, 404 for unknown projects and other users' tokens, 303 +
+    /// `Set-Cookie` for a valid sign-in link ([`access::AUTH_PATH`]).
+    pub fn refusal(&self, visit: &Visit<'_>, visibility: Result<Visibility>) -> Option<Response> {
+        self.decide(visit, visibility).err().map(|r| *r)
+    }
+
+    fn decide(
         &self,
         visit: &Visit<'_>,
         visibility: Result<Visibility>,
-    ) -> std::result::Result<(), Response> {
+    ) -> std::result::Result<(), Box<Response>> {
         let project_id = visit.project_id;
         let vis = match visibility {
             Ok(v) => v,
             Err(Error::NotFound(_)) | Err(Error::InvalidInput(_)) => {
-                return Err(text(StatusCode::NOT_FOUND, "no such project"));
+                return Err(Box::new(text(StatusCode::NOT_FOUND, "no such project")));
             }
             Err(e) => {
                 tracing::warn!(project_id = %project_id, error = %e, "preview visibility lookup failed");
-                return Err(text(StatusCode::BAD_GATEWAY, "preview unavailable"));
+                return Err(Box::new(text(
+                    StatusCode::BAD_GATEWAY,
+                    "preview unavailable",
+                )));
             }
         };
         if visit.path == access::AUTH_PATH {
-            return Err(self.sign_in(visit, &vis));
+            return Err(Box::new(self.sign_in(visit, &vis)));
         }
         if vis.public {
             return Ok(());
         }
         let Some(token) = access::session_token(visit.headers) else {
-            return Err(sign_in_page(
+            return Err(Box::new(sign_in_page(
                 visit.host,
                 project_id,
                 "This preview is private.",
-            ));
+            )));
         };
-        match self.keys.verify(token, project_id, TokenUse::Session) {
-            Ok(user) if user == vis.owner => Ok(()),
-            Ok(_) => Err(text(StatusCode::NOT_FOUND, "no such project")),
-            Err(TokenRefusal::Expired) => Err(sign_in_page(
+        let refused = match self.keys.verify(token, project_id, TokenUse::Session) {
+            Ok(user) if user == vis.owner => return Ok(()),
+            Ok(_) => text(StatusCode::NOT_FOUND, "no such project"),
+            Err(TokenRefusal::Expired) => sign_in_page(
                 visit.host,
                 project_id,
                 "Your access to this preview has expired.",
-            )),
-            Err(TokenRefusal::Invalid) => Err(sign_in_page(
-                visit.host,
-                project_id,
-                "This preview is private.",
-            )),
-        }
+            ),
+            Err(TokenRefusal::Invalid) => {
+                sign_in_page(visit.host, project_id, "This preview is private.")
+            }
+        };
+        Err(Box::new(refused))
     }
 
     /// `/__apna/auth?token=…`: a valid link token of the owner becomes the
