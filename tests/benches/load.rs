@@ -8,8 +8,12 @@
 //!
 //! It fails on any error (a non-2xx API answer, a preview that never serves
 //! its own app) and prints run time p50/p95 (alone vs under load), first
-//! preview p50/p95, API latency p50/p99 and rate, and the peak RSS of the
-//! server and of all its sandbox processes.
+//! preview p50/p95, API latency p50/p99 and rate, the peak RSS of the
+//! server and of all its sandbox processes, and the CPU seconds of the
+//! generation alone and of the N at once by kind of process (Vite, `tsc`,
+//! Chromium, the server; see `apna_tests::process_cpu`) with the floor they
+//! set on this machine's cores. `APNA_LOAD_CLIENTS=0` leaves the API clients
+//! out, whose reads would add to the server's CPU.
 //!
 //! Issue #16 runs it twice, each with its own server: "before" (Verify with
 //! `tsc` + `vite build`, no build gate, one warm spare) and "after" (Verify
@@ -28,6 +32,7 @@ use anyhow::{bail, Context};
 use apna::testing::bench::{env_count, percentile};
 use apna::testing::fixtures::repo_root;
 use apna_tests::mock_anthropic::{MockAnthropic, Script, Turn};
+use apna_tests::process_cpu::CpuLedger;
 use apna_tests::server_process::{rss_tree, serve_if_child, ServerProcess};
 use serde_json::{json, Value};
 
@@ -262,6 +267,16 @@ async fn bench() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The 1-minute load average now.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
+
 /// Seconds a new server is left alone before the first generation
 /// (`APNA_LOAD_SETTLE_SECS`, default 15 in bench mode).
 fn settle_secs() -> u64 {
@@ -339,7 +354,10 @@ async fn phase(
     tokio::time::sleep(Duration::from_secs(settle_secs())).await;
 
     // 1. One generation alone (the warm spare is refilled before the next phase).
+    let ledger = CpuLedger::start(server.pid());
+    let alone_load = loadavg();
     let alone = generation(client.clone(), base.clone(), port, runs).await?;
+    let alone_cpu = ledger.finish();
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // 2. N at once, with C API clients hammering reads.
@@ -395,6 +413,8 @@ async fn phase(
         api_errors.clone(),
     );
     let load_started = Instant::now();
+    let load_ledger = CpuLedger::start(server.pid());
+    let load_at_start = loadavg();
     let gens: Vec<_> = (0..runs)
         .map(|i| tokio::spawn(generation(client.clone(), base.clone(), port, i)))
         .collect();
@@ -410,6 +430,7 @@ async fn phase(
         }
     }
     let load_secs = load_started.elapsed().as_secs_f64();
+    let load_cpu = load_ledger.finish();
     done.store(true, Ordering::Relaxed);
     let mut tagged = Vec::new();
     for h in hammers {
@@ -427,8 +448,25 @@ async fn phase(
         load_avg.trim()
     );
     println!(
-        "alone: run {:.2} s, first preview {:.2} s",
+        "alone: run {:.2} s, first preview {:.2} s (load average at its start {alone_load})",
         alone.run_secs, alone.first_preview_secs
+    );
+    println!("CPU seconds of the one generation alone (server + its processes):");
+    for l in alone_cpu.lines(1.0) {
+        println!("{l}");
+    }
+    println!(
+        "CPU seconds of the {runs} at once (load average at their start {load_at_start}), {:.1} s wall:",
+        load_secs
+    );
+    for l in load_cpu.lines(runs.max(1) as f64) {
+        println!("{l}");
+    }
+    println!(
+        "  floor on these cores: {:.1} s of CPU / {} cores = {:.1} s",
+        load_cpu.total,
+        apna::sandbox::local::build_gate::default_max_builds(),
+        load_cpu.total / apna::sandbox::local::build_gate::default_max_builds() as f64
     );
 
     println!(

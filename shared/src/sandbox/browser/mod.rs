@@ -24,7 +24,7 @@ mod chromium;
 mod source_map;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::smoke::{Finding, ScreenshotImage, SmokeRequest};
 use crate::error::Result;
@@ -53,6 +53,19 @@ pub struct BrowserOptions {
     pub no_sandbox: Option<bool>,
 }
 
+/// Whether another check of the same dev server is likely to come next:
+/// then a context and a page are opened ahead for it after this check.
+/// While other projects' checks run at the same time, the next check is
+/// most likely one of theirs, which would only discard that page (a context
+/// and a renderer process, about a fifth of a check's CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NextCheck {
+    /// Open a page ahead for the same dev server.
+    Likely,
+    /// Other projects' checks run too; open nothing ahead.
+    Elsewhere,
+}
+
 /// What one check saw.
 #[derive(Debug)]
 pub enum PageCheck {
@@ -71,8 +84,19 @@ pub enum PageCheck {
 pub struct Browser {
     options: BrowserOptions,
     missing_reported: AtomicBool,
+    /// Checks running now (see [`NextCheck`]).
+    in_flight: std::sync::Arc<AtomicUsize>,
     #[cfg(feature = "browser")]
     warm: tokio::sync::Mutex<Option<chromium::Warm>>,
+}
+
+/// Counts a check as running until dropped.
+struct InFlight(std::sync::Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Browser {
@@ -89,6 +113,7 @@ impl Browser {
         Browser {
             options,
             missing_reported: AtomicBool::new(false),
+            in_flight: Default::default(),
             #[cfg(feature = "browser")]
             warm: tokio::sync::Mutex::new(None),
         }
@@ -119,16 +144,35 @@ impl Browser {
             Ok(exe) => exe,
             Err(why) => return Ok(self.unavailable(why)),
         };
-        self.check_with(&exe, url, req).await
+        let others = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _running = InFlight(self.in_flight.clone());
+        let next = if others > 0 {
+            NextCheck::Elsewhere
+        } else {
+            NextCheck::Likely
+        };
+        self.check_with(&exe, url, req, next).await
     }
 
     #[cfg(feature = "browser")]
-    async fn check_with(&self, exe: &Path, url: &str, req: &SmokeRequest) -> Result<PageCheck> {
-        chromium::check(&self.warm, exe, &self.options, url, req).await
+    async fn check_with(
+        &self,
+        exe: &Path,
+        url: &str,
+        req: &SmokeRequest,
+        next: NextCheck,
+    ) -> Result<PageCheck> {
+        chromium::check(&self.warm, exe, &self.options, url, req, next).await
     }
 
     #[cfg(not(feature = "browser"))]
-    async fn check_with(&self, _exe: &Path, _url: &str, _req: &SmokeRequest) -> Result<PageCheck> {
+    async fn check_with(
+        &self,
+        _exe: &Path,
+        _url: &str,
+        _req: &SmokeRequest,
+        _next: NextCheck,
+    ) -> Result<PageCheck> {
         Ok(PageCheck::Unavailable(
             "no browser support in this build".into(),
         ))
