@@ -372,14 +372,14 @@ async fn task_functions_report_named_errors() {
     let ctx = lambda_runtime::Context::default();
     // A task input without ids is the task's fault: Step Functions sees the error by name.
     let ev = lambda_runtime::LambdaEvent::new(json!({ "nope": 1 }), ctx.clone());
-    let err = apna::lambda::handle_task("AgentStep", &h.state, ev)
+    let err = apna::lambda::handle_task(apna::tasks::AGENT_STEP, &h.state, ev)
         .await
         .unwrap_err();
     let diag: lambda_runtime::Diagnostic = err.into();
     assert_eq!(diag.error_type, "Apna.InvalidInput");
     // ListIdleProjects works against the store.
     let ev = lambda_runtime::LambdaEvent::new(json!({ "limit": 10 }), ctx);
-    let out = apna::lambda::handle_task("ListIdleProjects", &h.state, ev)
+    let out = apna::lambda::handle_task(apna::tasks::LIST_IDLE_PROJECTS, &h.state, ev)
         .await
         .unwrap();
     assert_eq!(out, json!({ "projects": [] }));

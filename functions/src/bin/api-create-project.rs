@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_endpoint("api-create-project").await
+    apna::lambda::run_endpoint(apna::api::endpoints::API_CREATE_PROJECT).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_endpoint("api-git-bundle").await
+    apna::lambda::run_endpoint(apna::api::endpoints::API_GIT_BUNDLE).await
 }

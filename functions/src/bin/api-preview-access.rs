@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_endpoint("api-preview-access").await
+    apna::lambda::run_endpoint(apna::api::endpoints::API_PREVIEW_ACCESS).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_task("ActivateSite").await
+    apna::lambda::run_task(apna::tasks::ACTIVATE_SITE).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_task("MarkFailed").await
+    apna::lambda::run_task(apna::tasks::MARK_FAILED).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_task("PurgeDeleted").await
+    apna::lambda::run_task(apna::tasks::PURGE_DELETED).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_task("Smoke").await
+    apna::lambda::run_task(apna::tasks::SMOKE).await
 }

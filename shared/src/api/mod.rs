@@ -99,24 +99,171 @@ pub async fn not_found() -> error::ApiError {
 /// The one state-changing route other sites may call.
 const PUBLIC_WAKE: &str = "api-preview-wake";
 
+/// One Lambda function of the API: its name and its routes. A binary in
+/// `functions/` passes its own constant from [`endpoints`] to
+/// `lambda::run_endpoint`, so only its handlers are reachable and LTO drops
+/// the rest of the API (a name looked up at run time kept every handler in
+/// every function; BENCHMARKS.md, "Package size").
+#[derive(Clone, Copy)]
+pub struct Endpoint {
+    /// The function's name (`api-create-project`), as infra/template.yaml has it.
+    pub name: &'static str,
+    /// Its routes (path, handler), before the cross-site guard.
+    unguarded: fn() -> Vec<(&'static str, MethodRouter<AppState>)>,
+}
+
+impl Endpoint {
+    /// Its routes (path, handler): each behind the cross-site guard, which
+    /// runs only for a method the route has, so any other method stays a 405.
+    /// `POST /preview-wake/{id}` is exempt: a preview's waking page calls it
+    /// from the preview's own origin without credentials, and all it can do
+    /// is start an idempotent wake (throttled on AWS).
+    pub fn routes(&self) -> Vec<(&'static str, MethodRouter<AppState>)> {
+        let public = self.name == PUBLIC_WAKE;
+        (self.unguarded)()
+            .into_iter()
+            .map(|(path, m)| {
+                let m = if public {
+                    m
+                } else {
+                    m.route_layer(axum::middleware::from_fn(guard::csrf_guard))
+                };
+                (path, m)
+            })
+            .collect()
+    }
+
+    /// Its routes as a router.
+    pub fn router(&self) -> Router<AppState> {
+        self.routes()
+            .into_iter()
+            .fold(Router::new(), |r, (path, m)| r.route(path, m))
+    }
+}
+
+/// Defines one [`Endpoint`] constant per function in [`endpoints`] and the
+/// list of them all, [`ENDPOINTS`].
+macro_rules! endpoints {
+    ($($konst:ident = $name:literal { $($path:literal => $handler:expr),+ $(,)? })+) => {
+        /// The API's Lambda functions, one constant each.
+        pub mod endpoints {
+            use super::*;
+            $(
+                #[doc = concat!("`", $name, "`.")]
+                pub const $konst: Endpoint = Endpoint {
+                    name: $name,
+                    unguarded: || vec![$(($path, $handler)),+],
+                };
+            )+
+        }
+
+        /// Every endpoint function; `apna serve` mounts them all.
+        pub const ENDPOINTS: &[Endpoint] = &[$(endpoints::$konst),+];
+    };
+}
+
+endpoints! {
+    API_HEALTHZ = "api-healthz" {
+        "/healthz" => get(healthz),
+    }
+    API_CONFIG = "api-config" {
+        "/api/config" => get(client_config),
+    }
+    API_OPENAPI = "api-openapi" {
+        "/api/openapi.json" => get(openapi::openapi_json),
+    }
+    API_LIST_TEMPLATES = "api-list-templates" {
+        "/api/templates" => get(templates::list_templates),
+        "/api/templates/{name}/preview.png" => get(templates::preview),
+    }
+    API_CREATE_PROJECT = "api-create-project" {
+        "/api/projects" => post(projects::create_project).layer(message_body_limit()),
+        "/api/projects/create" => post(projects::create_project_alias).layer(message_body_limit()),
+    }
+    API_LIST_PROJECTS = "api-list-projects" {
+        "/api/projects" => get(projects::list_projects),
+    }
+    API_GET_PROJECT = "api-get-project" {
+        "/api/projects/{id}" => get(projects::get_project),
+    }
+    API_DELETE_PROJECT = "api-delete-project" {
+        "/api/projects/{id}" => delete(projects::delete_project),
+    }
+    API_CHAT = "api-chat" {
+        "/api/projects/{id}/chat" => post(projects::chat).layer(message_body_limit()),
+    }
+    API_GET_IMAGE = "api-get-image" {
+        "/api/projects/{id}/images/{image_id}" => get(images::get_image),
+    }
+    API_LIST_MESSAGES = "api-list-messages" {
+        "/api/projects/{id}/messages" => get(projects::list_messages),
+    }
+    API_LIST_RUNS = "api-list-runs" {
+        "/api/projects/{id}/runs" => get(projects::list_runs),
+    }
+    API_LIST_FILES = "api-list-files" {
+        "/api/projects/{id}/files" => get(projects::list_files),
+    }
+    API_READ_FILE = "api-read-file" {
+        "/api/projects/{id}/files/{*path}" => get(projects::read_file),
+    }
+    API_GET_RUN = "api-get-run" {
+        "/api/runs/{id}" => get(runs::get_run),
+    }
+    API_CANCEL_RUN = "api-cancel-run" {
+        "/api/runs/{id}/cancel" => post(runs::cancel),
+    }
+    API_RUN_EVENTS = "api-run-events" {
+        "/api/runs/{id}/events" => get(runs::events),
+    }
+    API_LIST_VERSIONS = "api-list-versions" {
+        "/api/projects/{id}/versions" => get(versions::list_versions),
+    }
+    API_VERSION_DIFF = "api-version-diff" {
+        "/api/projects/{id}/versions/{n}/diff" => get(versions::version_diff),
+    }
+    API_RESTORE_VERSION = "api-restore-version" {
+        "/api/projects/{id}/versions/{n}/restore" => post(versions::restore_version),
+    }
+    API_TEXT_EDIT = "api-text-edit" {
+        "/api/projects/{id}/text-edit" => post(versions::text_edit),
+    }
+    API_DOWNLOAD = "api-download" {
+        "/api/projects/{id}/download" => get(versions::download),
+    }
+    API_PUBLISH = "api-publish" {
+        "/api/projects/{id}/publish" => post(publish::publish),
+    }
+    API_GET_PUBLISH = "api-get-publish" {
+        "/api/projects/{id}/publish" => get(publish::get_publish),
+    }
+    API_UNPUBLISH = "api-unpublish" {
+        "/api/projects/{id}/publish" => delete(publish::unpublish),
+    }
+    API_GIT_BUNDLE = "api-git-bundle" {
+        "/api/projects/{id}/git" => get(git::bundle),
+    }
+    API_GIT_PUSH = "api-git-push" {
+        "/api/projects/{id}/git/push" => post(git::push),
+    }
+    API_PREVIEW_ACCESS = "api-preview-access" {
+        "/api/projects/{id}/preview-access" => get(previews::preview_access),
+        "/api/projects/{id}/share" => put(previews::share),
+    }
+    API_PREVIEW_WAKE = "api-preview-wake" {
+        "/preview-wake/{id}" => post(wake::preview_wake),
+    }
+    API_GET_SCREENSHOT = "api-get-screenshot" {
+        "/api/projects/{id}/screenshots/{sha256}" => get(versions::screenshot),
+    }
+}
+
 /// Every API route: the Lambda function that serves it, its path and its
 /// handler. `apna serve` mounts them all; each Lambda mounts its own rows.
 pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
-    // The cross-site guard runs only for a method a route has, so that any
-    // other method stays a 405.
-    // `POST /preview-wake/{id}` is exempt: a preview's waking page calls it
-    // from the preview's own origin without credentials, and all it can do
-    // is start an idempotent wake (throttled on AWS).
-    unguarded_routes()
-        .into_iter()
-        .map(|(name, path, m)| {
-            let m = if name == PUBLIC_WAKE {
-                m
-            } else {
-                m.route_layer(axum::middleware::from_fn(guard::csrf_guard))
-            };
-            (name, path, m)
-        })
+    ENDPOINTS
+        .iter()
+        .flat_map(|e| e.routes().into_iter().map(|(path, m)| (e.name, path, m)))
         .collect()
 }
 
@@ -125,177 +272,21 @@ fn message_body_limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(images::MESSAGE_BODY_LIMIT)
 }
 
-fn unguarded_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
-    vec![
-        ("api-healthz", "/healthz", get(healthz)),
-        ("api-config", "/api/config", get(client_config)),
-        (
-            "api-openapi",
-            "/api/openapi.json",
-            get(openapi::openapi_json),
-        ),
-        (
-            "api-list-templates",
-            "/api/templates",
-            get(templates::list_templates),
-        ),
-        (
-            "api-list-templates",
-            "/api/templates/{name}/preview.png",
-            get(templates::preview),
-        ),
-        (
-            "api-create-project",
-            "/api/projects",
-            post(projects::create_project).layer(message_body_limit()),
-        ),
-        (
-            "api-create-project",
-            "/api/projects/create",
-            post(projects::create_project_alias).layer(message_body_limit()),
-        ),
-        (
-            "api-list-projects",
-            "/api/projects",
-            get(projects::list_projects),
-        ),
-        (
-            "api-get-project",
-            "/api/projects/{id}",
-            get(projects::get_project),
-        ),
-        (
-            "api-delete-project",
-            "/api/projects/{id}",
-            delete(projects::delete_project),
-        ),
-        (
-            "api-chat",
-            "/api/projects/{id}/chat",
-            post(projects::chat).layer(message_body_limit()),
-        ),
-        (
-            "api-get-image",
-            "/api/projects/{id}/images/{image_id}",
-            get(images::get_image),
-        ),
-        (
-            "api-list-messages",
-            "/api/projects/{id}/messages",
-            get(projects::list_messages),
-        ),
-        (
-            "api-list-runs",
-            "/api/projects/{id}/runs",
-            get(projects::list_runs),
-        ),
-        (
-            "api-list-files",
-            "/api/projects/{id}/files",
-            get(projects::list_files),
-        ),
-        (
-            "api-read-file",
-            "/api/projects/{id}/files/{*path}",
-            get(projects::read_file),
-        ),
-        ("api-get-run", "/api/runs/{id}", get(runs::get_run)),
-        (
-            "api-cancel-run",
-            "/api/runs/{id}/cancel",
-            post(runs::cancel),
-        ),
-        ("api-run-events", "/api/runs/{id}/events", get(runs::events)),
-        (
-            "api-list-versions",
-            "/api/projects/{id}/versions",
-            get(versions::list_versions),
-        ),
-        (
-            "api-version-diff",
-            "/api/projects/{id}/versions/{n}/diff",
-            get(versions::version_diff),
-        ),
-        (
-            "api-restore-version",
-            "/api/projects/{id}/versions/{n}/restore",
-            post(versions::restore_version),
-        ),
-        (
-            "api-text-edit",
-            "/api/projects/{id}/text-edit",
-            post(versions::text_edit),
-        ),
-        (
-            "api-download",
-            "/api/projects/{id}/download",
-            get(versions::download),
-        ),
-        (
-            "api-publish",
-            "/api/projects/{id}/publish",
-            post(publish::publish),
-        ),
-        (
-            "api-get-publish",
-            "/api/projects/{id}/publish",
-            get(publish::get_publish),
-        ),
-        (
-            "api-unpublish",
-            "/api/projects/{id}/publish",
-            delete(publish::unpublish),
-        ),
-        ("api-git-bundle", "/api/projects/{id}/git", get(git::bundle)),
-        (
-            "api-git-push",
-            "/api/projects/{id}/git/push",
-            post(git::push),
-        ),
-        (
-            "api-preview-access",
-            "/api/projects/{id}/preview-access",
-            get(previews::preview_access),
-        ),
-        (
-            "api-preview-access",
-            "/api/projects/{id}/share",
-            put(previews::share),
-        ),
-        (
-            "api-preview-wake",
-            "/preview-wake/{id}",
-            post(wake::preview_wake),
-        ),
-        (
-            "api-get-screenshot",
-            "/api/projects/{id}/screenshots/{sha256}",
-            get(versions::screenshot),
-        ),
-    ]
-}
-
 /// The names of the Lambda functions serving the API, each once.
 pub fn endpoint_names() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = route_table().into_iter().map(|(n, _, _)| n).collect();
+    let mut names: Vec<&'static str> = ENDPOINTS.iter().map(|e| e.name).collect();
     names.sort_unstable();
-    names.dedup();
     names
+}
+
+/// The endpoint function named `name` (`api-create-project`).
+pub fn endpoint(name: &str) -> Option<Endpoint> {
+    ENDPOINTS.iter().copied().find(|e| e.name == name)
 }
 
 /// The routes one Lambda function serves (`None` for an unknown name).
 pub fn endpoint_routes(name: &str) -> Option<Router<AppState>> {
-    let rows: Vec<_> = route_table()
-        .into_iter()
-        .filter(|(n, _, _)| *n == name)
-        .collect();
-    if rows.is_empty() {
-        return None;
-    }
-    Some(
-        rows.into_iter()
-            .fold(Router::new(), |r, (_, path, m)| r.route(path, m)),
-    )
+    endpoint(name).map(|e| e.router())
 }
 
 /// The API routes, without middleware.

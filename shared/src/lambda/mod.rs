@@ -22,13 +22,16 @@ pub mod site;
 
 pub use secrets::Needs;
 
+use crate::agent::{DeltaSender, Model, ModelRequest, ModelResponse};
 use crate::api::auth::{GatewayCaller, RequireGatewayCaller};
+use crate::api::Endpoint;
 use crate::app::{AppState, Backends};
 use crate::config::{Config, SandboxBackend};
 use crate::domain::{Execution, ExecutionStatus};
 use crate::error::{Error, Result};
 use crate::sandbox::kube::KubeProvider;
 use crate::sandbox::{Sandbox, SandboxProvider};
+use crate::tasks::Task;
 use crate::workflow::asl::TaskFailure;
 use crate::workflow::sfn::StepFunctionsWorkflow;
 
@@ -56,14 +59,14 @@ async fn gateway_caller(mut req: Request, next: Next) -> Response {
 
 /// The app one endpoint function serves: only its routes, with the API's
 /// middleware and the gateway caller.
-pub fn endpoint_app(name: &str, state: AppState) -> Result<Router> {
-    let routes = crate::api::endpoint_routes(name)
-        .ok_or_else(|| Error::Internal(format!("no API endpoint named {name:?}")))?;
+pub fn endpoint_app(endpoint: Endpoint, state: AppState) -> Router {
     let hosts = crate::api::guard::HostAllowlist::for_gateway(&state.config);
-    Ok(
-        crate::api::with_middleware(routes.fallback(crate::api::not_found), state, hosts)
-            .layer(axum::middleware::from_fn(gateway_caller)),
+    crate::api::with_middleware(
+        endpoint.router().fallback(crate::api::not_found),
+        state,
+        hosts,
     )
+    .layer(axum::middleware::from_fn(gateway_caller))
 }
 
 /// Sandboxes for a Lambda deployed without `APNA_SANDBOX=kube`: endpoints
@@ -82,9 +85,6 @@ impl SandboxProvider for NoSandboxes {
     }
 }
 
-/// The tasks that call the model: the only functions that read its key.
-const MODEL_TASKS: &[&str] = &["AgentStep"];
-
 /// The settings of a Lambda: the environment, with the secrets it needs read
 /// from Secrets Manager ([`secrets`]).
 pub async fn lambda_config(needs: Needs) -> Result<Config> {
@@ -93,18 +93,52 @@ pub async fn lambda_config(needs: Needs) -> Result<Config> {
     Config::from_vars(vars)
 }
 
-/// The backends of a Lambda: store, blob store and model from the
-/// environment (secrets read as `needs` says); sandboxes on Kubernetes with
-/// `APNA_SANDBOX=kube` (EKS with `EKS_CLUSTER_NAME`), connected on first use.
-pub async fn lambda_backends(needs: Needs) -> Result<Backends> {
-    backends_from(lambda_config(needs).await?).await
+/// The model of a function that never calls it: every function but
+/// AgentStep's. Building no client keeps the model providers' code (the
+/// Bedrock SDK, the Anthropic client) out of those binaries.
+struct NoModel;
+
+#[async_trait::async_trait]
+impl Model for NoModel {
+    fn model_id(&self) -> &str {
+        "none"
+    }
+    async fn complete(&self, _: &ModelRequest, _: Option<&DeltaSender>) -> Result<ModelResponse> {
+        Err(Error::Model(
+            "this function does not call the model (only AgentStep's does)".into(),
+        ))
+    }
 }
 
-/// [`lambda_backends`] from a given config.
+/// The backends of a Lambda: store, blob store and model from the
+/// environment (secrets read as `needs` says; the model only when
+/// `needs.model_key`); sandboxes on Kubernetes with `APNA_SANDBOX=kube`
+/// (EKS with `EKS_CLUSTER_NAME`), connected on first use.
+pub async fn lambda_backends(needs: Needs) -> Result<Backends> {
+    let config = lambda_config(needs).await?;
+    if needs.model_key {
+        let model = crate::agent::model_from_config(&config).await?;
+        backends_with(config, model).await
+    } else {
+        backends_without_model(config).await
+    }
+}
+
+/// [`lambda_backends`] from a given config, with its model.
 pub async fn backends_from(config: Config) -> Result<Backends> {
+    let model = crate::agent::model_from_config(&config).await?;
+    backends_with(config, model).await
+}
+
+/// [`lambda_backends`] from a given config, for a function that never calls
+/// the model.
+pub async fn backends_without_model(config: Config) -> Result<Backends> {
+    backends_with(config, Arc::new(NoModel)).await
+}
+
+async fn backends_with(config: Config, model: Arc<dyn Model>) -> Result<Backends> {
     let blobs = crate::blob::connect(&config).await?;
     let store = crate::store::open(&config, blobs.clone()).await?;
-    let model = crate::agent::model_from_config(&config).await?;
     let sandboxes: Arc<dyn SandboxProvider> = match config.sandbox {
         SandboxBackend::Kube => Arc::new(KubeProvider::from_config(&config)),
         SandboxBackend::Local => Arc::new(NoSandboxes),
@@ -127,7 +161,7 @@ pub async fn lambda_state() -> Result<AppState> {
 
 /// [`lambda_state`] reading the secrets `needs` names.
 async fn lambda_state_with(needs: Needs) -> Result<AppState> {
-    let backends = lambda_backends(needs).await?;
+    let backends = backends_without_model(lambda_config(needs).await?).await?;
     let machines: HashMap<String, String> =
         backends.config.state_machine_arns.iter().cloned().collect();
     let workflow = Arc::new(StepFunctionsWorkflow::from_env(machines, None).await);
@@ -155,15 +189,16 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Runs endpoint `name` (e.g. `api-create-project`) until the Lambda runtime stops.
-pub async fn run_endpoint(name: &str) -> std::result::Result<(), BoxError> {
+/// Runs `endpoint` (e.g. [`crate::api::endpoints::API_CREATE_PROJECT`])
+/// until the Lambda runtime stops.
+pub async fn run_endpoint(endpoint: Endpoint) -> std::result::Result<(), BoxError> {
     init_tracing();
     // Only the endpoint that signs preview links reads their secret.
     let needs = Needs {
-        preview_secret: name == "api-preview-access",
+        preview_secret: endpoint.name == "api-preview-access",
         ..DATABASE_ONLY
     };
-    let app = endpoint_app(name, lambda_state_with(needs).await?)?;
+    let app = endpoint_app(endpoint, lambda_state_with(needs).await?);
     lambda_http::run(app).await
 }
 
@@ -189,11 +224,11 @@ impl From<TaskError> for lambda_runtime::Diagnostic {
 
 /// Handles one task invocation (the Lambda entry point, also used by tests).
 pub async fn handle_task(
-    name: &str,
+    task: Task,
     state: &Backends,
     event: lambda_runtime::LambdaEvent<Value>,
 ) -> std::result::Result<Value, TaskError> {
-    crate::tasks::run_task(name, event.payload, state)
+    (task.handler)(event.payload, state)
         .await
         .map_err(|e| TaskError(TaskFailure::from(e)))
 }
@@ -271,7 +306,7 @@ pub async fn handle_execution_event(
 /// Lambda runtime stops.
 pub async fn run_execution_events() -> std::result::Result<(), BoxError> {
     init_tracing();
-    let state = lambda_backends(DATABASE_ONLY).await?;
+    let state = backends_without_model(lambda_config(DATABASE_ONLY).await?).await?;
     lambda_runtime::run(lambda_runtime::service_fn(move |ev| {
         let state = state.clone();
         async move { handle_execution_event(&state, ev).await }
@@ -337,18 +372,24 @@ pub async fn run_publish_web() -> std::result::Result<(), BoxError> {
     .await
 }
 
-/// Runs Step Functions task `name` (e.g. `AgentStep`) until the Lambda runtime stops.
-pub async fn run_task(name: &'static str) -> std::result::Result<(), BoxError> {
+/// Runs Step Functions task `task` (e.g. [`crate::tasks::AGENT_STEP`]) until
+/// the Lambda runtime stops.
+pub async fn run_task(task: Task) -> std::result::Result<(), BoxError> {
     init_tracing();
-    let state = lambda_backends(Needs {
+    let config = lambda_config(Needs {
         database: true,
-        model_key: MODEL_TASKS.contains(&name),
+        model_key: task.calls_model,
         preview_secret: false,
     })
     .await?;
+    let state = if task.calls_model {
+        backends_from(config).await?
+    } else {
+        backends_without_model(config).await?
+    };
     lambda_runtime::run(lambda_runtime::service_fn(move |ev| {
         let state = state.clone();
-        async move { handle_task(name, &state, ev).await }
+        async move { handle_task(task, &state, ev).await }
     }))
     .await
 }

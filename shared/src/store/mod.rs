@@ -31,7 +31,9 @@ use crate::error::{Error, Result};
 
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoStore;
-pub use sql::{migrate_postgres, Migrated, PostgresStore, SqliteStore};
+#[cfg(feature = "sqlite")]
+pub use sql::SqliteStore;
+pub use sql::{migrate_postgres, Migrated, PostgresStore};
 
 /// Workflow executions and their history: the part of the store the ASL
 /// interpreter uses, so it (and its tests) need nothing else.
@@ -235,9 +237,24 @@ pub async fn migrate(url: &str) -> Result<Option<Migrated>> {
         return migrate_postgres(url).await.map(Some);
     }
     if url.starts_with("sqlite:") {
-        SqliteStore::connect(url).await?;
+        open_sqlite(url).await?;
     }
     Ok(None)
+}
+
+/// Opens (creating if missing) the SQLite database `url` names.
+#[cfg(feature = "sqlite")]
+async fn open_sqlite(url: &str) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(SqliteStore::connect(url).await?))
+}
+
+/// A build without SQLite (the Lambdas) refuses a `sqlite://` URL.
+#[cfg(not(feature = "sqlite"))]
+async fn open_sqlite(_url: &str) -> Result<Arc<dyn Store>> {
+    Err(Error::Config {
+        var: "DATABASE_URL",
+        message: "SQLite needs a build with `--features sqlite` (the `apna` CLI has it by default); use postgres://… or dynamodb://table".into(),
+    })
 }
 
 #[cfg(not(feature = "dynamodb"))]
@@ -257,7 +274,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
 /// [`connect`] with a PostgreSQL pool of at most `pool` connections (`APNA_DB_POOL_SIZE`).
 pub async fn connect_with_pool(url: &str, pool: u32) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        open_sqlite(url).await
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::connect_with_pool(url, pool).await?))
     } else if dynamodb_table(url).is_some() {

@@ -11,6 +11,7 @@
 //! first; on PostgreSQL two concurrent inserts can collide on the primary key,
 //! which [`retry_unique`] absorbs by trying again.
 
+#[cfg(feature = "sqlite")]
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -18,8 +19,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Row, SqlitePool};
+#[cfg(feature = "sqlite")]
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{PgPool, Row};
 
 use super::{ExecutionLog, Store};
 use crate::domain::{
@@ -35,11 +39,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const UNIQUE_RETRIES: usize = 20;
 
 /// The embedded default: a SQLite file (WAL mode) under `APNA_DATA_DIR`.
+#[cfg(feature = "sqlite")]
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+#[cfg(feature = "sqlite")]
 impl SqliteStore {
     /// Opens (creating if missing) a SQLite database and runs migrations.
     /// `sqlite::memory:` gives a private in-memory database (tests).
@@ -1127,5 +1133,6 @@ macro_rules! sql_store {
     };
 }
 
+#[cfg(feature = "sqlite")]
 sql_store!(SqliteStore, sqlx::sqlite::SqliteRow, "sqlite");
 sql_store!(PostgresStore, sqlx::postgres::PgRow, "postgres");

@@ -33,6 +33,7 @@ mod visual_check;
 mod wake;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -40,23 +41,66 @@ use crate::app::Backends;
 use crate::error::{Error, Result};
 use crate::workflow::asl::{TaskFailure, TaskInvoker};
 
-/// The tasks by name; a definition's `${NameFunctionArn}` resolves to `Name`.
-pub const TASKS: &[&str] = &[
-    "EnsureSandbox",
-    "SandboxStatus",
-    "AgentStep",
-    "Verify",
-    "Smoke",
-    "Finalize",
-    "MarkFailed",
-    "ListIdleProjects",
-    "HibernateProject",
-    "PurgeDeleted",
-    "BuildSite",
-    "ActivateSite",
-    "PublishFailed",
-    "WakeProject",
-];
+/// A task's handler: `(input, backends) -> output`.
+pub type Handler = for<'a> fn(Value, &'a Backends) -> BoxFuture<'a, Result<Value>>;
+
+/// One Task state's function: its name and handler. A Lambda binary in
+/// `functions/` passes its own constant (below) to `lambda::run_task`, so only
+/// that handler is reachable and LTO drops the others (BENCHMARKS.md,
+/// "Package size").
+#[derive(Clone, Copy)]
+pub struct Task {
+    /// The name a definition's `${NameFunctionArn}` resolves to (`AgentStep`).
+    pub name: &'static str,
+    /// Runs it.
+    pub handler: Handler,
+    /// Whether it calls the model (the only tasks whose function reads the
+    /// model key and builds a model client).
+    pub calls_model: bool,
+}
+
+macro_rules! tasks {
+    ($($konst:ident = $name:literal => $handler:path $(, $model:ident)?;)+) => {
+        $(
+            #[doc = concat!("The `", $name, "` task.")]
+            pub const $konst: Task = Task {
+                name: $name,
+                handler: |input, state| Box::pin($handler(input, state)),
+                calls_model: tasks!(@model $($model)?),
+            };
+        )+
+
+        /// Every task, as the state machines name them.
+        pub const ALL: &[Task] = &[$($konst),+];
+
+        /// The tasks by name; a definition's `${NameFunctionArn}` resolves to `Name`.
+        pub const TASKS: &[&str] = &[$($name),+];
+    };
+    (@model) => { false };
+    (@model model) => { true };
+}
+
+tasks! {
+    ENSURE_SANDBOX = "EnsureSandbox" => sandbox::ensure_sandbox;
+    SANDBOX_STATUS = "SandboxStatus" => sandbox::sandbox_status;
+    AGENT_STEP = "AgentStep" => agent::agent_step, model;
+    VERIFY = "Verify" => verify::verify;
+    SMOKE = "Smoke" => smoke::smoke;
+    FINALIZE = "Finalize" => finish::finalize;
+    MARK_FAILED = "MarkFailed" => finish::mark_failed;
+    LIST_IDLE_PROJECTS = "ListIdleProjects" => sweep::list_idle_projects;
+    HIBERNATE_PROJECT = "HibernateProject" => sweep::hibernate_project;
+    PURGE_DELETED = "PurgeDeleted" => sweep::purge_deleted;
+    BUILD_SITE = "BuildSite" => publish::build_site;
+    ACTIVATE_SITE = "ActivateSite" => publish::activate_site;
+    PUBLISH_FAILED = "PublishFailed" => publish::publish_failed;
+    WAKE_PROJECT = "WakeProject" => wake::wake_project;
+}
+
+/// The task named `name` (`AgentStep`).
+pub fn task(name: &str) -> Option<Task> {
+    ALL.iter().copied().find(|t| t.name == name)
+}
 
 /// The task name behind a Resource: `${AgentStepFunctionArn}` → `AgentStep`,
 /// `arn:aws:lambda:…:function:apna-AgentStep` → `AgentStep`.
@@ -71,23 +115,8 @@ pub fn task_name(resource: &str) -> Option<&'static str> {
 
 /// Runs task `name` with `input`.
 pub async fn run_task(name: &str, input: Value, state: &Backends) -> Result<Value> {
-    match name {
-        "EnsureSandbox" => sandbox::ensure_sandbox(input, state).await,
-        "SandboxStatus" => sandbox::sandbox_status(input, state).await,
-        "AgentStep" => agent::agent_step(input, state).await,
-        "Verify" => verify::verify(input, state).await,
-        "Smoke" => smoke::smoke(input, state).await,
-        "Finalize" => finish::finalize(input, state).await,
-        "MarkFailed" => finish::mark_failed(input, state).await,
-        "ListIdleProjects" => sweep::list_idle_projects(input, state).await,
-        "HibernateProject" => sweep::hibernate_project(input, state).await,
-        "PurgeDeleted" => sweep::purge_deleted(input, state).await,
-        "BuildSite" => publish::build_site(input, state).await,
-        "ActivateSite" => publish::activate_site(input, state).await,
-        "PublishFailed" => publish::publish_failed(input, state).await,
-        "WakeProject" => wake::wake_project(input, state).await,
-        other => Err(Error::Workflow(format!("no task named {other:?}"))),
-    }
+    let task = task(name).ok_or_else(|| Error::Workflow(format!("no task named {name:?}")))?;
+    (task.handler)(input, state).await
 }
 
 /// Resolves Task resources to [`run_task`] for the local interpreter.

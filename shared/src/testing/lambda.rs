@@ -58,7 +58,8 @@ pub struct Answer {
 /// Calls endpoint function `name` with `event`, as its Lambda would.
 pub async fn invoke(name: &str, state: &AppState, event: &str) -> Answer {
     let req = lambda_http::request::from_str(event).expect("valid API Gateway v2 event");
-    let app = crate::lambda::endpoint_app(name, state.clone()).unwrap();
+    let endpoint = crate::api::endpoint(name).expect("an endpoint function of that name");
+    let app = crate::lambda::endpoint_app(endpoint, state.clone());
     let resp = app.oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
