@@ -95,14 +95,15 @@ if lambda_build.get("no_default_features") is not True or "browser" in lambda_bu
 
 # 2. Every route in the route table, on its function; nothing else.
 source = Path("shared/src/api/mod.rs").read_text()
-table = source[source.index("fn unguarded_routes"):]
+table = source[source.index("\nendpoints! {"):]
 table = table[:table.index("\n}\n")]
 want = set()
-for binary, path, method in re.findall(r'\(\s*"(api-[a-z0-9-]+)"\s*,\s*"([^"]+)"\s*,\s*(get|post|put|patch|delete)\(', table):
-    # axum's catch-all {*path} is API Gateway's greedy {path+}.
-    want.add((binary, method.upper(), re.sub(r"\{\*(\w+)\}", r"{\1+}", path)))
+for binary, rows in re.findall(r'[A-Z_]+ = "(api-[a-z0-9-]+)" \{(.*?)\n    \}', table, re.S):
+    for path, method in re.findall(r'"([^"]+)" => (get|post|put|patch|delete)\(', rows):
+        # axum's catch-all {*path} is API Gateway's greedy {path+}.
+        want.add((binary, method.upper(), re.sub(r"\{\*(\w+)\}", r"{\1+}", path)))
 if not want:
-    errors.append("found no routes in shared/src/api/mod.rs unguarded_routes()")
+    errors.append("found no routes in shared/src/api/mod.rs endpoints! { … }")
 public = {("GET", "/healthz"), ("GET", "/api/config"), ("GET", "/api/openapi.json"),
           ("GET", "/api/templates"), ("GET", "/api/templates/{name}/preview.png"),
           ("POST", "/preview-wake/{id}")}
@@ -302,4 +303,32 @@ if errors:
     print("\n".join(f"build: {e}" for e in errors), file=sys.stderr)
     sys.exit(1)
 print(f"build: sam build uses the lambda profile's settings {want}")
+PY
+
+# Package size: every function ≤ 8 MB zipped (MB = 2^20 bytes, as
+# tests/sam_build.sh reports). Checked on what `sam build` left in
+# .aws-sam/build, when it is there: CI does not run the aarch64 build (the
+# first one compiles ~400 crates with fat LTO); run `tests/sam_build.sh`
+# (or plain `sam build`) first, then this script.
+python3 - <<'PY'
+import io, sys, zipfile
+from pathlib import Path
+
+LIMIT = 8 * 1024 * 1024
+built = sorted(Path(".aws-sam/build").glob("*/bootstrap"))
+if not built:
+    print("size: no .aws-sam/build/*/bootstrap (run tests/sam_build.sh to check the package sizes)")
+    sys.exit(0)
+over = []
+for f in built:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(f, "bootstrap")
+    size = len(buf.getvalue())
+    if size > LIMIT:
+        over.append(f"{f.parent.name}: {size / 2**20:.2f} MB zipped")
+if over:
+    print("size: over 8 MB zipped:\n  " + "\n  ".join(over), file=sys.stderr)
+    sys.exit(1)
+print(f"size: {len(built)} built function(s), each at most 8 MB zipped")
 PY

@@ -286,10 +286,12 @@ for f in Path("statemachines").glob("*.asl.json"):
 
 # Routes: the route table, openapi.json and the deployed HttpApi events agree.
 source = Path("shared/src/api/mod.rs").read_text()
-rt = source[source.index("fn unguarded_routes"):]
+rt = source[source.index("\nendpoints! {"):]
 rt = rt[:rt.index("\n}\n")]
 routes = {(m.upper(), re.sub(r"\{\*(\w+)\}", r"{\1}", p))
-          for _, p, m in re.findall(r'\(\s*"(api-[a-z0-9-]+)"\s*,\s*"([^"]+)"\s*,\s*(get|post|put|patch|delete)\(', rt)}
+          for p, m in re.findall(r'"([^"]+)" => (get|post|put|patch|delete)\(', rt)}
+if not routes:
+    errors.append("found no routes in shared/src/api/mod.rs endpoints! { … }")
 doc = json.loads(Path("openapi.json").read_text())
 documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
 routes_documented = routes - {("GET", "/api/openapi.json")}
