@@ -12,7 +12,7 @@
 #                                          the variants below
 #
 # Checks that each .aws-sam/build/<Fn>/bootstrap is a stripped aarch64 ELF
-# executable built with the `lambda` profile's settings, and prints its size
+# executable built with the `lambda-release` profile's settings, and prints its size
 # and zipped size (the zip `sam deploy` uploads: deflate, level 6);
 # tests/checks/sam.sh then checks that each is at most 8 MB zipped. Build
 # outputs are left in .aws-sam/ and target/; remove them when done:

@@ -9,7 +9,7 @@
 # DatabaseBackend=dynamodb the table of infra/dynamodb-table.json; each
 # function's IAM actions as infra/README.md's table says, the EKS access entry
 # only with a cluster, no secret in any environment (tests/checks/template_iam.py);
-# and `sam build` configured to build with the lambda profile's settings.
+# and `sam build` configured to build with the lambda-release profile's settings.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 template=infra/template.yaml
@@ -281,7 +281,7 @@ import sys, tomllib
 from pathlib import Path
 
 errors = []
-profile = tomllib.loads(Path("Cargo.toml").read_text())["profile"]["lambda"]
+profile = tomllib.loads(Path("Cargo.toml").read_text())["profile"]["lambda-release"]
 meta = tomllib.loads(Path("functions/Cargo.toml").read_text())["package"]["metadata"]["lambda"]["build"]
 config = {}
 for item in meta.get("config", []):
@@ -292,7 +292,7 @@ for item in meta.get("config", []):
     config[key.removeprefix("profile.release.")] = tomllib.loads(f"v = {value}")["v"]
 want = {k: v for k, v in profile.items() if k != "inherits"}
 if config != want:
-    errors.append(f"functions/Cargo.toml's cargo-lambda config {config} != [profile.lambda] {want}")
+    errors.append(f"functions/Cargo.toml's cargo-lambda config {config} != [profile.lambda-release] {want}")
 if "lambda" not in meta.get("features", []):
     errors.append("functions/Cargo.toml: cargo-lambda must build with the lambda feature")
 sam = tomllib.loads(Path("samconfig.toml").read_text())["default"]
@@ -302,7 +302,7 @@ for command in ("build", "sync"):
 if errors:
     print("\n".join(f"build: {e}" for e in errors), file=sys.stderr)
     sys.exit(1)
-print(f"build: sam build uses the lambda profile's settings {want}")
+print(f"build: sam build uses the lambda-release profile's settings {want}")
 PY
 
 # Package size: every function ≤ 8 MB zipped (MB = 2^20 bytes, as
