@@ -307,7 +307,7 @@ fn gate_healthcheck(listen: SocketAddr) -> anyhow::Result<()> {
 }
 
 async fn preview_gate(config: Config, listen: SocketAddr, cache_ms: u64) -> anyhow::Result<()> {
-    let keys = config.preview_keys().ok_or_else(|| {
+    let keys = apna::preview::access::PreviewKeys::from_config(&config).ok_or_else(|| {
         anyhow::anyhow!(
             "APNA_PREVIEW_SECRET: set it (or APNA_JWT_SECRET) to the secret the API signs preview links with"
         )

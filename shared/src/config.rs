@@ -277,13 +277,12 @@ impl Config {
         }
     }
 
-    /// The keys preview tokens are signed with: from `APNA_PREVIEW_SECRET`,
+    /// The secret preview tokens' keys come from: `APNA_PREVIEW_SECRET`,
     /// else `APNA_JWT_SECRET`; `None` when previews are open (single-user).
-    pub fn preview_keys(&self) -> Option<crate::preview::access::PreviewKeys> {
+    pub fn preview_key_secret(&self) -> Option<&str> {
         self.preview_secret
             .as_deref()
             .or(self.jwt_secret.as_deref())
-            .map(crate::preview::access::PreviewKeys::new)
     }
 
     /// Reads the process environment.

@@ -173,7 +173,7 @@ pub fn app_router(state: AppState) -> Router {
         state.config.caddy_domain.clone(),
     )
     .with_activity(state.backends.preview_activity.clone());
-    if let Some(keys) = state.config.preview_keys() {
+    if let Some(keys) = crate::preview::access::PreviewKeys::from_config(&state.config) {
         proxy = proxy.with_access(keys);
     }
     let web = ServeDir::new(&state.config.web_dir)

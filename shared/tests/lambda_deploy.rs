@@ -141,9 +141,8 @@ async fn secrets_are_read_at_start_only_where_needed() {
     .await
     .unwrap();
     assert_eq!(v["APNA_PREVIEW_SECRET"], "preview-signing-secret");
-    let keys = apna::config::Config::from_vars(v)
-        .unwrap()
-        .preview_keys()
+    let config = apna::config::Config::from_vars(v).unwrap();
+    let keys = apna::preview::access::PreviewKeys::from_config(&config)
         .expect("preview keys from the secret");
     let (t, _) = keys
         .issue("p1", "alice", apna::preview::access::TokenUse::Link, 60)

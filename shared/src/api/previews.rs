@@ -51,7 +51,7 @@ pub async fn preview_access(
 ) -> ApiResult<Json<PreviewAccess>> {
     let project = owned_project(&state, &caller, &id).await?;
     let preview_url = state.config.preview_url(&id);
-    let keys = state.config.preview_keys();
+    let keys = crate::preview::access::PreviewKeys::from_config(&state.config);
     let (url, token, expires_at) = match keys {
         Some(keys) if !project.preview_public => {
             let (token, exp) = keys.issue(&id, &caller.0, TokenUse::Link, LINK_TTL_SECS)?;

@@ -27,6 +27,7 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// How long a link token (in the UI's iframe URL) is valid.
@@ -79,6 +80,12 @@ pub enum TokenRefusal {
 }
 
 impl PreviewKeys {
+    /// The keys `config` names (see [`Config::preview_key_secret`]); `None`
+    /// when previews are open (single-user).
+    pub fn from_config(config: &Config) -> Option<Self> {
+        config.preview_key_secret().map(PreviewKeys::new)
+    }
+
     /// Keys derived from the API token secret (never the secret itself).
     pub fn new(jwt_secret: &str) -> Self {
         let mut h = Sha256::new();
