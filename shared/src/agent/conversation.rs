@@ -48,19 +48,12 @@ pub fn to_model_messages(messages: &[Message], run_id: &str) -> Vec<ModelMessage
     let mut merged: Vec<ModelMessage> = Vec::new();
     for m in messages {
         let old = m.run_id.as_deref() != Some(run_id);
-        let texts: Vec<&str> = m
-            .content
-            .iter()
-            .filter_map(|b| match b {
-                ContentBlock::Text { text } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect();
+        let said = text_of(&m.content);
         let content: Vec<ContentBlock> = m
             .content
             .iter()
             .filter(|b| !matches!(b, ContentBlock::Text { text } if text.trim().is_empty()))
-            .flat_map(|b| present(&if old { compact(b) } else { b.clone() }, &texts))
+            .flat_map(|b| present(&if old { compact(b) } else { b.clone() }, &said))
             .collect();
         if content.is_empty() {
             continue;
@@ -84,14 +77,14 @@ pub fn to_model_messages(messages: &[Message], run_id: &str) -> Vec<ModelMessage
 /// stored image the person attached is preceded by a line naming it (for
 /// `save_image`). An image the message's own text already names (`image
 /// {id}`: the screenshot Apna took for the visual check) is not the person's.
-fn present(b: &ContentBlock, texts: &[&str]) -> Vec<ContentBlock> {
+fn present(b: &ContentBlock, said: &str) -> Vec<ContentBlock> {
     match b {
         ContentBlock::Selection { selection } => vec![ContentBlock::Text {
             text: selection.describe(),
         }],
         ContentBlock::Image {
             source: ImageSource::Stored(r),
-        } if !texts.iter().any(|t| t.contains(&format!("image {}", r.id))) => {
+        } if !said.contains(&format!("image {}", r.id)) => {
             vec![
             ContentBlock::Text {
                 text: format!(

@@ -10,7 +10,7 @@ use super::parse;
 use super::revive::live_sandbox;
 use super::smoke::screenshots_of;
 use crate::app::Backends;
-use crate::domain::{ContentBlock, Page, Role};
+use crate::domain::{Page, Role};
 use crate::error::Result;
 use crate::run::{finish_run, report_phase, RunEnd};
 
@@ -50,16 +50,9 @@ async fn run_summary(state: &Backends, project_id: &str, run_id: &str) -> Result
             .await?;
         for m in &page {
             if m.run_id.as_deref() == Some(run_id) && m.role == Role::Assistant {
-                let text: Vec<&str> = m
-                    .content
-                    .iter()
-                    .filter_map(|b| match b {
-                        ContentBlock::Text { text } => Some(text.as_str()),
-                        _ => None,
-                    })
-                    .collect();
+                let text = crate::agent::conversation::text_of(&m.content);
                 if !text.is_empty() {
-                    summary = text.join("\n");
+                    summary = text;
                 }
             }
         }

@@ -395,17 +395,19 @@ mod tests {
 
     /// Every control of the "restricted" Pod Security Standard (and the
     /// "baseline" ones it includes), checked on the generated pod.
+    /// The sandbox container's environment, as name and plain value.
+    fn env_of(p: &Pod) -> Vec<(String, Option<String>)> {
+        p.spec.as_ref().unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.value))
+            .collect()
+    }
+
     #[test]
     fn a_pod_of_another_starter_is_seeded_from_it() {
-        let env_of = |p: &Pod| -> Vec<(String, Option<String>)> {
-            p.spec.as_ref().unwrap().containers[0]
-                .env
-                .clone()
-                .unwrap()
-                .into_iter()
-                .map(|e| (e.name, e.value))
-                .collect()
-        };
         assert!(!env_of(&project_pod())
             .iter()
             .any(|(n, _)| n == "APNA_STARTER"));
@@ -421,15 +423,6 @@ mod tests {
 
     #[test]
     fn pods_learn_the_ui_origins_that_may_drive_select() {
-        let env_of = |p: &Pod| -> Vec<(String, Option<String>)> {
-            p.spec.as_ref().unwrap().containers[0]
-                .env
-                .clone()
-                .unwrap()
-                .into_iter()
-                .map(|e| (e.name, e.value))
-                .collect()
-        };
         assert!(!env_of(&project_pod())
             .iter()
             .any(|(n, _)| n == "APNA_UI_ORIGINS"));
