@@ -16,29 +16,9 @@
 
 use std::time::Duration;
 
-use apna::sandbox::browser::{find_chromium, Browser};
 use apna::sandbox::local::wait_ready;
 use apna::sandbox::{ProjectPath, Sandbox, SmokeRequest};
-use apna::testing::local::{provider, services_required};
-
-fn browser_present() -> bool {
-    let found = Browser::supported()
-        && find_chromium(
-            std::env::var_os("APNA_CHROMIUM")
-                .map(std::path::PathBuf::from)
-                .as_deref(),
-            std::env::var_os("PATH"),
-        )
-        .is_ok();
-    if !found {
-        assert!(
-            !services_required(),
-            "no browser check (Chromium missing or built without --features browser) but APNA_REQUIRE_SERVICES=1"
-        );
-        eprintln!("skipped: no Chromium, or built without --features browser");
-    }
-    found
-}
+use apna::testing::local::provider;
 
 /// The colour at the middle of a PNG.
 fn centre(png: &[u8]) -> [u8; 3] {
@@ -55,7 +35,7 @@ fn app(background_class: &str, text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_check_right_after_a_write_sees_the_new_page() {
-    if !browser_present() {
+    if !apna::testing::browser::chromium_present() {
         return;
     }
     let data = tempfile::tempdir().unwrap();

@@ -52,23 +52,25 @@ pub async fn render(url: &str, extra: &[&str]) -> Value {
     })
 }
 
-/// Whether the Chromium the browser check drives is here (`APNA_CHROMIUM`,
-/// `/usr/bin/chromium` or on `PATH`); with `APNA_REQUIRE_SERVICES=1` its
-/// absence fails the test instead.
+/// Whether the browser check can run here: built with the `browser` feature
+/// and the Chromium it drives present (`APNA_CHROMIUM`, `/usr/bin/chromium`
+/// or on `PATH`); with `APNA_REQUIRE_SERVICES=1` its absence fails the test
+/// instead.
 pub fn chromium_present() -> bool {
-    let found = crate::sandbox::browser::find_chromium(
-        std::env::var_os("APNA_CHROMIUM")
-            .map(std::path::PathBuf::from)
-            .as_deref(),
-        std::env::var_os("PATH"),
-    )
-    .is_ok();
+    let found = crate::sandbox::browser::Browser::supported()
+        && crate::sandbox::browser::find_chromium(
+            std::env::var_os("APNA_CHROMIUM")
+                .map(std::path::PathBuf::from)
+                .as_deref(),
+            std::env::var_os("PATH"),
+        )
+        .is_ok();
     if !found {
         assert!(
             !services_required(),
-            "no Chromium but APNA_REQUIRE_SERVICES=1: tests/run installs Debian's chromium"
+            "no browser check (Chromium missing or built without --features browser) but APNA_REQUIRE_SERVICES=1: tests/run installs Debian's chromium"
         );
-        eprintln!("skipped: no Chromium on this machine");
+        eprintln!("skipped: no Chromium, or built without --features browser");
     }
     found
 }
