@@ -169,12 +169,27 @@ pub async fn check_with_dev_server<S: Sandbox + ?Sized>(
     }
     diags.extend(walk.failed.iter().map(|f| parse_failed_module(f, &root)));
     let log = log.unwrap_or_default();
-    diags.extend(parse_dev_log(&log, &root));
+    diags.extend(
+        parse_dev_log(&log, &root)
+            .into_iter()
+            .filter(|d| !fixed_since_logged(d, &walk.served)),
+    );
     diags.extend(standing_stylesheet_errors(&log, &root));
     Ok(report(
         diags,
         tsc.exit_code == Some(0) && walk.page_loaded && walk.failed.is_empty(),
     ))
+}
+
+/// Whether a logged dev-server error is about a script module this check's
+/// walk has just been served: its transform succeeds now. The log alone
+/// cannot tell, because Vite's watcher may not yet have logged the update of
+/// a file fixed moments ago (seen under load). Stylesheets are excluded:
+/// Tailwind answers a broken one with its last good CSS.
+fn fixed_since_logged(diag: &Diagnostic, served: &[String]) -> bool {
+    !diag.file.is_empty()
+        && !diag.file.ends_with(".css")
+        && served.iter().any(|p| module_file(p) == diag.file)
 }
 
 /// Stylesheet errors not followed by an update of that stylesheet. Tailwind's
@@ -680,6 +695,23 @@ mod tests {
         let d = parse_failed_module(&missing, "/p");
         assert_eq!(d.file, "src/App.tsx");
         assert!(d.message.contains("/src/Gone.tsx"), "{d:?}");
+    }
+
+    #[test]
+    fn a_logged_error_of_a_module_served_since_is_fixed() {
+        let d = |file: &str| Diagnostic {
+            file: file.into(),
+            line: 1,
+            column: 7,
+            message: "Failed to resolve import".into(),
+            source: DiagnosticSource::DevServer,
+        };
+        let served = vec!["/src/main.tsx".to_string(), "/src/App.tsx".to_string()];
+        assert!(fixed_since_logged(&d("src/App.tsx"), &served));
+        assert!(!fixed_since_logged(&d("src/Other.tsx"), &served));
+        assert!(!fixed_since_logged(&d(""), &served));
+        let css = vec!["/src/index.css".to_string()];
+        assert!(!fixed_since_logged(&d("src/index.css"), &css));
     }
 
     #[test]

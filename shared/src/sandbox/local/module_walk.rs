@@ -26,6 +26,8 @@ pub struct FailedModule {
 pub struct Walk {
     /// Modules served.
     pub modules: usize,
+    /// The URL paths served, query strings removed (`/src/App.tsx`).
+    pub served: Vec<String>,
     /// Modules that failed.
     pub failed: Vec<FailedModule>,
     /// Whether the page itself was served.
@@ -100,6 +102,8 @@ pub async fn walk(addr: &str, limit: usize) -> Walk {
             continue;
         }
         out.modules += 1;
+        out.served
+            .push(path.split('?').next().unwrap_or(&path).to_string());
         for c in import.captures_iter(&body) {
             let next = c[1].to_string();
             if !skipped(&next) && seen.len() < limit && seen.insert(next.clone()) {
