@@ -30,6 +30,15 @@ ns = next(d for d in docs if d["kind"] == "Namespace")
 assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("caddyfile-"))
 assert cm["data"]["Caddyfile"] == open("Caddyfile").read(), "the ConfigMap is the top-level Caddyfile"
+# The gate runs from the sandbox image, pinned by digest where kustomization.yaml says.
+kust = yaml.safe_load(open("infra/k8s/kustomization.yaml"))
+pin = next(i for i in kust["images"] if i["name"] == "apna-preview")
+caddy = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "caddy")
+gate = next(c for c in caddy["spec"]["template"]["spec"]["containers"] if c["name"] == "preview-gate")
+assert gate["image"] == f'{pin["newName"]}@{pin["digest"]}', gate["image"]
+for d in docs:
+    for c in (d.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []):
+        assert not c["image"].endswith(":latest") and ":" in c["image"], c["image"]
 for need in ["Deployment", "LimitRange", "Namespace", "NetworkPolicy", "ResourceQuota", "Role", "RoleBinding", "Service"]:
     assert need in kinds, need
 print(f"infra/k8s: {len(docs)} objects valid for Kubernetes 1.35 ({', '.join(sorted(set(kinds)))})")
