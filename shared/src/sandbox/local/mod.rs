@@ -28,6 +28,7 @@ pub mod build_gate;
 pub mod command;
 pub mod disk;
 pub mod files;
+mod handover;
 pub mod limits;
 pub mod module_walk;
 pub mod packages;
@@ -51,6 +52,7 @@ use crate::sandbox::{
     ExecOutput, ExecRequest, FileEntry, ProjectPath, Sandbox, SandboxProvider, SandboxState,
     SandboxStatus, SmokeReport, SmokeRequest, SourceTree,
 };
+pub use handover::HandoverFault;
 pub use process::Isolation;
 use supervisor::DevServerOptions;
 pub use template::{prepare_templates, PreparedTemplate, PreparedTemplates, TemplateProgress};
@@ -184,6 +186,13 @@ impl LocalProvider {
         spare::count(&self.inner)
     }
 
+    /// Makes the next hand-over of the warm spare to a sleeping project fail
+    /// at `fault` (tests of the fallback).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn fail_next_handover(&self, fault: HandoverFault) {
+        self.inner.spare.faults.arm(fault);
+    }
+
     /// The gate every project's Verify and package installs pass.
     pub fn build_gate(&self) -> &build_gate::BuildGate {
         self.inner.toolchain.builds()
@@ -289,7 +298,9 @@ impl LocalSandbox {
     /// Ensures the sandbox: a missing one is made from `explicit` (or the
     /// default starter). A starter sharing the default starter's dependencies
     /// adopts the warm spare and has its own files written over it before
-    /// anything is served.
+    /// anything is served. A sleeping one (files kept, dev server stopped)
+    /// whose dependencies are the spare's takes the spare's running server
+    /// (see [`handover`]); otherwise its dev server starts cold.
     async fn ensure_with(&self, explicit: Option<&str>) -> Result<SandboxStatus> {
         let toolchain = &self.inner.toolchain;
         let starter = explicit.unwrap_or(&toolchain.default_starter().name);
@@ -308,6 +319,19 @@ impl LocalSandbox {
                 let status = sup.status();
                 self.ws.adopt_supervisor(sup);
                 tracing::info!(project_id = %id, starter, "adopted the warm spare");
+                spare::refill(&self.inner);
+                return Ok(status);
+            }
+        }
+        let reseeding = explicit.is_some() && self.ws.seeded_from().is_some_and(|s| s != starter);
+        if self.ws.exists() && !reseeding && self.ws.status().await?.state == SandboxState::Stopped
+        {
+            if let Some(sup) =
+                spare::hand_to_sleeper(&self.inner, id, self.ws.root(), self.ws.log_file()).await
+            {
+                let status = sup.status();
+                self.ws.adopt_supervisor(sup);
+                tracing::info!(project_id = %id, "woke on the warm spare");
                 spare::refill(&self.inner);
                 return Ok(status);
             }

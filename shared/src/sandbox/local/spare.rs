@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::handover::{self, FaultPoint, Refused};
 use super::module_walk;
 use super::process::Isolation;
 use super::supervisor::Supervisor;
@@ -42,6 +43,8 @@ pub(super) struct SpareSlot {
     target: usize,
     filling: AtomicBool,
     enabled: AtomicBool,
+    /// A hand-over step the tests make fail.
+    pub(super) faults: FaultPoint,
 }
 
 impl SpareSlot {
@@ -52,6 +55,7 @@ impl SpareSlot {
             target,
             filling: AtomicBool::new(false),
             enabled: AtomicBool::new(target > 0),
+            faults: FaultPoint::default(),
         }
     }
 
@@ -65,6 +69,10 @@ impl SpareSlot {
 
     fn take(&self) -> Option<Spare> {
         self.lock().pop_front()
+    }
+
+    fn put_back(&self, spare: Spare) {
+        self.lock().push_front(spare);
     }
 
     fn is_full(&self) -> bool {
@@ -245,6 +253,72 @@ pub(super) async fn adopt(
     spare
         .sup
         .rebind(id, root.to_path_buf(), log_file.to_path_buf());
+    Some(spare.sup)
+}
+
+/// Gives the spare to the sleeping project `id` whose files are at `root`
+/// (see [`handover`]): its files go into the spare's directory, the two
+/// directories swap, and the spare's supervisor now serves the project.
+/// `None` when there is no healthy spare or the project does not fit; the
+/// project's directory is then as it was. The caller holds the workspace lock.
+pub(super) async fn hand_to_sleeper(
+    inner: &Arc<Inner>,
+    id: &str,
+    root: &Path,
+    log_file: &Path,
+) -> Option<Arc<Supervisor>> {
+    if !usable(inner) {
+        return None;
+    }
+    let spare = inner.spare.take()?;
+    if !spare.sup.is_active() {
+        dispose(spare).await;
+        return None;
+    }
+    let moved = {
+        let (inner, root, dir) = (inner.clone(), root.to_path_buf(), spare.dir.clone());
+        tokio::task::spawn_blocking(move || handover::move_in(&root, &dir, &inner.spare.faults))
+            .await
+    };
+    match moved {
+        Ok(Ok(())) => {}
+        Ok(Err(Refused::DoesNotFit(why))) => {
+            tracing::info!(project_id = %id, %why, "sleeping project wakes cold: it does not fit the warm spare");
+            inner.spare.put_back(spare);
+            return None;
+        }
+        Ok(Err(Refused::Failed(e))) => {
+            tracing::warn!(project_id = %id, error = %e, "could not hand the warm spare to a sleeping project; it wakes cold");
+            dispose(spare).await;
+            return None;
+        }
+        Ok(Err(Refused::StateStranded(e))) => {
+            tracing::error!(project_id = %id, error = %e, kept = %spare.dir.display(), "project state left in the warm spare's directory, which is kept");
+            spare.sup.stop().await;
+            return None;
+        }
+        Err(e) => {
+            tracing::error!(project_id = %id, error = %e, kept = %spare.dir.display(), "hand-over task failed; the warm spare's directory is kept");
+            spare.sup.stop().await;
+            return None;
+        }
+    }
+    // The previous log becomes the rotated one (as a full log would); the
+    // open log file follows its rename.
+    let _ = tokio::fs::rename(log_file, log_file.with_extension("log.1")).await;
+    let _ = tokio::fs::rename(&spare.log_file, log_file).await;
+    spare
+        .sup
+        .rebind(id, root.to_path_buf(), log_file.to_path_buf());
+    // The spare's path now holds the project's previous directory. Removing
+    // it is not on the wake's path; one left by a crash is a leftover
+    // (`.spare-*`) the next start removes.
+    let old = spare.dir;
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = std::fs::remove_dir_all(&old) {
+            tracing::warn!(error = %e, dir = %old.display(), "could not remove a woken project's previous directory");
+        }
+    });
     Some(spare.sup)
 }
 
