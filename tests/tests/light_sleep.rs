@@ -11,13 +11,20 @@
 //!   time, with nobody viewing the preview — never finds its dev server
 //!   asleep or restarted;
 //! * a sleeping project is still a project with its files after a restart of
-//!   the server, and wakes on a preview request.
+//!   the server, and wakes on a preview request;
+//! * a sleeping project of the warm spare's dependencies wakes on the spare's
+//!   running dev server (preview and chat at once wake it once), serves its
+//!   own files (not the starter's), keeps files it deleted deleted and keeps
+//!   its state (`.apna-build`, `.git`); one with other dependencies wakes
+//!   cold; a hand-over failing at any step falls back to a cold start and
+//!   loses nothing.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use apna::domain::{Project, RunStatus, User, LOCAL_USER};
-use apna::sandbox::SandboxState;
+use apna::sandbox::local::{HandoverFault, LocalProvider};
+use apna::sandbox::{ProjectPath, Sandbox, SandboxState, SourceTree};
 use apna::server::LocalServer;
 use apna::testing::fixtures::{ready_project, server_config};
 use apna_tests::mock_anthropic::{MockAnthropic, Script, Turn};
@@ -376,4 +383,235 @@ async fn light_sleep_survives_a_restart() {
     b.wait_preview(&p.id, Duration::from_secs(30)).await;
     assert_eq!(b.api_project(&p.id).await["sandbox_state"], "ready");
     b.stop().await;
+}
+
+const OWN_APP: &str = "export default function App() {\n  return <h1 className=\"text-3xl\">Slept And Woke Intact</h1>;\n}\n";
+/// A starter file the project deleted (nothing imports it).
+const DELETED: &str = "src/components/ui/badge.tsx";
+
+impl Served {
+    fn local(&self) -> &LocalProvider {
+        self.server.sandboxes.as_deref().unwrap()
+    }
+
+    fn sandbox(&self, id: &str) -> std::sync::Arc<dyn Sandbox> {
+        self.server.state.sandboxes.sandbox(id).unwrap()
+    }
+
+    /// The spare's dev server pid once it is ready.
+    async fn ready_spare(&self) -> u32 {
+        assert!(
+            self.local().wait_spare_ready(Duration::from_secs(60)).await,
+            "no warm spare (is bubblewrap installed?)"
+        );
+        let pids = self.local().spare_pids();
+        assert_eq!(pids.len(), 1, "{pids:?}");
+        pids[0]
+    }
+
+    /// An awake project with its own App, a deleted starter file, and the
+    /// state a Verify and git leave (outside the sources), put to sleep.
+    async fn sleeping_project_of_its_own(&self) -> (Project, SourceTree) {
+        let p = self.awake_project().await;
+        let sb = self.sandbox(&p.id);
+        sb.write_file(
+            &ProjectPath::parse("src/App.tsx").unwrap(),
+            OWN_APP.as_bytes(),
+        )
+        .await
+        .unwrap();
+        sb.write_file(
+            &ProjectPath::parse("src/pages/Notes.tsx").unwrap(),
+            b"export const notes = 1;\n",
+        )
+        .await
+        .unwrap();
+        assert!(sb
+            .delete_file(&ProjectPath::parse(DELETED).unwrap())
+            .await
+            .unwrap());
+        let root = self.local().local(&p.id).unwrap().root().to_path_buf();
+        for (rel, data) in [
+            (".apna-build/tsc.tsbuildinfo", "{\"version\":\"7\"}\n"),
+            (".git/HEAD", "ref: refs/heads/main\n"),
+        ] {
+            std::fs::create_dir_all(root.join(rel).parent().unwrap()).unwrap();
+            std::fs::write(root.join(rel), data).unwrap();
+        }
+        sb.stop().await.unwrap();
+        assert_eq!(self.state_of(&p.id).await, SandboxState::Stopped);
+        let tree = sb.export_source().await.unwrap();
+        (p, tree)
+    }
+
+    /// What a sleeping project must still have after any wake.
+    async fn assert_intact(&self, id: &str, tree: &SourceTree) {
+        let sb = self.sandbox(id);
+        assert_eq!(&sb.export_source().await.unwrap(), tree, "sources changed");
+        let root = self.local().local(id).unwrap().root().to_path_buf();
+        assert!(!root.join(DELETED).exists(), "a deleted file came back");
+        assert_eq!(
+            std::fs::read_to_string(root.join(".apna-build/tsc.tsbuildinfo")).unwrap(),
+            "{\"version\":\"7\"}\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join(".git/HEAD")).unwrap(),
+            "ref: refs/heads/main\n"
+        );
+    }
+
+    /// Polls the preview's App module until it is the project's own.
+    async fn wait_own_app(&self, id: &str, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let (status, body) = self.preview(id, "/src/App.tsx").await;
+            if status == 200 && body.contains("Slept And Woke Intact") {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the preview's App is not the project's after {limit:?}: {status} {body:.300}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn pid_of(&self, id: &str) -> Option<u32> {
+        self.local().local(id).unwrap().dev_server_pid()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sleeping_project_wakes_on_the_warm_spare_with_its_own_files() {
+    let mock = MockAnthropic::start(quiet_script()).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let s = Served::start(data.path(), &mock.url()).await;
+    let (p, tree) = s.sleeping_project_of_its_own().await;
+    let spare = s.ready_spare().await;
+
+    let (_, first) = s.preview(&p.id, "/").await;
+    assert!(first.contains("Starting the preview"), "{first:.300}");
+    let started = Instant::now();
+    s.wait_preview(&p.id, Duration::from_secs(30)).await;
+    eprintln!("preview back on the warm spare in {:?}", started.elapsed());
+    assert_eq!(s.pid_of(&p.id), Some(spare), "did not wake on the spare");
+    // The spare's server now serves the project's files, not the starter's.
+    s.wait_own_app(&p.id, Duration::from_secs(5)).await;
+    // (A missing path gets the app's page, Vite's fallback for a browser.)
+    let (_, body) = s.preview(&p.id, &format!("/{DELETED}")).await;
+    assert!(
+        !body.contains("badgeVariants"),
+        "the deleted starter file is served"
+    );
+    let (status, body) = s.preview(&p.id, "/src/pages/Notes.tsx").await;
+    assert!(
+        status == 200 && body.contains("notes"),
+        "{status} {body:.200}"
+    );
+    s.assert_intact(&p.id, &tree).await;
+    // The old directory is gone, and a new spare is made.
+    let next = s.ready_spare().await;
+    assert_ne!(next, spare);
+    let projects = s
+        .local()
+        .local(&p.id)
+        .unwrap()
+        .root()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let started = Instant::now();
+    loop {
+        let dirs: Vec<String> = std::fs::read_dir(&projects)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if dirs.len() == 2 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{dirs:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Asleep again, a preview request and a chat's EnsureSandbox at once wake it once.
+    s.sandbox(&p.id).stop().await.unwrap();
+    let spare = s.ready_spare().await;
+    let sb = s.sandbox(&p.id);
+    let (ensured, (status, _)) = tokio::join!(sb.ensure(), s.preview(&p.id, "/"));
+    ensured.unwrap();
+    assert_eq!(status, 200);
+    s.wait_preview(&p.id, Duration::from_secs(30)).await;
+    assert_eq!(s.pid_of(&p.id), Some(spare));
+    s.wait_own_app(&p.id, Duration::from_secs(5)).await;
+    s.assert_intact(&p.id, &tree).await;
+    assert_ne!(s.ready_spare().await, spare);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sleeping_project_with_other_dependencies_wakes_cold() {
+    let mock = MockAnthropic::start(quiet_script()).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let s = Served::start(data.path(), &mock.url()).await;
+    let p = s.awake_project().await;
+    let sb = s.sandbox(&p.id);
+    let path = ProjectPath::parse("package.json").unwrap();
+    let mut package: Value = serde_json::from_slice(&sb.read_file(&path).await.unwrap()).unwrap();
+    package["dependencies"]["left-pad"] = json!("1.3.0");
+    sb.write_file(&path, &serde_json::to_vec_pretty(&package).unwrap())
+        .await
+        .unwrap();
+    sb.write_file(
+        &ProjectPath::parse("src/App.tsx").unwrap(),
+        OWN_APP.as_bytes(),
+    )
+    .await
+    .unwrap();
+    sb.stop().await.unwrap();
+    let tree = sb.export_source().await.unwrap();
+    let spare = s.ready_spare().await;
+
+    s.preview(&p.id, "/").await;
+    s.wait_preview(&p.id, Duration::from_secs(30)).await;
+    let pid = s.pid_of(&p.id);
+    assert!(pid.is_some() && pid != Some(spare), "woke on the spare");
+    assert_eq!(s.local().spare_pids(), vec![spare], "the spare was used up");
+    s.wait_own_app(&p.id, Duration::from_secs(10)).await;
+    assert_eq!(sb.export_source().await.unwrap(), tree);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_handover_falls_back_to_a_cold_start_and_loses_nothing() {
+    let mock = MockAnthropic::start(quiet_script()).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let s = Served::start(data.path(), &mock.url()).await;
+    let (p, tree) = s.sleeping_project_of_its_own().await;
+    for fault in [
+        HandoverFault::AfterSources,
+        HandoverFault::AfterState,
+        HandoverFault::Exchange,
+    ] {
+        let spare = s.ready_spare().await;
+        s.local().fail_next_handover(fault);
+        s.preview(&p.id, "/").await;
+        s.wait_preview(&p.id, Duration::from_secs(30)).await;
+        let pid = s.pid_of(&p.id);
+        assert!(
+            pid.is_some() && pid != Some(spare),
+            "{fault:?}: woke on the spare"
+        );
+        s.wait_own_app(&p.id, Duration::from_secs(10)).await;
+        s.assert_intact(&p.id, &tree).await;
+        s.sandbox(&p.id).stop().await.unwrap();
+    }
+    // Unarmed, the next wake takes the spare.
+    let spare = s.ready_spare().await;
+    s.preview(&p.id, "/").await;
+    s.wait_preview(&p.id, Duration::from_secs(30)).await;
+    assert_eq!(s.pid_of(&p.id), Some(spare));
+    s.wait_own_app(&p.id, Duration::from_secs(5)).await;
+    s.assert_intact(&p.id, &tree).await;
+    s.stop().await;
 }

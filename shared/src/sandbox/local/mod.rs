@@ -181,6 +181,12 @@ impl LocalProvider {
         spare::wait_ready(&self.inner, timeout).await
     }
 
+    /// The dev server pids of the warm spares now (tests tell a wake on the
+    /// spare from a cold one by them).
+    pub fn spare_pids(&self) -> Vec<u32> {
+        spare::pids(&self.inner)
+    }
+
     /// How many warm spares exist now (ready or starting).
     pub fn spare_count(&self) -> usize {
         spare::count(&self.inner)

@@ -359,6 +359,16 @@ pub(super) async fn wait_ready(inner: &Arc<Inner>, timeout: Duration) -> bool {
     false
 }
 
+/// The dev server pids of the spares now.
+pub(super) fn pids(inner: &Inner) -> Vec<u32> {
+    inner
+        .spare
+        .lock()
+        .iter()
+        .filter_map(|s| s.sup.pid())
+        .collect()
+}
+
 /// How many spares exist now (ready or starting).
 pub(super) fn count(inner: &Inner) -> usize {
     inner.spare.lock().len()
