@@ -12,9 +12,16 @@
 //!   timer; `APNA_PREVIEW_IDLE_MINUTES` from `APNA_BENCH_IDLE_MINUTES`,
 //!   default 0.1): one project viewed (page loaded, HMR socket open), then
 //!   left alone until it sleeps — its process tree before and after.
-//! * `wake`: the same project put to sleep and requested again
-//!   `APNA_BENCH_WAKES` times (default 20): time from the first preview
-//!   request to the first 200 of the app's page through the proxy.
+//! * `wake`: a project with its own App (and a starter file deleted) put to
+//!   sleep and requested again `APNA_BENCH_WAKES` times (default 20) per
+//!   series (`APNA_BENCH_WAKE_SERIES`, default `ready,back-to-back,off`):
+//!   `ready` waits for a ready warm spare before each wake (what a sleeping
+//!   user's wake, minutes after the last, finds); `back-to-back` wakes 0.5 s
+//!   after the last, so the spare may not be back yet; `off` turns the warm
+//!   spare off (every wake a cold Vite start, as before the hand-over). Times
+//!   from the first preview request to the first 200 of the app's page, and
+//!   to the project's own App module, through the proxy, split by how each
+//!   woke (on the spare or cold).
 //! * `hundred`: `APNA_BENCH_PROJECTS` projects (default 100) created one
 //!   after another from the starter (store + the sandbox's `ensure`, what a
 //!   run's EnsureSandbox does; no model), each page loaded once, then left
@@ -407,19 +414,35 @@ async fn sleep_phase(idle: &str) {
     s.server.stop_sandboxes().await;
 }
 
-async fn wake_phase() {
-    let n = env_count("APNA_BENCH_WAKES", 20);
-    // A long idle time: the bench puts the project to sleep itself.
-    let s = serve("60").await;
-    let id = s.project().await;
-    let host = s.host(&id);
-    load_page(s.addr, &host).await;
-    let sb = s.server.state.sandboxes.sandbox(&id).unwrap();
-    let mut first_200 = Vec::with_capacity(n);
-    let mut main_tsx = Vec::with_capacity(n);
+/// What one series of wakes measured.
+#[derive(Default)]
+struct Wakes {
+    /// (first 200 of the page, project's App served), woken on the spare.
+    spare: Vec<(f64, f64)>,
+    /// The same, woken by a cold Vite start.
+    cold: Vec<(f64, f64)>,
+    /// Wakes whose first App module after the page was still the starter's.
+    stale: usize,
+}
+
+const OWN_APP: &str =
+    "export default function App() {\n  return <h1 className=\"text-3xl\">Back From Light Sleep</h1>;\n}\n";
+
+/// `n` wakes of project `id`: put to sleep, then requested until its page
+/// and its own App module are served. `spare` says whether each wake waits
+/// for a ready warm spare first (as a sleeping user's wake, minutes after
+/// the last, finds it) or follows the last by 0.5 s.
+async fn wake_series(s: &Served, id: &str, n: usize, wait_spare: bool) -> Wakes {
+    let host = s.host(id);
+    let sb = s.server.state.sandboxes.sandbox(id).unwrap();
+    let mut out = Wakes::default();
     for _ in 0..n {
         sb.stop().await.unwrap();
         assert_eq!(sb.status().await.unwrap().state, SandboxState::Stopped);
+        if wait_spare {
+            s.local().wait_spare_ready(Duration::from_secs(60)).await;
+        }
+        let spares = s.local().spare_pids();
         let started = Instant::now();
         let (status, body) = get(s.addr, &host, "/").await;
         assert!(
@@ -434,28 +457,124 @@ async fn wake_phase() {
             assert!(started.elapsed() < Duration::from_secs(60), "never woke");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        first_200.push(started.elapsed().as_secs_f64());
-        let (status, _) = get(s.addr, &host, "/src/main.tsx").await;
-        assert_eq!(status, 200);
-        main_tsx.push(started.elapsed().as_secs_f64());
+        let page = started.elapsed().as_secs_f64();
+        let mut first = true;
+        loop {
+            let (status, body) = get(s.addr, &host, "/src/App.tsx").await;
+            if status == 200 && body.contains("Back From Light Sleep") {
+                break;
+            }
+            if first {
+                out.stale += 1;
+                first = false;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "never served its App"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let app = started.elapsed().as_secs_f64();
+        let on_spare = s
+            .local()
+            .local(id)
+            .unwrap()
+            .dev_server_pid()
+            .is_some_and(|p| spares.contains(&p));
+        if on_spare {
+            out.spare.push((page, app));
+        } else {
+            out.cold.push((page, app));
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    first_200.sort_by(f64::total_cmp);
-    main_tsx.sort_by(f64::total_cmp);
-    println!("\n## Preview back after light sleep ({n} trials)\n");
-    println!("| | p50 | p95 |");
-    println!("|---|---|---|");
+    out
+}
+
+fn wake_rows(label: &str, w: &Wakes) {
+    let n = w.spare.len() + w.cold.len();
+    for (kind, v) in [
+        ("on the warm spare", &w.spare),
+        ("cold Vite start", &w.cold),
+    ] {
+        if v.is_empty() {
+            continue;
+        }
+        let mut page: Vec<f64> = v.iter().map(|t| t.0).collect();
+        let mut app: Vec<f64> = v.iter().map(|t| t.1).collect();
+        page.sort_by(f64::total_cmp);
+        app.sort_by(f64::total_cmp);
+        println!(
+            "| {label}: {kind} | {} of {n} | {:.3} s | {:.3} s | {:.3} s | {:.3} s |",
+            v.len(),
+            percentile(&page, 50.0),
+            percentile(&page, 95.0),
+            percentile(&app, 50.0),
+            percentile(&app, 95.0)
+        );
+    }
+    if w.stale > 0 {
+        println!(
+            "| {label}: first App module still the starter's | {} of {n} | | | | |",
+            w.stale
+        );
+    }
+}
+
+async fn wake_phase() {
+    let n = env_count("APNA_BENCH_WAKES", 20);
+    let series =
+        std::env::var("APNA_BENCH_WAKE_SERIES").unwrap_or_else(|_| "ready,back-to-back,off".into());
+    // A long idle time: the bench puts the project to sleep itself.
+    let s = serve("60").await;
+    let id = s.project().await;
+    let host = s.host(&id);
+    // The project's own files: a hand-over has work to do, and the page must
+    // be the project's, not the starter's the spare started with.
+    let sb = s.server.state.sandboxes.sandbox(&id).unwrap();
+    sb.write_file(
+        &apna::sandbox::ProjectPath::parse("src/App.tsx").unwrap(),
+        OWN_APP.as_bytes(),
+    )
+    .await
+    .unwrap();
+    sb.delete_file(&apna::sandbox::ProjectPath::parse("src/components/ui/badge.tsx").unwrap())
+        .await
+        .unwrap();
+    load_page(s.addr, &host).await;
     println!(
-        "| first request → first 200 of the app's page through the proxy | {:.3} s | {:.3} s |",
-        percentile(&first_200, 50.0),
-        percentile(&first_200, 95.0)
+        "\n## Preview back after light sleep ({n} trials per series; load average {})\n",
+        loadavg()
     );
     println!(
-        "| … and `/src/main.tsx` served | {:.3} s | {:.3} s |",
-        percentile(&main_tsx, 50.0),
-        percentile(&main_tsx, 95.0)
+        "| series | wakes | first 200 of the page p50 | p95 | project's App served p50 | p95 |"
     );
+    println!("|---|---|---|---|---|---|");
+    for name in series.split(',').map(str::trim) {
+        let w = match name {
+            "ready" => wake_series(&s, &id, n, true).await,
+            "back-to-back" => wake_series(&s, &id, n, false).await,
+            "off" => {
+                s.local().set_warm_spare(false).await;
+                let w = wake_series(&s, &id, n, false).await;
+                s.local().set_warm_spare(true).await;
+                w
+            }
+            other => panic!("unknown wake series {other:?}"),
+        };
+        wake_rows(name, &w);
+    }
+    println!("\nload average after: {}", loadavg());
     s.server.stop_sandboxes().await;
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 async fn hundred_phase(idle: &str) {

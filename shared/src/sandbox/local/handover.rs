@@ -26,7 +26,10 @@
 //!    is missing.
 //!
 //! A failure before 4 moves the state back and leaves the project's
-//! directory as it was, so the caller falls back to a cold start. Callers
+//! directory as it was, so the caller falls back to a cold start. Should the
+//! process die between 3 and 4, the spare's directory names the project in
+//! a marker, and [`recover`] (run on the next start, before leftover spares
+//! are removed) moves the state home. Callers
 //! hold the workspace lock: every writer of a project's files (a run's tools,
 //! imports, publish) first ensures the sandbox, which waits for that lock.
 
@@ -46,6 +49,10 @@ const STATE_DIRS: &[&str] = &[".git", ".apna-build", "dist"];
 /// Vite's cache directory (`cacheDir` of the starters); its `deps` is the
 /// shared pre-bundle link.
 const VITE_CACHE: &str = ".vite";
+
+/// In the spare's directory while it holds a project's state: the project's
+/// directory (inside Vite's cache, which is never source).
+const MARKER: &str = ".vite/apna-handover";
 
 /// Why a project did not take the spare.
 #[derive(Debug)]
@@ -68,6 +75,9 @@ pub enum HandoverFault {
     AfterState = 2,
     /// The directory swap itself.
     Exchange = 3,
+    /// The process dies after the state was moved (nothing is undone).
+    #[cfg(test)]
+    CrashAfterState = 4,
 }
 
 /// One armed [`HandoverFault`], consumed by the next hand-over.
@@ -102,20 +112,71 @@ pub(super) fn move_in(project: &Path, spare: &Path, faults: &FaultPoint) -> Resu
     sync_sources(project, spare)
         .and_then(|()| faults.fire(HandoverFault::AfterSources))
         .map_err(Refused::Failed)?;
-    let moved = move_state(project, spare).map_err(Refused::Failed)?;
+    std::fs::create_dir_all(spare.join(VITE_CACHE))
+        .and_then(|()| std::fs::write(spare.join(MARKER), project.as_os_str().as_bytes()))
+        .map_err(Refused::Failed)?;
+    let moved = match move_state(project, spare) {
+        Ok(moved) => moved,
+        Err(e) => {
+            let _ = std::fs::remove_file(spare.join(MARKER));
+            return Err(Refused::Failed(e));
+        }
+    };
+    #[cfg(test)]
+    faults
+        .fire(HandoverFault::CrashAfterState)
+        .map_err(Refused::Failed)?;
     let swapped = faults
         .fire(HandoverFault::AfterState)
         .and_then(|()| faults.fire(HandoverFault::Exchange))
         .and_then(|()| exchange(project, spare));
     if let Err(e) = swapped {
         return match undo(&moved) {
-            Ok(()) => Err(Refused::Failed(e)),
+            Ok(()) => {
+                let _ = std::fs::remove_file(spare.join(MARKER));
+                Err(Refused::Failed(e))
+            }
             Err(undo_err) => Err(Refused::StateStranded(std::io::Error::other(format!(
                 "{e}; moving the state back: {undo_err}"
             )))),
         };
     }
+    // The marker came along into the project's directory.
+    let _ = std::fs::remove_file(project.join(MARKER));
     Ok(())
+}
+
+/// Moves project state that an interrupted hand-over left in the spare
+/// directory `spare` back to its project (blocking). False when some of it
+/// could not be moved: `spare` must then be kept.
+pub(super) fn recover(spare: &Path) -> bool {
+    let Ok(project) = std::fs::read(spare.join(MARKER)) else {
+        return true;
+    };
+    let project = PathBuf::from(std::ffi::OsStr::from_bytes(&project));
+    let mut entries: Vec<PathBuf> = STATE_DIRS.iter().map(PathBuf::from).collect();
+    if let Ok(cache) = std::fs::read_dir(spare.join(VITE_CACHE)) {
+        for e in cache.flatten() {
+            let name = e.file_name();
+            if name != "deps" && Path::new(VITE_CACHE).join(&name) != Path::new(MARKER) {
+                entries.push(Path::new(VITE_CACHE).join(name));
+            }
+        }
+    }
+    let mut whole = true;
+    for rel in entries {
+        let (from, to) = (spare.join(&rel), project.join(&rel));
+        if std::fs::symlink_metadata(&from).is_err() || std::fs::symlink_metadata(&to).is_ok() {
+            continue;
+        }
+        if let Err(e) = std::fs::rename(&from, &to) {
+            tracing::error!(error = %e, from = %from.display(), to = %to.display(), "could not move a project's state back after an interrupted hand-over");
+            whole = false;
+        } else {
+            tracing::warn!(to = %to.display(), "moved a project's state back after an interrupted hand-over");
+        }
+    }
+    whole
 }
 
 /// Why the project cannot take the spare, or `None` when it can.
@@ -472,6 +533,30 @@ mod tests {
             );
             assert_eq!(tree(&p), before, "{fault:?}");
             assert_eq!(state(&p), state_before, "{fault:?}");
+            assert!(!s.join(MARKER).exists());
         }
+    }
+
+    #[test]
+    fn a_hand_over_interrupted_by_a_crash_is_recovered_on_the_next_start() {
+        let (_dir, p, s) = pair();
+        let faults = FaultPoint::default();
+        faults.arm(HandoverFault::CrashAfterState);
+        assert!(move_in(&p, &s, &faults).is_err());
+        assert!(
+            !p.join(".git/HEAD").exists(),
+            "the crash came after the state moved"
+        );
+        assert!(recover(&s));
+        assert_eq!(std::fs::read(p.join(".git/HEAD")).unwrap(), b"ref\n");
+        assert_eq!(
+            std::fs::read(p.join(".apna-build/tsc.tsbuildinfo")).unwrap(),
+            b"info\n"
+        );
+        assert_eq!(std::fs::read(p.join(".vite/other")).unwrap(), b"cache\n");
+        assert!(!p.join(MARKER).exists());
+        // A spare without a marker has nothing to give back.
+        let (_dir, _p, s) = pair();
+        assert!(recover(&s));
     }
 }

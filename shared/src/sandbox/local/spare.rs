@@ -111,6 +111,9 @@ pub(super) fn remove_leftovers(projects: &Path, logs: &Path) {
         for e in entries.flatten() {
             if is_leftover(&e.file_name().to_string_lossy()) {
                 let p = e.path();
+                if p.is_dir() && !handover::recover(&p) {
+                    continue;
+                }
                 let _ = if p.is_dir() {
                     std::fs::remove_dir_all(&p)
                 } else {

@@ -484,6 +484,8 @@ impl Workspace {
                     Err(e) => return Err(e.into()),
                 }
             }
+            // The rotated log too (a full log, or the one before a wake on the spare).
+            let _ = std::fs::remove_file(log.with_extension("log.1"));
             let _ = std::fs::remove_file(log);
             Ok(())
         })
