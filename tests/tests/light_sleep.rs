@@ -385,7 +385,7 @@ async fn light_sleep_survives_a_restart() {
     b.stop().await;
 }
 
-const OWN_APP: &str = "export default function App() {\n  return <h1 className=\"text-3xl\">Slept And Woke Intact</h1>;\n}\n";
+const OWN_APP: &str = "export default function App() {\n  return <h1 className=\"tracking-[0.37em]\">Slept And Woke Intact</h1>;\n}\n";
 /// A starter file the project deleted (nothing imports it).
 const DELETED: &str = "src/components/ui/badge.tsx";
 
@@ -503,6 +503,19 @@ async fn a_sleeping_project_wakes_on_the_warm_spare_with_its_own_files() {
         !body.contains("badgeVariants"),
         "the deleted starter file is served"
     );
+    // Tailwind's CSS has the project's classes, which the starter does not use.
+    let started = Instant::now();
+    loop {
+        let (status, css) = s.preview(&p.id, "/src/index.css").await;
+        if status == 200 && css.contains("0.37em") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the CSS lacks the project's class: {status} {css:.300}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (status, body) = s.preview(&p.id, "/src/pages/Notes.tsx").await;
     assert!(
         status == 200 && body.contains("notes"),

@@ -11,7 +11,7 @@
 //! 1. the project *fits*: its `node_modules` and `.vite/deps` are the same
 //!    shared links as the spare's, its dependencies in `package.json` and its
 //!    lock file are the spare's, and so is every file Vite reads only at
-//!    start (config, `.env*`): a server that started on other inputs would
+//!    start (config, `.env*`, `tsconfig*`): a server that started on other inputs would
 //!    not be the one a cold start gives;
 //! 2. the project's sources are brought into the spare's directory exactly
 //!    (new files hard-linked, changed ones rewritten in place so Vite's watcher
@@ -228,13 +228,19 @@ fn misfit(project: &Path, spare: &Path) -> Option<String> {
     None
 }
 
-/// Top-level files a dev server reads once at start (or restarts for).
+/// Top-level files a dev server reads once at start, or restarts or drops
+/// its caches for (`tsconfig*`).
 fn read_at_start(name: &str) -> bool {
     name == "package-lock.json"
         || name.starts_with(".env")
-        || ["vite.config.", "postcss.config.", "tailwind.config."]
-            .iter()
-            .any(|p| name.starts_with(p))
+        || [
+            "vite.config.",
+            "postcss.config.",
+            "tailwind.config.",
+            "tsconfig",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
         || SHARED_FILES.contains(&name)
 }
 
