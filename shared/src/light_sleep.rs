@@ -1,9 +1,10 @@
 //! Light sleep: between "running" and "hibernated", a project whose preview
 //! nobody has used for `APNA_PREVIEW_IDLE_MINUTES` stops its dev server and
 //! keeps its files (the sandbox's [`SandboxState::Stopped`]). The next
-//! preview request shows the starting page and starts it again (locally in
-//! about a Vite start; see BENCHMARKS.md, "#16 Density"); a run starts it in
-//! EnsureSandbox as always. On Kubernetes the same rule deletes the Pod and
+//! preview request shows the starting page and starts it again (locally a
+//! project of the starter's dependencies takes the warm spare's running dev
+//! server, ~0.07 s, and any other wakes by a Vite start; see BENCHMARKS.md,
+//! "#16 Density"); a run starts it in EnsureSandbox as always. On Kubernetes the same rule deletes the Pod and
 //! keeps its volume ([`crate::sandbox::Sandbox::stop`]).
 //!
 //! A preview is in use while any of these says so:
