@@ -27,9 +27,9 @@
 //!
 //! A failure before 4 moves the state back and leaves the project's
 //! directory as it was, so the caller falls back to a cold start. Should the
-//! process die between 3 and 4, the spare's directory names the project in
-//! a marker, and [`recover`] (run on the next start, before leftover spares
-//! are removed) moves the state home. Callers
+//! process die between 3 and 4, a marker next to the spare's directory names
+//! the project, and [`recover`] (run on the next start, before leftover
+//! spares are removed) moves the state home. Callers
 //! hold the workspace lock: every writer of a project's files (a run's tools,
 //! imports, publish) first ensures the sandbox, which waits for that lock.
 
@@ -50,9 +50,22 @@ const STATE_DIRS: &[&str] = &[".git", ".apna-build", "dist"];
 /// shared pre-bundle link.
 const VITE_CACHE: &str = ".vite";
 
-/// In the spare's directory while it holds a project's state: the project's
-/// directory (inside Vite's cache, which is never source).
-const MARKER: &str = ".vite/apna-handover";
+/// While the spare's directory holds a project's state, a file next to it
+/// (`.spare-…` + this) names the project's directory. Next to it, not in it:
+/// a project's own processes can write inside its directory, never beside.
+const MARKER_SUFFIX: &str = ".handover";
+
+/// The marker of spare directory `spare`.
+pub(super) fn marker_of(spare: &Path) -> PathBuf {
+    let mut name = spare.as_os_str().to_os_string();
+    name.push(MARKER_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Whether directory entry `name` is a hand-over marker.
+pub(super) fn is_marker(name: &str) -> bool {
+    name.ends_with(MARKER_SUFFIX)
+}
 
 /// Why a project did not take the spare.
 #[derive(Debug)]
@@ -112,13 +125,12 @@ pub(super) fn move_in(project: &Path, spare: &Path, faults: &FaultPoint) -> Resu
     sync_sources(project, spare)
         .and_then(|()| faults.fire(HandoverFault::AfterSources))
         .map_err(Refused::Failed)?;
-    std::fs::create_dir_all(spare.join(VITE_CACHE))
-        .and_then(|()| std::fs::write(spare.join(MARKER), project.as_os_str().as_bytes()))
-        .map_err(Refused::Failed)?;
+    let marker = marker_of(spare);
+    std::fs::write(&marker, project.as_os_str().as_bytes()).map_err(Refused::Failed)?;
     let moved = match move_state(project, spare) {
         Ok(moved) => moved,
         Err(e) => {
-            let _ = std::fs::remove_file(spare.join(MARKER));
+            let _ = std::fs::remove_file(&marker);
             return Err(Refused::Failed(e));
         }
     };
@@ -133,7 +145,7 @@ pub(super) fn move_in(project: &Path, spare: &Path, faults: &FaultPoint) -> Resu
     if let Err(e) = swapped {
         return match undo(&moved) {
             Ok(()) => {
-                let _ = std::fs::remove_file(spare.join(MARKER));
+                let _ = std::fs::remove_file(&marker);
                 Err(Refused::Failed(e))
             }
             Err(undo_err) => Err(Refused::StateStranded(std::io::Error::other(format!(
@@ -141,24 +153,31 @@ pub(super) fn move_in(project: &Path, spare: &Path, faults: &FaultPoint) -> Resu
             )))),
         };
     }
-    // The marker came along into the project's directory.
-    let _ = std::fs::remove_file(project.join(MARKER));
+    let _ = std::fs::remove_file(&marker);
     Ok(())
 }
 
 /// Moves project state that an interrupted hand-over left in the spare
-/// directory `spare` back to its project (blocking). False when some of it
-/// could not be moved: `spare` must then be kept.
+/// directory `spare` back to its project, then removes the marker
+/// (blocking). False when some of it could not be moved: `spare` must then
+/// be kept.
 pub(super) fn recover(spare: &Path) -> bool {
-    let Ok(project) = std::fs::read(spare.join(MARKER)) else {
+    let marker = marker_of(spare);
+    let Ok(project) = std::fs::read(&marker) else {
         return true;
     };
     let project = PathBuf::from(std::ffi::OsStr::from_bytes(&project));
+    // Only ever a sibling: the projects directory holds both.
+    if project.parent() != spare.parent() {
+        tracing::error!(marker = %marker.display(), "hand-over marker names a directory elsewhere; ignored");
+        let _ = std::fs::remove_file(&marker);
+        return true;
+    }
     let mut entries: Vec<PathBuf> = STATE_DIRS.iter().map(PathBuf::from).collect();
     if let Ok(cache) = std::fs::read_dir(spare.join(VITE_CACHE)) {
         for e in cache.flatten() {
             let name = e.file_name();
-            if name != "deps" && Path::new(VITE_CACHE).join(&name) != Path::new(MARKER) {
+            if name != "deps" {
                 entries.push(Path::new(VITE_CACHE).join(name));
             }
         }
@@ -175,6 +194,9 @@ pub(super) fn recover(spare: &Path) -> bool {
         } else {
             tracing::warn!(to = %to.display(), "moved a project's state back after an interrupted hand-over");
         }
+    }
+    if whole {
+        let _ = std::fs::remove_file(&marker);
     }
     whole
 }
@@ -539,13 +561,16 @@ mod tests {
             );
             assert_eq!(tree(&p), before, "{fault:?}");
             assert_eq!(state(&p), state_before, "{fault:?}");
-            assert!(!s.join(MARKER).exists());
+            assert!(!marker_of(&s).exists());
         }
     }
 
     #[test]
     fn a_hand_over_interrupted_by_a_crash_is_recovered_on_the_next_start() {
-        let (_dir, p, s) = pair();
+        let (dir, p, s) = pair();
+        let spare = dir.path().join(".spare-0000abcd");
+        std::fs::rename(&s, &spare).unwrap();
+        let s = spare;
         let faults = FaultPoint::default();
         faults.arm(HandoverFault::CrashAfterState);
         assert!(move_in(&p, &s, &faults).is_err());
@@ -553,14 +578,17 @@ mod tests {
             !p.join(".git/HEAD").exists(),
             "the crash came after the state moved"
         );
-        assert!(recover(&s));
+        assert!(marker_of(&s).exists());
+        // The next start: leftovers are removed once their state went home.
+        super::super::spare::remove_leftovers(dir.path(), &dir.path().join("logs"));
+        assert!(!s.exists() && !marker_of(&s).exists());
         assert_eq!(std::fs::read(p.join(".git/HEAD")).unwrap(), b"ref\n");
         assert_eq!(
             std::fs::read(p.join(".apna-build/tsc.tsbuildinfo")).unwrap(),
             b"info\n"
         );
         assert_eq!(std::fs::read(p.join(".vite/other")).unwrap(), b"cache\n");
-        assert!(!p.join(MARKER).exists());
+        assert!(!marker_of(&s).exists());
         // A spare without a marker has nothing to give back.
         let (_dir, _p, s) = pair();
         assert!(recover(&s));

@@ -109,8 +109,13 @@ pub(super) fn remove_leftovers(projects: &Path, logs: &Path) {
             continue;
         };
         for e in entries.flatten() {
-            if is_leftover(&e.file_name().to_string_lossy()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if is_leftover(&name) {
                 let p = e.path();
+                // A marker goes with its directory's recovery (below).
+                if handover::is_marker(&name) && p.with_extension("").is_dir() {
+                    continue;
+                }
                 if p.is_dir() && !handover::recover(&p) {
                     continue;
                 }
