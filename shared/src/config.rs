@@ -194,7 +194,7 @@ pub struct Config {
     /// the dev server (`APNA_VERIFY_BUILD=1`; the way before #16, for comparison).
     pub verify_build: bool,
     /// The browser the check after Verify starts (`APNA_CHROMIUM`; unset:
-    /// `/usr/bin/chromium` or a Chromium on `PATH`).
+    /// Debian's headless shell, `/usr/bin/chromium` or a Chromium on `PATH`).
     pub chromium: Option<PathBuf>,
     /// Whether the app is opened in a headless browser after Verify passes
     /// (`APNA_SMOKE_CHECK`, default on; `0` turns it off).
