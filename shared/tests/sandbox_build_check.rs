@@ -299,3 +299,57 @@ async fn a_burst_of_creates_adopts_as_many_warm_spares() {
     assert_eq!(provider.spare_count(), k);
     provider.stop_all().await;
 }
+
+/// A new project starts from the starter's type-check build info (made once
+/// per template cache from the pristine starter), and `tsc` from that seed
+/// still reports errors in files the project never changed, found through a
+/// file it did change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_project_type_checks_from_the_starters_build_info() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = provider(data.path(), None).await;
+    let Some(deps) = template().await.vite_deps else {
+        eprintln!("skipped: the type-check seed is made under bubblewrap only");
+        return;
+    };
+    provider.set_warm_spare(false).await;
+    let seed = apna::sandbox::local::template::type_check_seed(&deps);
+    let seeded = std::fs::read(&seed).expect("the starter's type-check build info");
+    assert!(
+        String::from_utf8_lossy(&seeded).contains("src/App.tsx"),
+        "a build info of the starter"
+    );
+
+    let sb = provider.local("proj-seed").unwrap();
+    sb.ensure().await.unwrap();
+    let info = sb.root().join(".apna-build/tsc.tsbuildinfo");
+    assert_eq!(std::fs::read(&info).unwrap(), seeded, "a copy of the seed");
+    // Through the dev server: the check that runs `tsc --incremental`.
+    wait_ready(&sb, Duration::from_secs(60)).await.unwrap();
+    let report = check_build(&sb).await.unwrap();
+    assert!(report.ok, "{:?}", report.diagnostics);
+
+    // `cn` now takes a number: the kit's components, unchanged since the
+    // seed was made, no longer type-check.
+    sb.write_file(
+        &p("src/lib/utils.ts"),
+        b"export function cn(n: number): string {\n  return String(n);\n}\n",
+    )
+    .await
+    .unwrap();
+    let report = check_build(&sb).await.unwrap();
+    assert!(!report.ok);
+    assert!(
+        report
+            .diagnostics
+            .iter()
+            .any(|d| d.source == DiagnosticSource::Typescript
+                && d.file == "src/components/ui/button.tsx"),
+        "{:?}",
+        report.diagnostics
+    );
+    // The project's own build info changed; the seed did not.
+    assert_ne!(std::fs::read(&info).unwrap(), seeded);
+    assert_eq!(std::fs::read(&seed).unwrap(), seeded);
+    provider.stop_all().await;
+}

@@ -22,7 +22,8 @@
 //! `APNA_LOAD_LATENCY_MS` (default 2000). `APNA_LOAD_PHASES=after` runs one.
 //!
 //! `cargo bench -p apna-tests --bench load --profile dev` (`APNA_LOAD_RUNS`,
-//! `APNA_LOAD_CLIENTS`). Loopback only; stops by itself.
+//! `APNA_LOAD_CLIENTS`; `APNA_CHROMIUM` is handed to the server). Loopback
+//! only; stops by itself.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -319,6 +320,10 @@ async fn phase(
         ("APNA_MAX_PROJECTS", "1000".into()),
         ("APNA_MAX_ACTIVE_RUNS", "100".into()),
     ];
+    // The browser to compare (the full `chromium` against the headless shell).
+    if let Ok(chromium) = std::env::var("APNA_CHROMIUM") {
+        envs.push(("APNA_CHROMIUM", chromium));
+    }
     envs.extend(extra.iter().cloned());
     let server = ServerProcess::start(
         &envs,

@@ -78,8 +78,20 @@ pub struct BuildReport {
 
 const TSC: &str = "node_modules/.bin/tsc --noEmit -p tsconfig.json --pretty false";
 /// The type check with its build info kept between checks (in the build
-/// output folder: git-ignored, not snapshotted, not watched by Vite).
-const TSC_INCREMENTAL: &str = "node_modules/.bin/tsc --noEmit -p tsconfig.json --pretty false --incremental --tsBuildInfoFile .apna-build/tsc.tsbuildinfo";
+/// output folder: git-ignored, not snapshotted, not watched by Vite; a new
+/// project starts from the starter's, see
+/// [`crate::sandbox::local::template`]). TypeScript 7's native compiler is
+/// run directly, on one thread: its `node_modules/.bin/tsc` is a Node script
+/// that starts it (0.08 s of CPU per check on Node < 22.15, which cannot
+/// `execve`), and its worker threads add CPU a Verify among twenty does not
+/// get back in time. A project that installed another TypeScript gets its
+/// `tsc` as it is.
+pub(crate) const TSC_INCREMENTAL: &str = "set -- node_modules/@typescript/typescript-*/lib/tsc; \
+if [ -x \"$1\" ]; then set -- \"$1\" --singleThreaded; else set -- node_modules/.bin/tsc; fi; \
+\"$@\" --noEmit -p tsconfig.json --pretty false --incremental --tsBuildInfoFile .apna-build/tsc.tsbuildinfo";
+
+/// Where [`TSC_INCREMENTAL`] keeps its build info, from the project root.
+pub(crate) const TSC_BUILD_INFO: &str = ".apna-build/tsc.tsbuildinfo";
 /// Most modules [`check_with_dev_server`] loads.
 const MAX_MODULES: usize = 2000;
 const VITE_BUILD: &str =

@@ -618,7 +618,8 @@ fn relink(link: &Path, target: &Path) -> Result<()> {
 }
 
 /// Writes a starter (sources, `node_modules` link, and the `.vite/deps` link
-/// when there is a shared pre-bundle) into `staging`, then renames it to
+/// and the type check's build info when there is a shared pre-bundle) into
+/// `staging`, then renames it to
 /// `dest` (blocking). `dest` must not exist or be incomplete.
 pub(super) fn materialize(
     template: &SourceTree,
@@ -634,6 +635,15 @@ pub(super) fn materialize(
         std::os::unix::fs::symlink(node_modules, st.join("node_modules"))?;
         if let Some(deps) = vite_deps {
             relink(&st.join(VITE_DEPS_LINK), deps)?;
+            // A copy, not a link: `tsc` rewrites it after every check.
+            let seed = super::template::type_check_seed(deps);
+            if seed.is_file() {
+                let info = st.join(crate::sandbox::build_check::TSC_BUILD_INFO);
+                if let Some(dir) = info.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::copy(&seed, &info)?;
+            }
         }
         if dest.exists() {
             // A directory without package.json: an interrupted import. Replace it.
