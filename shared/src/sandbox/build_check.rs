@@ -594,6 +594,47 @@ pub fn parse_dev_log(log: &str, root: &str) -> Vec<Diagnostic> {
 mod tests {
     use super::*;
 
+    /// Runs [`TSC_INCREMENTAL`] in `dir`, whose fake compilers print their arguments.
+    fn tsc_args(dir: &std::path::Path) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(TSC_INCREMENTAL)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    #[test]
+    fn the_native_compiler_runs_directly_and_another_typescript_as_installed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = |rel: &str, name: &str| {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, format!("#!/bin/sh\necho {name} \"$@\"\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        // A project whose TypeScript is not the native one (its own `npm
+        // install typescript@5`): its `tsc`, without the native-only flag.
+        fake("node_modules/.bin/tsc", "node-tsc");
+        let args = tsc_args(dir.path());
+        assert!(args.starts_with("node-tsc --noEmit"), "{args}");
+        assert!(!args.contains("--singleThreaded"), "{args}");
+        assert!(args.ends_with("--tsBuildInfoFile .apna-build/tsc.tsbuildinfo"));
+        // The starters' TypeScript 7: its platform binary, on one thread.
+        fake(
+            "node_modules/@typescript/typescript-linux-x64/lib/tsc",
+            "native",
+        );
+        let args = tsc_args(dir.path());
+        assert!(
+            args.starts_with("native --singleThreaded --noEmit"),
+            "{args}"
+        );
+        assert!(args.ends_with("--tsBuildInfoFile .apna-build/tsc.tsbuildinfo"));
+    }
+
     #[test]
     fn build_speed_advice_is_not_a_problem() {
         let out = "[PLUGIN_TIMINGS] JavaScript callbacks ran for 6.6s of this 6.9s build (95%).\n";
