@@ -53,8 +53,8 @@ pub async fn render(url: &str, extra: &[&str]) -> Value {
 }
 
 /// Whether the browser check can run here: built with the `browser` feature
-/// and the Chromium it drives present (`APNA_CHROMIUM`, `/usr/bin/chromium`
-/// or on `PATH`); with `APNA_REQUIRE_SERVICES=1` its absence fails the test
+/// and the Chromium it drives present (`APNA_CHROMIUM`, Debian's headless
+/// shell, `/usr/bin/chromium` or on `PATH`); with `APNA_REQUIRE_SERVICES=1` its absence fails the test
 /// instead.
 pub fn chromium_present() -> bool {
     let found = crate::sandbox::browser::Browser::supported()
