@@ -82,3 +82,96 @@ impl std::ops::Deref for AppState {
         &self.backends
     }
 }
+
+/// The backends one function reaches besides config, blobs and the model.
+/// A Lambda builds only these at cold start: a backend built there is linked
+/// whole (its trait object's vtable keeps every method) and may cost a
+/// connection, whether the handler calls it or not (BENCHMARKS.md, "Package
+/// size"). The API harness in `testing` gives each endpoint only what its
+/// `Uses` says, so a handler reaching further fails the API tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uses {
+    /// The store, connected (and its schema checked) at cold start. Without
+    /// it the store is still there, connected on first use.
+    pub store: bool,
+    /// Projects' sandboxes.
+    pub sandboxes: bool,
+    /// The workflow engine (starting, inspecting, stopping executions).
+    pub workflow: bool,
+}
+
+impl Uses {
+    /// Nothing but config, blobs and the model.
+    pub const NONE: Uses = Uses {
+        store: false,
+        sandboxes: false,
+        workflow: false,
+    };
+}
+
+/// Stands in for a backend function `.0` declared it does not use: a
+/// handler that reaches it anyway is a bug in its [`Uses`], reported as such.
+pub struct Unused(pub &'static str);
+
+impl Unused {
+    fn error(&self, what: &str) -> crate::error::Error {
+        crate::error::Error::Internal(format!(
+            "{} does not use {what} (its `Uses` says so): this is a bug",
+            self.0
+        ))
+    }
+}
+
+impl SandboxProvider for Unused {
+    fn sandbox(&self, _project_id: &str) -> crate::error::Result<Arc<dyn crate::sandbox::Sandbox>> {
+        Err(self.error("sandboxes"))
+    }
+    fn backend(&self) -> &'static str {
+        "unused"
+    }
+}
+
+#[async_trait::async_trait]
+impl Workflow for Unused {
+    fn backend(&self) -> &'static str {
+        "unused"
+    }
+    async fn start(&self, _: &str, _: &str, _: serde_json::Value) -> crate::error::Result<()> {
+        Err(self.error("the workflow"))
+    }
+    async fn describe(&self, _: &str) -> crate::error::Result<Option<crate::domain::Execution>> {
+        Err(self.error("the workflow"))
+    }
+    async fn history(&self, _: &str) -> crate::error::Result<Vec<crate::domain::HistoryEvent>> {
+        Err(self.error("the workflow"))
+    }
+    async fn stop(&self, _: &str, _: &str) -> crate::error::Result<()> {
+        Err(self.error("the workflow"))
+    }
+}
+
+impl Backends {
+    /// These backends as function `name` sees them when deployed: without
+    /// `sandboxes`, a stand-in that refuses.
+    pub fn as_function(&self, name: &'static str, sandboxes: bool) -> Backends {
+        let mut own = self.clone();
+        if !sandboxes {
+            own.sandboxes = Arc::new(Unused(name));
+        }
+        own
+    }
+}
+
+impl AppState {
+    /// This state as function `name` sees it when deployed: the backends
+    /// `uses` leaves out replaced by stand-ins that refuse.
+    pub fn as_function(&self, name: &'static str, uses: Uses) -> AppState {
+        let backends = self.backends.as_function(name, uses.sandboxes);
+        let workflow: Arc<dyn Workflow> = if uses.workflow {
+            self.workflow.clone()
+        } else {
+            Arc::new(Unused(name))
+        };
+        AppState::new(backends, workflow)
+    }
+}

@@ -36,7 +36,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
+use crate::app::{AppState, Uses};
 use crate::error::Error;
 pub use health::{healthz, Health};
 
@@ -108,6 +108,8 @@ const PUBLIC_WAKE: &str = "api-preview-wake";
 pub struct Endpoint {
     /// The function's name (`api-create-project`), as infra/template.yaml has it.
     pub name: &'static str,
+    /// The backends its handlers reach; its Lambda builds only these.
+    pub uses: Uses,
     /// Its routes (path, handler), before the cross-site guard.
     unguarded: fn() -> Vec<(&'static str, MethodRouter<AppState>)>,
 }
@@ -144,7 +146,7 @@ impl Endpoint {
 /// Defines one [`Endpoint`] constant per function in [`endpoints`] and the
 /// list of them all, [`ENDPOINTS`].
 macro_rules! endpoints {
-    ($($konst:ident = $name:literal { $($path:literal => $handler:expr),+ $(,)? })+) => {
+    ($($konst:ident = $name:literal [$($uses:ident),*] { $($path:literal => $handler:expr),+ $(,)? })+) => {
         /// The API's Lambda functions, one constant each.
         pub mod endpoints {
             use super::*;
@@ -152,6 +154,7 @@ macro_rules! endpoints {
                 #[doc = concat!("`", $name, "`.")]
                 pub const $konst: Endpoint = Endpoint {
                     name: $name,
+                    uses: Uses { $($uses: true,)* ..Uses::NONE },
                     unguarded: || vec![$(($path, $handler)),+],
                 };
             )+
@@ -163,97 +166,97 @@ macro_rules! endpoints {
 }
 
 endpoints! {
-    API_HEALTHZ = "api-healthz" {
+    API_HEALTHZ = "api-healthz" [store] {
         "/healthz" => get(healthz),
     }
-    API_CONFIG = "api-config" {
+    API_CONFIG = "api-config" [] {
         "/api/config" => get(client_config),
     }
-    API_OPENAPI = "api-openapi" {
+    API_OPENAPI = "api-openapi" [] {
         "/api/openapi.json" => get(openapi::openapi_json),
     }
-    API_LIST_TEMPLATES = "api-list-templates" {
+    API_LIST_TEMPLATES = "api-list-templates" [] {
         "/api/templates" => get(templates::list_templates),
         "/api/templates/{name}/preview.png" => get(templates::preview),
     }
-    API_CREATE_PROJECT = "api-create-project" {
+    API_CREATE_PROJECT = "api-create-project" [store, sandboxes, workflow] {
         "/api/projects" => post(projects::create_project).layer(message_body_limit()),
         "/api/projects/create" => post(projects::create_project_alias).layer(message_body_limit()),
     }
-    API_LIST_PROJECTS = "api-list-projects" {
+    API_LIST_PROJECTS = "api-list-projects" [store, sandboxes] {
         "/api/projects" => get(projects::list_projects),
     }
-    API_GET_PROJECT = "api-get-project" {
+    API_GET_PROJECT = "api-get-project" [store, sandboxes, workflow] {
         "/api/projects/{id}" => get(projects::get_project),
     }
-    API_DELETE_PROJECT = "api-delete-project" {
+    API_DELETE_PROJECT = "api-delete-project" [store, sandboxes, workflow] {
         "/api/projects/{id}" => delete(projects::delete_project),
     }
-    API_CHAT = "api-chat" {
+    API_CHAT = "api-chat" [store, workflow] {
         "/api/projects/{id}/chat" => post(projects::chat).layer(message_body_limit()),
     }
-    API_GET_IMAGE = "api-get-image" {
+    API_GET_IMAGE = "api-get-image" [store] {
         "/api/projects/{id}/images/{image_id}" => get(images::get_image),
     }
-    API_LIST_MESSAGES = "api-list-messages" {
+    API_LIST_MESSAGES = "api-list-messages" [store] {
         "/api/projects/{id}/messages" => get(projects::list_messages),
     }
-    API_LIST_RUNS = "api-list-runs" {
+    API_LIST_RUNS = "api-list-runs" [store] {
         "/api/projects/{id}/runs" => get(projects::list_runs),
     }
-    API_LIST_FILES = "api-list-files" {
+    API_LIST_FILES = "api-list-files" [store, sandboxes] {
         "/api/projects/{id}/files" => get(projects::list_files),
     }
-    API_READ_FILE = "api-read-file" {
+    API_READ_FILE = "api-read-file" [store, sandboxes] {
         "/api/projects/{id}/files/{*path}" => get(projects::read_file),
     }
-    API_GET_RUN = "api-get-run" {
+    API_GET_RUN = "api-get-run" [store, workflow] {
         "/api/runs/{id}" => get(runs::get_run),
     }
-    API_CANCEL_RUN = "api-cancel-run" {
+    API_CANCEL_RUN = "api-cancel-run" [store, workflow] {
         "/api/runs/{id}/cancel" => post(runs::cancel),
     }
-    API_RUN_EVENTS = "api-run-events" {
+    API_RUN_EVENTS = "api-run-events" [store, workflow] {
         "/api/runs/{id}/events" => get(runs::events),
     }
-    API_LIST_VERSIONS = "api-list-versions" {
+    API_LIST_VERSIONS = "api-list-versions" [store] {
         "/api/projects/{id}/versions" => get(versions::list_versions),
     }
-    API_VERSION_DIFF = "api-version-diff" {
+    API_VERSION_DIFF = "api-version-diff" [store] {
         "/api/projects/{id}/versions/{n}/diff" => get(versions::version_diff),
     }
-    API_RESTORE_VERSION = "api-restore-version" {
+    API_RESTORE_VERSION = "api-restore-version" [store, sandboxes] {
         "/api/projects/{id}/versions/{n}/restore" => post(versions::restore_version),
     }
-    API_TEXT_EDIT = "api-text-edit" {
+    API_TEXT_EDIT = "api-text-edit" [store, sandboxes] {
         "/api/projects/{id}/text-edit" => post(versions::text_edit),
     }
-    API_DOWNLOAD = "api-download" {
+    API_DOWNLOAD = "api-download" [store, sandboxes] {
         "/api/projects/{id}/download" => get(versions::download),
     }
-    API_PUBLISH = "api-publish" {
+    API_PUBLISH = "api-publish" [store, workflow] {
         "/api/projects/{id}/publish" => post(publish::publish),
     }
-    API_GET_PUBLISH = "api-get-publish" {
+    API_GET_PUBLISH = "api-get-publish" [store] {
         "/api/projects/{id}/publish" => get(publish::get_publish),
     }
-    API_UNPUBLISH = "api-unpublish" {
+    API_UNPUBLISH = "api-unpublish" [store] {
         "/api/projects/{id}/publish" => delete(publish::unpublish),
     }
-    API_GIT_BUNDLE = "api-git-bundle" {
+    API_GIT_BUNDLE = "api-git-bundle" [store, sandboxes] {
         "/api/projects/{id}/git" => get(git::bundle),
     }
-    API_GIT_PUSH = "api-git-push" {
+    API_GIT_PUSH = "api-git-push" [store, sandboxes] {
         "/api/projects/{id}/git/push" => post(git::push),
     }
-    API_PREVIEW_ACCESS = "api-preview-access" {
+    API_PREVIEW_ACCESS = "api-preview-access" [store] {
         "/api/projects/{id}/preview-access" => get(previews::preview_access),
         "/api/projects/{id}/share" => put(previews::share),
     }
-    API_PREVIEW_WAKE = "api-preview-wake" {
+    API_PREVIEW_WAKE = "api-preview-wake" [store, sandboxes, workflow] {
         "/preview-wake/{id}" => post(wake::preview_wake),
     }
-    API_GET_SCREENSHOT = "api-get-screenshot" {
+    API_GET_SCREENSHOT = "api-get-screenshot" [store] {
         "/api/projects/{id}/screenshots/{sha256}" => get(versions::screenshot),
     }
 }
@@ -287,6 +290,18 @@ pub fn endpoint(name: &str) -> Option<Endpoint> {
 /// The routes one Lambda function serves (`None` for an unknown name).
 pub fn endpoint_routes(name: &str) -> Option<Router<AppState>> {
     endpoint(name).map(|e| e.router())
+}
+
+/// Every route with the state its Lambda function has: the backends its
+/// endpoint's [`Uses`] leaves out refuse (tests catch a handler reaching
+/// further than its function builds).
+pub fn deployed_routes(state: &AppState) -> Router<AppState> {
+    ENDPOINTS.iter().fold(Router::new(), |r, e| {
+        let own = state.as_function(e.name, e.uses);
+        e.routes()
+            .into_iter()
+            .fold(r, |r, (path, m)| r.route(path, m.with_state(own.clone())))
+    })
 }
 
 /// The API routes, without middleware.

@@ -25,7 +25,7 @@ pub use secrets::Needs;
 use crate::agent::{DeltaSender, Model, ModelRequest, ModelResponse};
 use crate::api::auth::{GatewayCaller, RequireGatewayCaller};
 use crate::api::Endpoint;
-use crate::app::{AppState, Backends};
+use crate::app::{AppState, Backends, Unused, Uses};
 use crate::config::{Config, SandboxBackend};
 use crate::domain::{Execution, ExecutionStatus};
 use crate::error::{Error, Result};
@@ -34,6 +34,7 @@ use crate::sandbox::{Sandbox, SandboxProvider};
 use crate::tasks::Task;
 use crate::workflow::asl::TaskFailure;
 use crate::workflow::sfn::StepFunctionsWorkflow;
+use crate::workflow::Workflow;
 
 /// The error type Lambda runtimes report.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -110,38 +111,26 @@ impl Model for NoModel {
     }
 }
 
-/// The backends of a Lambda: store, blob store and model from the
-/// environment (secrets read as `needs` says; the model only when
-/// `needs.model_key`); sandboxes on Kubernetes with `APNA_SANDBOX=kube`
-/// (EKS with `EKS_CLUSTER_NAME`), connected on first use.
-pub async fn lambda_backends(needs: Needs) -> Result<Backends> {
-    let config = lambda_config(needs).await?;
-    if needs.model_key {
-        let model = crate::agent::model_from_config(&config).await?;
-        backends_with(config, model).await
-    } else {
-        backends_without_model(config).await
-    }
-}
-
-/// [`lambda_backends`] from a given config, with its model.
-pub async fn backends_from(config: Config) -> Result<Backends> {
-    let model = crate::agent::model_from_config(&config).await?;
-    backends_with(config, model).await
-}
-
-/// [`lambda_backends`] from a given config, for a function that never calls
-/// the model.
-pub async fn backends_without_model(config: Config) -> Result<Backends> {
-    backends_with(config, Arc::new(NoModel)).await
-}
-
-async fn backends_with(config: Config, model: Arc<dyn Model>) -> Result<Backends> {
+/// The backends of a Lambda that reaches `uses` of them: store and blob
+/// store from `config`; sandboxes on Kubernetes with `APNA_SANDBOX=kube` (EKS
+/// with `EKS_CLUSTER_NAME`), connected on first use; `model`. What `uses`
+/// leaves out is never built, so LTO drops its code from the binary.
+async fn backends_with(
+    name: &'static str,
+    uses: Uses,
+    config: Config,
+    model: Arc<dyn Model>,
+) -> Result<Backends> {
     let blobs = crate::blob::connect(&config).await?;
-    let store = crate::store::open(&config, blobs.clone()).await?;
-    let sandboxes: Arc<dyn SandboxProvider> = match config.sandbox {
-        SandboxBackend::Kube => Arc::new(KubeProvider::from_config(&config)),
-        SandboxBackend::Local => Arc::new(NoSandboxes),
+    let store = if uses.store {
+        crate::store::open(&config, blobs.clone()).await?
+    } else {
+        crate::store::open_lazy(&config, blobs.clone()).await?
+    };
+    let sandboxes: Arc<dyn SandboxProvider> = match (uses.sandboxes, config.sandbox) {
+        (false, _) => Arc::new(Unused(name)),
+        (true, SandboxBackend::Kube) => Arc::new(KubeProvider::from_config(&config)),
+        (true, SandboxBackend::Local) => Arc::new(NoSandboxes),
     };
     Ok(Backends::new(config, store, blobs, sandboxes, model))
 }
@@ -153,20 +142,28 @@ const DATABASE_ONLY: Needs = Needs {
     preview_secret: false,
 };
 
-/// The API's state for a Lambda: its backends, and Step Functions as the
-/// workflow (the ARNs in `Config::state_machine_arns`).
-pub async fn lambda_state() -> Result<AppState> {
-    lambda_state_with(DATABASE_ONLY).await
-}
-
-/// [`lambda_state`] reading the secrets `needs` names.
-async fn lambda_state_with(needs: Needs) -> Result<AppState> {
-    let backends = backends_without_model(lambda_config(needs).await?).await?;
-    let machines: HashMap<String, String> =
-        backends.config.state_machine_arns.iter().cloned().collect();
-    let workflow = Arc::new(StepFunctionsWorkflow::from_env(machines, None).await);
+/// The API's state for function `name`: the backends it `uses`, and Step
+/// Functions as the workflow (the ARNs in `Config::state_machine_arns`) when
+/// it uses one.
+async fn lambda_state(name: &'static str, uses: Uses, needs: Needs) -> Result<AppState> {
+    let backends =
+        backends_with(name, uses, lambda_config(needs).await?, Arc::new(NoModel)).await?;
+    let workflow: Arc<dyn Workflow> = if uses.workflow {
+        let machines: HashMap<String, String> =
+            backends.config.state_machine_arns.iter().cloned().collect();
+        Arc::new(StepFunctionsWorkflow::from_env(machines, None).await)
+    } else {
+        Arc::new(Unused(name))
+    };
     Ok(AppState::new(backends, workflow))
 }
+
+/// Everything but the model: the EventBridge targets' backends.
+const ALL_BUT_MODEL: Uses = Uses {
+    store: true,
+    sandboxes: true,
+    workflow: true,
+};
 
 /// JSON logs without timestamps (CloudWatch adds its own); `RUST_LOG`
 /// filters them. With active tracing, spans carrying an `xray` field also go
@@ -198,7 +195,8 @@ pub async fn run_endpoint(endpoint: Endpoint) -> std::result::Result<(), BoxErro
         preview_secret: endpoint.name == "api-preview-access",
         ..DATABASE_ONLY
     };
-    let app = endpoint_app(endpoint, lambda_state_with(needs).await?);
+    let state = lambda_state(endpoint.name, endpoint.uses, needs).await?;
+    let app = endpoint_app(endpoint, state);
     lambda_http::run(app).await
 }
 
@@ -306,7 +304,14 @@ pub async fn handle_execution_event(
 /// Lambda runtime stops.
 pub async fn run_execution_events() -> std::result::Result<(), BoxError> {
     init_tracing();
-    let state = backends_without_model(lambda_config(DATABASE_ONLY).await?).await?;
+    let config = lambda_config(DATABASE_ONLY).await?;
+    let state = backends_with(
+        "event-execution-ended",
+        ALL_BUT_MODEL,
+        config,
+        Arc::new(NoModel),
+    )
+    .await?;
     lambda_runtime::run(lambda_runtime::service_fn(move |ev| {
         let state = state.clone();
         async move { handle_execution_event(&state, ev).await }
@@ -318,7 +323,7 @@ pub async fn run_execution_events() -> std::result::Result<(), BoxError> {
 /// until the Lambda runtime stops.
 pub async fn run_reconcile() -> std::result::Result<(), BoxError> {
     init_tracing();
-    let state = lambda_state().await?;
+    let state = lambda_state("event-reconcile-runs", ALL_BUT_MODEL, DATABASE_ONLY).await?;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |_: lambda_runtime::LambdaEvent<Value>| {
             let state = state.clone();
@@ -382,11 +387,16 @@ pub async fn run_task(task: Task) -> std::result::Result<(), BoxError> {
         preview_secret: false,
     })
     .await?;
-    let state = if task.calls_model {
-        backends_from(config).await?
+    let model = if task.calls_model {
+        crate::agent::model_from_config(&config).await?
     } else {
-        backends_without_model(config).await?
+        Arc::new(NoModel)
     };
+    let uses = Uses {
+        sandboxes: task.sandboxes,
+        ..ALL_BUT_MODEL
+    };
+    let state = backends_with(task.name, uses, config, model).await?;
     lambda_runtime::run(lambda_runtime::service_fn(move |ev| {
         let state = state.clone();
         async move { handle_task(task, &state, ev).await }

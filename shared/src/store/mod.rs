@@ -225,6 +225,20 @@ pub async fn open(config: &Config, blobs: Arc<dyn BlobStore>) -> Result<Arc<dyn 
     connect_with_pool(&config.database_url, config.db_pool_size).await
 }
 
+/// [`open`] for a function that does not use the store at cold start: a
+/// PostgreSQL store connects on its first query instead (no connection, no
+/// schema check now); the others open as [`open`] does, which costs no round
+/// trip on AWS.
+pub async fn open_lazy(config: &Config, blobs: Arc<dyn BlobStore>) -> Result<Arc<dyn Store>> {
+    if is_postgres(&config.database_url) {
+        return Ok(Arc::new(PostgresStore::connect_lazy(
+            &config.database_url,
+            config.db_pool_size,
+        )?));
+    }
+    open(config, blobs).await
+}
+
 fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }

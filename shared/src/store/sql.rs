@@ -120,6 +120,18 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
+    /// A pool that connects on first use, without the schema check: for a
+    /// function that seldom or never reads the store, so its cold start does
+    /// not wait on the database.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy(url)
+            .map_err(|e| Error::Store(format!("not a PostgreSQL URL: {e}")))?;
+        Ok(PostgresStore { pool })
+    }
+
     async fn pool(url: &str, max_connections: u32) -> Result<PgPool> {
         PgPoolOptions::new()
             .max_connections(max_connections.max(1))

@@ -57,16 +57,31 @@ pub struct Task {
     /// Whether it calls the model (the only tasks whose function reads the
     /// model key and builds a model client).
     pub calls_model: bool,
+    /// Whether it reaches projects' sandboxes (a function that does not
+    /// never builds the provider; [`run_task`] holds the local runs to it).
+    pub sandboxes: bool,
 }
 
+/// What a task is marked with in `tasks!`.
+struct Marks {
+    model: bool,
+    sandboxes: bool,
+}
+
+const UNMARKED: Marks = Marks {
+    model: false,
+    sandboxes: false,
+};
+
 macro_rules! tasks {
-    ($($konst:ident = $name:literal => $handler:path $(, $model:ident)?;)+) => {
+    ($($konst:ident = $name:literal => $handler:path [$($mark:ident),*];)+) => {
         $(
             #[doc = concat!("The `", $name, "` task.")]
             pub const $konst: Task = Task {
                 name: $name,
                 handler: |input, state| Box::pin($handler(input, state)),
-                calls_model: tasks!(@model $($model)?),
+                calls_model: Marks { $($mark: true,)* ..UNMARKED }.model,
+                sandboxes: Marks { $($mark: true,)* ..UNMARKED }.sandboxes,
             };
         )+
 
@@ -76,25 +91,23 @@ macro_rules! tasks {
         /// The tasks by name; a definition's `${NameFunctionArn}` resolves to `Name`.
         pub const TASKS: &[&str] = &[$($name),+];
     };
-    (@model) => { false };
-    (@model model) => { true };
 }
 
 tasks! {
-    ENSURE_SANDBOX = "EnsureSandbox" => sandbox::ensure_sandbox;
-    SANDBOX_STATUS = "SandboxStatus" => sandbox::sandbox_status;
-    AGENT_STEP = "AgentStep" => agent::agent_step, model;
-    VERIFY = "Verify" => verify::verify;
-    SMOKE = "Smoke" => smoke::smoke;
-    FINALIZE = "Finalize" => finish::finalize;
-    MARK_FAILED = "MarkFailed" => finish::mark_failed;
-    LIST_IDLE_PROJECTS = "ListIdleProjects" => sweep::list_idle_projects;
-    HIBERNATE_PROJECT = "HibernateProject" => sweep::hibernate_project;
-    PURGE_DELETED = "PurgeDeleted" => sweep::purge_deleted;
-    BUILD_SITE = "BuildSite" => publish::build_site;
-    ACTIVATE_SITE = "ActivateSite" => publish::activate_site;
-    PUBLISH_FAILED = "PublishFailed" => publish::publish_failed;
-    WAKE_PROJECT = "WakeProject" => wake::wake_project;
+    ENSURE_SANDBOX = "EnsureSandbox" => sandbox::ensure_sandbox [sandboxes];
+    SANDBOX_STATUS = "SandboxStatus" => sandbox::sandbox_status [sandboxes];
+    AGENT_STEP = "AgentStep" => agent::agent_step [model, sandboxes];
+    VERIFY = "Verify" => verify::verify [sandboxes];
+    SMOKE = "Smoke" => smoke::smoke [sandboxes];
+    FINALIZE = "Finalize" => finish::finalize [sandboxes];
+    MARK_FAILED = "MarkFailed" => finish::mark_failed [];
+    LIST_IDLE_PROJECTS = "ListIdleProjects" => sweep::list_idle_projects [sandboxes];
+    HIBERNATE_PROJECT = "HibernateProject" => sweep::hibernate_project [sandboxes];
+    PURGE_DELETED = "PurgeDeleted" => sweep::purge_deleted [sandboxes];
+    BUILD_SITE = "BuildSite" => publish::build_site [sandboxes];
+    ACTIVATE_SITE = "ActivateSite" => publish::activate_site [];
+    PUBLISH_FAILED = "PublishFailed" => publish::publish_failed [];
+    WAKE_PROJECT = "WakeProject" => wake::wake_project [sandboxes];
 }
 
 /// The task named `name` (`AgentStep`).
@@ -116,7 +129,9 @@ pub fn task_name(resource: &str) -> Option<&'static str> {
 /// Runs task `name` with `input`.
 pub async fn run_task(name: &str, input: Value, state: &Backends) -> Result<Value> {
     let task = task(name).ok_or_else(|| Error::Workflow(format!("no task named {name:?}")))?;
-    (task.handler)(input, state).await
+    // Locally too, a task sees only the backends its Lambda builds.
+    let own = state.as_function(task.name, task.sandboxes);
+    (task.handler)(input, &own).await
 }
 
 /// Resolves Task resources to [`run_task`] for the local interpreter.

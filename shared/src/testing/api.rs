@@ -39,7 +39,14 @@ pub async fn harness(store: Arc<dyn Store>, vars: &[(&str, &str)]) -> Harness {
     let backends = Backends::new(config, store, blobs, sandboxes.clone(), Arc::new(NoModel));
     let workflow = Arc::new(RecordingWorkflow::default());
     let state = AppState::new(backends, workflow.clone());
-    let router = crate::api::router(state.clone());
+    // As `api::router`, but each route sees only the backends its Lambda
+    // function builds: a handler reaching further fails the test.
+    let hosts = crate::api::guard::HostAllowlist::for_server(&state.config);
+    let router = crate::api::with_middleware(
+        crate::api::deployed_routes(&state).fallback(crate::api::not_found),
+        state.clone(),
+        Some(hosts),
+    );
     Harness {
         state,
         router,
