@@ -422,3 +422,58 @@ async fn the_stack_web_ui_may_change_state_through_the_gateway_other_sites_may_n
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "cross_site");
 }
+
+/// config, openapi and templates never touch the store, so their functions
+/// start without a database connection (a lazy pool): they answer while the
+/// database is down, and /healthz, which uses it, says so.
+#[tokio::test]
+async fn functions_without_the_store_answer_while_the_database_is_down() {
+    use apna::app::{AppState, Backends};
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: a connection attempt fails at once.
+    let down = "postgres://apna:apna@127.0.0.1:1/apna";
+    let config = apna::testing::fixtures::config(
+        dir.path(),
+        &[("DATABASE_URL", down), ("APNA_DB_MIGRATIONS", "check")],
+    );
+    let (blobs, _blob_dir) = apna::testing::fixtures::fs_blobs().await;
+    let started = std::time::Instant::now();
+    let store = apna::store::open_lazy(&config, blobs.clone())
+        .await
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(apna::store::open(&config, blobs.clone()).await.is_err());
+    let backends = Backends::new(
+        config,
+        store,
+        blobs,
+        Arc::new(apna::testing::memory::MemoryProvider::default()),
+        Arc::new(apna::testing::model::NoModel),
+    );
+    let state = AppState::new(
+        backends,
+        Arc::new(apna::testing::workflow::RecordingWorkflow::default()),
+    );
+    for (name, path) in [
+        ("api-config", "/api/config"),
+        ("api-openapi", "/api/openapi.json"),
+        ("api-list-templates", "/api/templates"),
+    ] {
+        assert!(!apna::api::endpoint(name).unwrap().uses.store, "{name}");
+        let (status, body) = invoke(
+            name,
+            &state,
+            &event("GET", path, Some("alice"), None, json!({})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+    }
+    let (status, body) = invoke(
+        "api-healthz",
+        &state,
+        &event("GET", "/healthz", None, None, json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["store"]["ok"], false, "{body}");
+}

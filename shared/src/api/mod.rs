@@ -249,7 +249,7 @@ endpoints! {
     API_GIT_PUSH = "api-git-push" [store, sandboxes] {
         "/api/projects/{id}/git/push" => post(git::push),
     }
-    API_PREVIEW_ACCESS = "api-preview-access" [store] {
+    API_PREVIEW_ACCESS = "api-preview-access" [store, sandboxes] {
         "/api/projects/{id}/preview-access" => get(previews::preview_access),
         "/api/projects/{id}/share" => put(previews::share),
     }

@@ -59,7 +59,9 @@ pub struct Answer {
 pub async fn invoke(name: &str, state: &AppState, event: &str) -> Answer {
     let req = lambda_http::request::from_str(event).expect("valid API Gateway v2 event");
     let endpoint = crate::api::endpoint(name).expect("an endpoint function of that name");
-    let app = crate::lambda::endpoint_app(endpoint, state.clone());
+    // Only the backends the deployed function builds (its `Uses`).
+    let own = state.as_function(endpoint.name, endpoint.uses);
+    let app = crate::lambda::endpoint_app(endpoint, own);
     let resp = app.oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
