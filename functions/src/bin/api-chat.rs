@@ -1,6 +1,9 @@
 //! Lambda behind API Gateway: `POST /api/projects/{id}/chat`.
 
+use apna::api::endpoints::API_CHAT as E;
+
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_endpoint(apna::api::endpoints::API_CHAT).await
+    // The backends it uses as constants: the binary links only those.
+    apna::lambda::run_endpoint::<{ E.uses.sandboxes }, { E.uses.workflow }>(E).await
 }

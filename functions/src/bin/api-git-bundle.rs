@@ -1,6 +1,9 @@
 //! Lambda behind API Gateway: `GET /api/projects/{id}/git`.
 
+use apna::api::endpoints::API_GIT_BUNDLE as E;
+
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_endpoint(apna::api::endpoints::API_GIT_BUNDLE).await
+    // The backends it uses as constants: the binary links only those.
+    apna::lambda::run_endpoint::<{ E.uses.sandboxes }, { E.uses.workflow }>(E).await
 }

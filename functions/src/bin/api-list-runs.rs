@@ -1,6 +1,9 @@
 //! Lambda behind API Gateway: `GET /api/projects/{id}/runs`.
 
+use apna::api::endpoints::API_LIST_RUNS as E;
+
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_endpoint(apna::api::endpoints::API_LIST_RUNS).await
+    // The backends it uses as constants: the binary links only those.
+    apna::lambda::run_endpoint::<{ E.uses.sandboxes }, { E.uses.workflow }>(E).await
 }

@@ -1,6 +1,9 @@
 //! Lambda behind API Gateway: `POST /preview-wake/{id}` (public, throttled).
 
+use apna::api::endpoints::API_PREVIEW_WAKE as E;
+
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_endpoint(apna::api::endpoints::API_PREVIEW_WAKE).await
+    // The backends it uses as constants: the binary links only those.
+    apna::lambda::run_endpoint::<{ E.uses.sandboxes }, { E.uses.workflow }>(E).await
 }

@@ -1,6 +1,9 @@
 //! Lambda for the Step Functions task `BuildSite` (statemachines/*.asl.json).
 
+use apna::tasks::BUILD_SITE as T;
+
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_task(apna::tasks::BUILD_SITE).await
+    // The backends it uses as constants: the binary links only those.
+    apna::lambda::run_task::<{ T.calls_model }, { T.sandboxes }>(T).await
 }

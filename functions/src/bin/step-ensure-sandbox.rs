@@ -1,6 +1,9 @@
 //! Lambda for the Step Functions task `EnsureSandbox` (statemachines/*.asl.json).
 
+use apna::tasks::ENSURE_SANDBOX as T;
+
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_task(apna::tasks::ENSURE_SANDBOX).await
+    // The backends it uses as constants: the binary links only those.
+    apna::lambda::run_task::<{ T.calls_model }, { T.sandboxes }>(T).await
 }

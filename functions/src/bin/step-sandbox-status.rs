@@ -1,6 +1,9 @@
 //! Lambda for the Step Functions task `SandboxStatus` (statemachines/*.asl.json).
 
+use apna::tasks::SANDBOX_STATUS as T;
+
 #[tokio::main]
 async fn main() -> Result<(), apna::lambda::BoxError> {
-    apna::lambda::run_task(apna::tasks::SANDBOX_STATUS).await
+    // The backends it uses as constants: the binary links only those.
+    apna::lambda::run_task::<{ T.calls_model }, { T.sandboxes }>(T).await
 }

@@ -13,6 +13,7 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
+use futures::future::BoxFuture;
 use lambda_http::request::RequestContext;
 use serde_json::Value;
 
@@ -111,11 +112,14 @@ impl Model for NoModel {
     }
 }
 
-/// The backends of a Lambda that reaches `uses` of them: store and blob
-/// store from `config`; sandboxes on Kubernetes with `APNA_SANDBOX=kube` (EKS
-/// with `EKS_CLUSTER_NAME`), connected on first use; `model`. What `uses`
-/// leaves out is never built, so LTO drops its code from the binary.
-async fn backends_with(
+/// The backends of a Lambda: store and blob store from `config` (the store
+/// connected now when `uses.store`, else on first use); sandboxes on
+/// Kubernetes with `APNA_SANDBOX=kube` (EKS with `EKS_CLUSTER_NAME`),
+/// connected on first use, when `SANDBOXES`; `model`. `SANDBOXES` is a
+/// constant of the binary (its endpoint's or task's), not a value: a backend
+/// chosen at run time is linked into every function, since LLVM does not
+/// follow the flag through the async state machines (BENCHMARKS.md).
+async fn backends_with<const SANDBOXES: bool>(
     name: &'static str,
     uses: Uses,
     config: Config,
@@ -127,10 +131,12 @@ async fn backends_with(
     } else {
         crate::store::open_lazy(&config, blobs.clone()).await?
     };
-    let sandboxes: Arc<dyn SandboxProvider> = match (uses.sandboxes, config.sandbox) {
-        (false, _) => Arc::new(Unused(name)),
-        (true, SandboxBackend::Kube) => Arc::new(KubeProvider::from_config(&config)),
-        (true, SandboxBackend::Local) => Arc::new(NoSandboxes),
+    let sandboxes: Arc<dyn SandboxProvider> = if !SANDBOXES {
+        Arc::new(Unused(name))
+    } else if config.sandbox == SandboxBackend::Kube {
+        Arc::new(KubeProvider::from_config(&config))
+    } else {
+        Arc::new(NoSandboxes)
     };
     Ok(Backends::new(config, store, blobs, sandboxes, model))
 }
@@ -144,18 +150,33 @@ const DATABASE_ONLY: Needs = Needs {
 
 /// The API's state for function `name`: the backends it `uses`, and Step
 /// Functions as the workflow (the ARNs in `Config::state_machine_arns`) when
-/// it uses one.
-async fn lambda_state(name: &'static str, uses: Uses, needs: Needs) -> Result<AppState> {
-    let backends =
-        backends_with(name, uses, lambda_config(needs).await?, Arc::new(NoModel)).await?;
-    let workflow: Arc<dyn Workflow> = if uses.workflow {
+/// `WORKFLOW` (a constant, as `SANDBOXES` in [`backends_with`]).
+async fn lambda_state<const SANDBOXES: bool, const WORKFLOW: bool>(
+    name: &'static str,
+    uses: Uses,
+    needs: Needs,
+) -> Result<AppState> {
+    let config = lambda_config(needs).await?;
+    let backends = backends_with::<SANDBOXES>(name, uses, config, Arc::new(NoModel)).await?;
+    // Chosen before the await: an `.await` inside `if WORKFLOW` would stay
+    // reachable through the async state machine's resume switch, and the
+    // Step Functions client with it, whatever the constant.
+    let workflow: BoxFuture<'_, Arc<dyn Workflow>> = if WORKFLOW {
         let machines: HashMap<String, String> =
             backends.config.state_machine_arns.iter().cloned().collect();
-        Arc::new(StepFunctionsWorkflow::from_env(machines, None).await)
+        Box::pin(step_functions(machines))
     } else {
-        Arc::new(Unused(name))
+        Box::pin(std::future::ready(
+            Arc::new(Unused(name)) as Arc<dyn Workflow>
+        ))
     };
+    let workflow = workflow.await;
     Ok(AppState::new(backends, workflow))
+}
+
+/// Step Functions as the workflow, the state machines' ARNs by name.
+async fn step_functions(machines: HashMap<String, String>) -> Arc<dyn Workflow> {
+    Arc::new(StepFunctionsWorkflow::from_env(machines, None).await)
 }
 
 /// Everything but the model: the EventBridge targets' backends.
@@ -187,15 +208,31 @@ fn init_tracing() {
 }
 
 /// Runs `endpoint` (e.g. [`crate::api::endpoints::API_CREATE_PROJECT`])
-/// until the Lambda runtime stops.
-pub async fn run_endpoint(endpoint: Endpoint) -> std::result::Result<(), BoxError> {
+/// until the Lambda runtime stops. `SANDBOXES` and `WORKFLOW` are its
+/// `uses.sandboxes` and `uses.workflow`, given as constants so the binary
+/// links only those backends:
+///
+/// ```ignore
+/// use apna::api::endpoints::API_CHAT as E;
+/// apna::lambda::run_endpoint::<{ E.uses.sandboxes }, { E.uses.workflow }>(E).await
+/// ```
+pub async fn run_endpoint<const SANDBOXES: bool, const WORKFLOW: bool>(
+    endpoint: Endpoint,
+) -> std::result::Result<(), BoxError> {
     init_tracing();
+    if (SANDBOXES, WORKFLOW) != (endpoint.uses.sandboxes, endpoint.uses.workflow) {
+        return Err(format!(
+            "{}: run_endpoint's constants disagree with the endpoint's Uses",
+            endpoint.name
+        )
+        .into());
+    }
     // Only the endpoint that signs preview links reads their secret.
     let needs = Needs {
         preview_secret: endpoint.name == "api-preview-access",
         ..DATABASE_ONLY
     };
-    let state = lambda_state(endpoint.name, endpoint.uses, needs).await?;
+    let state = lambda_state::<SANDBOXES, WORKFLOW>(endpoint.name, endpoint.uses, needs).await?;
     let app = endpoint_app(endpoint, state);
     lambda_http::run(app).await
 }
@@ -305,7 +342,7 @@ pub async fn handle_execution_event(
 pub async fn run_execution_events() -> std::result::Result<(), BoxError> {
     init_tracing();
     let config = lambda_config(DATABASE_ONLY).await?;
-    let state = backends_with(
+    let state = backends_with::<true>(
         "event-execution-ended",
         ALL_BUT_MODEL,
         config,
@@ -323,7 +360,8 @@ pub async fn run_execution_events() -> std::result::Result<(), BoxError> {
 /// until the Lambda runtime stops.
 pub async fn run_reconcile() -> std::result::Result<(), BoxError> {
     init_tracing();
-    let state = lambda_state("event-reconcile-runs", ALL_BUT_MODEL, DATABASE_ONLY).await?;
+    let state =
+        lambda_state::<true, true>("event-reconcile-runs", ALL_BUT_MODEL, DATABASE_ONLY).await?;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |_: lambda_runtime::LambdaEvent<Value>| {
             let state = state.clone();
@@ -378,25 +416,29 @@ pub async fn run_publish_web() -> std::result::Result<(), BoxError> {
 }
 
 /// Runs Step Functions task `task` (e.g. [`crate::tasks::AGENT_STEP`]) until
-/// the Lambda runtime stops.
-pub async fn run_task(task: Task) -> std::result::Result<(), BoxError> {
+/// the Lambda runtime stops. `MODEL` and `SANDBOXES` are its `calls_model`
+/// and `sandboxes`, as constants (see [`run_endpoint`]).
+pub async fn run_task<const MODEL: bool, const SANDBOXES: bool>(
+    task: Task,
+) -> std::result::Result<(), BoxError> {
     init_tracing();
+    if (MODEL, SANDBOXES) != (task.calls_model, task.sandboxes) {
+        return Err(format!("{}: run_task's constants disagree with the task", task.name).into());
+    }
     let config = lambda_config(Needs {
         database: true,
-        model_key: task.calls_model,
+        model_key: MODEL,
         preview_secret: false,
     })
     .await?;
-    let model = if task.calls_model {
-        crate::agent::model_from_config(&config).await?
+    // Chosen before the await, as the workflow in `lambda_state`.
+    let model: BoxFuture<'_, Result<Arc<dyn Model>>> = if MODEL {
+        Box::pin(crate::agent::model_from_config(&config))
     } else {
-        Arc::new(NoModel)
+        Box::pin(std::future::ready(Ok(Arc::new(NoModel) as Arc<dyn Model>)))
     };
-    let uses = Uses {
-        sandboxes: task.sandboxes,
-        ..ALL_BUT_MODEL
-    };
-    let state = backends_with(task.name, uses, config, model).await?;
+    let model = model.await?;
+    let state = backends_with::<SANDBOXES>(task.name, ALL_BUT_MODEL, config, model).await?;
     lambda_runtime::run(lambda_runtime::service_fn(move |ev| {
         let state = state.clone();
         async move { handle_task(task, &state, ev).await }
