@@ -152,6 +152,8 @@ macro_rules! endpoints {
             use super::*;
             $(
                 #[doc = concat!("`", $name, "`.")]
+                // An endpoint may name every field of `Uses`.
+                #[allow(clippy::needless_update)]
                 pub const $konst: Endpoint = Endpoint {
                     name: $name,
                     uses: Uses { $($uses: true,)* ..Uses::NONE },

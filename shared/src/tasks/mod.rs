@@ -77,6 +77,8 @@ macro_rules! tasks {
     ($($konst:ident = $name:literal => $handler:path [$($mark:ident),*];)+) => {
         $(
             #[doc = concat!("The `", $name, "` task.")]
+            // A task may carry every mark.
+            #[allow(clippy::needless_update)]
             pub const $konst: Task = Task {
                 name: $name,
                 handler: |input, state| Box::pin($handler(input, state)),
