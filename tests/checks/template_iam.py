@@ -5,8 +5,11 @@ and the docs, evaluated for two parameter sets (conditions resolved).
   (tokens: `store`, `eks`, `model`, expanded per parameter set), with no
   statement on Resource "*", and the store's policies on exactly the roles of
   the functions whose row says `store`;
-* the EKS access entry exists only with EksClusterName, maps the sandbox role
-  to the group infra/k8s/rbac.yaml binds;
+* EKS access entries exist only with EksClusterName: one for SandboxRole and
+  one for each own-role function whose row says `eks`, all to the group
+  infra/k8s/rbac.yaml binds; and the functions that reach the cluster are
+  exactly those the code marks `[sandboxes]` (shared/src/api/mod.rs,
+  shared/src/tasks/mod.rs);
 * no `{{resolve:` in any function's environment (secrets are read at start);
 * every `${…}` of every ASL file is substituted, and nothing else is;
 * every API route is in the route table and in openapi.json, and back.
@@ -244,19 +247,22 @@ for label, params in CONFIGS.items():
     if roles != store_roles:
         errors.append(f"{label}: {store_policy}.Roles — extra {sorted(roles - store_roles)}, missing {sorted(store_roles - roles)}")
 
-    # The EKS access entry: only with a cluster, the sandbox role, the group RBAC binds.
+    # The EKS access entries: only with a cluster, one for SandboxRole and one
+    # for each own-role function whose row says `eks`, all to the group RBAC binds.
     entries = [v for v in active.values() if v["Type"] == "AWS::EKS::AccessEntry"]
     if values["EksClusterName"]:
-        if len(entries) != 1:
-            errors.append(f"{label}: expected one AWS::EKS::AccessEntry with a cluster, found {len(entries)}")
-        else:
-            e = entries[0]["Properties"]
-            if e.get("PrincipalArn") != {"Fn::GetAtt": ["SandboxRole", "Arn"]}:
-                errors.append(f"{label}: the access entry maps {e.get('PrincipalArn')}, not the sandbox role")
+        want_principals = {"SandboxRole"} | {
+            f"{n}Role" for n in functions if n in table and table[n][0] == "own" and "eks" in table[n][1]}
+        got_principals = set()
+        for e in (x["Properties"] for x in entries):
+            got_principals.add((e.get("PrincipalArn") or {}).get("Fn::GetAtt", [None])[0])
             if e.get("KubernetesGroups") != groups or not groups:
                 errors.append(f"{label}: access entry groups {e.get('KubernetesGroups')} != infra/k8s/rbac.yaml's {groups}")
             if e.get("ClusterName") != {"Ref": "EksClusterName"}:
                 errors.append(f"{label}: access entry on {e.get('ClusterName')}, not EksClusterName")
+        if got_principals != want_principals or len(entries) != len(want_principals):
+            errors.append(f"{label}: access entries map {sorted(map(str, got_principals))}, "
+                          f"expected {sorted(want_principals)}")
     elif entries:
         errors.append(f"{label}: an AWS::EKS::AccessEntry exists without EksClusterName")
 
@@ -266,6 +272,35 @@ for label, params in CONFIGS.items():
     for who, env in envs:
         if "{{resolve:" in json.dumps(env):
             errors.append(f"{label}: {who}'s environment resolves a secret at deploy time ({{{{resolve:…}}}})")
+
+# Functions reach sandboxes exactly where the code says so: a binary whose
+# endpoint or task is marked `sandboxes` runs as SandboxRole or has `eks`.
+binaries = {}
+for name, r in t["Resources"].items():
+    if r["Type"] == "AWS::Serverless::Function":
+        b = (r.get("Metadata") or {}).get("BuildProperties", {}).get("Binary")
+        if b:
+            binaries[b] = name
+uses = {}
+api_src = Path("shared/src/api/mod.rs").read_text()
+for m in re.finditer(r'^\s*\w+\s*=\s*"([a-z0-9-]+)"\s*\[([^\]]*)\]\s*\{', api_src, re.M):
+    uses[m.group(1)] = {u.strip() for u in m.group(2).split(",") if u.strip()}
+task_src = Path("shared/src/tasks/mod.rs").read_text()
+for m in re.finditer(r'^\s*\w+\s*=\s*"(\w+)"\s*=>\s*[\w:]+\s*\[([^\]]*)\]\s*;', task_src, re.M):
+    bin_name = "step-" + re.sub(r"(?<!^)(?=[A-Z])", "-", m.group(1)).lower()
+    uses[bin_name] = {u.strip() for u in m.group(2).split(",") if u.strip()}
+if len(uses) < 40:
+    errors.append(f"read only {len(uses)} endpoints and tasks from the code's tables")
+for b, fn in sorted(binaries.items()):
+    if b not in uses:
+        continue
+    row = table.get(fn)
+    if row is None:
+        continue
+    reaches = row[0] == "SandboxRole" or "eks" in row[1]
+    if ("sandboxes" in uses[b]) != reaches:
+        errors.append(f"{fn} ({b}): the code says sandboxes={'sandboxes' in uses[b]}, "
+                      f"infra/README.md's row {'reaches' if reaches else 'does not reach'} the cluster")
 
 # Every ${…} of every ASL file is substituted, and every substitution is used.
 for name, m in t["Resources"].items():
@@ -314,5 +349,5 @@ if errors:
     print("\n".join(f"template: {e}" for e in errors), file=sys.stderr)
     sys.exit(1)
 print(f"template: IAM of {len(table)} functions equals infra/README.md's table in {len(CONFIGS)} parameter sets; "
-      f"access entry only with a cluster; no secret in any environment; every ASL placeholder substituted; "
+      f"access entries only with a cluster, for exactly the roles of the functions the code marks [sandboxes]; no secret in any environment; every ASL placeholder substituted; "
       f"{len(routes)} routes = route table = openapi.json (+ itself)")
