@@ -756,6 +756,16 @@ async fn projects_share_the_dependency_prebundle_and_never_change_it() {
     let count = |d: &std::path::Path| std::fs::read_dir(d).unwrap().count();
     let shared_files = count(&shared);
     assert!(shared.join("recharts.js").is_file() && shared.join("lucide-react.js").is_file());
+    // Without their maps: a dev server would combine each with its own on first use.
+    let maps: Vec<_> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".map"))
+        .collect();
+    assert!(
+        maps.is_empty(),
+        "source maps left in the pre-bundle: {maps:?}"
+    );
 
     let sb = provider.local("proj-deps").unwrap();
     sb.ensure().await.unwrap();

@@ -342,6 +342,10 @@ pub async fn prebundle(
         .await
         .is_ok()
     {
+        // A pre-bundle made by an older apna still has its maps.
+        if let Err(e) = drop_source_maps(&deps).await {
+            tracing::warn!(dir = %deps.display(), error = %e, "could not remove the pre-bundle's source maps");
+        }
         return Ok(deps);
     }
     progress(TemplateProgress::Prebundling { dir: deps.clone() });
@@ -386,6 +390,7 @@ pub async fn prebundle(
     let result = match out {
         Ok(Ok(o)) if o.status.success() => {
             let built = scratch.join(VITE_DEPS_LINK);
+            drop_source_maps(&built).await?;
             tokio::fs::create_dir_all(dest).await?;
             match tokio::fs::rename(&built, &deps).await {
                 Ok(()) => Ok(()),
@@ -415,6 +420,26 @@ pub async fn prebundle(
         elapsed: started.elapsed(),
     });
     Ok(deps)
+}
+
+/// Deletes a pre-bundle's source maps (`*.js.map`). The first time a dev
+/// server serves a pre-bundled dependency it combines the dependency's map
+/// with that of its own import rewrite and inlines the result (react-dom's
+/// alone is 3 MB): 0.18 s of CPU per project on its first page, a third of
+/// that page's cost (BENCHMARKS.md, #16). The maps only point into
+/// `node_modules`, which Vite puts on DevTools' ignore list anyway; Vite
+/// serves a dependency without a map as it is.
+async fn drop_source_maps(deps: &Path) -> std::io::Result<()> {
+    let mut dir = tokio::fs::read_dir(deps).await?;
+    while let Some(entry) = dir.next_entry().await? {
+        if entry.file_name().to_string_lossy().ends_with(".js.map") {
+            match tokio::fs::remove_file(entry.path()).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where [`seed_type_check`] keeps a starter's type-check build info: next
