@@ -664,6 +664,40 @@ async fn destroy_ends_commands_still_writing_into_the_project() {
 }
 
 /// Polls `path` on a dev server until it answers 200 with `needle` in the body.
+/// Command lines of this test process's descendants that run Vite.
+fn dev_server_command_lines() -> Vec<String> {
+    let ppid = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+    };
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let mut at = pid;
+        while let Some(parent) = ppid(at).filter(|p| *p > 1) {
+            if parent == me {
+                if cmd.contains("vite/bin/vite.js") {
+                    found.push(cmd.clone());
+                }
+                break;
+            }
+            at = parent;
+        }
+    }
+    found
+}
+
 async fn until_served(addr: std::net::SocketAddr, host: &str, path: &str, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -774,6 +808,12 @@ async fn projects_share_the_dependency_prebundle_and_never_change_it() {
     let st = wait_ready(&sb, Duration::from_secs(60)).await.unwrap();
     let addr: std::net::SocketAddr = st.preview_addr.unwrap().parse().unwrap();
     let host = "proj-deps.localhost";
+    // The dev server runs with apna's Node flags (Maglev as V8's top tier).
+    let servers = dev_server_command_lines();
+    assert!(
+        servers.iter().any(|c| c.contains("node --max-opt=2 ")),
+        "{servers:?}"
+    );
     // A page using a chart and icons: served from the pre-bundle, no re-optimising.
     sb.write_file(
         &p("src/App.tsx"),
