@@ -22,7 +22,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use apna::domain::{Project, RunStatus, User, LOCAL_USER};
+use apna::domain::{Project, ProjectStatus, RunStatus, User, LOCAL_USER};
 use apna::sandbox::local::{HandoverFault, LocalProvider};
 use apna::sandbox::{ProjectPath, Sandbox, SandboxState, SourceTree};
 use apna::server::LocalServer;
@@ -134,6 +134,29 @@ impl Served {
         r.json().await.unwrap()
     }
 
+    /// `GET /api/projects` as the UI sends it: each project's `sandbox_state`.
+    async fn api_list_states(&self) -> std::collections::HashMap<String, Value> {
+        let r = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}/api/projects", self.port))
+            .header("host", format!("localhost:{}", self.port))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let list: Value = r.json().await.unwrap();
+        list["projects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_string(),
+                    p["sandbox_state"].clone(),
+                )
+            })
+            .collect()
+    }
+
     /// One preview request for `path` as a browser's page load: (status, body).
     async fn preview(&self, id: &str, path: &str) -> (u16, String) {
         let r = reqwest::Client::new()
@@ -236,6 +259,27 @@ async fn an_open_hmr_socket_keeps_the_preview_awake() {
     let u = s.api_project(&unviewed.id).await;
     assert_eq!(u["sandbox_state"], "stopped", "{u}");
     assert_eq!(u["status"], "ready", "{u}");
+    // The list reads the page's states in one call to the provider: the
+    // same states, `null` for a hibernated project (whose sandbox would say
+    // `missing`), `missing` for one whose sandbox was never made.
+    let store = &s.server.state.store;
+    let hibernated = ready_project(&**store).await;
+    assert!(store
+        .set_project_status(
+            &hibernated.id,
+            ProjectStatus::Ready,
+            ProjectStatus::Hibernated,
+            None
+        )
+        .await
+        .unwrap());
+    let never_made = ready_project(&**store).await;
+    let listed = s.api_list_states().await;
+    assert_eq!(listed[&viewed.id], "ready", "{listed:?}");
+    assert_eq!(listed[&unviewed.id], "stopped", "{listed:?}");
+    assert_eq!(listed[&hibernated.id], Value::Null, "{listed:?}");
+    assert_eq!(listed[&never_made.id], "missing", "{listed:?}");
+    assert_eq!(listed.len(), 4, "{listed:?}");
 
     // The tab closes: the preview sleeps an idle time later.
     drop(socket);
@@ -373,6 +417,9 @@ async fn light_sleep_survives_a_restart() {
     a.stop().await;
 
     let b = Served::start(data.path(), &mock.url()).await;
+    // Listed before anything asked for its sandbox: no supervisor in memory,
+    // the files on disk say asleep.
+    assert_eq!(b.api_list_states().await[&p.id], "stopped");
     let v = b.api_project(&p.id).await;
     assert_eq!(v["status"], "ready", "{v}");
     assert_eq!(v["sandbox_state"], "stopped", "{v}");

@@ -1,5 +1,7 @@
 //! Project endpoints: create, list, read, delete, chat, messages, runs, files.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -218,6 +220,41 @@ pub async fn owned_project(state: &AppState, caller: &Caller, id: &str) -> Resul
 
 /// A project with its preview URL, active run and latest version.
 pub async fn view(state: &AppState, project: Project) -> Result<ProjectView, Error> {
+    let sandbox_state = if has_sandbox(&project) {
+        match state.sandboxes.sandbox(&project.id)?.status().await {
+            Ok(st) => Some(st.state),
+            Err(e) => {
+                tracing::debug!(project_id = %project.id, error = %e, "sandbox status unknown");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (active_run_id, latest_version) = run_and_version(state, &project).await?;
+    Ok(assemble(
+        state,
+        project,
+        active_run_id,
+        latest_version,
+        sandbox_state,
+    ))
+}
+
+/// Whether the project may have a sandbox to ask about (hibernated and
+/// deleted ones have none: their view says `null`, not `missing`).
+fn has_sandbox(project: &Project) -> bool {
+    !matches!(
+        project.status,
+        ProjectStatus::Hibernated | ProjectStatus::Deleted
+    )
+}
+
+/// The project's active run and newest version number, from the store.
+async fn run_and_version(
+    state: &AppState,
+    project: &Project,
+) -> Result<(Option<String>, Option<i64>), Error> {
     // Hibernate, wake and restore hold the lock too; they are not runs.
     let active_run_id = state
         .store
@@ -230,23 +267,44 @@ pub async fn view(state: &AppState, project: Project) -> Result<ProjectView, Err
         .await?
         .last()
         .map(|v| v.number);
-    let sandbox_state = match project.status {
-        ProjectStatus::Hibernated | ProjectStatus::Deleted => None,
-        _ => match state.sandboxes.sandbox(&project.id)?.status().await {
-            Ok(st) => Some(st.state),
-            Err(e) => {
-                tracing::debug!(project_id = %project.id, error = %e, "sandbox status unknown");
-                None
-            }
-        },
-    };
-    Ok(ProjectView {
+    Ok((active_run_id, latest_version))
+}
+
+fn assemble(
+    state: &AppState,
+    project: Project,
+    active_run_id: Option<String>,
+    latest_version: Option<i64>,
+    sandbox_state: Option<SandboxState>,
+) -> ProjectView {
+    ProjectView {
         preview_url: state.config.preview_url(&project.id),
         project,
         active_run_id,
         latest_version,
         sandbox_state,
-    })
+    }
+}
+
+/// The sandbox states of a page of projects, read in one call to the
+/// provider (on Kubernetes one list of pods, not one request per project).
+/// A failed read leaves every state unknown rather than failing the list.
+async fn page_states(state: &AppState, projects: &[Project]) -> HashMap<String, SandboxState> {
+    let ids: Vec<String> = projects
+        .iter()
+        .filter(|p| has_sandbox(p))
+        .map(|p| p.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return HashMap::new();
+    }
+    match state.sandboxes.statuses(&ids).await {
+        Ok(found) => found.into_iter().map(|(id, st)| (id, st.state)).collect(),
+        Err(e) => {
+            tracing::debug!(projects = ids.len(), error = %e, "sandbox states unknown");
+            HashMap::new()
+        }
+    }
 }
 
 /// Checks a prompt or chat message as the OpenAPI document describes it:
@@ -317,10 +375,20 @@ pub async fn list_projects(
     let page = q.page()?;
     let projects = state.store.list_projects(&caller.0, page).await?;
     let next = next_offset(page, projects.len());
-    // Concurrently: each view asks the store and the sandbox (on Kubernetes
-    // an API call), so a page costs the slowest, not the sum.
-    let views =
-        futures::future::try_join_all(projects.into_iter().map(|p| view(&state, p))).await?;
+    // The store's per-project reads run concurrently with each other and
+    // with the one read of the page's sandbox states.
+    let (mut states, store_parts) = futures::join!(
+        page_states(&state, &projects),
+        futures::future::try_join_all(projects.iter().map(|p| run_and_version(&state, p)))
+    );
+    let views = projects
+        .into_iter()
+        .zip(store_parts?)
+        .map(|(p, (active_run_id, latest_version))| {
+            let sandbox_state = states.remove(&p.id).filter(|_| has_sandbox(&p));
+            assemble(&state, p, active_run_id, latest_version, sandbox_state)
+        })
+        .collect();
     Ok(Json(ProjectList {
         projects: views,
         next_offset: next,

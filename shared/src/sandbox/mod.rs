@@ -22,10 +22,12 @@ pub mod sandboxd;
 pub mod smoke;
 pub mod source_tar;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -184,4 +186,37 @@ pub trait SandboxProvider: Send + Sync {
     fn awake(&self) -> futures::future::BoxFuture<'_, Result<Vec<String>>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+    /// [`Sandbox::status`] of several projects at once (a page of the project
+    /// list). A project whose state could not be read is left out. By default
+    /// each is asked on its own, [`STATUS_CONCURRENCY`] at a time; a backend
+    /// that can read them together (kube: one list) does.
+    fn statuses<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<HashMap<String, SandboxStatus>>> {
+        Box::pin(async move {
+            let found = futures::stream::iter(ids.iter().cloned())
+                .map(|id| async move {
+                    let status = match self.sandbox(&id) {
+                        Ok(sb) => sb.status().await,
+                        Err(e) => Err(e),
+                    };
+                    match status {
+                        Ok(st) => Some((id, st)),
+                        Err(e) => {
+                            tracing::debug!(project_id = %id, error = %e, "sandbox status unknown");
+                            None
+                        }
+                    }
+                })
+                .buffer_unordered(STATUS_CONCURRENCY)
+                .filter_map(futures::future::ready)
+                .collect()
+                .await;
+            Ok(found)
+        })
+    }
 }
+
+/// How many [`Sandbox::status`] calls the default [`SandboxProvider::statuses`] has in flight.
+pub const STATUS_CONCURRENCY: usize = 16;

@@ -26,7 +26,8 @@
 //! dropped whenever sandboxd stops answering or refuses the token.
 //!
 //! Kubernetes API requests per operation (counted by the tests' mock API
-//! server; see BENCHMARKS.md): `status` 1 (2 when there is no pod), `ensure`
+//! server; see BENCHMARKS.md): `status` 1 (2 when there is no pod), a page
+//! of the project list's states 1 (2 when one of them has no pod), `ensure`
 //! on a running sandbox 1 (a list, no writes), `ensure` of a new project 7,
 //! `stop` 1, `destroy` 4; light sleep of an idle project 10 (one list of the
 //! project pods for the whole sweep, then per project: its pods and
@@ -48,7 +49,7 @@ mod fixtures;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -210,6 +211,85 @@ impl SandboxProvider for KubeProvider {
             Ok(ids)
         })
     }
+
+    /// One list of the page's pods (a set-based selector on the project
+    /// label), and one of their volumes when some have no live pod: what
+    /// [`Sandbox::status`] reads per project, for all of them at once.
+    fn statuses<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<HashMap<String, SandboxStatus>>> {
+        let span = tracing::debug_span!(
+            "sandbox_statuses",
+            xray = "kubernetes",
+            projects = ids.len()
+        );
+        Box::pin(
+            async move {
+                // Sorted and unique, so the same page makes the same request;
+                // an id that cannot name a sandbox has none to report.
+                let sandboxes: BTreeMap<&str, KubeSandbox> = ids
+                    .iter()
+                    .filter_map(|id| Some((id.as_str(), self.kube(id).ok()?)))
+                    .collect();
+                if sandboxes.is_empty() {
+                    return Ok(HashMap::new());
+                }
+                let pods = self
+                    .inner
+                    .list::<Pod>(
+                        "pods",
+                        &objects::projects_selector(sandboxes.keys().copied()),
+                    )
+                    .await?;
+                let mut by_project = group_by_project(pods);
+                let mut found = HashMap::with_capacity(sandboxes.len());
+                let mut podless = Vec::new();
+                for (id, sb) in &sandboxes {
+                    let pods = by_project.remove(*id).unwrap_or_default();
+                    match KubeSandbox::live_pod(pods) {
+                        Some(pod) => {
+                            found.insert(id.to_string(), sb.status_of(&pod));
+                        }
+                        None => podless.push(*id),
+                    }
+                }
+                if !podless.is_empty() {
+                    let volumes = self
+                        .inner
+                        .list::<PersistentVolumeClaim>(
+                            "persistentvolumeclaims",
+                            &objects::projects_selector(podless.iter().copied()),
+                        )
+                        .await?;
+                    let kept = group_by_project(volumes);
+                    for id in podless {
+                        let volume_kept = kept.get(id).is_some_and(|v| KubeSandbox::volume_kept(v));
+                        found.insert(id.to_string(), pod_state::without_pod(volume_kept));
+                    }
+                }
+                Ok(found)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Objects by the project their label names.
+fn group_by_project<K: kube::Resource>(objects: Vec<K>) -> HashMap<String, Vec<K>> {
+    let mut by_project: HashMap<String, Vec<K>> = HashMap::new();
+    for o in objects {
+        let project = o
+            .meta()
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(objects::PROJECT_LABEL))
+            .cloned();
+        if let Some(project) = project {
+            by_project.entry(project).or_default().push(o);
+        }
+    }
+    by_project
 }
 
 impl Inner {
@@ -447,6 +527,11 @@ impl KubeSandbox {
             .find(|p| !pod_state::terminating(&p.metadata))
     }
 
+    /// Whether one of the project's volumes is not being deleted: its files are kept.
+    fn volume_kept(volumes: &[PersistentVolumeClaim]) -> bool {
+        volumes.iter().any(|v| !pod_state::terminating(&v.metadata))
+    }
+
     fn status_of(&self, pod: &Pod) -> SandboxStatus {
         pod_state::from_pod(pod, &self.preview_addr())
     }
@@ -599,12 +684,9 @@ impl Sandbox for KubeSandbox {
         if let Some(pod) = Self::live_pod(self.pods().await?) {
             return Ok(self.status_of(&pod));
         }
-        let kept = self
-            .volumes()
-            .await?
-            .iter()
-            .any(|v| !pod_state::terminating(&v.metadata));
-        Ok(pod_state::without_pod(kept))
+        Ok(pod_state::without_pod(Self::volume_kept(
+            &self.volumes().await?,
+        )))
     }
 
     async fn read_file(&self, path: &ProjectPath) -> Result<Vec<u8>> {

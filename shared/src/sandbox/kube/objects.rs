@@ -126,6 +126,13 @@ pub fn project_selector(id: &str) -> String {
     format!("{PROJECT_LABEL}={id}")
 }
 
+/// The label selector finding the objects of any of `ids` (set-based:
+/// `apna.dev/project in (a,b)`), for reading a page of projects in one list.
+pub fn projects_selector<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let ids: Vec<&str> = ids.into_iter().collect();
+    format!("{PROJECT_LABEL} in ({})", ids.join(","))
+}
+
 /// The label selector finding warm pods.
 pub fn warm_selector() -> String {
     format!("{WARM_LABEL}=true")

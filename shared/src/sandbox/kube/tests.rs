@@ -222,6 +222,124 @@ async fn status_follows_the_pod() {
     }
 }
 
+/// `obj` (the project's pod or volume) as another project's.
+fn of_project(mut obj: serde_json::Value, id: &str) -> serde_json::Value {
+    obj["metadata"]["name"] = json!(format!("project-{id}"));
+    obj["metadata"]["labels"]["apna.dev/project"] = json!(id);
+    obj
+}
+
+fn ids(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn statuses_of_a_page_are_one_list_of_pods_and_one_of_volumes() {
+    let (client, server) = client();
+    let provider = KubeProvider::new(client, options());
+    let server = server.run(vec![
+        list(
+            "pods",
+            "apna.dev/project in (abc123,def456,ggg777,hhh555,zzz999)",
+        )
+        .reply(
+            200,
+            list_of(
+                "Pod",
+                vec![
+                    project_pod(PodPhase::Ready),
+                    of_project(project_pod(PodPhase::CrashLoop), "ggg777"),
+                    of_project(terminating(project_pod(PodPhase::Ready)), "def456"),
+                ],
+            ),
+        ),
+        // Only the projects without a live pod: the volume decides.
+        list(PVCS, "apna.dev/project in (def456,hhh555,zzz999)").reply(
+            200,
+            list_of(
+                "PersistentVolumeClaim",
+                vec![
+                    of_project(project_pvc(), "def456"),
+                    of_project(terminating(project_pvc()), "zzz999"),
+                ],
+            ),
+        ),
+    ]);
+    // Unsorted, a duplicate, and an id that cannot name a sandbox (left out).
+    let page = ids(&[
+        "zzz999",
+        "abc123",
+        "def456",
+        "ggg777",
+        "hhh555",
+        "abc123",
+        "Not_A_Label",
+    ]);
+    let got = provider.statuses(&page).await.unwrap();
+    assert_eq!(server.await.unwrap(), 2);
+    let state = |id: &str| got.get(id).map(|s| s.state);
+    assert_eq!(state("abc123"), Some(SandboxState::Ready));
+    assert_eq!(got["abc123"].preview_addr.as_deref(), Some(PREVIEW));
+    assert_eq!(state("ggg777"), Some(SandboxState::Crashed));
+    assert!(got["ggg777"]
+        .detail
+        .as_deref()
+        .unwrap_or_default()
+        .contains("CrashLoopBackOff"));
+    assert_eq!(state("def456"), Some(SandboxState::Stopped));
+    assert_eq!(state("zzz999"), Some(SandboxState::Missing));
+    assert_eq!(state("hhh555"), Some(SandboxState::Missing));
+    assert_eq!(got.len(), 5, "{got:?}");
+}
+
+#[tokio::test]
+async fn statuses_with_a_pod_each_are_one_request_and_errors_are_errors() {
+    let (client, server) = client();
+    let provider = KubeProvider::new(client, options());
+    let server = server.run(vec![list("pods", "apna.dev/project in (abc123,def456)")
+        .reply(
+            200,
+            list_of(
+                "Pod",
+                vec![
+                    project_pod(PodPhase::Ready),
+                    of_project(project_pod(PodPhase::Pending), "def456"),
+                ],
+            ),
+        )]);
+    let got = provider
+        .statuses(&ids(&["def456", "abc123"]))
+        .await
+        .unwrap();
+    assert_eq!(server.await.unwrap(), 1);
+    assert_eq!(got["abc123"].state, SandboxState::Ready);
+    assert_eq!(got["def456"].state, SandboxState::Starting);
+    // The same state a single status() reads.
+    let (sb, server) = sandbox();
+    let server = server.run(vec![pods(vec![project_pod(PodPhase::Ready)])]);
+    assert_eq!(sb.status().await.unwrap(), got["abc123"]);
+    server.await.unwrap();
+
+    // Nothing that could name a sandbox: nothing asked.
+    let (client, server) = client();
+    let provider = KubeProvider::new(client, options());
+    let server = server.run(vec![]);
+    assert!(provider
+        .statuses(&ids(&["Not_A_Label"]))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(server.await.unwrap(), 0);
+
+    // A refused list is the caller's to degrade, not an empty answer.
+    let (client, server) = client();
+    let provider = KubeProvider::new(client, options());
+    let server = server.run(vec![list("pods", "apna.dev/project in (abc123)")
+        .reply(403, status(403, "Forbidden", "pods is forbidden"))]);
+    assert!(provider.statuses(&ids(&["abc123"])).await.is_err());
+    server.await.unwrap();
+}
+
 #[tokio::test]
 async fn stop_deletes_the_pod_and_keeps_the_volume() {
     let (sb, server) = sandbox();

@@ -281,6 +281,41 @@ impl SandboxProvider for LocalProvider {
             .collect();
         Box::pin(async move { Ok(ids) })
     }
+
+    /// From the supervisors in memory; only the projects without a running
+    /// dev server need a look at the disk (files kept or not), all of them
+    /// in one blocking task.
+    fn statuses<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<HashMap<String, SandboxStatus>>> {
+        Box::pin(async move {
+            let mut found = HashMap::with_capacity(ids.len());
+            let mut asleep = Vec::new();
+            for id in ids {
+                // An id that is not a project's has no sandbox to report.
+                let Ok(sb) = self.local(id) else { continue };
+                if sb.ws.dev_server_running() {
+                    // A running dev server serves the files it was started on.
+                    found.insert(id.clone(), sb.ws.status_given(true));
+                } else {
+                    asleep.push(sb.ws);
+                }
+            }
+            if !asleep.is_empty() {
+                let looked = tokio::task::spawn_blocking(move || {
+                    asleep
+                        .into_iter()
+                        .map(|ws| (ws.project_id().to_string(), ws.status_given(ws.exists())))
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("sandbox status task: {e}")))?;
+                found.extend(looked);
+            }
+            Ok(found)
+        })
+    }
 }
 
 /// One project's local sandbox: its [`Workspace`], plus the warm spare.

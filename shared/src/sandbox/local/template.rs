@@ -195,26 +195,16 @@ pub async fn prepare_templates(
             None => {
                 let d = match &isolation {
                     Isolation::Bubblewrap { .. } => {
-                        let dest = cache_root.join(&hash).join("vite").join(&config_hash);
-                        let deps = prebundle(
-                            &isolation,
-                            &cache_root,
-                            &workspace,
-                            &files,
-                            &node_modules,
-                            &dest,
-                            progress,
-                        )
-                        .await?;
-                        seed_type_check(
-                            &isolation,
-                            &cache_root,
-                            &workspace,
-                            &files,
-                            &node_modules,
-                            &dest,
-                        )
-                        .await;
+                        let entry = CacheEntry {
+                            isolation: &isolation,
+                            cache_root: &cache_root,
+                            workspace: &workspace,
+                            files: &files,
+                            node_modules: &node_modules,
+                            dir: cache_root.join(&hash).join("vite").join(&config_hash),
+                        };
+                        let deps = entry.prebundle(progress).await?;
+                        entry.seed_type_check().await;
                         Some(deps)
                     }
                     Isolation::None => None,
@@ -320,106 +310,206 @@ impl Drop for InstallLock {
     }
 }
 
-/// Runs Vite's dependency optimiser once for a starter, in a scratch project
-/// mounted at `workspace` exactly as projects are, and keeps the result in
-/// `{dest}/deps` (returned). Nothing happens when it is already there.
-///
-/// Vite accepts a cached pre-bundle when the lock file, the resolved config
-/// and the project root match (`_metadata.json` records their hash); a
-/// project whose packages change gets its own bundle from Vite, which
-/// replaces the `.vite/deps` link, never what it points to.
-pub async fn prebundle(
-    isolation: &Isolation,
-    cache_root: &Path,
-    workspace: &Path,
-    files: &SourceTree,
-    node_modules: &Path,
-    dest: &Path,
-    progress: &(dyn Fn(TemplateProgress) + Send + Sync),
-) -> Result<PathBuf> {
-    let deps = dest.join("deps");
-    if tokio::fs::metadata(deps.join("_metadata.json"))
-        .await
-        .is_ok()
-    {
-        // A pre-bundle made by an older apna still has its maps.
-        if let Err(e) = drop_source_maps(&deps).await {
-            tracing::warn!(dir = %deps.display(), error = %e, "could not remove the pre-bundle's source maps");
-        }
-        return Ok(deps);
+/// The file name of a starter's type-check build info in its cache entry.
+const TYPE_CHECK_SEED: &str = "tsc.tsbuildinfo";
+
+/// One starter's entry in the template cache (one lock file and Vite
+/// config): its dependency pre-bundle and type-check seed, both made by
+/// running tools in a scratch copy of the starter mounted at `workspace`
+/// exactly as projects are.
+pub struct CacheEntry<'a> {
+    /// How the tools are confined.
+    pub isolation: &'a Isolation,
+    /// The template cache (hidden from the tools).
+    pub cache_root: &'a Path,
+    /// Where every project (and so the scratch copy) is mounted.
+    pub workspace: &'a Path,
+    /// The starter's files.
+    pub files: &'a SourceTree,
+    /// The installed dependencies of its lock file.
+    pub node_modules: &'a Path,
+    /// The entry's directory: `deps` and the type-check seed go in it.
+    pub dir: PathBuf,
+}
+
+impl CacheEntry<'_> {
+    /// A fresh scratch directory name in the cache for `what`.
+    fn scratch(&self, what: &str) -> PathBuf {
+        self.cache_root.join(format!(
+            "{what}.tmp-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ))
     }
-    progress(TemplateProgress::Prebundling { dir: deps.clone() });
-    let started = Instant::now();
-    let scratch = cache_root.join(format!(
-        "prebundle.tmp-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let (tree, nm, dir) = (files.clone(), node_modules.to_path_buf(), scratch.clone());
-    tokio::task::spawn_blocking(move || {
-        super::workspace::materialize(&tree, &nm, None, &dir.with_extension("creating"), &dir)
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("prebundle task: {e}")))??;
-    let read_only = [node_modules.to_path_buf()];
-    let private = [node_modules.join(VITE_TEMP_DIR)];
-    let confinement = Confinement::without_cgroups(DEFAULT_DISK_BUDGET);
-    let spec = ProcessSpec {
-        project_dir: &scratch,
-        hidden_dir: cache_root,
-        workspace,
-        read_only_dirs: &read_only,
-        private_dirs: &private,
-        env: &[],
-        confinement: &confinement,
-        limits: Limits::command(DEFAULT_DISK_BUDGET),
-        cgroup: None,
-        network: false,
-        listen_fd: None,
-    };
-    let vite = workspace.join("node_modules/vite/bin/vite.js");
-    let vite = vite.to_string_lossy();
-    let mut cmd = project_command(
-        isolation,
-        &spec,
-        "node",
-        &[&vite, "optimize", "--logLevel", "warn"],
-    );
-    cmd.stdin(Stdio::null());
-    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output()).await;
-    let result = match out {
-        Ok(Ok(o)) if o.status.success() => {
-            let built = scratch.join(VITE_DEPS_LINK);
-            drop_source_maps(&built).await?;
-            tokio::fs::create_dir_all(dest).await?;
-            match tokio::fs::rename(&built, &deps).await {
-                Ok(()) => Ok(()),
-                // Another process made the same pre-bundle first: use theirs.
-                Err(_)
-                    if tokio::fs::metadata(deps.join("_metadata.json"))
-                        .await
-                        .is_ok() =>
-                {
-                    Ok(())
+
+    /// Writes the starter into `dir` (blocking, off the runtime).
+    async fn materialize(&self, dir: &Path) -> Result<()> {
+        let (tree, nm, dir) = (
+            self.files.clone(),
+            self.node_modules.to_path_buf(),
+            dir.to_path_buf(),
+        );
+        tokio::task::spawn_blocking(move || {
+            super::workspace::materialize(&tree, &nm, None, &dir.with_extension("creating"), &dir)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("starter copy task: {e}")))?
+    }
+
+    /// Runs Vite's dependency optimiser once for a starter, in a scratch project
+    /// mounted at `workspace` exactly as projects are, and keeps the result in
+    /// `{dir}/deps` (returned). Nothing happens when it is already there.
+    ///
+    /// Vite accepts a cached pre-bundle when the lock file, the resolved config
+    /// and the project root match (`_metadata.json` records their hash); a
+    /// project whose packages change gets its own bundle from Vite, which
+    /// replaces the `.vite/deps` link, never what it points to.
+    pub async fn prebundle(
+        &self,
+        progress: &(dyn Fn(TemplateProgress) + Send + Sync),
+    ) -> Result<PathBuf> {
+        let (isolation, cache_root, workspace, node_modules, dest) = (
+            self.isolation,
+            self.cache_root,
+            self.workspace,
+            self.node_modules,
+            &self.dir,
+        );
+        let deps = dest.join("deps");
+        if tokio::fs::metadata(deps.join("_metadata.json"))
+            .await
+            .is_ok()
+        {
+            // A pre-bundle made by an older apna still has its maps.
+            if let Err(e) = drop_source_maps(&deps).await {
+                tracing::warn!(dir = %deps.display(), error = %e, "could not remove the pre-bundle's source maps");
+            }
+            return Ok(deps);
+        }
+        progress(TemplateProgress::Prebundling { dir: deps.clone() });
+        let started = Instant::now();
+        let scratch = self.scratch("prebundle");
+        self.materialize(&scratch).await?;
+        let read_only = [node_modules.to_path_buf()];
+        let private = [node_modules.join(VITE_TEMP_DIR)];
+        let confinement = Confinement::without_cgroups(DEFAULT_DISK_BUDGET);
+        let spec = ProcessSpec {
+            project_dir: &scratch,
+            hidden_dir: cache_root,
+            workspace,
+            read_only_dirs: &read_only,
+            private_dirs: &private,
+            env: &[],
+            confinement: &confinement,
+            limits: Limits::command(DEFAULT_DISK_BUDGET),
+            cgroup: None,
+            network: false,
+            listen_fd: None,
+        };
+        let vite = workspace.join("node_modules/vite/bin/vite.js");
+        let vite = vite.to_string_lossy();
+        let mut cmd = project_command(
+            isolation,
+            &spec,
+            "node",
+            &[&vite, "optimize", "--logLevel", "warn"],
+        );
+        cmd.stdin(Stdio::null());
+        let out = tokio::time::timeout(Duration::from_secs(300), cmd.output()).await;
+        let result = match out {
+            Ok(Ok(o)) if o.status.success() => {
+                let built = scratch.join(VITE_DEPS_LINK);
+                drop_source_maps(&built).await?;
+                tokio::fs::create_dir_all(dest).await?;
+                match tokio::fs::rename(&built, &deps).await {
+                    Ok(()) => Ok(()),
+                    // Another process made the same pre-bundle first: use theirs.
+                    Err(_)
+                        if tokio::fs::metadata(deps.join("_metadata.json"))
+                            .await
+                            .is_ok() =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
                 }
-                Err(e) => Err(e.into()),
+            }
+            Ok(Ok(o)) => Err(Error::Sandbox(format!(
+                "pre-bundling the template's dependencies failed ({}):\n{}{}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ))),
+            Ok(Err(e)) => Err(Error::Sandbox(format!("could not run vite optimize: {e}"))),
+            Err(_) => Err(Error::Sandbox("vite optimize timed out after 300 s".into())),
+        };
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
+        result?;
+        progress(TemplateProgress::Prebundled {
+            elapsed: started.elapsed(),
+        });
+        Ok(deps)
+    }
+
+    /// Type-checks a starter once, in a scratch project mounted at `workspace`
+    /// exactly as projects are, and keeps `tsc`'s build info in `{dir}` (see
+    /// [`type_check_seed`]); a project made from the starter starts with a copy
+    /// ([`super::workspace::materialize`]), so its first Verify re-checks only
+    /// what the agent changed instead of every declaration file of React and
+    /// the kit (0.55 s of CPU cold, 0.2 s from the seed). The build info holds
+    /// paths relative to the project, the same in every project under
+    /// bubblewrap, and `tsc` re-checks any file whose hash differs from it, so
+    /// a seed from another starter of the same lock file only saves less. It
+    /// comes from apna's own run over the pristine starter, never from a
+    /// project's (hostile) files. Failing leaves no seed, which only costs time.
+    pub async fn seed_type_check(&self) {
+        let (isolation, cache_root, workspace, node_modules, dest) = (
+            self.isolation,
+            self.cache_root,
+            self.workspace,
+            self.node_modules,
+            &self.dir,
+        );
+        let seed = dest.join(TYPE_CHECK_SEED);
+        if tokio::fs::metadata(&seed).await.is_ok() {
+            return;
+        }
+        let scratch = self.scratch("typecheck");
+        if self.materialize(&scratch).await.is_ok() {
+            let read_only = [node_modules.to_path_buf()];
+            let confinement = Confinement::without_cgroups(DEFAULT_DISK_BUDGET);
+            let spec = ProcessSpec {
+                project_dir: &scratch,
+                hidden_dir: cache_root,
+                workspace,
+                read_only_dirs: &read_only,
+                private_dirs: &[],
+                env: &[],
+                confinement: &confinement,
+                limits: Limits::command(DEFAULT_DISK_BUDGET),
+                cgroup: None,
+                network: false,
+                listen_fd: None,
+            };
+            let tsc = crate::sandbox::build_check::TSC_INCREMENTAL;
+            let mut cmd = project_command(isolation, &spec, "sh", &["-c", tsc]);
+            cmd.stdin(Stdio::null());
+            let ran = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await;
+            let built = scratch.join(crate::sandbox::build_check::TSC_BUILD_INFO);
+            let kept = match ran {
+                Ok(Ok(_)) => match tokio::fs::create_dir_all(dest).await {
+                    Ok(()) => tokio::fs::rename(&built, &seed).await,
+                    Err(e) => Err(e),
+                },
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(std::io::Error::other("tsc timed out")),
+            };
+            if let Err(e) = kept {
+                tracing::warn!(error = %e, "no type-check seed for the starter; first Verifies check everything");
             }
         }
-        Ok(Ok(o)) => Err(Error::Sandbox(format!(
-            "pre-bundling the template's dependencies failed ({}):\n{}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ))),
-        Ok(Err(e)) => Err(Error::Sandbox(format!("could not run vite optimize: {e}"))),
-        Err(_) => Err(Error::Sandbox("vite optimize timed out after 300 s".into())),
-    };
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
-    result?;
-    progress(TemplateProgress::Prebundled {
-        elapsed: started.elapsed(),
-    });
-    Ok(deps)
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
+    }
 }
 
 /// Deletes a pre-bundle's source maps (`*.js.map`). The first time a dev
@@ -442,79 +532,10 @@ async fn drop_source_maps(deps: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Where [`seed_type_check`] keeps a starter's type-check build info: next
-/// to the pre-bundle `deps` of the same lock file and config.
+/// Where [`CacheEntry::seed_type_check`] keeps a starter's type-check build
+/// info: next to the pre-bundle `deps` of the same lock file and config.
 pub fn type_check_seed(vite_deps: &Path) -> PathBuf {
-    vite_deps.with_file_name("tsc.tsbuildinfo")
-}
-
-/// Type-checks a starter once, in a scratch project mounted at `workspace`
-/// exactly as projects are, and keeps `tsc`'s build info in `{dest}` (see
-/// [`type_check_seed`]); a project made from the starter starts with a copy
-/// ([`super::workspace::materialize`]), so its first Verify re-checks only
-/// what the agent changed instead of every declaration file of React and
-/// the kit (0.55 s of CPU cold, 0.2 s from the seed). The build info holds
-/// paths relative to the project, the same in every project under
-/// bubblewrap, and `tsc` re-checks any file whose hash differs from it, so
-/// a seed from another starter of the same lock file only saves less. It
-/// comes from apna's own run over the pristine starter, never from a
-/// project's (hostile) files. Failing leaves no seed, which only costs time.
-pub async fn seed_type_check(
-    isolation: &Isolation,
-    cache_root: &Path,
-    workspace: &Path,
-    files: &SourceTree,
-    node_modules: &Path,
-    dest: &Path,
-) {
-    let seed = dest.join("tsc.tsbuildinfo");
-    if tokio::fs::metadata(&seed).await.is_ok() {
-        return;
-    }
-    let scratch = cache_root.join(format!(
-        "typecheck.tmp-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let (tree, nm, dir) = (files.clone(), node_modules.to_path_buf(), scratch.clone());
-    let made = tokio::task::spawn_blocking(move || {
-        super::workspace::materialize(&tree, &nm, None, &dir.with_extension("creating"), &dir)
-    })
-    .await;
-    if matches!(made, Ok(Ok(()))) {
-        let read_only = [node_modules.to_path_buf()];
-        let confinement = Confinement::without_cgroups(DEFAULT_DISK_BUDGET);
-        let spec = ProcessSpec {
-            project_dir: &scratch,
-            hidden_dir: cache_root,
-            workspace,
-            read_only_dirs: &read_only,
-            private_dirs: &[],
-            env: &[],
-            confinement: &confinement,
-            limits: Limits::command(DEFAULT_DISK_BUDGET),
-            cgroup: None,
-            network: false,
-            listen_fd: None,
-        };
-        let tsc = crate::sandbox::build_check::TSC_INCREMENTAL;
-        let mut cmd = project_command(isolation, &spec, "sh", &["-c", tsc]);
-        cmd.stdin(Stdio::null());
-        let ran = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await;
-        let built = scratch.join(crate::sandbox::build_check::TSC_BUILD_INFO);
-        let kept = match ran {
-            Ok(Ok(_)) => match tokio::fs::create_dir_all(dest).await {
-                Ok(()) => tokio::fs::rename(&built, &seed).await,
-                Err(e) => Err(e),
-            },
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(std::io::Error::other("tsc timed out")),
-        };
-        if let Err(e) = kept {
-            tracing::warn!(error = %e, "no type-check seed for the starter; first Verifies check everything");
-        }
-    }
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    vite_deps.with_file_name(TYPE_CHECK_SEED)
 }
 
 /// The starters of the sandbox image (`/opt/apna/templates`), whose

@@ -321,6 +321,38 @@ impl Workspace {
         self.supervisor().is_some_and(|s| s.is_active())
     }
 
+    /// The state [`Sandbox::status`] reports, given whether the files are
+    /// there ([`Workspace::exists`]): the rest is in memory.
+    pub fn status_given(&self, exists: bool) -> SandboxStatus {
+        if !exists {
+            return SandboxStatus {
+                state: SandboxState::Missing,
+                preview_addr: None,
+                detail: None,
+            };
+        }
+        match self.supervisor() {
+            Some(s) if s.is_active() => s.status(),
+            Some(s) => {
+                let st = s.status();
+                SandboxStatus {
+                    state: if st.state == SandboxState::Crashed {
+                        SandboxState::Crashed
+                    } else {
+                        SandboxState::Stopped
+                    },
+                    preview_addr: None,
+                    detail: st.detail,
+                }
+            }
+            None => SandboxStatus {
+                state: SandboxState::Stopped,
+                preview_addr: None,
+                detail: None,
+            },
+        }
+    }
+
     /// Serialises ensure, import and destroy of this workspace.
     pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.lock.lock().await
@@ -725,33 +757,7 @@ impl Sandbox for Workspace {
     }
 
     async fn status(&self) -> Result<SandboxStatus> {
-        if !self.exists() {
-            return Ok(SandboxStatus {
-                state: SandboxState::Missing,
-                preview_addr: None,
-                detail: None,
-            });
-        }
-        match self.supervisor() {
-            Some(s) if s.is_active() => Ok(s.status()),
-            Some(s) => {
-                let st = s.status();
-                Ok(SandboxStatus {
-                    state: if st.state == SandboxState::Crashed {
-                        SandboxState::Crashed
-                    } else {
-                        SandboxState::Stopped
-                    },
-                    preview_addr: None,
-                    detail: st.detail,
-                })
-            }
-            None => Ok(SandboxStatus {
-                state: SandboxState::Stopped,
-                preview_addr: None,
-                detail: None,
-            }),
-        }
+        Ok(self.status_given(self.exists()))
     }
 
     async fn read_file(&self, path: &ProjectPath) -> Result<Vec<u8>> {
