@@ -235,8 +235,8 @@ fn ids(ids: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn statuses_of_a_page_are_one_list_of_pods_and_one_of_volumes() {
-    let (client, server) = client();
-    let provider = KubeProvider::new(client, options());
+    let (api, server) = client();
+    let provider = KubeProvider::new(api, options());
     let server = server.run(vec![
         list(
             "pods",
@@ -294,8 +294,8 @@ async fn statuses_of_a_page_are_one_list_of_pods_and_one_of_volumes() {
 
 #[tokio::test]
 async fn statuses_with_a_pod_each_are_one_request_and_errors_are_errors() {
-    let (client, server) = client();
-    let provider = KubeProvider::new(client, options());
+    let (api, server) = client();
+    let provider = KubeProvider::new(api, options());
     let server = server.run(vec![list("pods", "apna.dev/project in (abc123,def456)")
         .reply(
             200,
@@ -321,8 +321,8 @@ async fn statuses_with_a_pod_each_are_one_request_and_errors_are_errors() {
     server.await.unwrap();
 
     // Nothing that could name a sandbox: nothing asked.
-    let (client, server) = client();
-    let provider = KubeProvider::new(client, options());
+    let (api, server) = client();
+    let provider = KubeProvider::new(api, options());
     let server = server.run(vec![]);
     assert!(provider
         .statuses(&ids(&["Not_A_Label"]))
@@ -332,8 +332,8 @@ async fn statuses_with_a_pod_each_are_one_request_and_errors_are_errors() {
     assert_eq!(server.await.unwrap(), 0);
 
     // A refused list is the caller's to degrade, not an empty answer.
-    let (client, server) = client();
-    let provider = KubeProvider::new(client, options());
+    let (api, server) = client();
+    let provider = KubeProvider::new(api, options());
     let server = server.run(vec![list("pods", "apna.dev/project in (abc123)")
         .reply(403, status(403, "Forbidden", "pods is forbidden"))]);
     assert!(provider.statuses(&ids(&["abc123"])).await.is_err());
