@@ -78,8 +78,8 @@ pub struct DevServerOptions {
 ///
 /// `--max-opt=2` stops V8 at Maglev, without TurboFan: a dev server spends
 /// most of its life starting and serving a first page, where TurboFan's
-/// background compiles never pay back (−13 % of the CPU to a served first
-/// page, 0.8 → 0.7 s); over 40 edits afterwards it costs ~5 % more.
+/// background compiles never pay back (−13 to −28 % of the CPU to a served
+/// first page); over 40 edits afterwards it costs ~5 % more.
 pub const NODE_FLAGS: &[&str] = &["--max-opt=2"];
 
 impl DevServerOptions {
