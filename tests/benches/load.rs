@@ -21,9 +21,11 @@
 //! default 4), with the mock model answering each call after
 //! `APNA_LOAD_LATENCY_MS` (default 2000). `APNA_LOAD_PHASES=after` runs one.
 //!
-//! `cargo bench -p apna-tests --bench load --profile dev` (`APNA_LOAD_RUNS`,
-//! `APNA_LOAD_CLIENTS`; `APNA_CHROMIUM` is handed to the server). Loopback
-//! only; stops by itself.
+//! `cargo bench -p apna-tests --bench load` (`APNA_LOAD_RUNS`,
+//! `APNA_LOAD_CLIENTS`; `APNA_CHROMIUM` is handed to the server). The
+//! bench profile is a release build, like `apna serve --release`; with
+//! `--profile dev` it builds faster but the server's own CPU is about twice
+//! as high. Loopback only; stops by itself.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
