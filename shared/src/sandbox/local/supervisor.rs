@@ -228,10 +228,17 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-async fn run(spec: Arc<Mutex<ViteSpec>>, shared: Arc<Mutex<Shared>>, cancel: CancellationToken) {
+async fn run(current: Arc<Mutex<ViteSpec>>, shared: Arc<Mutex<Shared>>, cancel: CancellationToken) {
     let mut backoff = Duration::from_millis(250);
+    let current_dir = || {
+        current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .project_dir
+            .clone()
+    };
     loop {
-        let spec = spec.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let spec = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let started = Instant::now();
         let outcome = run_once(&spec, &shared, &cancel).await;
         if cancel.is_cancelled() {
@@ -245,6 +252,14 @@ async fn run(spec: Arc<Mutex<ViteSpec>>, shared: Arc<Mutex<Shared>>, cancel: Can
             Ok(status) => format!("dev server exited ({status})"),
             Err(e) => format!("dev server failed to start: {e}"),
         };
+        // A spare adopted while its process was still being set up: bubblewrap
+        // (or the spawn) found the spare's directory already renamed to the
+        // project's. Not a crash; start again at once at the new directory.
+        let moved = current_dir() != spec.project_dir && lock(&shared).state != SandboxState::Ready;
+        if moved {
+            tracing::debug!(project_id = %spec.project_id, %detail, "dev server moved before it was ready; starting it again");
+            continue;
+        }
         tracing::warn!(project_id = %spec.project_id, %detail, "restarting dev server");
         push_line(&shared, format!("[apna] {detail}"));
         let restarts = {
@@ -543,6 +558,83 @@ impl LogSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in for Vite that exits with 1 once `exit-once` appears in its
+    /// directory (deleting it), and otherwise keeps running.
+    const FAKE_VITE: &str = "const fs = require('fs');\n\
+        setInterval(() => { if (fs.existsSync('exit-once')) { fs.unlinkSync('exit-once'); process.exit(1); } }, 20);\n";
+
+    fn fake_project(dir: &std::path::Path) {
+        let bin = dir.join("node_modules/vite/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("vite.js"), FAKE_VITE).unwrap();
+    }
+
+    fn spec_for(dir: &std::path::Path, data: &std::path::Path) -> ViteSpec {
+        ViteSpec {
+            project_id: "spare".into(),
+            project_dir: dir.to_path_buf(),
+            hidden_dir: data.to_path_buf(),
+            workspace: data.join("workspace"),
+            read_only_dirs: Vec::new(),
+            private_dirs: Vec::new(),
+            log_file: data.join("spare.log"),
+            server: DevServerOptions::loopback(None),
+            isolation: Isolation::None,
+            confinement: Arc::new(Confinement::without_cgroups(1 << 30)),
+        }
+    }
+
+    async fn next_pid(sup: &Supervisor, after: Option<u32>) -> u32 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(pid) = sup.pid().filter(|p| Some(*p) != after) {
+                return pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no new dev server: {}",
+                sup.tail(20)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spare_moved_before_it_was_ready_restarts_without_a_crash() {
+        let data = tempfile::tempdir().unwrap();
+        let (spare, project) = (data.path().join(".spare-1"), data.path().join("proj"));
+        fake_project(&spare);
+        let sup = Supervisor::start(spec_for(&spare, data.path()));
+        let first = next_pid(&sup, None).await;
+        // Adopted: renamed and rebound while starting; then the process ends.
+        std::fs::rename(&spare, &project).unwrap();
+        sup.rebind("proj", project.clone(), data.path().join("proj.log"));
+        std::fs::write(project.join("exit-once"), "").unwrap();
+        next_pid(&sup, Some(first)).await;
+        {
+            let s = lock(&sup.shared);
+            assert_eq!(s.restarts, 0, "{:?}", s.log);
+            assert_ne!(s.state, SandboxState::Crashed);
+        }
+        assert!(
+            !sup.tail(50).contains("[apna] dev server"),
+            "{}",
+            sup.tail(50)
+        );
+
+        // Not moved: the same exit is a crash, logged and counted.
+        let second = sup.pid().unwrap();
+        std::fs::write(project.join("exit-once"), "").unwrap();
+        next_pid(&sup, Some(second)).await;
+        assert_eq!(lock(&sup.shared).restarts, 1);
+        assert!(
+            sup.tail(50).contains("[apna] dev server exited"),
+            "{}",
+            sup.tail(50)
+        );
+        sup.stop().await;
+    }
 
     #[test]
     fn strips_colour_codes() {
