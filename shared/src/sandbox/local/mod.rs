@@ -29,6 +29,7 @@ pub mod command;
 pub mod disk;
 pub mod files;
 mod handover;
+mod host_cpu;
 pub mod limits;
 pub mod module_walk;
 pub mod packages;

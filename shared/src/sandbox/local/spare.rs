@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::handover::{self, FaultPoint, Refused};
+use super::host_cpu::HostCpu;
 use super::module_walk;
 use super::process::Isolation;
 use super::supervisor::Supervisor;
@@ -129,21 +130,43 @@ pub(super) fn remove_leftovers(projects: &Path, logs: &Path) {
     }
 }
 
-/// While builds hold the gate, a refill waits this long between looks.
+/// While builds hold the gate or the CPUs are busy, a refill waits this long between looks.
 const BUSY_POLL: Duration = Duration::from_millis(250);
+
+/// Beyond the first spare, a refill waits while more than this share of
+/// the host's CPU time was busy over the last [`BUSY_POLL`].
+const BUSY_SHARE: f64 = 0.75;
+
+/// The longest a refill beyond the first spare waits for idle CPUs: on a
+/// host that is never idle, spares still come, only later.
+const MAX_CPU_WAIT: Duration = Duration::from_secs(20);
 
 /// Starts making spares in the background, one at a time, until there are
 /// as many as configured. Each waits until no Verify or package install holds
-/// the build gate: a spare's Vite start costs ~0.45 s of CPU that runs in a
-/// burst should get first.
+/// the build gate, and each beyond the first until the CPUs are mostly idle
+/// (or [`MAX_CPU_WAIT`]): a spare costs ~0.55 s of CPU (its Vite start and
+/// first page) that the runs of a burst should get first. In a burst of 20
+/// creates, the spares made after the creates were taken ran while the
+/// runs did; none of them serves the burst.
 pub(super) fn refill(inner: &Arc<Inner>) {
     if !usable(inner) || inner.spare.is_full() || inner.spare.filling.swap(true, Ordering::SeqCst) {
         return;
     }
     let inner = inner.clone();
     tokio::spawn(async move {
-        while inner.toolchain.builds().in_use() > 0 && usable(&inner) {
+        let mut cpu = HostCpu::new();
+        let asked = Instant::now();
+        while usable(&inner) {
+            let gate_free = inner.toolchain.builds().in_use() == 0;
+            if gate_free && (count(&inner) == 0 || asked.elapsed() >= MAX_CPU_WAIT) {
+                break;
+            }
             tokio::time::sleep(BUSY_POLL).await;
+            // No `/proc/stat`: nothing to wait for but the gate.
+            let idle = cpu.busy_share().is_none_or(|b| b <= BUSY_SHARE);
+            if idle && inner.toolchain.builds().in_use() == 0 {
+                break;
+            }
         }
         let made = if usable(&inner) {
             make_one(&inner).await
