@@ -342,6 +342,37 @@ impl CacheEntry<'_> {
         ))
     }
 
+    /// Runs `program` in the scratch copy `scratch`, confined as a project
+    /// command without network and with the entry's `node_modules` read-only;
+    /// `None` when it outlives `timeout`.
+    async fn run_in_scratch(
+        &self,
+        scratch: &Path,
+        private_dirs: &[PathBuf],
+        program: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Option<std::io::Result<std::process::Output>> {
+        let read_only = [self.node_modules.to_path_buf()];
+        let confinement = Confinement::without_cgroups(DEFAULT_DISK_BUDGET);
+        let spec = ProcessSpec {
+            project_dir: scratch,
+            hidden_dir: self.cache_root,
+            workspace: self.workspace,
+            read_only_dirs: &read_only,
+            private_dirs,
+            env: &[],
+            confinement: &confinement,
+            limits: Limits::command(DEFAULT_DISK_BUDGET),
+            cgroup: None,
+            network: false,
+            listen_fd: None,
+        };
+        let mut cmd = project_command(self.isolation, &spec, program, args);
+        cmd.stdin(Stdio::null());
+        tokio::time::timeout(timeout, cmd.output()).await.ok()
+    }
+
     /// Writes the starter into `dir` (blocking, off the runtime).
     async fn materialize(&self, dir: &Path) -> Result<()> {
         let (tree, nm, dir) = (
@@ -368,13 +399,7 @@ impl CacheEntry<'_> {
         &self,
         progress: &(dyn Fn(TemplateProgress) + Send + Sync),
     ) -> Result<PathBuf> {
-        let (isolation, cache_root, workspace, node_modules, dest) = (
-            self.isolation,
-            self.cache_root,
-            self.workspace,
-            self.node_modules,
-            &self.dir,
-        );
+        let dest = &self.dir;
         let deps = dest.join("deps");
         if tokio::fs::metadata(deps.join("_metadata.json"))
             .await
@@ -390,34 +415,20 @@ impl CacheEntry<'_> {
         let started = Instant::now();
         let scratch = self.scratch("prebundle");
         self.materialize(&scratch).await?;
-        let read_only = [node_modules.to_path_buf()];
-        let private = [node_modules.join(VITE_TEMP_DIR)];
-        let confinement = Confinement::without_cgroups(DEFAULT_DISK_BUDGET);
-        let spec = ProcessSpec {
-            project_dir: &scratch,
-            hidden_dir: cache_root,
-            workspace,
-            read_only_dirs: &read_only,
-            private_dirs: &private,
-            env: &[],
-            confinement: &confinement,
-            limits: Limits::command(DEFAULT_DISK_BUDGET),
-            cgroup: None,
-            network: false,
-            listen_fd: None,
-        };
-        let vite = workspace.join("node_modules/vite/bin/vite.js");
+        let private = [self.node_modules.join(VITE_TEMP_DIR)];
+        let vite = self.workspace.join("node_modules/vite/bin/vite.js");
         let vite = vite.to_string_lossy();
-        let mut cmd = project_command(
-            isolation,
-            &spec,
-            "node",
-            &[&vite, "optimize", "--logLevel", "warn"],
-        );
-        cmd.stdin(Stdio::null());
-        let out = tokio::time::timeout(Duration::from_secs(300), cmd.output()).await;
+        let out = self
+            .run_in_scratch(
+                &scratch,
+                &private,
+                "node",
+                &[&vite, "optimize", "--logLevel", "warn"],
+                Duration::from_secs(300),
+            )
+            .await;
         let result = match out {
-            Ok(Ok(o)) if o.status.success() => {
+            Some(Ok(o)) if o.status.success() => {
                 let built = scratch.join(VITE_DEPS_LINK);
                 drop_source_maps(&built).await?;
                 tokio::fs::create_dir_all(dest).await?;
@@ -434,14 +445,14 @@ impl CacheEntry<'_> {
                     Err(e) => Err(e.into()),
                 }
             }
-            Ok(Ok(o)) => Err(Error::Sandbox(format!(
+            Some(Ok(o)) => Err(Error::Sandbox(format!(
                 "pre-bundling the template's dependencies failed ({}):\n{}{}",
                 o.status,
                 String::from_utf8_lossy(&o.stdout),
                 String::from_utf8_lossy(&o.stderr)
             ))),
-            Ok(Err(e)) => Err(Error::Sandbox(format!("could not run vite optimize: {e}"))),
-            Err(_) => Err(Error::Sandbox("vite optimize timed out after 300 s".into())),
+            Some(Err(e)) => Err(Error::Sandbox(format!("could not run vite optimize: {e}"))),
+            None => Err(Error::Sandbox("vite optimize timed out after 300 s".into())),
         };
         let _ = tokio::fs::remove_dir_all(&scratch).await;
         result?;
@@ -463,46 +474,24 @@ impl CacheEntry<'_> {
     /// comes from apna's own run over the pristine starter, never from a
     /// project's (hostile) files. Failing leaves no seed, which only costs time.
     pub async fn seed_type_check(&self) {
-        let (isolation, cache_root, workspace, node_modules, dest) = (
-            self.isolation,
-            self.cache_root,
-            self.workspace,
-            self.node_modules,
-            &self.dir,
-        );
-        let seed = dest.join(TYPE_CHECK_SEED);
+        let seed = self.dir.join(TYPE_CHECK_SEED);
         if tokio::fs::metadata(&seed).await.is_ok() {
             return;
         }
         let scratch = self.scratch("typecheck");
         if self.materialize(&scratch).await.is_ok() {
-            let read_only = [node_modules.to_path_buf()];
-            let confinement = Confinement::without_cgroups(DEFAULT_DISK_BUDGET);
-            let spec = ProcessSpec {
-                project_dir: &scratch,
-                hidden_dir: cache_root,
-                workspace,
-                read_only_dirs: &read_only,
-                private_dirs: &[],
-                env: &[],
-                confinement: &confinement,
-                limits: Limits::command(DEFAULT_DISK_BUDGET),
-                cgroup: None,
-                network: false,
-                listen_fd: None,
-            };
             let tsc = crate::sandbox::build_check::TSC_INCREMENTAL;
-            let mut cmd = project_command(isolation, &spec, "sh", &["-c", tsc]);
-            cmd.stdin(Stdio::null());
-            let ran = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await;
+            let ran = self
+                .run_in_scratch(&scratch, &[], "sh", &["-c", tsc], Duration::from_secs(120))
+                .await;
             let built = scratch.join(crate::sandbox::build_check::TSC_BUILD_INFO);
             let kept = match ran {
-                Ok(Ok(_)) => match tokio::fs::create_dir_all(dest).await {
+                Some(Ok(_)) => match tokio::fs::create_dir_all(&self.dir).await {
                     Ok(()) => tokio::fs::rename(&built, &seed).await,
                     Err(e) => Err(e),
                 },
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(std::io::Error::other("tsc timed out")),
+                Some(Err(e)) => Err(e),
+                None => Err(std::io::Error::other("tsc timed out")),
             };
             if let Err(e) = kept {
                 tracing::warn!(error = %e, "no type-check seed for the starter; first Verifies check everything");
