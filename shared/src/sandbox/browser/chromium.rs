@@ -87,15 +87,61 @@ fn browser_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Sandbox(format!("the browser {what}: {e}"))
 }
 
+/// Where `setpriv` (util-linux) may be.
+const SETPRIV: &[&str] = &["/usr/bin/setpriv", "/bin/setpriv"];
+
+/// A script in `dir` that runs `exe` with `setpriv --pdeathsig KILL`:
+/// Chromium then dies with the thread that started it. chromiumoxide stops
+/// it only when the browser is dropped, so a process that ends without that
+/// (`apna serve` killed, a test binary ending) left it running, ~100 MB
+/// and its renderers each time. `None` without `setpriv`.
+fn dying_with_parent(exe: &Path, dir: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let setpriv = SETPRIV.iter().map(Path::new).find(|p| p.is_file())?;
+    let quote = |p: &Path| format!("'{}'", p.to_string_lossy().replace('\'', r"'\''"));
+    let script = dir.join("launch-chromium");
+    let text = format!(
+        "#!/bin/sh\nexec {} --pdeathsig KILL -- {} \"$@\"\n",
+        quote(setpriv),
+        quote(exe)
+    );
+    std::fs::write(&script, text).ok()?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).ok()?;
+    Some(script)
+}
+
 async fn launch(exe: &Path, opts: &BrowserOptions) -> Result<Warm> {
     let profile = tempfile::Builder::new()
         .prefix("apna-chromium-")
         .tempdir()
         .map_err(|e| browser_error("profile could not be created", e))?;
+    // PDEATHSIG follows the thread that forks: this runs on a runtime
+    // worker (async), never on a blocking-pool thread that idles out.
+    if let Some(wrapper) = dying_with_parent(exe, profile.path()) {
+        match start(&wrapper, exe, opts, profile).await {
+            Ok(w) => return Ok(w),
+            // A `/tmp` mounted noexec, say: start Chromium itself.
+            Err((e, profile)) => {
+                tracing::debug!(error = %e, "Chromium could not start through setpriv");
+                return start(exe, exe, opts, profile).await.map_err(|(e, _)| e);
+            }
+        }
+    }
+    start(exe, exe, opts, profile).await.map_err(|(e, _)| e)
+}
+
+/// Starts `program` (Chromium `exe`, or a wrapper of it) with `profile`;
+/// on failure the profile comes back for another try.
+async fn start(
+    program: &Path,
+    exe: &Path,
+    opts: &BrowserOptions,
+    profile: tempfile::TempDir,
+) -> std::result::Result<Warm, (Error, tempfile::TempDir)> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let mut cfg = BrowserConfig::builder()
-        .chrome_executable(exe)
+        .chrome_executable(program)
         .user_data_dir(profile.path())
         .launch_timeout(LAUNCH_TIMEOUT)
         .request_timeout(COMMAND_TIMEOUT)
@@ -115,12 +161,17 @@ async fn launch(exe: &Path, opts: &BrowserOptions) -> Result<Warm> {
     if opts.no_sandbox.unwrap_or(root) {
         cfg = cfg.no_sandbox();
     }
-    let cfg = cfg
-        .build()
-        .map_err(|e| browser_error("could not be configured", e))?;
-    let (mut browser, mut handler) = Cdp::launch(cfg)
-        .await
-        .map_err(|e| browser_error(&format!("({}) did not start", exe.display()), e))?;
+    let cfg = match cfg.build() {
+        Ok(cfg) => cfg,
+        Err(e) => return Err((browser_error("could not be configured", e), profile)),
+    };
+    let (mut browser, mut handler) = match Cdp::launch(cfg).await {
+        Ok(launched) => launched,
+        Err(e) => {
+            let e = browser_error(&format!("({}) did not start", exe.display()), e);
+            return Err((e, profile));
+        }
+    };
     let pid = browser.get_mut_child().and_then(|c| c.inner.id());
     let alive = Arc::new(AtomicBool::new(true));
     let flag = alive.clone();
@@ -888,6 +939,49 @@ fn split_file(loc: &str) -> (String, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The process state letter of `pid` (`Z` once it died and awaits reaping), or `None` when gone.
+    fn state_of(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(") ")?.1.chars().next()
+    }
+
+    #[test]
+    fn the_browser_dies_with_the_thread_that_started_it() {
+        let Ok(exe) = super::super::find_chromium(None, std::env::var_os("PATH")) else {
+            assert!(
+                !crate::testing::services::services_required(),
+                "no Chromium, and APNA_REQUIRE_SERVICES=1"
+            );
+            eprintln!("skipped: no Chromium");
+            return;
+        };
+        // As if the process had been killed: the thread that started the
+        // browser ends, and nothing drops it.
+        let (pid, profile) = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let w = launch(&exe, &BrowserOptions::default()).await.unwrap();
+                let out = (w.pid().unwrap(), w._profile.path().to_path_buf());
+                std::mem::forget(w);
+                out
+            })
+        })
+        .join()
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !matches!(state_of(pid), None | Some('Z')) {
+            assert!(
+                Instant::now() < deadline,
+                "Chromium {pid} outlived its starter"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_dir_all(profile);
+    }
 
     #[test]
     fn console_format_strings_are_filled_in() {
