@@ -663,13 +663,8 @@ async fn destroy_ends_commands_still_writing_into_the_project() {
     assert!(!root.exists(), "a killed command recreated the directory");
 }
 
-/// Polls `path` on a dev server until it answers 200 with `needle` in the body.
 /// Command lines of this test process's descendants that run Vite.
 fn dev_server_command_lines() -> Vec<String> {
-    let ppid = |pid: u32| -> Option<u32> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
-    };
     let me = std::process::id();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -685,7 +680,7 @@ fn dev_server_command_lines() -> Vec<String> {
         };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         let mut at = pid;
-        while let Some(parent) = ppid(at).filter(|p| *p > 1) {
+        while let Some(parent) = apna::sandbox::local::process::parent_pid(at).filter(|p| *p > 1) {
             if parent == me {
                 if cmd.contains("vite/bin/vite.js") {
                     found.push(cmd.clone());
@@ -698,6 +693,7 @@ fn dev_server_command_lines() -> Vec<String> {
     found
 }
 
+/// Polls `path` on a dev server until it answers 200 with `needle` in the body.
 async fn until_served(addr: std::net::SocketAddr, host: &str, path: &str, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

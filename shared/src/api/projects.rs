@@ -385,7 +385,7 @@ pub async fn list_projects(
         .into_iter()
         .zip(store_parts?)
         .map(|(p, (active_run_id, latest_version))| {
-            let sandbox_state = states.remove(&p.id).filter(|_| has_sandbox(&p));
+            let sandbox_state = states.remove(&p.id);
             assemble(&state, p, active_run_id, latest_version, sandbox_state)
         })
         .collect();

@@ -94,10 +94,14 @@ const SETPRIV: &[&str] = &["/usr/bin/setpriv", "/bin/setpriv"];
 /// Chromium then dies with the thread that started it. chromiumoxide stops
 /// it only when the browser is dropped, so a process that ends without that
 /// (`apna serve` killed, a test binary ending) left it running, ~100 MB
-/// and its renderers each time. `None` without `setpriv`.
+/// and its renderers each time. `None` without `setpriv`, or where `dir`
+/// cannot hold a program (a `/tmp` mounted noexec).
 fn dying_with_parent(exe: &Path, dir: &Path) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let setpriv = SETPRIV.iter().map(Path::new).find(|p| p.is_file())?;
+    if !executable_here(dir) {
+        return None;
+    }
     let quote = |p: &Path| format!("'{}'", p.to_string_lossy().replace('\'', r"'\''"));
     let script = dir.join("launch-chromium");
     let text = format!(
@@ -110,6 +114,19 @@ fn dying_with_parent(exe: &Path, dir: &Path) -> Option<std::path::PathBuf> {
     Some(script)
 }
 
+/// Whether the file system holding `dir` lets programs run (not `noexec`).
+fn executable_here(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: an all-zero statvfs is a valid value for statvfs(3) to fill.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` a valid, writable statvfs.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    rc == 0 && st.f_flag & libc::ST_NOEXEC == 0
+}
+
 async fn launch(exe: &Path, opts: &BrowserOptions) -> Result<Warm> {
     let profile = tempfile::Builder::new()
         .prefix("apna-chromium-")
@@ -117,31 +134,11 @@ async fn launch(exe: &Path, opts: &BrowserOptions) -> Result<Warm> {
         .map_err(|e| browser_error("profile could not be created", e))?;
     // PDEATHSIG follows the thread that forks: this runs on a runtime
     // worker (async), never on a blocking-pool thread that idles out.
-    if let Some(wrapper) = dying_with_parent(exe, profile.path()) {
-        match start(&wrapper, exe, opts, profile).await {
-            Ok(w) => return Ok(w),
-            // A `/tmp` mounted noexec, say: start Chromium itself.
-            Err((e, profile)) => {
-                tracing::debug!(error = %e, "Chromium could not start through setpriv");
-                return start(exe, exe, opts, profile).await.map_err(|(e, _)| e);
-            }
-        }
-    }
-    start(exe, exe, opts, profile).await.map_err(|(e, _)| e)
-}
-
-/// Starts `program` (Chromium `exe`, or a wrapper of it) with `profile`;
-/// on failure the profile comes back for another try.
-async fn start(
-    program: &Path,
-    exe: &Path,
-    opts: &BrowserOptions,
-    profile: tempfile::TempDir,
-) -> std::result::Result<Warm, (Error, tempfile::TempDir)> {
+    let program = dying_with_parent(exe, profile.path());
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let mut cfg = BrowserConfig::builder()
-        .chrome_executable(program)
+        .chrome_executable(program.as_deref().unwrap_or(exe))
         .user_data_dir(profile.path())
         .launch_timeout(LAUNCH_TIMEOUT)
         .request_timeout(COMMAND_TIMEOUT)
@@ -161,17 +158,12 @@ async fn start(
     if opts.no_sandbox.unwrap_or(root) {
         cfg = cfg.no_sandbox();
     }
-    let cfg = match cfg.build() {
-        Ok(cfg) => cfg,
-        Err(e) => return Err((browser_error("could not be configured", e), profile)),
-    };
-    let (mut browser, mut handler) = match Cdp::launch(cfg).await {
-        Ok(launched) => launched,
-        Err(e) => {
-            let e = browser_error(&format!("({}) did not start", exe.display()), e);
-            return Err((e, profile));
-        }
-    };
+    let cfg = cfg
+        .build()
+        .map_err(|e| browser_error("could not be configured", e))?;
+    let (mut browser, mut handler) = Cdp::launch(cfg)
+        .await
+        .map_err(|e| browser_error(&format!("({}) did not start", exe.display()), e))?;
     let pid = browser.get_mut_child().and_then(|c| c.inner.id());
     let alive = Arc::new(AtomicBool::new(true));
     let flag = alive.clone();
@@ -944,6 +936,15 @@ mod tests {
     fn state_of(pid: u32) -> Option<char> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         stat.rsplit_once(") ")?.1.chars().next()
+    }
+
+    #[test]
+    fn programs_may_run_from_the_profile_directory() {
+        // No noexec mount exists on the test machines to show the refusal;
+        // a directory that cannot be looked at counts as one.
+        let dir = tempfile::tempdir().unwrap();
+        assert!(executable_here(dir.path()));
+        assert!(!executable_here(Path::new("/no/such/dir")));
     }
 
     #[test]

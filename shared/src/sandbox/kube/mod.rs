@@ -203,8 +203,8 @@ impl SandboxProvider for KubeProvider {
             let mut ids: Vec<String> = pods
                 .iter()
                 .filter(|p| !pod_state::terminating(&p.metadata))
-                .filter_map(|p| p.metadata.labels.as_ref()?.get(objects::PROJECT_LABEL))
-                .cloned()
+                .filter_map(|p| objects::project_of(&p.metadata))
+                .map(str::to_string)
                 .collect();
             ids.sort();
             ids.dedup();
@@ -279,13 +279,7 @@ impl SandboxProvider for KubeProvider {
 fn group_by_project<K: kube::Resource>(objects: Vec<K>) -> HashMap<String, Vec<K>> {
     let mut by_project: HashMap<String, Vec<K>> = HashMap::new();
     for o in objects {
-        let project = o
-            .meta()
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(objects::PROJECT_LABEL))
-            .cloned();
-        if let Some(project) = project {
+        if let Some(project) = objects::project_of(o.meta()).map(str::to_string) {
             by_project.entry(project).or_default().push(o);
         }
     }

@@ -126,6 +126,11 @@ pub fn project_selector(id: &str) -> String {
     format!("{PROJECT_LABEL}={id}")
 }
 
+/// The project an object belongs to, from its label.
+pub fn project_of(meta: &ObjectMeta) -> Option<&str> {
+    meta.labels.as_ref()?.get(PROJECT_LABEL).map(String::as_str)
+}
+
 /// The label selector finding the objects of any of `ids` (set-based:
 /// `apna.dev/project in (a,b)`), for reading a page of projects in one list.
 pub fn projects_selector<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {

@@ -446,7 +446,7 @@ pub fn kill_orphans(dirs: &[PathBuf]) -> usize {
 }
 
 /// The parent pid from `/proc/{pid}/stat` (the field after the `(comm)`).
-fn parent_pid(pid: u32) -> Option<u32> {
+pub fn parent_pid(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(1)?.parse().ok()

@@ -156,17 +156,15 @@ pub(super) fn refill(inner: &Arc<Inner>) {
     tokio::spawn(async move {
         let mut cpu = HostCpu::new();
         let asked = Instant::now();
+        // Known after one poll; without `/proc/stat` only the gate is waited for.
+        let mut idle = false;
         while usable(&inner) {
-            let gate_free = inner.toolchain.builds().in_use() == 0;
-            if gate_free && (count(&inner) == 0 || asked.elapsed() >= MAX_CPU_WAIT) {
+            let cpu_free = idle || count(&inner) == 0 || asked.elapsed() >= MAX_CPU_WAIT;
+            if cpu_free && inner.toolchain.builds().in_use() == 0 {
                 break;
             }
             tokio::time::sleep(BUSY_POLL).await;
-            // No `/proc/stat`: nothing to wait for but the gate.
-            let idle = cpu.busy_share().is_none_or(|b| b <= BUSY_SHARE);
-            if idle && inner.toolchain.builds().in_use() == 0 {
-                break;
-            }
+            idle = cpu.busy_share().is_none_or(|b| b <= BUSY_SHARE);
         }
         let made = if usable(&inner) {
             make_one(&inner).await
